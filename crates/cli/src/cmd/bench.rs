@@ -1,0 +1,411 @@
+//! `persona bench engine`: the engine against llama.cpp and
+//! sentence-transformers, side by side in one run, same files, same threads.
+//!
+//! Each side runs in its own child process so load time and peak RSS are
+//! measured per engine and per model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use persona_engine::{BertEncoder, ChatModel, Encoder, GenerationParams, GgufChatModel};
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Engine speed vs llama.cpp (chat models) and sentence-transformers (encoder).
+    Engine(EngineArgs),
+    /// Internal: measure one model in this process and print JSON.
+    #[command(hide = true)]
+    EngineWorker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Chat models to measure (manifest names).
+    #[arg(long, value_delimiter = ',', default_value = "tiny,small")]
+    pub models: Vec<String>,
+    /// Approximate prompt length for the prefill measurement.
+    #[arg(long, default_value_t = 500)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode.
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    /// Measured runs per model (median reported; one warm-up run first).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Python with llama-cpp-python installed (the llama.cpp reference); skipped if absent.
+    #[arg(long, env = "PERSONA_LLAMA_PYTHON", value_name = "PYTHON")]
+    pub llama_python: Option<PathBuf>,
+    /// Python with sentence-transformers installed (the encoder reference); skipped if absent.
+    #[arg(long, env = "PERSONA_ST_PYTHON", value_name = "PYTHON")]
+    pub st_python: Option<PathBuf>,
+    /// Also measure the encoder.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub encoder: bool,
+    /// Write the markdown report here (the engine section is replaced in place).
+    #[arg(long, default_value = "benches/RESULTS.md")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// `llama` or `encoder`.
+    pub kind: String,
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub input_file: PathBuf,
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// One engine's figures for one model (both sides print this shape).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Measurement {
+    pub engine: String,
+    pub load_ms: f64,
+    #[serde(default)]
+    pub prompt_tokens: usize,
+    #[serde(default)]
+    pub prefill_tok_s: f64,
+    #[serde(default)]
+    pub ttft_ms: f64,
+    #[serde(default)]
+    pub decode_tokens: usize,
+    #[serde(default)]
+    pub decode_tok_s: f64,
+    #[serde(default)]
+    pub sentences: usize,
+    #[serde(default)]
+    pub sentences_per_s: f64,
+    pub peak_rss_mb: f64,
+}
+
+pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Engine(args) => run_engine(ctx, args),
+        BenchCommand::EngineWorker(args) => {
+            let m = match args.kind.as_str() {
+                "llama" => worker_llama(ctx, &args)?,
+                "encoder" => worker_encoder(ctx, &args)?,
+                other => bail!("unknown worker kind `{other}`"),
+            };
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(())
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
+    let prompt = std::fs::read_to_string(&args.input_file)?;
+    let start = Instant::now();
+    let mut model = GgufChatModel::load(&args.model, &ctx.device()?)?;
+    let load_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let params = GenerationParams { max_tokens: args.gen_tokens, ignore_eos: true, ..Default::default() };
+    let (mut prefill, mut ttft, mut decode) = (Vec::new(), Vec::new(), Vec::new());
+    let mut prompt_tokens = 0;
+    for run in 0..=args.runs {
+        let g = model.generate(&prompt, &params, &mut |_| true)?;
+        if run == 0 {
+            continue;
+        }
+        prompt_tokens = g.prompt_tokens;
+        prefill.push(g.prefill_tokens_per_s());
+        ttft.push(g.prefill_ms);
+        decode.push(g.decode_tokens_per_s());
+    }
+    Ok(Measurement {
+        engine: format!("persona-engine (candle {})", candle_version()),
+        load_ms,
+        prompt_tokens,
+        prefill_tok_s: median(prefill),
+        ttft_ms: median(ttft),
+        decode_tokens: args.gen_tokens,
+        decode_tok_s: median(decode),
+        peak_rss_mb: peak_rss_mb(),
+        ..Default::default()
+    })
+}
+
+fn worker_encoder(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
+    let text = std::fs::read_to_string(&args.input_file)?;
+    let sentences: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = Instant::now();
+    let encoder = BertEncoder::load(&args.model, "minilm", &ctx.device()?)?;
+    let load_ms = start.elapsed().as_secs_f64() * 1000.0;
+    encoder.embed(&sentences[..sentences.len().min(32)])?;
+    let mut rates = Vec::new();
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        encoder.embed(&sentences)?;
+        rates.push(sentences.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(Measurement {
+        engine: format!("persona-engine (candle {})", candle_version()),
+        load_ms,
+        sentences: sentences.len(),
+        sentences_per_s: median(rates),
+        peak_rss_mb: peak_rss_mb(),
+        ..Default::default()
+    })
+}
+
+fn candle_version() -> &'static str {
+    "0.11"
+}
+
+/// A deterministic English text of about `tokens` tokens (about 4 chars/token).
+fn bench_prompt(tokens: usize) -> String {
+    const PARAGRAPH: &str = "The history of cartography traces the development of maps from early sketches on clay tablets to satellite imagery. \
+Sailors relied on charts that recorded coastlines, currents and the positions of stars, while surveyors measured land with chains and theodolites. \
+Printing made maps cheaper, and national mapping agencies standardised symbols, scales and projections. ";
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < tokens * 4 {
+        s.push_str(&format!("Section {i}. "));
+        s.push_str(PARAGRAPH);
+        i += 1;
+    }
+    s
+}
+
+fn bench_sentences() -> String {
+    let subjects = ["The committee", "A young musician", "Our neighbour", "The research team", "My grandmother", "The city council", "A small startup", "The football club"];
+    let verbs = ["announced", "questioned", "celebrated", "postponed", "reviewed", "described", "rejected", "funded"];
+    let objects = ["a new plan for public transport", "the results of the annual survey", "an unusual guitar made of recycled wood", "the recipe for a traditional soup", "a proposal to plant more trees downtown", "the design of a faster electric bicycle", "the schedule for next season", "a report on rising rents"];
+    let mut out = String::new();
+    for (i, s) in subjects.iter().enumerate() {
+        for (j, v) in verbs.iter().enumerate() {
+            for k in 0..4 {
+                let o = objects[(i + j + k) % objects.len()];
+                out.push_str(&format!("{s} {v} {o} on day {}.\n", i * 32 + j * 4 + k));
+            }
+        }
+    }
+    out
+}
+
+fn spawn_json(mut cmd: Command, what: &str) -> Result<Measurement> {
+    let out = cmd.output().with_context(|| format!("starting {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("reading {what} output: {text}"))
+}
+
+fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn script_path() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_reference.py");
+    if here.exists() {
+        here
+    } else {
+        PathBuf::from("scripts/bench_reference.py")
+    }
+}
+
+struct Row {
+    model: String,
+    sha256: String,
+    ours: Measurement,
+    reference: Option<Measurement>,
+}
+
+fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let threads = threads();
+    let work = tempfile_dir()?;
+    let prompt_file = work.join("prompt.txt");
+    std::fs::write(&prompt_file, bench_prompt(args.prompt_tokens))?;
+    let sentences_file = work.join("sentences.txt");
+    std::fs::write(&sentences_file, bench_sentences())?;
+    let worker = |kind: &str, model: &Path, input: &Path| {
+        let mut c = Command::new(&exe);
+        c.args(["--device", &ctx.device_choice.to_string(), "--threads", &threads.to_string(), "bench", "engine-worker", kind])
+            .arg("--model")
+            .arg(model)
+            .arg("--input-file")
+            .arg(input)
+            .args(["--gen-tokens", &args.gen_tokens.to_string(), "--runs", &args.runs.to_string()]);
+        c
+    };
+    let reference = |python: &Path, kind: &str, model: &Path, input_flag: &str, input: &Path| {
+        let mut c = Command::new(python);
+        c.arg(script_path()).arg(kind).arg("--model").arg(model).arg(input_flag).arg(input).args([
+            "--gen-tokens",
+            &args.gen_tokens.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--runs",
+            &args.runs.to_string(),
+        ]);
+        c
+    };
+    let mut rows = Vec::new();
+    for name in &args.models {
+        let entry = ctx.manifest.get(name)?;
+        let path = ctx.ensure_installed(entry)?;
+        eprintln!("measuring {name} (persona-engine)...");
+        let ours = spawn_json(worker("llama", &path, &prompt_file), "the persona-engine worker")?;
+        let reference = match &args.llama_python {
+            Some(py) => {
+                eprintln!("measuring {name} (llama.cpp)...");
+                Some(spawn_json(reference(py, "llama", &path, "--prompt-file", &prompt_file), "the llama.cpp reference")?)
+            }
+            None => None,
+        };
+        rows.push(Row { model: name.clone(), sha256: entry.files[0].sha256.clone(), ours, reference });
+    }
+    let mut encoder_row = None;
+    if args.encoder {
+        let entry = ctx.manifest.get("minilm")?;
+        let path = ctx.ensure_installed(entry)?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        eprintln!("measuring the encoder (persona-engine)...");
+        let ours = spawn_json(worker("encoder", &dir, &sentences_file), "the encoder worker")?;
+        let reference = match &args.st_python {
+            Some(py) => {
+                eprintln!("measuring the encoder (sentence-transformers)...");
+                Some(spawn_json(reference(py, "encoder", &dir, "--sentences-file", &sentences_file), "the sentence-transformers reference")?)
+            }
+            None => None,
+        };
+        encoder_row = Some(Row { model: "minilm".into(), sha256: entry.files[0].sha256.clone(), ours, reference });
+    }
+    let section = render_section(&args, threads, &rows, encoder_row.as_ref());
+    println!("{section}");
+    write_section(&args.out, &section)?;
+    eprintln!("wrote {}", args.out.display());
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("persona-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}x", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let features = [("avx2", cfg!(target_feature = "avx2")), ("fma", cfg!(target_feature = "fma")), ("f16c", cfg!(target_feature = "f16c"))]
+        .iter()
+        .map(|(n, on)| format!("{n}={}", if *on { "on" } else { "off" }))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cpu}, {cores} cores; build target features: {features}")
+}
+
+fn git_revision() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Option<&Row>) -> String {
+    let mut s = String::new();
+    s.push_str("## Engine: persona-engine vs llama.cpp\n\n");
+    s.push_str(&format!(
+        "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {}{}{}`\n\n",
+        args.models.join(","),
+        args.prompt_tokens,
+        args.gen_tokens,
+        args.runs,
+        if args.llama_python.is_some() { " --llama-python PY" } else { "" },
+        if args.st_python.is_some() { " --st-python PY" } else { "" },
+    ));
+    s.push_str(&format!("Machine: {}. Threads: {threads} (both engines). Git revision: {}. Median of {} runs after one warm-up; greedy decoding, EOS ignored.\n\n", machine(), git_revision(), args.runs));
+    s.push_str("| model | engine | load ms | prompt tok | prefill tok/s | TTFT ms | decode tok/s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        for m in std::iter::once(&r.ours).chain(r.reference.as_ref()) {
+            s.push_str(&format!(
+                "| {} | {} | {:.0} | {} | {:.1} | {:.0} | {:.1} | {:.0} |\n",
+                r.model, m.engine, m.load_ms, m.prompt_tokens, m.prefill_tok_s, m.ttft_ms, m.decode_tok_s, m.peak_rss_mb
+            ));
+        }
+    }
+    s.push_str("\nRatios (persona-engine / llama.cpp; above 1.0x is faster for speeds, smaller for load time and memory):\n\n");
+    s.push_str("| model | sha256 | prefill | decode | TTFT | load time | peak RSS |\n|---|---|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        if let Some(b) = &r.reference {
+            let a = &r.ours;
+            s.push_str(&format!(
+                "| {} | `{}` | {} | {} | {} | {} | {} |\n",
+                r.model,
+                &r.sha256[..16],
+                ratio(a.prefill_tok_s, b.prefill_tok_s),
+                ratio(a.decode_tok_s, b.decode_tok_s),
+                ratio(a.ttft_ms, b.ttft_ms),
+                ratio(a.load_ms, b.load_ms),
+                ratio(a.peak_rss_mb, b.peak_rss_mb)
+            ));
+        }
+    }
+    if let Some(r) = encoder {
+        s.push_str("\n### Encoder: all-MiniLM-L6-v2\n\n| engine | load ms | sentences | sentences/s | peak RSS MB |\n|---|---:|---:|---:|---:|\n");
+        for m in std::iter::once(&r.ours).chain(r.reference.as_ref()) {
+            s.push_str(&format!("| {} | {:.0} | {} | {:.1} | {:.0} |\n", m.engine, m.load_ms, m.sentences, m.sentences_per_s, m.peak_rss_mb));
+        }
+        if let Some(b) = &r.reference {
+            s.push_str(&format!("\nRatio sentences/s (persona-engine / sentence-transformers): {}; weights sha256 `{}`\n", ratio(r.ours.sentences_per_s, b.sentences_per_s), r.sha256));
+        }
+    }
+    s
+}
+
+const START: &str = "<!-- engine-bench:start -->";
+const END: &str = "<!-- engine-bench:end -->";
+
+fn write_section(path: &Path, section: &str) -> Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n\n".to_string());
+    let block = format!("{START}\n{section}\n{END}");
+    let updated = match (existing.find(START), existing.find(END)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &existing[..a], block, &existing[b + END.len()..]),
+        _ => format!("{}\n{}\n", existing.trim_end(), block),
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, updated)?;
+    Ok(())
+}

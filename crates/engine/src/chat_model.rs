@@ -1,0 +1,283 @@
+//! The [`ChatModel`] trait and its GGUF implementation on candle's quantized
+//! model loaders.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3};
+use serde::Serialize;
+
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::error::{CandleContext, EngineError, Result};
+use crate::generation::{fit_context, FinishReason, Generation, GenerationParams, StopMatcher};
+use crate::gguf::{Architecture, GgufFile};
+use crate::sampling::Sampler;
+use crate::tokenizer::GgufTokenizer;
+
+/// Prompts longer than this are prefilled in chunks, bounding the size of the
+/// attention matrices.
+const PREFILL_CHUNK: usize = 512;
+
+/// Facts about a loaded chat model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Display name (`general.name` or the file stem).
+    pub name: String,
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// Model family.
+    pub architecture: String,
+    /// Usable context window in tokens.
+    pub context_length: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Wall time to load weights and tokenizer, ms.
+    pub load_ms: f64,
+}
+
+/// A callback that receives streamed text; returning `false` stops generation.
+pub type TextSink<'a> = dyn FnMut(&str) -> bool + 'a;
+
+/// A chat model the rest of PersonaAgent talks to.
+pub trait ChatModel {
+    /// Facts about the model.
+    fn info(&self) -> &ModelInfo;
+
+    /// The model's tokenizer.
+    fn tokenizer(&self) -> &GgufTokenizer;
+
+    /// Renders messages with the model's chat template, ending where the
+    /// assistant's reply starts.
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String>;
+
+    /// Continues `prompt` (already templated text; special tokens in it are
+    /// parsed), streaming text pieces to `sink`.
+    fn generate(&mut self, prompt: &str, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation>;
+
+    /// Answers a conversation: renders the template and generates.
+    fn chat(&mut self, messages: &[ChatMessage], params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
+        let prompt = self.render_chat(messages)?;
+        self.generate(&prompt, params, sink)
+    }
+}
+
+/// The per-architecture weights (each keeps its own KV cache).
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+impl Weights {
+    fn load(arch: Architecture, content: candle_core::quantized::gguf_file::Content, reader: &mut BufReader<File>, device: &Device) -> candle_core::Result<Self> {
+        Ok(match arch {
+            Architecture::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
+            Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
+            Architecture::Qwen3 => Weights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?),
+            Architecture::Phi3 => Weights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)?),
+            Architecture::Gemma3 => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, reader, device)?),
+        })
+    }
+
+    /// Runs `input` (shape `(1, seq)`) at position `pos`; returns the last
+    /// position's logits. Position 0 starts a fresh sequence.
+    fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(m) => m.forward(input, pos),
+            Weights::Qwen2(m) => m.forward(input, pos),
+            Weights::Qwen3(m) => m.forward(input, pos),
+            Weights::Phi3(m) => m.forward(input, pos),
+            Weights::Gemma3(m) => m.forward(input, pos),
+        }
+    }
+
+    /// Drops the KV cache so the next request starts clean. Phi-3 and Gemma 3
+    /// reset their cache themselves whenever a forward starts at position 0.
+    fn clear_kv_cache(&mut self) {
+        match self {
+            Weights::Llama(m) => m.clear_kv_cache(),
+            Weights::Qwen2(m) => m.clear_kv_cache(),
+            Weights::Qwen3(m) => m.clear_kv_cache(),
+            Weights::Phi3(_) | Weights::Gemma3(_) => {}
+        }
+    }
+
+    /// Whether a multi-token forward may start after position 0 (chunked prefill).
+    fn supports_chunked_prefill(&self) -> bool {
+        matches!(self, Weights::Llama(_) | Weights::Qwen2(_) | Weights::Qwen3(_))
+    }
+}
+
+/// A quantized GGUF chat model running on candle.
+pub struct GgufChatModel {
+    weights: Weights,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    device: Device,
+    add_bos: bool,
+    info: ModelInfo,
+    logits: Vec<f32>,
+}
+
+impl std::fmt::Debug for GgufChatModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufChatModel").field("info", &self.info).finish()
+    }
+}
+
+impl GgufChatModel {
+    /// Loads a GGUF chat model. A `tokenizer.json` in the same folder wins
+    /// over the tokenizer in the GGUF metadata.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let start = Instant::now();
+        let path = path.as_ref();
+        let gguf = GgufFile::open(path)?;
+        let beside = path.with_file_name("tokenizer.json");
+        let tokenizer = if beside.exists() { GgufTokenizer::from_file(&beside, Some(&gguf))? } else { GgufTokenizer::from_gguf(&gguf)? };
+        let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default();
+        let template = ChatTemplate::new(
+            gguf.get_str("tokenizer.chat_template"),
+            &token_text(tokenizer.bos_id()),
+            &token_text(tokenizer.eos_id()),
+        )?;
+        let add_bos = gguf
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(gguf.get_str("tokenizer.ggml.model") == Some("llama"));
+        let context_length = gguf.context_length();
+        let name = gguf.model_name();
+        let (path, content, arch) = gguf.into_parts();
+        let file = File::open(&path).map_err(|e| EngineError::io(&path, e))?;
+        let mut reader = BufReader::new(file);
+        let weights = Weights::load(arch, content, &mut reader, device).during(&format!("loading {} weights from {}", arch, path.display()))?;
+        let info = ModelInfo {
+            name,
+            path,
+            architecture: arch.to_string(),
+            context_length,
+            vocab_size: tokenizer.vocab_size(),
+            load_ms: start.elapsed().as_secs_f64() * 1000.0,
+        };
+        Ok(GgufChatModel { weights, tokenizer, template, device: device.clone(), add_bos, info, logits: Vec::new() })
+    }
+
+    /// Tokenizes a templated prompt the way [`ChatModel::generate`] does
+    /// (special tokens parsed, BOS added when the model asks for it).
+    pub fn prompt_tokens(&self, prompt: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.add_bos {
+            ids.extend(self.tokenizer.bos_id());
+        }
+        ids.extend(self.tokenizer.encode(prompt, true)?);
+        Ok(ids)
+    }
+
+    /// Feeds the whole prompt, in chunks where the architecture allows, and
+    /// leaves the last position's logits in `self.logits`.
+    fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
+        self.weights.clear_kv_cache();
+        let chunk = if self.weights.supports_chunked_prefill() { PREFILL_CHUNK } else { tokens.len().max(1) };
+        for (i, part) in tokens.chunks(chunk).enumerate() {
+            forward(&mut self.weights, &self.device, part, i * chunk, &mut self.logits)?;
+        }
+        Ok(())
+    }
+
+    /// Generates from already tokenized input.
+    pub fn generate_from_tokens(&mut self, prompt: Vec<u32>, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        if params.max_tokens == 0 {
+            return Err(EngineError::InvalidParameter { name: "max_tokens", reason: "must be at least 1".into() });
+        }
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidParameter { name: "prompt", reason: "the prompt is empty".into() });
+        }
+        let prompt = fit_context(prompt, params.max_tokens, self.info.context_length, params.context_policy)?;
+        let start = Instant::now();
+        self.prefill(&prompt)?;
+        let prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let decode_start = Instant::now();
+
+        let mut history = prompt.clone();
+        let mut generated = Vec::with_capacity(params.max_tokens);
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut stream = self.tokenizer.inner().decode_stream(true);
+        let mut finish = FinishReason::Length;
+        let mut logits = std::mem::take(&mut self.logits);
+        for step in 0..params.max_tokens {
+            if step > 0 {
+                forward(&mut self.weights, &self.device, &history[history.len() - 1..], history.len() - 1, &mut logits)?;
+            }
+            let next = sampler.sample(&mut logits, &history);
+            if !params.ignore_eos && self.tokenizer.is_end_of_generation(next) {
+                finish = FinishReason::EndOfTurn;
+                break;
+            }
+            history.push(next);
+            generated.push(next);
+            let piece = stream.step(next).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
+            let (out, hit_stop) = stops.push(&piece);
+            if !out.is_empty() && !sink(&out) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            if hit_stop {
+                finish = FinishReason::StopString;
+                break;
+            }
+        }
+        self.logits = logits;
+        if finish != FinishReason::StopString && finish != FinishReason::Cancelled {
+            let rest = stops.flush();
+            if !rest.is_empty() {
+                sink(&rest);
+            }
+        }
+        Ok(Generation {
+            text: stops.text().to_string(),
+            completion_tokens: generated.len(),
+            tokens: generated,
+            prompt_tokens: prompt.len(),
+            finish_reason: finish,
+            prefill_ms,
+            decode_ms: decode_start.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+}
+
+/// Runs `tokens` at position `pos` and writes the last position's logits
+/// into `out` (reusing its allocation).
+fn forward(weights: &mut Weights, device: &Device, tokens: &[u32], pos: usize, out: &mut Vec<f32>) -> Result<()> {
+    let input = Tensor::new(tokens, device).and_then(|t| t.unsqueeze(0)).during("building the input tensor")?;
+    let logits = weights.forward(&input, pos).during("running the model forward")?;
+    let width = logits.dims().last().copied().unwrap_or(0);
+    let logits = logits.to_dtype(DType::F32).and_then(|l| l.flatten_all()).during("reading logits")?;
+    let values = logits.to_vec1::<f32>().during("copying logits")?;
+    out.clear();
+    out.extend_from_slice(&values[values.len().saturating_sub(width)..]);
+    Ok(())
+}
+
+impl ChatModel for GgufChatModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.template.render(messages, true)
+    }
+
+    fn generate(&mut self, prompt: &str, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
+        let tokens = self.prompt_tokens(prompt)?;
+        self.generate_from_tokens(tokens, params, sink)
+    }
+}

@@ -1,0 +1,47 @@
+//! # persona-engine
+//!
+//! On-device inference for PersonaAgent: quantized GGUF chat models and a
+//! sentence encoder on [candle](https://github.com/huggingface/candle), plus
+//! the models registry that installs and verifies their weights.
+//!
+//! ```no_run
+//! use persona_engine::{ChatMessage, ChatModel, GenerationParams, GgufChatModel, ModelStore, Manifest};
+//!
+//! # fn main() -> persona_engine::Result<()> {
+//! let manifest = Manifest::builtin()?;
+//! let path = ModelStore::from_env().require(manifest.get("tiny")?)?;
+//! let mut model = GgufChatModel::load(&path, &candle_core::Device::Cpu)?;
+//! let reply = model.chat(
+//!     &[ChatMessage::user("What is the capital of France?")],
+//!     &GenerationParams::default(),
+//!     &mut |piece| { print!("{piece}"); true },
+//! )?;
+//! println!("\n{} tokens", reply.completion_tokens);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod chat;
+pub mod chat_model;
+pub mod device;
+pub mod encoder;
+pub mod error;
+pub mod generation;
+pub mod gguf;
+pub mod registry;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use chat::{ChatMessage, ChatTemplate, Role};
+pub use chat_model::{ChatModel, GgufChatModel, ModelInfo, TextSink};
+pub use device::DeviceChoice;
+pub use encoder::{cosine, BertEncoder, Encoder};
+pub use error::{EngineError, Result};
+pub use generation::{ContextPolicy, FinishReason, Generation, GenerationParams};
+pub use gguf::{Architecture, GgufFile};
+pub use registry::{Manifest, ModelEntry, ModelRole, ModelStore};
+pub use sampling::{Sampler, SamplingParams};
+pub use tokenizer::GgufTokenizer;
+
+/// Re-exported so callers can name devices without depending on candle.
+pub use candle_core::Device;

