@@ -151,7 +151,7 @@ impl GgufTokenizer {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+                let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
                 let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(tok_err)?;
                 let mut t = Tokenizer::new(bpe);
                 let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("gpt2");
@@ -174,7 +174,7 @@ impl GgufTokenizer {
                     normalizers.push(Prepend::new("▁".to_string()).into());
                 }
                 normalizers.push(Replace::new(" ", "▁").map_err(tok_err)?.into());
-                t.with_normalizer(Some(NormalizerSequence::new(normalizers)));
+                t.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(tok_err)?;
                 let mut decoders: Vec<DecoderWrapper> = vec![
                     tokenizers::normalizers::replace::Replace::new("▁", " ").map_err(tok_err)?.into(),
                     ByteFallback::new().into(),
@@ -203,8 +203,8 @@ impl GgufTokenizer {
                 _ => {}
             }
         }
-        tokenizer.add_special_tokens(&specials);
-        tokenizer.add_tokens(&user_defined);
+        tokenizer.add_special_tokens(specials).map_err(tok_err)?;
+        tokenizer.add_tokens(user_defined).map_err(tok_err)?;
         let bos_id = gguf.get_u64("tokenizer.ggml.bos_token_id").map(|v| v as u32);
         let eos_id = gguf.get_u64("tokenizer.ggml.eos_token_id").map(|v| v as u32);
         let mut eog: HashSet<u32> = eos_id.into_iter().collect();
