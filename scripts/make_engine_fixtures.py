@@ -32,6 +32,7 @@ TOKENIZER_STRINGS = [
 ]
 
 CHAT_PROMPTS = [
+    "<|im_start|>system\nAnswer in one short sentence.<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
     "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
     "<|im_start|>user\nList three primary colors.<|im_end|>\n<|im_start|>assistant\n",
@@ -59,7 +60,9 @@ def sha256(path):
 def llama_fixture(path):
     from llama_cpp import Llama
 
-    llm = Llama(model_path=path, n_ctx=2048, n_threads=2, verbose=False, seed=0)
+    import numpy as np
+
+    llm = Llama(model_path=path, n_ctx=512, n_threads=2, verbose=False, seed=0, logits_all=True)
     tokens = []
     for text in TOKENIZER_STRINGS:
         ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -68,14 +71,20 @@ def llama_fixture(path):
     for prompt in CHAT_PROMPTS:
         ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         llm.reset()
-        out = []
-        for tok in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
-            if llm.token_eos() == tok or tok in (llm.token_eos(),):
+        llm.eval(ids)
+        out, margins = [], []
+        for _ in range(GREEDY_TOKENS):
+            logits = np.asarray(llm.scores[llm.n_tokens - 1])
+            top2 = np.argsort(-logits)[:2]
+            tok = int(top2[0])
+            if tok == llm.token_eos():
                 break
+            # How far the chosen token is ahead of the runner-up: a small
+            # margin is a near-tie that quantization noise can flip.
+            margins.append(float(logits[top2[0]] - logits[top2[1]]))
             out.append(tok)
-            if len(out) >= GREEDY_TOKENS:
-                break
-        greedy.append({"prompt": prompt, "prompt_ids": list(ids), "ids": out,
+            llm.eval([tok])
+        greedy.append({"prompt": prompt, "prompt_ids": list(ids), "ids": out, "margins": margins,
                        "text": llm.detokenize(out).decode("utf-8", errors="replace")})
     import llama_cpp
     return {"model_sha256": sha256(path), "reference": f"llama-cpp-python {llama_cpp.__version__}",

@@ -36,7 +36,7 @@ fn models_list_json_shows_the_installed_models() {
 
 #[test]
 fn generate_json_reports_text_tokens_and_timings() {
-    let out = persona(&["generate", "--model", "tiny", "--no-fetch", "--json", "--max-tokens", "32", "What is the capital of France?"]);
+    let out = persona(&["generate", "--model", "tiny", "--no-fetch", "--json", "--max-tokens", "32", "--system", "Answer in one short sentence.", "What is the capital of France?"]);
     let v = stdout_json(&out);
     assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
     for key in ["prompt_tokens", "completion_tokens", "load_ms", "prefill_ms", "decode_ms"] {

@@ -354,6 +354,8 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
         if args.llama_python.is_some() { " --llama-python PY" } else { "" },
         if args.st_python.is_some() { " --st-python PY" } else { "" },
     ));
+    let profile = if cfg!(debug_assertions) { "dev profile (`cargo run`; dependencies such as candle at opt-level 3, this workspace's crates unoptimized)" } else { "release profile" };
+    s.push_str(&format!("Build: {profile}.\n\n"));
     s.push_str(&format!("Machine: {}. Threads: {threads} (both engines). Git revision: {}. Median of {} runs after one warm-up; greedy decoding, EOS ignored.\n\n", machine(), git_revision(), args.runs));
     s.push_str("| model | engine | load ms | prompt tok | prefill tok/s | TTFT ms | decode tok/s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
