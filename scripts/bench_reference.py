@@ -31,18 +31,23 @@ def bench_llama(args):
                 n_batch=512, verbose=False, seed=0)
     load_ms = (time.perf_counter() - t0) * 1000
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    n_vocab = llm.n_vocab()
+
+    def last_logits():
+        # The last position's logits straight from llama.cpp (no copy).
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+
     prefill, ttft, decode = [], [], []
     # One warm-up pass, then the measured runs.
     for run in range(args.runs + 1):
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(tokens)
-        logits = llm.scores[llm.n_tokens - 1]
-        tok = int(np.argmax(logits))
+        tok = int(np.argmax(last_logits()))
         t1 = time.perf_counter()
         for _ in range(args.gen_tokens - 1):
             llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            tok = int(np.argmax(last_logits()))
         t2 = time.perf_counter()
         if run == 0:
             continue

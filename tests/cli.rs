@@ -106,3 +106,23 @@ fn fetch_is_idempotent_and_offline_when_installed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains("already installed"), "{err}");
 }
+
+#[test]
+fn chat_is_a_multi_turn_repl_on_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(["chat", "--model", "tiny", "--no-fetch", "--max-tokens", "12", "--system", "Answer in one short sentence."])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\n/reset\nAnd of Italy?\n/exit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Paris"), "{stdout}");
+    assert!(stdout.matches("> ").count() >= 3, "expected a prompt per turn: {stdout}");
+    assert!(stderr.contains("conversation cleared"), "{stderr}");
+}

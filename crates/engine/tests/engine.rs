@@ -275,3 +275,20 @@ fn hf_hub_offline_cache_path_loads_the_model() {
     assert!(err.to_string().contains("huggingface"), "{err}");
     let _ = std::fs::remove_dir_all(store.root());
 }
+
+#[test]
+fn a_tokenizer_json_beside_the_model_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("model.gguf");
+    std::os::unix::fs::symlink(model_path("tiny"), &link).unwrap();
+    // A broken tokenizer.json is read (and reported) instead of the GGUF metadata.
+    std::fs::write(dir.path().join("tokenizer.json"), b"{ not json").unwrap();
+    let err = GgufChatModel::load(&link, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+    // A valid one (here: the GGUF tokenizer saved as JSON) loads and tokenizes the same.
+    let gguf_tok = GgufTokenizer::from_gguf(&GgufFile::open(model_path("tiny")).unwrap()).unwrap();
+    gguf_tok.inner().save(dir.path().join("tokenizer.json"), false).unwrap();
+    let model = GgufChatModel::load(&link, &Device::Cpu).unwrap();
+    let text = "Tokenizers from tokenizer.json: 12345 😀";
+    assert_eq!(model.tokenizer().encode(text, true).unwrap(), gguf_tok.encode(text, true).unwrap());
+}
