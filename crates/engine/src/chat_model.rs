@@ -36,6 +36,25 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     /// Wall time to load weights and tokenizer, ms.
     pub load_ms: f64,
+    /// The repacked copy actually loaded, when slow quantization types were
+    /// converted (see [`crate::repack`]).
+    pub repacked: Option<PathBuf>,
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Convert matrices whose quantization type has no SIMD CPU kernel to
+    /// Q8_0 (once, cached in `repack_dir`). Only applies on the CPU.
+    pub repack: bool,
+    /// Where repacked copies are cached.
+    pub repack_dir: PathBuf,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { repack: true, repack_dir: crate::registry::ModelStore::from_env().root().join(".repacked") }
+    }
 }
 
 /// A callback that receives streamed text; returning `false` stops generation.
@@ -134,6 +153,11 @@ impl GgufChatModel {
     /// Loads a GGUF chat model. A `tokenizer.json` in the same folder wins
     /// over the tokenizer in the GGUF metadata.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::load_with(path, device, &LoadOptions::default())
+    }
+
+    /// Loads a GGUF chat model with explicit options.
+    pub fn load_with(path: impl AsRef<Path>, device: &Device, options: &LoadOptions) -> Result<Self> {
         let start = Instant::now();
         let path = path.as_ref();
         let gguf = GgufFile::open(path)?;
@@ -152,9 +176,21 @@ impl GgufChatModel {
         let context_length = gguf.context_length();
         let name = gguf.model_name();
         let (path, content, arch) = gguf.into_parts();
-        let file = File::open(&path).map_err(|e| EngineError::io(&path, e))?;
+        let (weights_path, content, repacked) = if options.repack && device.is_cpu() && crate::repack::needs_repack(&content) {
+            let target = crate::repack::repacked_path(&options.repack_dir, &path)?;
+            if !target.exists() {
+                tracing::info!(from = %path.display(), to = %target.display(), "repacking slow quantization types to Q8_0 (once)");
+                crate::repack::repack(&path, &content, &target)?;
+            }
+            let repacked = GgufFile::open(&target)?;
+            let (p, c, _) = repacked.into_parts();
+            (p.clone(), c, Some(p))
+        } else {
+            (path.clone(), content, None)
+        };
+        let file = File::open(&weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
         let mut reader = BufReader::new(file);
-        let weights = Weights::load(arch, content, &mut reader, device).during(&format!("loading {} weights from {}", arch, path.display()))?;
+        let weights = Weights::load(arch, content, &mut reader, device).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
         let info = ModelInfo {
             name,
             path,
@@ -162,6 +198,7 @@ impl GgufChatModel {
             context_length,
             vocab_size: tokenizer.vocab_size(),
             load_ms: start.elapsed().as_secs_f64() * 1000.0,
+            repacked,
         };
         Ok(GgufChatModel { weights, tokenizer, template, device: device.clone(), add_bos, info, logits: Vec::new() })
     }

@@ -29,11 +29,12 @@ pub mod error;
 pub mod generation;
 pub mod gguf;
 pub mod registry;
+pub mod repack;
 pub mod sampling;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate, Role};
-pub use chat_model::{ChatModel, GgufChatModel, ModelInfo, TextSink};
+pub use chat_model::{ChatModel, GgufChatModel, LoadOptions, ModelInfo, TextSink};
 pub use device::DeviceChoice;
 pub use encoder::{cosine, BertEncoder, Encoder};
 pub use error::{EngineError, Result};

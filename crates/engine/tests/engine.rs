@@ -292,3 +292,31 @@ fn a_tokenizer_json_beside_the_model_wins() {
     let text = "Tokenizers from tokenizer.json: 12345 😀";
     assert_eq!(model.tokenizer().encode(text, true).unwrap(), gguf_tok.encode(text, true).unwrap());
 }
+
+#[test]
+fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
+    use persona_engine::LoadOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = model_path("small");
+    let prompt = "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n";
+    let params = GenerationParams { max_tokens: 6, ..Default::default() };
+    let plain_opts = LoadOptions { repack: false, repack_dir: dir.path().into() };
+    let mut plain = GgufChatModel::load_with(&path, &Device::Cpu, &plain_opts).unwrap();
+    assert!(plain.info().repacked.is_none());
+    let want = plain.generate(prompt, &params, &mut |_| true).unwrap().tokens;
+    drop(plain);
+
+    let opts = LoadOptions { repack: true, repack_dir: dir.path().into() };
+    let mut packed = GgufChatModel::load_with(&path, &Device::Cpu, &opts).unwrap();
+    let copy = packed.info().repacked.clone().expect("the small model has Q5_0 tensors to repack");
+    assert!(copy.starts_with(dir.path()));
+    assert_eq!(packed.generate(prompt, &params, &mut |_| true).unwrap().tokens, want, "Q5_0 -> Q8_0 changed the greedy output");
+    drop(packed);
+    // The copy is reused, not rewritten.
+    let modified = std::fs::metadata(&copy).unwrap().modified().unwrap();
+    let again = GgufChatModel::load_with(&path, &Device::Cpu, &opts).unwrap();
+    assert_eq!(again.info().repacked.as_ref(), Some(&copy));
+    assert_eq!(std::fs::metadata(&copy).unwrap().modified().unwrap(), modified);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "partial")).collect();
+    assert!(leftovers.is_empty());
+}

@@ -67,8 +67,7 @@ impl GenOptions {
 
     pub fn load(&self, ctx: &Context) -> Result<GgufChatModel> {
         let path = ctx.model_path(&self.model, self.no_fetch)?;
-        let device = ctx.device()?;
-        GgufChatModel::load(&path, &device).with_context(|| format!("loading chat model {}", path.display()))
+        ctx.load_chat_model(&path)
     }
 }
 
