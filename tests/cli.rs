@@ -1,6 +1,8 @@
 //! End-to-end tests of the `persona` binary (real models; run
 //! `persona models fetch` first, which `scripts/test` does).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
 use std::process::{Command, Output};
 
 use serde_json::Value;

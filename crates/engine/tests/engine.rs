@@ -5,6 +5,8 @@
 //! The models must be installed (`persona models fetch`); if they are not,
 //! these tests fail with a message saying so. They never skip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 

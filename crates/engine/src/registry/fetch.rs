@@ -63,12 +63,8 @@ impl Fetcher {
                     progress.message(&format!("{}/{}: already installed and verified", entry.name, file.name));
                     continue;
                 }
-                FileStatus::Unverified if !self.options.force => {
-                    // A file left by an interrupted or older install: keep it if it checks out.
-                    if self.store.verify(&path, file, progress).is_ok() {
-                        continue;
-                    }
-                }
+                // A file left by an interrupted or older install: keep it if it checks out.
+                FileStatus::Unverified if !self.options.force && self.store.verify(&path, file, progress).is_ok() => continue,
                 _ => {}
             }
             // Wheels that later files of this model still need are kept until the end.
