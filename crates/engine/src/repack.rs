@@ -73,7 +73,8 @@ pub fn q5_0_to_q8_0(data: &[u8]) -> Option<Vec<u8>> {
 
 /// Writes a copy of `original` (whose header is `content`) to `dest` with
 /// every slow-type matrix converted to Q8_0. Written to a temporary name and
-/// renamed, so an interrupted repack never leaves a half file.
+/// renamed, so an interrupted repack never leaves a half file, and two
+/// processes repacking at once do not collide.
 pub fn repack(original: &Path, content: &Content, dest: &Path) -> Result<()> {
     let file = File::open(original).map_err(|e| EngineError::io(original, e))?;
     let mut reader = BufReader::new(file);
@@ -111,7 +112,7 @@ pub fn repack(original: &Path, content: &Content, dest: &Path) -> Result<()> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     }
-    let partial = dest.with_extension("partial");
+    let partial = crate::registry::partial_path(dest);
     let out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
     let mut writer = BufWriter::new(out);
     let written = gguf_file::write(&mut writer, &metadata, &refs).during("writing the repacked GGUF");

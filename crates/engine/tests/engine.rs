@@ -322,3 +322,21 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "partial")).collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn concurrent_first_loads_repack_safely() {
+    use persona_engine::LoadOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LoadOptions { repack: true, repack_dir: dir.path().into() };
+    let loads: Vec<_> = (0..3)
+        .map(|_| {
+            let opts = opts.clone();
+            std::thread::spawn(move || GgufChatModel::load_with(model_path("tiny"), &Device::Cpu, &opts).map(|m| m.info().repacked.clone()))
+        })
+        .collect();
+    for handle in loads {
+        assert!(handle.join().unwrap().unwrap().is_some());
+    }
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(files.len(), 1, "one repacked copy and no leftovers: {files:?}");
+}

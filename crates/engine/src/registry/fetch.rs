@@ -77,7 +77,7 @@ impl Fetcher {
     /// Builds one file from its parts into `<path>.partial`, checks it, and
     /// renames it into place.
     fn assemble(&self, file: &ModelFile, path: &Path, downloads: &Path, fetched: &mut Vec<PathBuf>, later: &HashSet<&str>, progress: &dyn FetchProgress) -> Result<()> {
-        let partial = path.with_file_name(format!("{}.partial", file.name));
+        let partial = super::store::partial_path(path);
         let mut out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
         let mut hasher = Sha256::new();
         let mut written = 0u64;

@@ -62,7 +62,7 @@ impl HubFetcher {
             let remote = file.hf_file.as_deref().unwrap_or(&file.name);
             progress.message(&format!("getting {repo}/{remote} from the HuggingFace cache or hub"));
             let source = self.api.model(repo.clone()).get(remote).map_err(|e| EngineError::Hub(format!("{repo}/{remote}: {e}")))?;
-            let partial = dest.with_file_name(format!("{}.partial", file.name));
+            let partial = super::store::partial_path(&dest);
             std::fs::copy(&source, &partial).map_err(|e| EngineError::io(&partial, e))?;
             std::fs::rename(&partial, &dest).map_err(|e| EngineError::io(&dest, e))?;
             store.verify(&dest, file, progress)?;

@@ -14,3 +14,4 @@ pub use manifest::{Manifest, ModelEntry, ModelFile, ModelRole, WheelPart};
 pub use progress::{FetchProgress, NoProgress};
 pub use pypi::{PypiIndex, WheelRef};
 pub use store::{sha256_file, FileStatus, ModelStore, MODELS_DIR_ENV};
+pub(crate) use store::partial_path;

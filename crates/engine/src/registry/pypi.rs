@@ -126,24 +126,34 @@ impl PypiIndex {
             .map_err(|e| EngineError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
         let total = wheel.size.or_else(|| response.header("Content-Length").and_then(|v| v.parse().ok()));
         progress.begin(&format!("downloading {}", wheel.filename), total);
-        let partial = dest.with_extension("partial");
-        let mut out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
-        let mut reader = response.into_reader();
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| EngineError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
-            if n == 0 {
-                break;
+        let partial = super::store::partial_path(dest);
+        let copied = (|| -> Result<String> {
+            let mut out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
+            let mut reader = response.into_reader();
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader.read(&mut buf).map_err(|e| EngineError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(|e| EngineError::io(&partial, e))?;
+                progress.advance(n as u64);
             }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| EngineError::io(&partial, e))?;
-            progress.advance(n as u64);
-        }
-        out.flush().map_err(|e| EngineError::io(&partial, e))?;
-        drop(out);
+            out.flush().map_err(|e| EngineError::io(&partial, e))?;
+            Ok(hex::encode(hasher.finalize()))
+        })();
+        let digest = match copied {
+            Ok(d) => d,
+            Err(e) => {
+                // Never leave a half download behind.
+                let _ = std::fs::remove_file(&partial);
+                progress.end();
+                return Err(e);
+            }
+        };
         progress.end();
-        let digest = hex::encode(hasher.finalize());
         if let Some(expected) = &wheel.sha256 {
             if !expected.eq_ignore_ascii_case(&digest) {
                 let _ = std::fs::remove_file(&partial);

@@ -138,6 +138,18 @@ impl ModelStore {
     }
 }
 
+/// A temporary name beside `path`, unique to this process and call, so two
+/// processes writing the same file never share a half-written one; the
+/// writer renames it into place when done (rename is atomic).
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}-{n}.partial", std::process::id()));
+    path.with_file_name(name)
+}
+
 fn marker_text(sha256: &str, size: u64, mtime: u64) -> String {
     format!("sha256={} size={} mtime={}", sha256.to_ascii_lowercase(), size, mtime)
 }
