@@ -121,7 +121,27 @@ pub fn repack(original: &Path, content: &Content, dest: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    std::fs::rename(&partial, dest).map_err(|e| EngineError::io(dest, e))
+    std::fs::rename(&partial, dest).map_err(|e| EngineError::io(dest, e))?;
+    remove_stale_copies(dest);
+    Ok(())
+}
+
+/// Removes older repacked copies of the same model (same file stem, other
+/// size or modification time), so an updated model does not leave its old
+/// copy behind.
+fn remove_stale_copies(dest: &Path) {
+    let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else { return };
+    let Some((stem, _)) = name.rsplit_once(".q8_0-repack.gguf").and_then(|(head, _)| head.rsplit_once('.')) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let other = entry.file_name().to_string_lossy().into_owned();
+        let same_model = other.strip_prefix(stem).and_then(|rest| rest.strip_prefix('.')).is_some_and(|rest| {
+            rest.ends_with(".q8_0-repack.gguf") && rest.split('.').next().is_some_and(|key| key.contains('-') && key.chars().all(|c| c.is_ascii_digit() || c == '-'))
+        });
+        if same_model && other != name {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -140,5 +160,19 @@ mod tests {
         let got = QTensor::new(storage, (64, 32)).unwrap().dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(got, want);
         assert!(q5_0_to_q8_0(&[0u8; 23]).is_none());
+    }
+
+    #[test]
+    fn stale_copies_of_the_same_model_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |n: &str| std::fs::write(dir.path().join(n), b"x").unwrap();
+        touch("m.q4.100-1.q8_0-repack.gguf");
+        touch("m.q4.100-2.q8_0-repack.gguf");
+        touch("other.100-1.q8_0-repack.gguf");
+        touch("m.q4.extra.100-1.q8_0-repack.gguf");
+        remove_stale_copies(&dir.path().join("m.q4.100-2.q8_0-repack.gguf"));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["m.q4.100-2.q8_0-repack.gguf", "m.q4.extra.100-1.q8_0-repack.gguf", "other.100-1.q8_0-repack.gguf"]);
     }
 }

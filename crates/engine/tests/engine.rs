@@ -269,7 +269,9 @@ fn hf_hub_offline_cache_path_loads_the_model() {
     let store = ModelStore::new(tempfile::tempdir().unwrap().keep());
     let paths = fetcher.install(entry, &store, &NoProgress).unwrap();
     assert!(store.is_installed(entry));
-    let mut model = GgufChatModel::load(&paths[0], &Device::Cpu).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let opts = persona_engine::LoadOptions { repack: true, repack_dir: scratch.path().into() };
+    let mut model = GgufChatModel::load_with(&paths[0], &Device::Cpu, &opts).unwrap();
     let g = model.generate("Hello", &GenerationParams { max_tokens: 3, ..Default::default() }, &mut |_| true).unwrap();
     assert!(g.completion_tokens > 0);
     // A file missing from the cache fails (no network), naming the file.
@@ -285,12 +287,13 @@ fn a_tokenizer_json_beside_the_model_wins() {
     std::os::unix::fs::symlink(model_path("tiny"), &link).unwrap();
     // A broken tokenizer.json is read (and reported) instead of the GGUF metadata.
     std::fs::write(dir.path().join("tokenizer.json"), b"{ not json").unwrap();
-    let err = GgufChatModel::load(&link, &Device::Cpu).unwrap_err();
+    let opts = persona_engine::LoadOptions { repack: true, repack_dir: dir.path().join("repacked") };
+    let err = GgufChatModel::load_with(&link, &Device::Cpu, &opts).unwrap_err();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
     // A valid one (here: the GGUF tokenizer saved as JSON) loads and tokenizes the same.
     let gguf_tok = GgufTokenizer::from_gguf(&GgufFile::open(model_path("tiny")).unwrap()).unwrap();
     gguf_tok.inner().save(dir.path().join("tokenizer.json"), false).unwrap();
-    let model = GgufChatModel::load(&link, &Device::Cpu).unwrap();
+    let model = GgufChatModel::load_with(&link, &Device::Cpu, &opts).unwrap();
     let text = "Tokenizers from tokenizer.json: 12345 😀";
     assert_eq!(model.tokenizer().encode(text, true).unwrap(), gguf_tok.encode(text, true).unwrap());
 }
