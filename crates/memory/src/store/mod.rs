@@ -221,3 +221,111 @@ impl Store {
         Ok(user)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::NewRecord;
+
+    fn rows(texts: &[&str]) -> Vec<(NewRecord, Vec<f32>)> {
+        texts.iter().map(|t| (NewRecord::new(*t, format!("answer to {t}")), vec![1.0, 0.0])).collect()
+    }
+
+    #[test]
+    fn schema_is_migrated_once_and_newer_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), schema::SCHEMA_VERSION);
+        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop(store);
+        // Reopening keeps the data and the version.
+        let store = Store::open(dir.path()).unwrap();
+        store.ensure_user("a").unwrap();
+        store.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, MemoryError::SchemaTooNew { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn inserts_are_idempotent_and_isolated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let a = store.ensure_user("alice").unwrap();
+        let b = store.ensure_user("bob").unwrap();
+        let r = store.insert_records(&a, "enc", &rows(&["x", "y"])).unwrap();
+        assert_eq!((r.added, r.duplicates), (2, 0));
+        let r = store.insert_records(&a, "enc", &rows(&["y", "z"])).unwrap();
+        assert_eq!((r.added, r.duplicates), (1, 1));
+        store.insert_records(&b, "enc", &rows(&["x"])).unwrap();
+        assert_eq!(store.record_count(&a).unwrap(), 3);
+        assert_eq!(store.record_count(&b).unwrap(), 1);
+        // Bob's record id asked for as Alice's is not returned.
+        let bob_ids: Vec<i64> = store.records(&b).unwrap().iter().map(|r| r.id).collect();
+        assert!(store.records_by_ids(&a, &bob_ids).unwrap().is_empty());
+        let alice_ids: Vec<i64> = store.records(&a).unwrap().iter().map(|r| r.id).rev().collect();
+        let got: Vec<i64> = store.records_by_ids(&a, &alice_ids).unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(got, alice_ids, "order of the ids asked for");
+        let state = store.records_state(&a).unwrap();
+        assert_eq!((state.count, state.models.clone()), (3, vec!["enc".to_string()]));
+        assert_eq!(store.latest_records(&a, 1).unwrap()[0].query, "z");
+    }
+
+    #[test]
+    fn deleting_a_user_removes_everything_of_theirs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let a = store.ensure_user("alice").unwrap();
+        let b = store.ensure_user("bob").unwrap();
+        store.insert_records(&a, "enc", &rows(&["x"])).unwrap();
+        store.insert_records(&b, "enc", &rows(&["x"])).unwrap();
+        store.add_semantic_profile(&a, "general", "p", "m", "likes x", 1).unwrap();
+        let v1 = store.add_persona_version(&a, "You are...", None, None).unwrap();
+        store.add_persona_version(&a, "You are, better...", Some(v1.version), Some("be better")).unwrap();
+        store.delete_user("alice").unwrap();
+        assert!(store.user("alice").unwrap().is_none());
+        for table in ["records", "semantic_profiles", "persona_versions"] {
+            let n: i64 = store.conn.query_row(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?1"), [a.key], |r| r.get(0)).unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+        assert_eq!(store.record_count(&b).unwrap(), 1);
+        assert!(matches!(store.delete_user("alice"), Err(MemoryError::UnknownUser(_))));
+        // A new user of the same name is a new key: nothing old comes back.
+        let a2 = store.ensure_user("alice").unwrap();
+        assert_ne!(a2.key, a.key);
+        assert_eq!(store.record_count(&a2).unwrap(), 0);
+    }
+
+    #[test]
+    fn versions_count_per_user_and_parents_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let a = store.ensure_user("alice").unwrap();
+        let b = store.ensure_user("bob").unwrap();
+        let p1 = store.add_persona_version(&a, "one", None, None).unwrap();
+        let p2 = store.add_persona_version(&a, "two", Some(1), Some("feedback")).unwrap();
+        assert_eq!((p1.version, p2.version, p2.parent), (1, 2, Some(1)));
+        assert_eq!(store.add_persona_version(&b, "b1", None, None).unwrap().version, 1);
+        assert!(matches!(store.add_persona_version(&b, "b2", Some(2), None), Err(MemoryError::NoSuchVersion { version: 2, .. })));
+        assert_eq!(store.latest_persona(&a).unwrap().unwrap().text, "two");
+        assert_eq!(store.persona_versions(&a).unwrap().len(), 2);
+        store.add_semantic_profile(&a, "general", "p", "m", "s1", 3).unwrap();
+        store.add_semantic_profile(&a, "news-category", "p", "m", "s2", 3).unwrap();
+        assert_eq!(store.latest_semantic_profile(&a, None).unwrap().unwrap().summary, "s2");
+        assert_eq!(store.latest_semantic_profile(&a, Some("general")).unwrap().unwrap().version, 1);
+        assert!(store.latest_semantic_profile(&b, None).unwrap().is_none());
+        let summary = store.user_summary("alice").unwrap();
+        assert_eq!((summary.persona_versions, summary.semantic_versions), (2, 2));
+    }
+
+    #[test]
+    fn user_ids_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.ensure_user("").is_err());
+        assert!(store.ensure_user("a\nb").is_err());
+        assert!(store.ensure_user(&"x".repeat(300)).is_err());
+        assert!(store.ensure_user("user 42 / ü").is_ok());
+    }
+}
