@@ -20,6 +20,11 @@ struct Cli {
     #[arg(long, global = true, env = "PERSONA_MODELS_DIR", value_name = "DIR")]
     models_dir: Option<PathBuf>,
 
+    /// Data folder holding the user store and index files
+    /// [default: the platform's data dir, e.g. ~/.local/share/persona-agent].
+    #[arg(long, global = true, env = "PERSONA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
     /// Where to run models: cpu, cuda[:N] or metal[:N].
     #[arg(long, global = true, default_value = "cpu", env = "PERSONA_DEVICE")]
     device: String,
@@ -52,6 +57,12 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Embed sentences with the sentence encoder.
     Embed(cmd::embed::EmbedArgs),
+    /// Users: import their history, list, show, delete.
+    #[command(subcommand)]
+    User(cmd::user::UserCommand),
+    /// A user's memory: search it, summarise it into a profile.
+    #[command(subcommand)]
+    Memory(cmd::memory::MemoryCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -71,12 +82,14 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let ctx = resolve::Context::new(cli.models_dir.clone(), &cli.device, !cli.no_repack);
+    let ctx = resolve::Context::new(cli.models_dir.clone(), cli.data_dir.clone(), &cli.device, !cli.no_repack);
     let result = ctx.and_then(|ctx| match cli.command {
         Command::Models(c) => cmd::models::run(&ctx, c),
         Command::Generate(a) => cmd::generate::run(&ctx, a),
         Command::Chat(a) => cmd::chat::run(&ctx, a),
         Command::Embed(a) => cmd::embed::run(&ctx, a),
+        Command::User(c) => cmd::user::run(&ctx, c),
+        Command::Memory(c) => cmd::memory::run(&ctx, c),
         Command::Bench(c) => cmd::bench::run(&ctx, c),
     });
     if let Err(e) = result {

@@ -52,3 +52,23 @@ impl FetchProgress for Bars {
         eprintln!("{text}");
     }
 }
+
+/// A bar counting items (records, vectors...) on stderr; hidden when stderr
+/// is not a terminal.
+pub fn item_bar(total: u64, label: &str, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    let template = format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}");
+    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    bar.set_message(label.to_string());
+    bar
+}
+
+/// A spinner with a message, for work of unknown length.
+pub fn spinner(label: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_draw_target(ProgressDrawTarget::stderr());
+    bar.set_message(label.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use persona_engine::registry::{FetchOptions, Fetcher, ModelEntry, PypiIndex};
-use persona_engine::{Device, DeviceChoice, GgufChatModel, LoadOptions, Manifest, ModelStore};
+use persona_engine::{BertEncoder, Device, DeviceChoice, GgufChatModel, LoadOptions, Manifest, ModelStore};
+use persona_memory::Memory;
 
 use crate::progress::Bars;
 
@@ -20,17 +21,25 @@ pub struct Context {
     pub store: ModelStore,
     pub device_choice: DeviceChoice,
     pub repack: bool,
+    /// Where the user store and indexes live.
+    pub data_dir: PathBuf,
+}
+
+/// The default data folder: the platform's data dir + `persona-agent`.
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("persona-agent")
 }
 
 impl Context {
-    pub fn new(models_dir: Option<PathBuf>, device: &str, repack: bool) -> Result<Self> {
+    pub fn new(models_dir: Option<PathBuf>, data_dir: Option<PathBuf>, device: &str, repack: bool) -> Result<Self> {
         let manifest = Manifest::builtin()?;
         let store = match models_dir {
             Some(dir) => ModelStore::new(dir),
             None => ModelStore::from_env(),
         };
         let device_choice: DeviceChoice = device.parse()?;
-        Ok(Context { manifest, store, device_choice, repack })
+        let data_dir = data_dir.unwrap_or_else(default_data_dir);
+        Ok(Context { manifest, store, device_choice, repack, data_dir })
     }
 
     /// How chat models are loaded (repacked copies live in the models cache).
@@ -41,6 +50,18 @@ impl Context {
     /// Loads a chat model from a path.
     pub fn load_chat_model(&self, path: &Path) -> Result<GgufChatModel> {
         GgufChatModel::load_with(path, &self.device()?, &self.load_options()).with_context(|| format!("loading chat model {}", path.display()))
+    }
+
+    /// Opens the user store and indexes in the data folder.
+    pub fn memory(&self) -> Result<Memory> {
+        Memory::open(&self.data_dir).with_context(|| format!("opening the data folder {}", self.data_dir.display()))
+    }
+
+    /// Loads a sentence encoder: a manifest name or a folder.
+    pub fn load_encoder(&self, model: &str, no_fetch: bool) -> Result<BertEncoder> {
+        let path = self.model_path(model, no_fetch)?;
+        let dir = if path.is_dir() { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+        BertEncoder::load(&dir, model, &self.device()?).with_context(|| format!("loading encoder {}", dir.display()))
     }
 
     pub fn device(&self) -> Result<Device> {

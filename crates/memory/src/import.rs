@@ -26,6 +26,16 @@ pub enum ImportFormat {
     LampQuestions,
 }
 
+impl std::fmt::Display for ImportFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ImportFormat::JsonArray => "JSON array",
+            ImportFormat::JsonLines => "JSON Lines",
+            ImportFormat::LampQuestions => "LaMP questions",
+        })
+    }
+}
+
 /// Choices for reading an import file.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {

@@ -1,8 +1,8 @@
 //! `persona embed`: sentence embeddings.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
-use persona_engine::{BertEncoder, Encoder};
+use persona_engine::Encoder;
 
 use crate::resolve::{Context, DEFAULT_ENCODER};
 
@@ -23,9 +23,7 @@ pub struct EmbedArgs {
 }
 
 pub fn run(ctx: &Context, args: EmbedArgs) -> Result<()> {
-    let path = ctx.model_path(&args.model, args.no_fetch)?;
-    let dir = if path.is_dir() { path.clone() } else { path.parent().map(|p| p.to_path_buf()).unwrap_or_default() };
-    let encoder = BertEncoder::load(&dir, &args.model, &ctx.device()?).with_context(|| format!("loading encoder {}", dir.display()))?;
+    let encoder = ctx.load_encoder(&args.model, args.no_fetch)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let vectors = encoder.embed(&texts)?;
     if args.json {

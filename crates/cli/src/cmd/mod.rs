@@ -4,4 +4,6 @@ pub mod bench;
 pub mod chat;
 pub mod embed;
 pub mod generate;
+pub mod memory;
 pub mod models;
+pub mod user;
