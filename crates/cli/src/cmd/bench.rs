@@ -19,6 +19,9 @@ use crate::resolve::Context;
 pub enum BenchCommand {
     /// Engine speed vs llama.cpp (chat models) and sentence-transformers (encoder).
     Engine(EngineArgs),
+    /// Vector search: HNSW insert and search throughput, latency and
+    /// recall against brute force, on real MiniLM embeddings.
+    Memory(crate::cmd::bench_memory::MemoryBenchArgs),
     /// Internal: measure one model in this process and print JSON.
     #[command(hide = true)]
     EngineWorker(WorkerArgs),
@@ -91,6 +94,7 @@ pub struct Measurement {
 pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Engine(args) => run_engine(ctx, args),
+        BenchCommand::Memory(args) => crate::cmd::bench_memory::run(ctx, args),
         BenchCommand::EngineWorker(args) => {
             let m = match args.kind.as_str() {
                 "llama" => worker_llama(ctx, &args)?,
@@ -314,7 +318,7 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
     }
     let section = render_section(&args, threads, &rows, encoder_row.as_ref());
     println!("{section}");
-    write_section(&args.out, &section)?;
+    write_section(&args.out, "engine-bench", &section)?;
     eprintln!("wrote {}", args.out.display());
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -334,7 +338,7 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
@@ -348,7 +352,7 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores; build target features: {features}")
 }
 
-fn git_revision() -> String {
+pub fn git_revision() -> String {
     Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -411,14 +415,15 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
     s
 }
 
-const START: &str = "<!-- engine-bench:start -->";
-const END: &str = "<!-- engine-bench:end -->";
-
-fn write_section(path: &Path, section: &str) -> Result<()> {
+/// Replaces the part of a markdown report between
+/// `<!-- {tag}:start -->` and `<!-- {tag}:end -->` (appending it if absent).
+pub fn write_section(path: &Path, tag: &str, section: &str) -> Result<()> {
+    let (start, end) = (format!("<!-- {tag}:start -->"), format!("<!-- {tag}:end -->"));
+    let (start, end) = (start.as_str(), end.as_str());
     let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmark results\n\n".to_string());
-    let block = format!("{START}\n{section}\n{END}");
-    let updated = match (existing.find(START), existing.find(END)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &existing[..a], block, &existing[b + END.len()..]),
+    let block = format!("{start}\n{section}\n{end}");
+    let updated = match (existing.find(start), existing.find(end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &existing[..a], block, &existing[b + end.len()..]),
         _ => format!("{}\n{}\n", existing.trim_end(), block),
     };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
