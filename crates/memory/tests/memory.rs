@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+
 use persona_engine::{BertEncoder, Device, Encoder, GgufChatModel, Manifest, ModelStore};
 use persona_memory::memory::IndexSource;
 use persona_memory::semantic::{summarize, SemanticConfig, TaskKind};
@@ -37,26 +38,26 @@ fn encoder() -> &'static BertEncoder {
     ENCODER.get_or_init(|| BertEncoder::load(model_path("minilm").parent().unwrap(), "minilm", &Device::Cpu).unwrap().with_batch_size(64))
 }
 
-/// Real HuffPost texts: each article's headline and its short description
-/// (distinct, non-empty), in file order.
-fn news_texts() -> &'static Vec<String> {
-    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-    TEXTS.get_or_init(|| {
-        let path = shared_data().join("news/huffpost_news_category_subset.jsonl");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for line in text.lines() {
-            let v: Value = serde_json::from_str(line).unwrap();
-            for key in ["headline", "short_description"] {
-                let s = v[key].as_str().unwrap_or("").trim().to_string();
-                if s.len() > 10 && seen.insert(s.clone()) {
-                    out.push(s);
-                }
-            }
-        }
-        out
-    })
+/// Short real texts: HuffPost headlines and Amazon review summaries
+/// (distinct), shuffled with a fixed seed.
+fn short_texts() -> Vec<String> {
+    let data = shared_data();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let news = std::fs::read_to_string(data.join("news/huffpost_news_category_subset.jsonl")).unwrap();
+    for line in news.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        out.push(v["headline"].as_str().unwrap_or("").trim().to_string());
+    }
+    let mut reviews = csv::Reader::from_path(data.join("amazon/musical_instruments_5core.csv")).unwrap();
+    let col = reviews.headers().unwrap().iter().position(|h| h == "summary").unwrap();
+    for row in reviews.records() {
+        out.push(row.unwrap().get(col).unwrap_or("").trim().to_string());
+    }
+    out.retain(|s| s.len() >= 8 && seen.insert(s.to_lowercase()));
+    use rand::seq::SliceRandom;
+    out.shuffle(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11));
+    out
 }
 
 /// News articles as records (headline + description -> category).
@@ -77,7 +78,7 @@ fn news_records(range: std::ops::Range<usize>) -> Vec<NewRecord> {
 
 #[test]
 fn hnsw_recall_at_10_on_10k_real_minilm_embeddings() {
-    let texts = news_texts();
+    let texts = short_texts();
     assert!(texts.len() >= 10_200, "only {} texts", texts.len());
     let refs: Vec<&str> = texts[..10_200].iter().map(String::as_str).collect();
     let vectors = encoder().embed(&refs).unwrap();

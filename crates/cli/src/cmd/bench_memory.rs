@@ -65,7 +65,7 @@ struct SizeResult {
 
 /// Splits review-like text into sentences worth embedding.
 fn sentences(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(['.', '!', '?']).map(|s| s.trim().to_string()).filter(|s| s.len() >= 20)
+    text.split(['.', '!', '?']).map(|s| s.trim().to_string()).filter(|s| s.len() >= 12)
 }
 
 /// Distinct real texts from the data folder, shuffled with a fixed seed.
@@ -90,22 +90,26 @@ fn collect_texts(data: &Path) -> Result<Vec<String>> {
             texts.extend(sentences(t));
         }
     }
-    let papers = data.join("aan/acl-metadata.txt");
-    if let Ok(meta) = std::fs::read_to_string(&papers) {
+    // Some of these files are not valid UTF-8 throughout.
+    let read_lossy = |path: PathBuf| std::fs::read(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+    if let Some(meta) = read_lossy(data.join("aan/acl-metadata.txt")) {
         texts.extend(meta.lines().filter_map(|l| l.strip_prefix("title = {")).map(|t| t.trim_end_matches('}').to_string()));
     }
-    let movies = data.join("movielens/tmdb_5000_movies.csv");
-    if let Ok(mut rdr) = csv::Reader::from_path(&movies) {
-        let headers = rdr.headers()?.clone();
-        if let Some(c) = headers.iter().position(|h| h == "overview") {
-            for row in rdr.records().flatten() {
-                texts.extend(row.get(c).map(sentences).into_iter().flatten());
+    for (file, column) in [("movielens/tmdb_5000_movies.csv", "overview"), ("movielens/imdb_top_1000.csv", "Overview")] {
+        if let Ok(mut rdr) = csv::Reader::from_path(data.join(file)) {
+            let headers = rdr.headers()?.clone();
+            if let Some(c) = headers.iter().position(|h| h == column) {
+                for row in rdr.records().flatten() {
+                    texts.extend(row.get(c).map(sentences).into_iter().flatten());
+                }
             }
         }
     }
-    let tags = data.join("movielens/ml-10m/tags.dat");
-    if let Ok(t) = std::fs::read_to_string(&tags) {
-        texts.extend(t.lines().filter_map(|l| l.split(';').nth(2)).map(str::to_string));
+    // MovieLens tags (`user;movie;tag;time`) and movie titles (`id;title;genres`).
+    for (file, field) in [("movielens/ml-10m/tags.dat", 2), ("movielens/ml-10m/movies.dat", 1)] {
+        if let Some(t) = read_lossy(data.join(file)) {
+            texts.extend(t.lines().filter_map(|l| l.split(';').nth(field)).map(str::to_string));
+        }
     }
     let mut seen = std::collections::HashSet::new();
     texts.retain(|t| t.trim().len() >= 12 && seen.insert(t.trim().to_lowercase()));
