@@ -166,7 +166,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Exact top-k by dot product over a row-major matrix.
 fn brute_top_k(matrix: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<usize> {
-    let mut scores: Vec<(f32, usize)> = matrix.chunks_exact(dim).enumerate().map(|(i, row)| (row.iter().zip(q).map(|(a, b)| a * b).sum(), i)).collect();
+    let mut scores: Vec<(f32, usize)> = matrix.chunks_exact(dim).enumerate().map(|(i, row)| (persona_memory::index::dot(row, q), i)).collect();
     let k = k.min(scores.len());
     if k == 0 {
         return Vec::new();
@@ -271,7 +271,7 @@ pub fn run(ctx: &Context, args: MemoryBenchArgs) -> Result<()> {
         args.k
     ));
     s.push_str(&format!(
-        "Vectors: real all-MiniLM-L6-v2 embeddings (384 dims) of distinct real texts from the data folder (news headlines and descriptions, review sentences, ACL paper titles, movie overviews and tags), shuffled with a fixed seed; {} held-out texts are the queries (embedding them all took {embed_s:.0} s, or came from the cache). HNSW: M={}, ef_construction={}, ef_search={}; cosine similarity. Brute force: one thread, exact dot products over a contiguous matrix.\n\n",
+        "Vectors: real all-MiniLM-L6-v2 embeddings (384 dims) of distinct real texts from the data folder (news headlines and descriptions, review sentences, ACL paper titles, movie overviews and tags), shuffled with a fixed seed; {} held-out texts are the queries (embedding them all took {embed_s:.0} s, or came from the cache). HNSW: M={}, ef_construction={}, ef_search={}; cosine similarity. Brute force: one thread, exact dot products (the same SIMD-friendly dot product as the index's distance) over a contiguous matrix.\n\n",
         args.queries, p.max_connections, p.ef_construction, p.ef_search
     ));
     s.push_str(&format!("| vectors | HNSW build s | inserts/s | dump s | reload s | HNSW p50 ms | HNSW p99 ms | HNSW QPS | brute append s | brute p50 ms | brute p99 ms | brute QPS | speed-up (p50) | recall@{} |\n", args.k));
