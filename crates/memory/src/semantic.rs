@@ -131,13 +131,15 @@ pub struct SemanticConfig {
     pub max_records: Option<usize>,
     /// Sampling temperature (the paper uses 0.1).
     pub temperature: f64,
+    /// Penalty on recently generated tokens (small models loop without it).
+    pub repeat_penalty: f32,
     /// Seed for sampling.
     pub seed: u64,
 }
 
 impl Default for SemanticConfig {
     fn default() -> Self {
-        SemanticConfig { chunk_tokens: 1536, max_summary_tokens: 256, max_query_chars: 400, max_records: None, temperature: 0.1, seed: 42 }
+        SemanticConfig { chunk_tokens: 1536, max_summary_tokens: 256, max_query_chars: 400, max_records: None, temperature: 0.1, repeat_penalty: 1.15, seed: 42 }
     }
 }
 
@@ -209,7 +211,7 @@ pub fn summarize(model: &mut dyn Summarizer, records: &[Record], task: TaskKind,
     let stats = label_stats(records, task);
     let params = GenerationParams {
         max_tokens: config.max_summary_tokens,
-        sampling: SamplingParams { temperature: config.temperature, seed: config.seed, ..Default::default() },
+        sampling: SamplingParams { temperature: config.temperature, seed: config.seed, repeat_penalty: config.repeat_penalty, ..Default::default() },
         ..Default::default()
     };
     let longest_template = if task.prompt().len() >= MERGE.len() { task.prompt() } else { MERGE };
