@@ -165,7 +165,7 @@ impl Memory {
         let before = self.store.records_state(&user)?;
         self.check_encoder(&user, &before, encoder)?;
         // Load the current index first, so new records can be added to it.
-        let (mut index, _) = self.current_index(&user, encoder.name(), encoder.dimension())?;
+        let (mut index, _, _) = self.current_index(&user, encoder.name(), encoder.dimension())?;
 
         let mut report = ImportReport { total: records.len(), ..Default::default() };
         let hashes: Vec<[u8; 32]> = records.iter().map(NewRecord::content_hash).collect();
@@ -208,8 +208,8 @@ impl Memory {
                 return Ok(report);
             }
         }
-        let (index, _) = self.current_index(&user, encoder.name(), encoder.dimension())?;
-        self.cache.insert(user.key, (after, index));
+        let (index, _, state) = self.current_index(&user, encoder.name(), encoder.dimension())?;
+        self.cache.insert(user.key, (state, index));
         Ok(report)
     }
 
@@ -232,9 +232,9 @@ impl Memory {
     /// Like [`search`](Self::search) with an already embedded query.
     pub fn search_vector(&mut self, id: &str, vector: &[f32], k: usize, model: &str) -> Result<Vec<Hit>> {
         let user = self.store.require_user(id)?;
-        let (index, _) = self.current_index(&user, model, vector.len())?;
+        let (index, _, state) = self.current_index(&user, model, vector.len())?;
         let found = index.search(vector, k);
-        self.cache.insert(user.key, (self.store.records_state(&user)?, index));
+        self.cache.insert(user.key, (state, index));
         let ids: Vec<i64> = found.iter().map(|(rid, _)| *rid).collect();
         let records = self.store.records_by_ids(&user, &ids)?;
         let scores: HashMap<i64, f32> = found.into_iter().collect();
@@ -245,18 +245,19 @@ impl Memory {
     /// needed) and tells how it was found.
     pub fn ensure_index(&mut self, id: &str, model: &str, dim: usize) -> Result<IndexSource> {
         let user = self.store.require_user(id)?;
-        let (index, source) = self.current_index(&user, model, dim)?;
-        self.cache.insert(user.key, (self.store.records_state(&user)?, index));
+        let (index, source, state) = self.current_index(&user, model, dim)?;
+        self.cache.insert(user.key, (state, index));
         Ok(source)
     }
 
     /// The user's index, current with the store: from this process's
     /// cache, else from disk, else rebuilt (and saved). Takes it out of the
-    /// cache; callers put it back.
-    fn current_index(&mut self, user: &User, model: &str, dim: usize) -> Result<(VectorIndex, IndexSource)> {
+    /// cache; callers put it back, with the store state it matches (also
+    /// returned).
+    fn current_index(&mut self, user: &User, model: &str, dim: usize) -> Result<(VectorIndex, IndexSource, RecordsState)> {
         let state = self.store.records_state(user)?;
         if state.count == 0 {
-            return Ok((VectorIndex::new(dim, 16, self.params), IndexSource::Empty));
+            return Ok((VectorIndex::new(dim, 16, self.params), IndexSource::Empty, state));
         }
         match state.models.as_slice() {
             [m] if m == model => {}
@@ -264,16 +265,16 @@ impl Memory {
         }
         if let Some((cached_state, index)) = self.cache.remove(&user.key) {
             if cached_state == state && index.dim() == dim {
-                return Ok((index, IndexSource::Cached));
+                return Ok((index, IndexSource::Cached, state));
             }
         }
         match self.load_index(user, &state, model, dim) {
-            Ok(index) => return Ok((index, IndexSource::Loaded)),
+            Ok(index) => return Ok((index, IndexSource::Loaded, state)),
             Err(reason) => tracing::info!(user = %user.id, %reason, "rebuilding the vector index"),
         }
         let index = self.build_index(user, &state, dim)?;
         self.save_index(user, &state, model, &index);
-        Ok((index, IndexSource::Rebuilt))
+        Ok((index, IndexSource::Rebuilt, state))
     }
 
     fn build_index(&self, user: &User, state: &RecordsState, dim: usize) -> Result<VectorIndex> {
