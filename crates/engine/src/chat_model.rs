@@ -11,6 +11,7 @@ use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_p
 use serde::Serialize;
 
 use crate::chat::{ChatMessage, ChatTemplate};
+use crate::constraint::TokenConstraint;
 use crate::error::{CandleContext, EngineError, Result};
 use crate::generation::{fit_context, FinishReason, Generation, GenerationParams, StopMatcher};
 use crate::gguf::{Architecture, GgufFile};
@@ -72,9 +73,27 @@ pub trait ChatModel {
     /// assistant's reply starts.
     fn render_chat(&self, messages: &[ChatMessage]) -> Result<String>;
 
+    /// Tokenizes templated text the way generation does (special tokens
+    /// parsed, BOS added when the model asks for it).
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>>;
+
+    /// Continues a tokenized prompt, optionally under a token constraint,
+    /// streaming text pieces to `sink`. A prompt that extends the previous
+    /// call's prompt and output reuses the KV cache.
+    fn generate_tokens(
+        &mut self,
+        prompt: Vec<u32>,
+        params: &GenerationParams,
+        constraint: Option<&mut dyn TokenConstraint>,
+        sink: &mut TextSink<'_>,
+    ) -> Result<Generation>;
+
     /// Continues `prompt` (already templated text; special tokens in it are
     /// parsed), streaming text pieces to `sink`.
-    fn generate(&mut self, prompt: &str, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation>;
+    fn generate(&mut self, prompt: &str, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
+        let tokens = self.encode_prompt(prompt)?;
+        self.generate_tokens(tokens, params, None, sink)
+    }
 
     /// Answers a conversation: renders the template and generates.
     fn chat(&mut self, messages: &[ChatMessage], params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
@@ -141,6 +160,9 @@ pub struct GgufChatModel {
     add_bos: bool,
     info: ModelInfo,
     logits: Vec<f32>,
+    /// The tokens in the KV cache, in order (the cache can be extended when
+    /// a new prompt starts with them).
+    kv_tokens: Vec<u32>,
 }
 
 impl std::fmt::Debug for GgufChatModel {
@@ -200,7 +222,7 @@ impl GgufChatModel {
             load_ms: start.elapsed().as_secs_f64() * 1000.0,
             repacked,
         };
-        Ok(GgufChatModel { weights, tokenizer, template, device: device.clone(), add_bos, info, logits: Vec::new() })
+        Ok(GgufChatModel { weights, tokenizer, template, device: device.clone(), add_bos, info, logits: Vec::new(), kv_tokens: Vec::new() })
     }
 
     /// Tokenizes a templated prompt the way [`ChatModel::generate`] does
@@ -214,19 +236,47 @@ impl GgufChatModel {
         Ok(ids)
     }
 
-    /// Feeds the whole prompt, in chunks where the architecture allows, and
-    /// leaves the last position's logits in `self.logits`.
-    fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
-        self.weights.clear_kv_cache();
-        let chunk = if self.weights.supports_chunked_prefill() { PREFILL_CHUNK } else { tokens.len().max(1) };
-        for (i, part) in tokens.chunks(chunk).enumerate() {
-            forward(&mut self.weights, &self.device, part, i * chunk, &mut self.logits)?;
-        }
-        Ok(())
+    /// Brings the KV cache to hold exactly `tokens` minus nothing: when the
+    /// cache holds a proper prefix of `tokens` (the previous request's prompt
+    /// and output, for an agent that appends to its transcript), only the
+    /// rest is fed; otherwise the cache is cleared and everything is fed, in
+    /// chunks where the architecture allows. Leaves the last position's
+    /// logits in `self.logits`; returns how many tokens were reused.
+    fn prefill(&mut self, tokens: &[u32]) -> Result<usize> {
+        let chunked = self.weights.supports_chunked_prefill();
+        let reuse = if chunked && !self.kv_tokens.is_empty() && tokens.len() > self.kv_tokens.len() && tokens.starts_with(&self.kv_tokens) {
+            self.kv_tokens.len()
+        } else {
+            self.weights.clear_kv_cache();
+            self.kv_tokens.clear();
+            0
+        };
+        self.feed(&tokens[reuse..], chunked)?;
+        Ok(reuse)
+    }
+
+    /// Feeds `tokens` after the ones already in the KV cache.
+    fn feed(&mut self, tokens: &[u32], chunked: bool) -> Result<()> {
+        feed_tokens(&mut self.weights, &self.device, &mut self.kv_tokens, &mut self.logits, tokens, chunked)
     }
 
     /// Generates from already tokenized input.
     pub fn generate_from_tokens(&mut self, prompt: Vec<u32>, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
+        self.generate_constrained(prompt, params, None, sink)
+    }
+
+    /// Generates from already tokenized input, with an optional constraint
+    /// on the tokens (see [`crate::constraint`]). With a constraint,
+    /// generation ends when the constrained text is complete
+    /// ([`FinishReason::Complete`]); text the constraint forces is fed in one
+    /// forward pass and counts as generated.
+    pub fn generate_constrained(
+        &mut self,
+        prompt: Vec<u32>,
+        params: &GenerationParams,
+        mut constraint: Option<&mut dyn TokenConstraint>,
+        sink: &mut TextSink<'_>,
+    ) -> Result<Generation> {
         let mut sampler = Sampler::new(params.sampling.clone())?;
         if params.max_tokens == 0 {
             return Err(EngineError::InvalidParameter { name: "max_tokens", reason: "must be at least 1".into() });
@@ -236,39 +286,96 @@ impl GgufChatModel {
         }
         let prompt = fit_context(prompt, params.max_tokens, self.info.context_length, params.context_policy)?;
         let start = Instant::now();
-        self.prefill(&prompt)?;
+        let cached_tokens = match self.prefill(&prompt) {
+            Ok(n) => n,
+            Err(e) => {
+                self.reset_cache();
+                return Err(e);
+            }
+        };
         let prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
         let decode_start = Instant::now();
+        let chunked = self.weights.supports_chunked_prefill();
 
         let mut history = prompt.clone();
+        // Tokens in `history` but not yet in the KV cache.
+        let mut pending: Vec<u32> = Vec::new();
         let mut generated = Vec::with_capacity(params.max_tokens);
         let mut stops = StopMatcher::new(&params.stop);
         let mut stream = self.tokenizer.inner().decode_stream(true);
         let mut finish = FinishReason::Length;
-        let mut logits = std::mem::take(&mut self.logits);
-        for step in 0..params.max_tokens {
-            if step > 0 {
-                forward(&mut self.weights, &self.device, &history[history.len() - 1..], history.len() - 1, &mut logits)?;
+        let result = (|| -> Result<()> {
+            while generated.len() < params.max_tokens {
+                if let Some(c) = constraint.as_deref_mut() {
+                    if c.is_complete() {
+                        finish = FinishReason::Complete;
+                        return Ok(());
+                    }
+                    if let Some(text) = c.forced_text() {
+                        let ids = self.tokenizer.encode(&text, false)?;
+                        c.accept_text(&text)?;
+                        let mut hit_stop = false;
+                        for &id in &ids {
+                            history.push(id);
+                            generated.push(id);
+                            pending.push(id);
+                            let piece = stream.step(id).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
+                            let (out, hit) = stops.push(&piece);
+                            if !out.is_empty() && !sink(&out) {
+                                finish = FinishReason::Cancelled;
+                                return Ok(());
+                            }
+                            hit_stop |= hit;
+                        }
+                        if hit_stop {
+                            finish = FinishReason::StopString;
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+                if !pending.is_empty() {
+                    let feed = std::mem::take(&mut pending);
+                    feed_tokens(&mut self.weights, &self.device, &mut self.kv_tokens, &mut self.logits, &feed, chunked)?;
+                }
+                let mut logits = std::mem::take(&mut self.logits);
+                if let Some(c) = constraint.as_deref_mut() {
+                    c.mask_logits(&mut logits)?;
+                }
+                let next = sampler.sample(&mut logits, &history);
+                self.logits = logits;
+                if !params.ignore_eos && self.tokenizer.is_end_of_generation(next) {
+                    finish = FinishReason::EndOfTurn;
+                    return Ok(());
+                }
+                if let Some(c) = constraint.as_deref_mut() {
+                    c.accept_token(next)?;
+                }
+                history.push(next);
+                generated.push(next);
+                pending.push(next);
+                let piece = stream.step(next).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
+                let (out, hit_stop) = stops.push(&piece);
+                if !out.is_empty() && !sink(&out) {
+                    finish = FinishReason::Cancelled;
+                    return Ok(());
+                }
+                if hit_stop {
+                    finish = FinishReason::StopString;
+                    return Ok(());
+                }
             }
-            let next = sampler.sample(&mut logits, &history);
-            if !params.ignore_eos && self.tokenizer.is_end_of_generation(next) {
-                finish = FinishReason::EndOfTurn;
-                break;
+            if let Some(c) = constraint.as_deref() {
+                if c.is_complete() {
+                    finish = FinishReason::Complete;
+                }
             }
-            history.push(next);
-            generated.push(next);
-            let piece = stream.step(next).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
-            let (out, hit_stop) = stops.push(&piece);
-            if !out.is_empty() && !sink(&out) {
-                finish = FinishReason::Cancelled;
-                break;
-            }
-            if hit_stop {
-                finish = FinishReason::StopString;
-                break;
-            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.reset_cache();
+            return Err(e);
         }
-        self.logits = logits;
         if finish != FinishReason::StopString && finish != FinishReason::Cancelled {
             let rest = stops.flush();
             if !rest.is_empty() {
@@ -280,11 +387,42 @@ impl GgufChatModel {
             completion_tokens: generated.len(),
             tokens: generated,
             prompt_tokens: prompt.len(),
+            cached_tokens,
             finish_reason: finish,
             prefill_ms,
             decode_ms: decode_start.elapsed().as_secs_f64() * 1000.0,
         })
     }
+
+    /// Forgets the KV cache (after an error its content is unknown).
+    fn reset_cache(&mut self) {
+        self.weights.clear_kv_cache();
+        self.kv_tokens.clear();
+    }
+
+    /// The tokens whose keys and values are in the KV cache.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.kv_tokens
+    }
+}
+
+/// Feeds `tokens` after the `kv_tokens` already in the KV cache, in chunks
+/// where the architecture allows, leaving the last logits in `logits`.
+fn feed_tokens(weights: &mut Weights, device: &Device, kv_tokens: &mut Vec<u32>, logits: &mut Vec<f32>, tokens: &[u32], chunked: bool) -> Result<()> {
+    // Architectures without chunked prefill take a multi-token forward only
+    // at position 0; after that they are fed one token at a time.
+    let chunk = if chunked {
+        PREFILL_CHUNK
+    } else if kv_tokens.is_empty() {
+        tokens.len().max(1)
+    } else {
+        1
+    };
+    for part in tokens.chunks(chunk) {
+        forward(weights, device, part, kv_tokens.len(), logits)?;
+        kv_tokens.extend_from_slice(part);
+    }
+    Ok(())
 }
 
 /// Runs `tokens` at position `pos` and writes the last position's logits
@@ -313,8 +451,17 @@ impl ChatModel for GgufChatModel {
         self.template.render(messages, true)
     }
 
-    fn generate(&mut self, prompt: &str, params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
-        let tokens = self.prompt_tokens(prompt)?;
-        self.generate_from_tokens(tokens, params, sink)
+    fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        self.prompt_tokens(prompt)
+    }
+
+    fn generate_tokens(
+        &mut self,
+        prompt: Vec<u32>,
+        params: &GenerationParams,
+        constraint: Option<&mut dyn TokenConstraint>,
+        sink: &mut TextSink<'_>,
+    ) -> Result<Generation> {
+        self.generate_constrained(prompt, params, constraint, sink)
     }
 }

@@ -64,6 +64,10 @@ pub enum EngineError {
     /// Building or running the tokenizer failed.
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
+
+    /// Constrained decoding could not continue (a grammar allows no token).
+    #[error("constrained decoding: {0}")]
+    Constraint(String),
     /// The chat template could not be parsed or rendered.
     #[error("chat template error: {0}")]
     ChatTemplate(String),

@@ -51,6 +51,8 @@ pub enum FinishReason {
     Length,
     /// The streaming callback asked to stop.
     Cancelled,
+    /// A decoding constraint was satisfied (the structured text is complete).
+    Complete,
 }
 
 /// The result of a generation call.
@@ -62,6 +64,10 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     /// Number of prompt tokens actually fed to the model.
     pub prompt_tokens: usize,
+    /// How many of the prompt tokens were already in the KV cache (a prompt
+    /// that extends the previous request's tokens is not prefilled again).
+    #[serde(default)]
+    pub cached_tokens: usize,
     /// Number of generated tokens.
     pub completion_tokens: usize,
     /// Why it stopped.

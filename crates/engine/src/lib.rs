@@ -23,6 +23,7 @@
 
 pub mod chat;
 pub mod chat_model;
+pub mod constraint;
 pub mod device;
 pub mod encoder;
 pub mod error;
@@ -34,6 +35,7 @@ pub mod sampling;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate, Role};
+pub use constraint::{ByteGrammar, GrammarConstraint, TokenBytes, TokenConstraint};
 pub use chat_model::{ChatModel, GgufChatModel, LoadOptions, ModelInfo, TextSink};
 pub use device::DeviceChoice;
 pub use encoder::{cosine, BertEncoder, Encoder};

@@ -52,6 +52,8 @@ pub struct GgufTokenizer {
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     end_of_generation: HashSet<u32>,
+    /// The bytes of every token, built on first use (constrained decoding).
+    token_bytes: std::sync::OnceLock<std::sync::Arc<crate::constraint::TokenBytes>>,
 }
 
 impl std::fmt::Debug for GgufTokenizer {
@@ -239,7 +241,7 @@ impl GgufTokenizer {
         }
         let mut plain = tokenizer.clone();
         plain.set_encode_special_tokens(true);
-        GgufTokenizer { with_special: tokenizer, plain, bos_id, eos_id, end_of_generation: eog }
+        GgufTokenizer { with_special: tokenizer, plain, bos_id, eos_id, end_of_generation: eog, token_bytes: std::sync::OnceLock::new() }
     }
 
     /// Encodes text. With `parse_special`, control tokens written in the text
@@ -284,6 +286,11 @@ impl GgufTokenizer {
     /// The number of tokens, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.with_special.get_vocab_size(true)
+    }
+
+    /// The bytes each token stands for (computed once, then shared).
+    pub fn token_bytes(&self) -> std::sync::Arc<crate::constraint::TokenBytes> {
+        std::sync::Arc::clone(self.token_bytes.get_or_init(|| std::sync::Arc::new(crate::constraint::TokenBytes::from_tokenizer(self))))
     }
 
     /// The underlying HuggingFace tokenizer (special tokens parsed).

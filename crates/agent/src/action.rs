@@ -1,0 +1,297 @@
+//! The personalized action loop (ReAct-style): the persona conditions the
+//! model; each step it writes a thought and then a tool call whose form is
+//! fixed by a grammar (constrained decoding), so even a small model cannot
+//! write a broken call. The loop, not only the prompt, enforces the rules:
+//! the final answer is not allowed until the user's memory has been
+//! searched and the minimum number of tool calls made, and the step limit
+//! leaves room for them.
+
+use std::time::Instant;
+
+use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
+use serde_json::Value;
+
+use crate::error::{AgentError, Result};
+use crate::llm::{AgentLlm, Continuation, Transcript};
+use crate::prompts::{fill, AGENT_FORMAT, FALLBACK_ANSWER};
+use crate::tools::{parse_call, ToolRegistry, ToolSpec};
+use crate::trace::{Finish, Trace, TraceStep};
+
+/// The pseudo-tool that ends a run.
+pub const FINAL_ANSWER: &str = "final_answer";
+
+/// Settings of the action loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Most steps (tool calls plus the final answer).
+    pub max_steps: usize,
+    /// Tool calls required before the final answer.
+    pub min_tool_calls: usize,
+    /// Require at least one search of the user's memory.
+    pub require_memory: bool,
+    /// Most tokens of one thought.
+    pub thought_tokens: usize,
+    /// Longest final answer, in bytes.
+    pub answer_bytes: u32,
+    /// Sampling temperature (the paper uses 0.1).
+    pub temperature: f64,
+    /// Penalty on recently generated tokens.
+    pub repeat_penalty: f32,
+    /// Seed for sampling.
+    pub seed: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, seed: 42 }
+    }
+}
+
+impl AgentConfig {
+    /// Checks that the rules can be met within the step limit.
+    pub fn validate(&self) -> Result<()> {
+        let needed = self.min_tool_calls.max(usize::from(self.require_memory)) + 1;
+        if self.max_steps < needed {
+            return Err(AgentError::Config { name: "max_steps", reason: format!("{} steps cannot fit {} tool calls and an answer", self.max_steps, needed - 1) });
+        }
+        if self.answer_bytes == 0 {
+            return Err(AgentError::Config { name: "answer_bytes", reason: "must be at least 1".into() });
+        }
+        Ok(())
+    }
+
+    fn params(&self, max_tokens: usize, stop: &[&str]) -> GenerationParams {
+        GenerationParams {
+            max_tokens,
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            sampling: SamplingParams { temperature: self.temperature, seed: self.seed, repeat_penalty: self.repeat_penalty, ..SamplingParams::default() },
+            context_policy: ContextPolicy::Error,
+            ignore_eos: false,
+        }
+    }
+
+    /// The final-answer pseudo-tool.
+    pub fn final_answer_spec(&self) -> ToolSpec {
+        ToolSpec::with_string(FINAL_ANSWER, "Gives the final answer and ends.", "answer", "the answer alone, in the form the question asks for", self.answer_bytes)
+    }
+}
+
+/// Which tools a step may call, given what has been done so far.
+pub(crate) fn allowed_tools(tools: &ToolRegistry<'_>, config: &AgentConfig, step: usize, calls: usize, memory_used: bool) -> Vec<String> {
+    let memory_tools = tools.memory_tools();
+    let memory_needed = config.require_memory && !memory_used && !memory_tools.is_empty();
+    let calls_needed = config.min_tool_calls.saturating_sub(calls).max(usize::from(memory_needed));
+    let steps_left = config.max_steps + 1 - step; // including this one
+    let mut allowed: Vec<String> = Vec::new();
+    if steps_left > 1 && !tools.specs().is_empty() {
+        // The last tool step left must search the memory if nothing has yet.
+        if memory_needed && steps_left - 1 <= 1 {
+            allowed.extend(memory_tools.iter().map(|s| s.to_string()));
+        } else {
+            allowed.extend(tools.specs().iter().map(|s| s.name.clone()));
+        }
+    }
+    if calls_needed == 0 || steps_left <= 1 || allowed.is_empty() {
+        allowed.push(FINAL_ANSWER.to_string());
+    }
+    allowed
+}
+
+fn account(step: &mut TraceStep, c: &Continuation) {
+    step.completion_tokens += c.completion_tokens;
+    step.cached_tokens += c.cached_tokens;
+    step.prefilled_tokens += c.prompt_tokens.saturating_sub(c.cached_tokens);
+}
+
+/// Answers `question` as the user of `persona` would, using `tools`.
+pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegistry<'_>, question: &str, config: &AgentConfig) -> Result<Trace> {
+    config.validate()?;
+    let start = Instant::now();
+    let final_spec = config.final_answer_spec();
+    let system = format!("{}\n\n{}", persona.trim(), fill(AGENT_FORMAT, &[("tools", &tools.describe(&[&final_spec]))]).trim());
+    let mut transcript: Transcript = model.start(&system, question)?;
+    let mut steps: Vec<TraceStep> = Vec::new();
+    let mut calls = 0usize;
+    let mut memory_used = false;
+    let mut answer = None;
+    let mut model_calls = 0usize;
+
+    for step_no in 1..=config.max_steps {
+        let step_start = Instant::now();
+        let allowed = allowed_tools(tools, config, step_no, calls, memory_used);
+        let mut step = TraceStep {
+            step: step_no,
+            thought: String::new(),
+            tool: None,
+            arguments: Value::Null,
+            observation: None,
+            error: None,
+            allowed: allowed.clone(),
+            completion_tokens: 0,
+            cached_tokens: 0,
+            prefilled_tokens: 0,
+            ms: 0.0,
+        };
+        model.append(&mut transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
+        let thought = model.extend(&mut transcript, &config.params(config.thought_tokens, &["\n", "Action:"]))?;
+        account(&mut step, &thought);
+        step.thought = thought.text.trim().to_string();
+        let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
+        model.append(&mut transcript, label)?;
+        let names: Vec<&str> = allowed.iter().map(String::as_str).collect();
+        let grammar = tools.grammar(&names, &[&final_spec])?;
+        // Enough room for the longest string argument at one byte a token.
+        let action = model.extend_constrained(&mut transcript, grammar, &config.params(config.answer_bytes as usize + 96, &[]))?;
+        model_calls += 2;
+        account(&mut step, &action);
+
+        let observation = match parse_call(&action.text) {
+            Err(e) => {
+                step.error = Some(e.to_string());
+                format!("That was not a valid call ({e}). Write one JSON object as described.")
+            }
+            Ok(call) => {
+                step.arguments = Value::Object(call.arguments.clone());
+                if !allowed.contains(&call.tool) {
+                    step.tool = (call.tool != FINAL_ANSWER).then(|| call.tool.clone());
+                    let why = if call.tool == FINAL_ANSWER { "you must first search the user's memory and make the required tool calls".to_string() } else { format!("allowed now: {}", allowed.join(", ")) };
+                    step.error = Some(format!("`{}` is not allowed at this step: {why}", call.tool));
+                    format!("Not allowed now: {why}.")
+                } else if call.tool == FINAL_ANSWER {
+                    match final_spec.validate(&call.arguments) {
+                        Ok(()) => {
+                            answer = call.arguments.get("answer").and_then(Value::as_str).map(|s| s.trim().to_string());
+                            String::new()
+                        }
+                        Err(e) => {
+                            step.error = Some(e.to_string());
+                            format!("{e}")
+                        }
+                    }
+                } else {
+                    step.tool = Some(call.tool.clone());
+                    match tools.call(&call) {
+                        Ok(obs) => {
+                            calls += 1;
+                            memory_used |= tools.memory_tools().contains(&call.tool.as_str());
+                            obs
+                        }
+                        Err(AgentError::ToolCall(e)) => {
+                            step.error = Some(e.clone());
+                            format!("The call failed: {e}")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
+        if answer.is_none() {
+            model.append(&mut transcript, &format!("\nObservation: {}", observation.trim()))?;
+            step.observation = Some(observation);
+        }
+        step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
+        steps.push(step);
+        if answer.is_some() {
+            break;
+        }
+    }
+
+    let (answer, finish) = match answer {
+        Some(a) => (a, Finish::Answer),
+        None => {
+            model.append(&mut transcript, FALLBACK_ANSWER)?;
+            let c = model.extend(&mut transcript, &config.params(config.answer_bytes as usize, &["\n"]))?;
+            model_calls += 1;
+            (c.text.trim().to_string(), Finish::StepLimit)
+        }
+    };
+    let sum = |f: fn(&TraceStep) -> usize| steps.iter().map(f).sum();
+    Ok(Trace {
+        question: question.to_string(),
+        answer,
+        finish,
+        completion_tokens: sum(|s| s.completion_tokens),
+        cached_tokens: sum(|s| s.cached_tokens),
+        prefilled_tokens: sum(|s| s.prefilled_tokens),
+        steps,
+        model_calls,
+        ms: start.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::{FakeTool, Scripted};
+
+    fn registry() -> ToolRegistry<'static> {
+        let mut r = ToolRegistry::new();
+        r.register(FakeTool::encyclopedia()).unwrap();
+        r.register(FakeTool::memory()).unwrap();
+        r
+    }
+
+    const MEM: &str = r#"{"tool": "memory_search", "arguments": {"query": "jazz"}}"#;
+    const ENC: &str = r#"{"tool": "encyclopedia_search", "arguments": {"query": "jazz"}}"#;
+    const FINAL: &str = r#"{"tool": "final_answer", "arguments": {"answer": "Jazz"}}"#;
+
+    #[test]
+    fn a_run_calls_tools_then_answers() {
+        let mut model = Scripted::new(&[" I should check the user's history.", MEM, " And the genre.", ENC, " Done.", FINAL]);
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &AgentConfig::default()).unwrap();
+        assert_eq!(trace.answer, "Jazz");
+        assert_eq!(trace.finish, Finish::Answer);
+        let tools: Vec<Option<&str>> = trace.steps.iter().map(|s| s.tool.as_deref()).collect();
+        assert_eq!(tools, [Some("memory_search"), Some("encyclopedia_search"), None]);
+        assert_eq!(trace.steps[0].thought, "I should check the user's history.");
+        assert_eq!(trace.steps[0].observation.as_deref(), Some("1. liked: jazz"));
+        assert_eq!(trace.steps[2].arguments["answer"], "Jazz");
+        assert!(model.constrained.iter().all(|(_, ok)| *ok), "every scripted call was grammatical");
+        // Before two tool calls the grammar does not offer the final answer.
+        assert!(!model.constrained[0].0.contains(&FINAL_ANSWER.to_string()));
+        assert!(!model.constrained[1].0.contains(&FINAL_ANSWER.to_string()));
+        assert!(model.constrained[2].0.contains(&FINAL_ANSWER.to_string()));
+        assert!(model.replies.is_empty());
+    }
+
+    #[test]
+    fn the_memory_rule_is_enforced_by_the_loop() {
+        // The model tries to answer at once, then keeps using the
+        // encyclopedia: the loop refuses the answer and, when only one tool
+        // step is left, allows nothing but the memory search.
+        let mut model = Scripted::new(&["", FINAL, "", ENC, "", MEM, "", FINAL]);
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &AgentConfig::default()).unwrap();
+        assert!(trace.steps[0].error.as_deref().unwrap().contains("not allowed"), "{:?}", trace.steps[0]);
+        assert!(!model.constrained[0].1, "the grammar did not allow it either");
+        assert_eq!(model.constrained[2].0, ["memory_search"], "last tool step: memory only");
+        assert_eq!(model.constrained[3].0, [FINAL_ANSWER], "last step: answer only");
+        assert_eq!(trace.answer, "Jazz");
+        assert_eq!(trace.tool_calls().filter(|s| s.tool.as_deref() == Some("memory_search")).count(), 1);
+    }
+
+    #[test]
+    fn broken_calls_are_reported_and_the_step_limit_ends_the_run() {
+        let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
+        let mut model = Scripted::new(&["", broken, "", "not json at all", "", r#"{"tool": "web", "arguments": {}}"#, "", broken, " Blue"]);
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Favourite colour?", &AgentConfig::default()).unwrap();
+        assert_eq!(trace.steps.len(), 4);
+        assert!(trace.steps.iter().all(|s| s.error.is_some()), "{:#?}", trace.steps);
+        assert!(trace.steps[0].error.as_deref().unwrap().contains("not valid JSON"));
+        assert!(trace.steps[2].error.as_deref().unwrap().contains("not allowed"));
+        assert_eq!(trace.finish, Finish::StepLimit);
+        assert_eq!(trace.answer, "Blue");
+    }
+
+    #[test]
+    fn settings_that_cannot_meet_the_rules_are_refused() {
+        let config = AgentConfig { max_steps: 2, min_tool_calls: 2, ..AgentConfig::default() };
+        let err = run_agent(&mut Scripted::new(&[]), "p", &mut registry(), "q", &config).unwrap_err();
+        assert!(err.to_string().contains("max_steps"), "{err}");
+        // Without tools only the answer is allowed.
+        let mut model = Scripted::new(&["", FINAL]);
+        let config = AgentConfig { min_tool_calls: 0, ..AgentConfig::default() };
+        let trace = run_agent(&mut model, "p", &mut ToolRegistry::new(), "q", &config).unwrap();
+        assert_eq!(trace.answer, "Jazz");
+        assert_eq!(model.constrained[0].0, [FINAL_ANSWER]);
+    }
+}

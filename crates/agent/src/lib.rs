@@ -1,0 +1,36 @@
+//! # persona-agent
+//!
+//! The PersonaAgent itself, on top of [`persona_engine`] (the model) and
+//! [`persona_memory`] (the user's memory):
+//!
+//! - [`persona`]: a user's system prompt (role, description of the user,
+//!   tool rules), initialised from the semantic memory, versioned, guarded;
+//! - [`tools`]: `encyclopedia_search` (offline BM25 over a corpus) and
+//!   `memory_search` (the user's episodic memory), in a registry that
+//!   renders their descriptions and checks arguments;
+//! - [`action`]: the ReAct-style loop with grammar-constrained tool calls
+//!   ([`grammar`]) and the memory rule enforced by the loop, leaving a
+//!   [`trace::Trace`];
+//! - [`align`]: test-time persona alignment (the paper's Algorithm 1).
+
+pub mod action;
+pub mod align;
+pub mod error;
+pub mod grammar;
+pub mod llm;
+pub mod persona;
+pub mod prompts;
+pub mod tools;
+pub mod trace;
+
+#[cfg(test)]
+mod scripted;
+
+pub use action::{run_agent, AgentConfig, FINAL_ANSWER};
+pub use align::{align, standard_tools, AlignConfig, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig};
+pub use error::{AgentError, Result};
+pub use grammar::{ParamKind, ToolCallGrammar};
+pub use llm::{AgentLlm, Continuation, Transcript};
+pub use persona::Rejection;
+pub use tools::{Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
+pub use trace::{Finish, Trace, TraceStep};

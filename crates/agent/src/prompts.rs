@@ -1,0 +1,43 @@
+//! The agent's prompts, one file each under `crates/agent/prompts/`.
+
+/// The persona's role statement.
+pub const PERSONA_ROLE: &str = include_str!("../prompts/persona_role.txt");
+/// The persona's tool-use rules.
+pub const PERSONA_RULES: &str = include_str!("../prompts/persona_rules.txt");
+/// How the action loop's steps are written (`{{tools}}`).
+pub const AGENT_FORMAT: &str = include_str!("../prompts/agent_format.txt");
+/// System prompt of the feedback call of alignment.
+pub const FEEDBACK_SYSTEM: &str = include_str!("../prompts/feedback_system.txt");
+/// User turn of the feedback call (`{{persona}}`, `{{query}}`,
+/// `{{simulated}}`, `{{real}}`).
+pub const FEEDBACK_USER: &str = include_str!("../prompts/feedback_user.txt");
+/// System prompt of the persona rewrite.
+pub const REWRITE_SYSTEM: &str = include_str!("../prompts/rewrite_system.txt");
+/// User turn of the persona rewrite (`{{profile}}`, `{{feedback}}`).
+pub const REWRITE_USER: &str = include_str!("../prompts/rewrite_user.txt");
+/// Appended when the step limit ends the loop without an answer.
+pub const FALLBACK_ANSWER: &str = include_str!("../prompts/fallback_answer.txt");
+
+/// Replaces `{{name}}` placeholders.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_have_their_placeholders() {
+        assert!(AGENT_FORMAT.contains("{{tools}}"));
+        for p in ["{{persona}}", "{{query}}", "{{simulated}}", "{{real}}"] {
+            assert!(FEEDBACK_USER.contains(p), "{p}");
+        }
+        assert!(REWRITE_USER.contains("{{profile}}") && REWRITE_USER.contains("{{feedback}}"));
+        assert_eq!(fill("a {{x}} b {{x}}", &[("x", "1")]), "a 1 b 1");
+    }
+}

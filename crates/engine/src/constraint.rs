@@ -1,0 +1,304 @@
+//! Constrained decoding: restricting which tokens may come next so that the
+//! generated text always matches a grammar (used for tool calls).
+//!
+//! A [`TokenConstraint`] is consulted by the generation loop before every
+//! sampled token. [`GrammarConstraint`] implements it for any byte-level
+//! automaton ([`ByteGrammar`]): a token is allowed when the automaton accepts
+//! every byte of its text. Text that is the only valid continuation (the
+//! fixed parts of a JSON object, say) is fed to the model in one forward
+//! pass instead of being sampled token by token ("jump-forward").
+
+use std::sync::Arc;
+
+use crate::error::{EngineError, Result};
+use crate::tokenizer::GgufTokenizer;
+
+/// Restricts the tokens a generation may produce.
+pub trait TokenConstraint {
+    /// Sets the logits of every token that may not come next to `-inf`.
+    /// Fails when no token at all is allowed.
+    fn mask_logits(&mut self, logits: &mut [f32]) -> Result<()>;
+    /// Records a sampled token (one that `mask_logits` allowed).
+    fn accept_token(&mut self, token: u32) -> Result<()>;
+    /// Text that is the only valid continuation, if any; the engine feeds
+    /// it without sampling and then calls [`TokenConstraint::accept_text`].
+    fn forced_text(&self) -> Option<String> {
+        None
+    }
+    /// Records text the engine fed on its own (see `forced_text`).
+    fn accept_text(&mut self, text: &str) -> Result<()>;
+    /// Whether the constrained text is complete; generation then ends.
+    fn is_complete(&self) -> bool;
+}
+
+/// A deterministic automaton over bytes. Cloning must be cheap: the masking
+/// loop clones the state once per vocabulary entry.
+pub trait ByteGrammar: Clone {
+    /// Consumes one byte; returns `false` (and may leave the state
+    /// unspecified) when the byte is not allowed here.
+    fn step(&mut self, byte: u8) -> bool;
+    /// Whether the text so far is a complete sentence of the grammar (no
+    /// byte may follow).
+    fn is_complete(&self) -> bool;
+    /// Bytes that must come next whatever the model chooses (may be empty).
+    fn forced(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// The bytes each token id stands for (`None` for special tokens, which a
+/// grammar never allows).
+#[derive(Debug, Clone)]
+pub struct TokenBytes {
+    bytes: Vec<Option<Box<[u8]>>>,
+}
+
+impl TokenBytes {
+    /// Reads every token of a tokenizer. Byte-level BPE tokens are mapped
+    /// back through the GPT-2 byte table; SentencePiece tokens have `▁`
+    /// replaced by a space and `<0xNN>` read as one byte.
+    pub fn from_tokenizer(tokenizer: &GgufTokenizer) -> TokenBytes {
+        let inner = tokenizer.inner();
+        let specials: std::collections::HashSet<u32> =
+            inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
+        let unicode_to_byte = gpt2_unicode_to_byte();
+        let n = tokenizer.vocab_size();
+        let mut bytes = Vec::with_capacity(n);
+        for id in 0..n as u32 {
+            if specials.contains(&id) {
+                bytes.push(None);
+                continue;
+            }
+            let Some(text) = inner.id_to_token(id) else {
+                bytes.push(None);
+                continue;
+            };
+            let raw: Vec<u8> = if byte_level {
+                let mapped: Option<Vec<u8>> = text.chars().map(|c| unicode_to_byte.get(&c).copied()).collect();
+                mapped.unwrap_or_else(|| text.as_bytes().to_vec())
+            } else if let Some(b) = sentencepiece_byte(&text) {
+                vec![b]
+            } else {
+                text.replace('\u{2581}', " ").into_bytes()
+            };
+            bytes.push(if raw.is_empty() { None } else { Some(raw.into_boxed_slice()) });
+        }
+        TokenBytes { bytes }
+    }
+
+    /// Builds the table from explicit byte strings (for tests and custom
+    /// vocabularies).
+    pub fn from_vec(bytes: Vec<Option<Vec<u8>>>) -> TokenBytes {
+        TokenBytes { bytes: bytes.into_iter().map(|b| b.filter(|b| !b.is_empty()).map(Vec::into_boxed_slice)).collect() }
+    }
+
+    /// The bytes of a token, `None` for special tokens and unknown ids.
+    pub fn get(&self, id: u32) -> Option<&[u8]> {
+        self.bytes.get(id as usize).and_then(|b| b.as_deref())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// `<0xNN>` byte-fallback tokens of SentencePiece vocabularies.
+fn sentencepiece_byte(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// The inverse of GPT-2's byte-to-unicode table (printable bytes map to
+/// themselves, the rest to code points from 256 up).
+fn gpt2_unicode_to_byte() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut map = std::collections::HashMap::with_capacity(256);
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            char::from(b)
+        } else {
+            let c = char::from_u32(next).unwrap_or(char::REPLACEMENT_CHARACTER);
+            next += 1;
+            c
+        };
+        map.insert(c, b);
+    }
+    map
+}
+
+/// A [`TokenConstraint`] driven by a [`ByteGrammar`].
+#[derive(Debug, Clone)]
+pub struct GrammarConstraint<G> {
+    grammar: G,
+    vocab: Arc<TokenBytes>,
+    /// The text accepted so far.
+    text: Vec<u8>,
+}
+
+impl<G: ByteGrammar> GrammarConstraint<G> {
+    /// Starts the grammar at its initial state.
+    pub fn new(grammar: G, vocab: Arc<TokenBytes>) -> Self {
+        GrammarConstraint { grammar, vocab, text: Vec::new() }
+    }
+
+    /// The grammar's current state.
+    pub fn grammar(&self) -> &G {
+        &self.grammar
+    }
+
+    /// The bytes accepted so far.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// Whether `bytes` may come next.
+    pub fn allows(&self, bytes: &[u8]) -> bool {
+        let mut g = self.grammar.clone();
+        bytes.iter().all(|&b| g.step(b))
+    }
+
+    fn feed(&mut self, bytes: &[u8], what: &str) -> Result<()> {
+        for &b in bytes {
+            if !self.grammar.step(b) {
+                return Err(EngineError::Constraint(format!(
+                    "{what} {:?} breaks the grammar after {:?}",
+                    String::from_utf8_lossy(bytes),
+                    String::from_utf8_lossy(&self.text)
+                )));
+            }
+            self.text.push(b);
+        }
+        Ok(())
+    }
+}
+
+impl<G: ByteGrammar> TokenConstraint for GrammarConstraint<G> {
+    fn mask_logits(&mut self, logits: &mut [f32]) -> Result<()> {
+        let mut any = false;
+        for (id, logit) in logits.iter_mut().enumerate() {
+            let ok = match self.vocab.get(id as u32) {
+                Some(bytes) => {
+                    let mut g = self.grammar.clone();
+                    bytes.iter().all(|&b| g.step(b))
+                }
+                None => false,
+            };
+            if ok {
+                any |= *logit > f32::NEG_INFINITY;
+            } else {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(EngineError::Constraint(format!(
+                "no token of the vocabulary may follow {:?}",
+                String::from_utf8_lossy(&self.text)
+            )))
+        }
+    }
+
+    fn accept_token(&mut self, token: u32) -> Result<()> {
+        let vocab = Arc::clone(&self.vocab);
+        let bytes = vocab.get(token).ok_or_else(|| EngineError::Constraint(format!("token {token} has no text")))?;
+        self.feed(bytes, "token")
+    }
+
+    fn forced_text(&self) -> Option<String> {
+        let forced = self.grammar.forced();
+        if forced.is_empty() {
+            return None;
+        }
+        // Only whole UTF-8 characters can be tokenized on their own.
+        match String::from_utf8(forced) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let bytes = e.into_bytes();
+                (valid > 0).then(|| String::from_utf8_lossy(&bytes[..valid]).into_owned())
+            }
+        }
+    }
+
+    fn accept_text(&mut self, text: &str) -> Result<()> {
+        self.feed(text.as_bytes(), "forced text")
+    }
+
+    fn is_complete(&self) -> bool {
+        self.grammar.is_complete()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts exactly "ab" or "ac".
+    #[derive(Clone)]
+    struct AbOrAc(u8);
+    impl ByteGrammar for AbOrAc {
+        fn step(&mut self, b: u8) -> bool {
+            let ok = match self.0 {
+                0 => b == b'a',
+                1 => b == b'b' || b == b'c',
+                _ => false,
+            };
+            self.0 += 1;
+            ok
+        }
+        fn is_complete(&self) -> bool {
+            self.0 == 2
+        }
+        fn forced(&self) -> Vec<u8> {
+            if self.0 == 0 {
+                b"a".to_vec()
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    #[test]
+    fn masks_tokens_that_break_the_grammar() {
+        let vocab = Arc::new(TokenBytes::from_vec(vec![Some(b"a".to_vec()), Some(b"ab".to_vec()), Some(b"b".to_vec()), None, Some(b"x".to_vec())]));
+        let mut c = GrammarConstraint::new(AbOrAc(0), vocab);
+        assert_eq!(c.forced_text().as_deref(), Some("a"));
+        let mut logits = vec![1.0; 5];
+        c.mask_logits(&mut logits).unwrap();
+        assert_eq!(logits[0], 1.0);
+        assert_eq!(logits[1], 1.0);
+        assert!(logits[2..].iter().all(|l| *l == f32::NEG_INFINITY));
+        c.accept_token(0).unwrap();
+        let mut logits = vec![1.0; 5];
+        c.mask_logits(&mut logits).unwrap();
+        assert_eq!(logits[2], 1.0);
+        assert!(c.accept_token(4).is_err());
+        c.accept_token(2).unwrap();
+        assert!(c.is_complete());
+        let mut logits = vec![1.0; 5];
+        assert!(c.mask_logits(&mut logits).is_err(), "nothing may follow a complete sentence");
+    }
+
+    #[test]
+    fn gpt2_byte_table_is_a_bijection() {
+        let map = gpt2_unicode_to_byte();
+        assert_eq!(map.len(), 256);
+        assert_eq!(map[&'\u{120}'], b' ');
+        assert_eq!(map[&'\u{10a}'], b'\n');
+        assert_eq!(map[&'a'], b'a');
+        assert_eq!(sentencepiece_byte("<0x0A>"), Some(b'\n'));
+        assert_eq!(sentencepiece_byte("<0x0A"), None);
+    }
+}
