@@ -168,17 +168,18 @@ impl<G: ByteGrammar> GrammarConstraint<G> {
         bytes.iter().all(|&b| g.step(b))
     }
 
+    /// Advances over `bytes`, or leaves the state unchanged and fails.
     fn feed(&mut self, bytes: &[u8], what: &str) -> Result<()> {
-        for &b in bytes {
-            if !self.grammar.step(b) {
-                return Err(EngineError::Constraint(format!(
-                    "{what} {:?} breaks the grammar after {:?}",
-                    String::from_utf8_lossy(bytes),
-                    String::from_utf8_lossy(&self.text)
-                )));
-            }
-            self.text.push(b);
+        let mut next = self.grammar.clone();
+        if !bytes.iter().all(|&b| next.step(b)) {
+            return Err(EngineError::Constraint(format!(
+                "{what} {:?} breaks the grammar after {:?}",
+                String::from_utf8_lossy(bytes),
+                String::from_utf8_lossy(&self.text)
+            )));
         }
+        self.grammar = next;
+        self.text.extend_from_slice(bytes);
         Ok(())
     }
 }

@@ -1,0 +1,141 @@
+//! The agent with the real tiny chat model, the real MiniLM encoder and the
+//! offline encyclopedia: constrained tool calls are always valid, and the
+//! whole method runs end to end (history, semantic memory, persona,
+//! alignment, answer).
+//!
+//! The models must be installed (`persona models fetch tiny minilm wiki`);
+//! if they are not, these tests fail with a message saying so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::path::PathBuf;
+
+use persona_agent::{align, run_agent, standard_tools, AgentConfig, AlignConfig, Encyclopedia, Finish, Outcome, ToolConfig, FINAL_ANSWER};
+use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
+use persona_memory::{Memory, NewRecord};
+
+fn installed(name: &str) -> PathBuf {
+    let manifest = Manifest::builtin().unwrap();
+    ModelStore::from_env()
+        .require(manifest.get(name).unwrap())
+        .unwrap_or_else(|e| panic!("`{name}` is needed by the agent tests: {e}. Run `persona models fetch` (or .ci/run) first."))
+}
+
+fn encoder() -> BertEncoder {
+    let dir = installed("minilm");
+    BertEncoder::load(dir.parent().unwrap(), "minilm", &Device::Cpu).unwrap()
+}
+
+fn tiny() -> GgufChatModel {
+    GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap()
+}
+
+fn encyclopedia(dir: &std::path::Path) -> Encyclopedia {
+    Encyclopedia::open(&installed("wiki"), Some(&dir.join("encyclopedia"))).unwrap()
+}
+
+const TAGS: &str = "sci-fi, comedy, romance, horror, documentary";
+
+/// A user who tags films, oldest first, in the LaMP movie-tagging shape.
+fn history() -> Vec<NewRecord> {
+    let films = [
+        ("A crew travels through a wormhole to find a new home for humanity.", "sci-fi"),
+        ("Two rival chefs fall in love while running a food truck.", "romance"),
+        ("An android questions its creators on a distant mining colony.", "sci-fi"),
+        ("A family moves into a house where the walls whisper at night.", "horror"),
+        ("Astronauts stranded on Mars grow potatoes to survive.", "sci-fi"),
+        ("A clumsy detective solves crimes by accident.", "comedy"),
+        ("Time travellers try to stop a war that has not started yet.", "sci-fi"),
+        ("The life of bees in an urban rooftop garden.", "documentary"),
+        ("A spaceship's computer refuses to open the pod bay doors.", "sci-fi"),
+        ("A robot learns to paint after humans leave Earth.", "sci-fi"),
+    ];
+    films
+        .iter()
+        .enumerate()
+        .map(|(i, (plot, tag))| NewRecord {
+            timestamp: Some(1_600_000_000 + i as i64 * 86_400),
+            ..NewRecord::new(format!("Which tag fits this movie ({TAGS})? {plot}"), *tag)
+        })
+        .collect()
+}
+
+#[test]
+fn constrained_tool_calls_are_always_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    let mut memory = Memory::open(dir.path()).unwrap();
+    memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
+    let wiki = encyclopedia(dir.path());
+    let mut model = tiny();
+    let persona = persona_agent::persona::compose("This user loves science fiction and tags most films sci-fi.");
+    let questions = [
+        format!("Which tag fits this movie ({TAGS})? A lonely astronaut befriends an alien on the Moon."),
+        format!("Which tag fits this movie ({TAGS})? Two strangers meet on a train and fall in love."),
+        "What is the capital of France?".to_string(),
+        "Recommend a book for this user in one title.".to_string(),
+        "Rate this product from 1 to 5 as the user would: a cheap plastic telescope.".to_string(),
+    ];
+    let config = AgentConfig::default();
+    let mut calls = 0;
+    for question in &questions {
+        let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+        let trace = run_agent(&mut model, &persona, &mut tools, question, &config).unwrap();
+        for step in &trace.steps {
+            assert!(step.error.is_none(), "{question}: step {} was not a valid call: {:?}\n{}", step.step, step.error, trace.render());
+            let name = step.tool.clone().unwrap_or_else(|| FINAL_ANSWER.to_string());
+            assert!(step.allowed.contains(&name), "{question}: {name} not in {:?}", step.allowed);
+            assert!(step.arguments.is_object(), "{question}: {:?}", step.arguments);
+            calls += 1;
+        }
+        assert_eq!(trace.finish, Finish::Answer, "{question}\n{}", trace.render());
+        assert!(!trace.answer.is_empty(), "{question}\n{}", trace.render());
+        assert!(trace.tool_calls().any(|s| s.tool.as_deref() == Some("memory_search")), "{question}: no memory search\n{}", trace.render());
+        assert!(trace.tool_calls().count() >= config.min_tool_calls);
+        // After the first step the transcript extends the KV cache.
+        assert!(trace.steps.iter().skip(1).all(|s| s.cached_tokens > 0), "{}", trace.render());
+    }
+    assert!(calls >= questions.len() * 3, "{calls} calls");
+}
+
+#[test]
+fn end_to_end_history_persona_alignment_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    let mut memory = Memory::open(dir.path()).unwrap();
+    let report = memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
+    assert_eq!(report.added, 10);
+    let wiki = encyclopedia(dir.path());
+    let mut model = tiny();
+
+    // Alignment builds the semantic memory and persona version 1 first.
+    let config = AlignConfig { batch: 2, iterations: 1, ..AlignConfig::default() };
+    let mut events = Vec::new();
+    let aligned = align(&mut model, &mut memory, &encoder, Some(&wiki), "ann", &config, &mut |e| events.push(format!("{e:?}").chars().take(40).collect::<String>())).unwrap();
+    let user = memory.store().require_user("ann").unwrap();
+    assert!(memory.store().latest_semantic_profile(&user, None).unwrap().is_some(), "semantic memory built");
+    assert_eq!(aligned.initial_version, 1);
+    let iteration = &aligned.iterations[0];
+    assert_eq!(iteration.simulations.len(), 2);
+    // The replayed interactions are the two most recent ones.
+    assert_eq!(iteration.simulations[0].real, "sci-fi");
+    assert_eq!(iteration.simulations[1].real, "sci-fi");
+    assert!(iteration.simulations.iter().all(|s| !s.feedback.is_empty()));
+    let Outcome::Accepted { version } = iteration.outcome else { panic!("rewrite rejected: {:?}", iteration.outcome) };
+    assert_eq!(version, 2);
+    let versions = memory.store().persona_versions(&user).unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1].parent, Some(1));
+    assert_eq!(versions[1].feedback.as_deref(), Some(iteration.feedback.as_str()));
+    assert!(!iteration.feedback.is_empty());
+
+    // Answer a new question with the aligned persona.
+    let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+    let question = format!("Which tag fits this movie ({TAGS})? Explorers discover a signal from another galaxy.");
+    let trace = run_agent(&mut model, &versions[1].text, &mut tools, &question, &AgentConfig::default()).unwrap();
+    assert_eq!(trace.finish, Finish::Answer, "{}", trace.render());
+    assert!(!trace.answer.is_empty());
+    assert!(trace.steps.iter().any(|s| s.tool.as_deref() == Some("memory_search") && s.observation.as_deref().is_some_and(|o| o.contains("sci-fi"))), "{}", trace.render());
+    assert!(trace.steps.last().unwrap().tool.is_none(), "the last step is the final answer");
+    eprintln!("{}\nanswer: {}\npersona v2:\n{}", trace.render(), trace.answer, versions[1].text);
+}

@@ -1,0 +1,123 @@
+//! Real-model tests of KV-cache reuse across requests and of
+//! grammar-constrained decoding (tiny model; the small model's tokenizer).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::path::PathBuf;
+
+use persona_engine::{
+    ByteGrammar, ChatMessage, ChatModel, Device, FinishReason, GenerationParams, GgufChatModel, GgufFile, GgufTokenizer, GrammarConstraint, Manifest,
+    ModelStore, SamplingParams,
+};
+
+fn model_path(name: &str) -> PathBuf {
+    let manifest = Manifest::builtin().unwrap();
+    ModelStore::from_env()
+        .require(manifest.get(name).unwrap())
+        .unwrap_or_else(|e| panic!("model `{name}` is needed by these tests: {e}. Run `persona models fetch` (or .ci/run) first."))
+}
+
+fn tiny() -> GgufChatModel {
+    GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn a_prompt_that_extends_the_last_request_reuses_the_kv_cache() {
+    let mut warm = tiny();
+    let mut cold = tiny();
+    let params = GenerationParams { max_tokens: 12, ignore_eos: true, ..Default::default() };
+    let prompt = warm.render_chat(&[ChatMessage::user("Name three fruits.")]).unwrap();
+    let first = warm.generate(&prompt, &params, &mut |_| true).unwrap();
+    assert_eq!(first.cached_tokens, 0);
+    // The agent's pattern: the previous prompt, what the model wrote, and more text.
+    let mut next = warm.prompt_tokens(&prompt).unwrap();
+    next.extend(&first.tokens);
+    next.extend(warm.tokenizer().encode("\nNow name three vegetables.", false).unwrap());
+    let reused = warm.generate_tokens(next.clone(), &params, None, &mut |_| true).unwrap();
+    // Everything but the last generated token (sampled, never fed) was in the cache.
+    assert_eq!(reused.cached_tokens, warm.prompt_tokens(&prompt).unwrap().len() + first.tokens.len() - 1);
+    let fresh = cold.generate_tokens(next, &params, None, &mut |_| true).unwrap();
+    assert_eq!(fresh.cached_tokens, 0);
+    assert_eq!(reused.tokens, fresh.tokens, "reusing the cache changed the output: {:?} vs {:?}", reused.text, fresh.text);
+    // A prompt that does not extend the cache starts over.
+    let other = warm.generate(&prompt, &params, &mut |_| true).unwrap();
+    assert_eq!(other.cached_tokens, 0);
+    assert_eq!(other.tokens, first.tokens);
+}
+
+#[test]
+fn token_bytes_spell_out_the_text() {
+    for name in ["tiny", "small"] {
+        let tok = GgufTokenizer::from_gguf(&GgufFile::open(model_path(name)).unwrap()).unwrap();
+        let table = tok.token_bytes();
+        assert_eq!(table.len(), tok.vocab_size());
+        for text in ["Hello, world!", "  leading spaces\nand \"quotes\" \\ tabs\t", "héllo wörld — 東京 🙂", "{\"tool\": \"memory_search\"}"] {
+            let ids = tok.encode(text, false).unwrap();
+            let bytes: Vec<u8> = ids.iter().flat_map(|&id| table.get(id).unwrap().to_vec()).collect();
+            assert_eq!(String::from_utf8(bytes).unwrap(), text, "{name}");
+        }
+        let eos = tok.eos_id().unwrap();
+        assert!(table.get(eos).is_none(), "{name}: special tokens have no bytes");
+    }
+}
+
+/// `Answer: ` followed by one to three digits and a full stop.
+#[derive(Clone)]
+struct Number {
+    pos: usize,
+    digits: usize,
+    done: bool,
+}
+
+const PREFIX: &[u8] = b"Answer: ";
+
+impl ByteGrammar for Number {
+    fn step(&mut self, b: u8) -> bool {
+        if self.done {
+            return false;
+        }
+        if self.pos < PREFIX.len() {
+            let ok = PREFIX[self.pos] == b;
+            self.pos += 1;
+            return ok;
+        }
+        if b.is_ascii_digit() && self.digits < 3 {
+            self.digits += 1;
+            return true;
+        }
+        if b == b'.' && self.digits > 0 {
+            self.done = true;
+            return true;
+        }
+        false
+    }
+    fn is_complete(&self) -> bool {
+        self.done
+    }
+    fn forced(&self) -> Vec<u8> {
+        if self.pos < PREFIX.len() {
+            PREFIX[self.pos..].to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+#[test]
+fn constrained_decoding_follows_the_grammar() {
+    let mut model = tiny();
+    let prompt = model.render_chat(&[ChatMessage::user("How many legs does a spider have? Think it over and tell me about spiders.")]).unwrap();
+    let tokens = model.prompt_tokens(&prompt).unwrap();
+    for seed in 0..3 {
+        let params = GenerationParams { max_tokens: 16, sampling: SamplingParams { temperature: 1.0, seed, ..Default::default() }, ..Default::default() };
+        let mut constraint = GrammarConstraint::new(Number { pos: 0, digits: 0, done: false }, model.tokenizer().token_bytes());
+        let g = model.generate_tokens(tokens.clone(), &params, Some(&mut constraint), &mut |_| true).unwrap();
+        assert_eq!(g.finish_reason, FinishReason::Complete, "{g:?}");
+        let text = g.text.as_str();
+        let digits = text.strip_prefix("Answer: ").and_then(|r| r.strip_suffix('.')).unwrap_or_else(|| panic!("{text:?}"));
+        assert!((1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()), "{text:?}");
+    }
+    // Unconstrained, the same request does not produce that form.
+    let free = model.generate_tokens(tokens, &GenerationParams { max_tokens: 16, ..Default::default() }, None, &mut |_| true).unwrap();
+    assert!(!free.text.starts_with("Answer: "), "{:?}", free.text);
+}
