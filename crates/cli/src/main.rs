@@ -38,9 +38,9 @@ struct Cli {
     #[arg(long, global = true, env = "PERSONA_NO_REPACK")]
     no_repack: bool,
 
-    /// More logging (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
+    /// More logging on stderr (-v: info, -vv: debug).
+    #[arg(short = 'v', global = true, action = clap::ArgAction::Count)]
+    log_verbosity: u8,
 
     #[command(subcommand)]
     command: Command,
@@ -63,6 +63,15 @@ enum Command {
     /// A user's memory: search it, summarise it into a profile.
     #[command(subcommand)]
     Memory(cmd::memory::MemoryCommand),
+    /// Answer a question as the user would: persona, memory and tools
+    /// (the personalized action loop).
+    Ask(cmd::ask::AskArgs),
+    /// Align the user's persona at test time: replay their latest
+    /// interactions, collect feedback, rewrite the persona.
+    Align(cmd::align::AlignArgs),
+    /// A user's persona (system prompt) and its versions.
+    #[command(subcommand)]
+    Persona(cmd::persona::PersonaCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -75,7 +84,7 @@ fn main() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
-    let level = match cli.verbose {
+    let level = match cli.log_verbosity {
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -90,6 +99,9 @@ fn main() {
         Command::Embed(a) => cmd::embed::run(&ctx, a),
         Command::User(c) => cmd::user::run(&ctx, c),
         Command::Memory(c) => cmd::memory::run(&ctx, c),
+        Command::Ask(a) => cmd::ask::run(&ctx, a),
+        Command::Align(a) => cmd::align::run(&ctx, a),
+        Command::Persona(c) => cmd::persona::run(&ctx, c),
         Command::Bench(c) => cmd::bench::run(&ctx, c),
     });
     if let Err(e) = result {

@@ -1,5 +1,8 @@
 //! One module per subcommand.
 
+pub mod agent;
+pub mod align;
+pub mod ask;
 pub mod bench;
 pub mod bench_memory;
 pub mod chat;
@@ -7,4 +10,5 @@ pub mod embed;
 pub mod generate;
 pub mod memory;
 pub mod models;
+pub mod persona;
 pub mod user;

@@ -1,0 +1,87 @@
+//! `persona align`: test-time alignment of a user's persona (replay the
+//! latest interactions, collect feedback, rewrite the persona).
+
+use anyhow::Result;
+use clap::Args;
+use persona_agent::{align, AlignConfig, AlignEvent, Outcome};
+use similar::TextDiff;
+
+use crate::cmd::agent::{load, persona, AgentArgs};
+use crate::cmd::memory::one_line;
+use crate::progress::item_bar;
+use crate::resolve::Context;
+
+#[derive(Debug, Args)]
+pub struct AlignArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Interactions replayed per iteration: the user's N most recent (n).
+    #[arg(long, value_name = "N", default_value_t = AlignConfig::default().batch)]
+    pub batch: usize,
+    /// Iterations (E).
+    #[arg(long, value_name = "E", default_value_t = AlignConfig::default().iterations)]
+    pub iterations: usize,
+    /// Budget of the whole persona in tokens; longer rewrites are rejected.
+    #[arg(long, default_value_t = AlignConfig::default().max_persona_tokens)]
+    pub max_persona_tokens: usize,
+    /// Print the report as JSON (iterations, replays with traces,
+    /// feedback, outcomes, initial and final persona).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
+    let mut loaded = load(ctx, &args.agent)?;
+    persona(&mut loaded, &args.agent)?;
+    let config = AlignConfig {
+        batch: args.batch,
+        iterations: args.iterations,
+        tools: args.agent.tool_config(),
+        agent: args.agent.agent_config(),
+        max_persona_tokens: args.max_persona_tokens,
+        semantic: args.agent.semantic_config(),
+        ..AlignConfig::default()
+    };
+    let bar = item_bar((args.batch * args.iterations) as u64, "aligning", "replays");
+    let json = args.json;
+    let report = align(
+        &mut loaded.model,
+        &mut loaded.memory,
+        &loaded.encoder,
+        loaded.encyclopedia.as_ref(),
+        &args.agent.user,
+        &config,
+        &mut |event| match event {
+            AlignEvent::IterationStart { iteration, of } => bar.set_message(format!("iteration {iteration}/{of}")),
+            AlignEvent::Simulated(_) => bar.inc(1),
+            AlignEvent::IterationEnd(it) => {
+                if !json {
+                    let line = match &it.outcome {
+                        Outcome::Accepted { version } => format!("iteration {}: persona v{} -> v{version}", it.iteration, it.from_version),
+                        Outcome::Rejected { rejection, .. } => format!("iteration {}: rewrite rejected ({rejection}); keeping v{}", it.iteration, it.from_version),
+                    };
+                    bar.suspend(|| {
+                        println!("{line}");
+                        for s in &it.simulations {
+                            println!("  {}\n    simulated: {}  real: {}", one_line(&s.query, 90), one_line(&s.simulated, 40), one_line(&s.real, 40));
+                        }
+                    });
+                }
+            }
+        },
+    );
+    bar.finish_and_clear();
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if report.initial_version == report.final_version {
+        println!("persona of '{}' unchanged (v{})", report.user, report.final_version);
+        return Ok(());
+    }
+    println!("persona of '{}': v{} -> v{}", report.user, report.initial_version, report.final_version);
+    let diff = TextDiff::from_lines(&report.initial_text, &report.final_text);
+    print!("{}", diff.unified_diff().context_radius(2).header(&format!("v{}", report.initial_version), &format!("v{}", report.final_version)));
+    Ok(())
+}

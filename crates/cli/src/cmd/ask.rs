@@ -1,0 +1,64 @@
+//! `persona ask`: answer a question as the user would, with the user's
+//! persona, memory and tools.
+
+use anyhow::Result;
+use clap::Args;
+use persona_agent::{run_agent, standard_tools};
+
+use crate::cmd::agent::{load, persona, AgentArgs};
+use crate::progress::spinner;
+use crate::resolve::Context;
+
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Print the trace: every step's thought, tool call, observation,
+    /// tokens and time.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Print JSON: {user, persona_version, answer, finish, trace: [steps
+    /// with tool (null for the answer) and arguments], stats}.
+    #[arg(long)]
+    pub json: bool,
+    /// The question.
+    pub question: String,
+}
+
+pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
+    let mut loaded = load(ctx, &args.agent)?;
+    let persona = persona(&mut loaded, &args.agent)?;
+    let config = args.agent.agent_config();
+    let trace = {
+        let mut tools = standard_tools(&mut loaded.memory, &loaded.encoder, loaded.encyclopedia.as_ref(), &args.agent.user, &args.agent.tool_config(), &[])?;
+        let bar = spinner(&format!("thinking as '{}' (persona v{})", args.agent.user, persona.version));
+        let trace = run_agent(&mut loaded.model, &persona.text, &mut tools, &args.question, &config);
+        bar.finish_and_clear();
+        trace?
+    };
+    if args.json {
+        let out = serde_json::json!({
+            "user": args.agent.user,
+            "persona_version": persona.version,
+            "question": trace.question,
+            "answer": trace.answer,
+            "finish": trace.finish,
+            "trace": trace.steps,
+            "stats": {
+                "model_calls": trace.model_calls,
+                "completion_tokens": trace.completion_tokens,
+                "prefilled_tokens": trace.prefilled_tokens,
+                "cached_tokens": trace.cached_tokens,
+                "ms": trace.ms,
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        if args.verbose {
+            println!("persona v{} of '{}'", persona.version, args.agent.user);
+            print!("{}", trace.render());
+        }
+        println!("{}", trace.answer);
+    }
+    Ok(())
+}
