@@ -118,7 +118,7 @@ impl Encoder for WordEncoder {
         Ok(texts
             .iter()
             .map(|t| {
-                let mut v = vec![0.0f32; 16];
+                let mut v = [0.0f32; 16];
                 for w in t.split_whitespace() {
                     let h = w.bytes().fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
                     v[(h % 16) as usize] += 1.0;

@@ -31,8 +31,6 @@ pub struct AlignArgs {
 }
 
 pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
-    let mut loaded = load(ctx, &args.agent)?;
-    persona(&mut loaded, &args.agent)?;
     let config = AlignConfig {
         batch: args.batch,
         iterations: args.iterations,
@@ -42,6 +40,10 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         semantic: args.agent.semantic_config(),
         ..AlignConfig::default()
     };
+    // Refuse bad settings before loading anything.
+    config.validate()?;
+    let mut loaded = load(ctx, &args.agent)?;
+    persona(&mut loaded, &args.agent)?;
     let bar = item_bar((args.batch * args.iterations) as u64, "aligning", "replays");
     let json = args.json;
     let report = align(

@@ -26,9 +26,10 @@ pub struct AskArgs {
 }
 
 pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
+    let config = args.agent.agent_config();
+    config.validate()?;
     let mut loaded = load(ctx, &args.agent)?;
     let persona = persona(&mut loaded, &args.agent)?;
-    let config = args.agent.agent_config();
     let trace = {
         let mut tools = standard_tools(&mut loaded.memory, &loaded.encoder, loaded.encyclopedia.as_ref(), &args.agent.user, &args.agent.tool_config(), &[])?;
         let bar = spinner(&format!("thinking as '{}' (persona v{})", args.agent.user, persona.version));

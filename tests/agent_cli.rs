@@ -1,0 +1,90 @@
+//! End-to-end tests of `persona ask`, `persona align` and `persona persona
+//! show` with the real tiny model and encoder (run `persona models fetch`
+//! first, which `scripts/test` does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn persona(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persona")).arg("--data-dir").arg(data).args(args).output().expect("the persona binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn ok_json(out: &Output) -> Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/movie-fan.json")
+}
+
+#[test]
+fn ask_align_and_show_the_persona() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&persona(&data, &["user", "import", "--user", "ann", example().to_str().unwrap()]));
+
+    // No persona before the first ask/align: a clear error, not a panic.
+    let none = persona(&data, &["persona", "show", "--user", "ann"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no persona yet"), "{}", String::from_utf8_lossy(&none.stderr));
+
+    let question = "Which tag fits this movie (sci-fi, comedy, romance, horror, documentary)? Explorers decode a signal from another galaxy.";
+    let answer = ok_json(&persona(&data, &["ask", "--user", "ann", "-m", "tiny", "--json", question]));
+    assert!(answer["answer"].as_str().is_some_and(|a| !a.trim().is_empty()), "{answer}");
+    assert_eq!(answer["persona_version"], 1);
+    let steps = answer["trace"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s.get("tool").is_some() && s["arguments"].is_object()), "{answer}");
+    assert!(steps.iter().any(|s| s["tool"] == "memory_search"), "{answer}");
+    assert!(steps.last().unwrap()["tool"].is_null(), "the last step is the answer: {answer}");
+
+    let aligned = ok(&persona(&data, &["align", "--user", "ann", "-m", "tiny", "--batch", "2", "--iterations", "1"]));
+    assert!(aligned.contains("iteration 1:"), "{aligned}");
+
+    let history = ok_json(&persona(&data, &["persona", "show", "--user", "ann", "--history", "--json"]));
+    let versions = history.as_array().unwrap();
+    assert!(!versions.is_empty());
+    for (i, v) in versions.iter().enumerate() {
+        assert_eq!(v["version"], i as u64 + 1);
+        assert!(v["text"].as_str().unwrap().contains("memory_search"), "the rules are in every version");
+        assert!(v.get("feedback").is_some());
+    }
+    if versions.len() == 2 {
+        assert!(aligned.contains("--- v1") && aligned.contains("+++ v2"), "a diff is printed: {aligned}");
+        assert!(versions[1]["feedback"].as_str().is_some_and(|f| !f.is_empty()));
+        assert_eq!(versions[1]["parent"], 1);
+    } else {
+        assert!(aligned.contains("rejected"), "{aligned}");
+    }
+
+    let verbose = ok(&persona(&data, &["ask", "--user", "ann", "-m", "tiny", "--verbose", "--no-encyclopedia", question]));
+    assert!(verbose.contains("[step 1] Thought:") && verbose.contains("Action: memory_search"), "{verbose}");
+    assert!(!verbose.contains("encyclopedia_search"), "{verbose}");
+}
+
+#[test]
+fn agent_commands_name_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = persona(&data, &["ask", "--user", "ghost", "-m", "tiny", "hello"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user 'ghost'"), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&persona(&data, &["user", "import", "--user", "ann", example().to_str().unwrap()]));
+    let bad = tmp.path().join("corpus.json");
+    std::fs::write(&bad, r#"[{"title": "x"}]"#).unwrap();
+    let out = persona(&data, &["ask", "--user", "ann", "-m", "tiny", "--corpus", bad.to_str().unwrap(), "hello"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("corpus.json") && err.contains("field 'extract'"), "{err}");
+    let out = persona(&data, &["align", "--user", "ann", "-m", "tiny", "--max-steps", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("max_steps"), "{err}");
+}
