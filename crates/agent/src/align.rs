@@ -45,7 +45,7 @@ impl Default for AlignConfig {
             iterations: 3,
             tools: ToolConfig::default(),
             agent: AgentConfig::default(),
-            feedback_tokens: 128,
+            feedback_tokens: 96,
             rewrite_tokens: 256,
             max_persona_tokens: 768,
             semantic: SemanticConfig::default(),
