@@ -127,6 +127,7 @@ pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegist
             observation: None,
             error: None,
             allowed: allowed.clone(),
+            repeat_of: None,
             completion_tokens: 0,
             cached_tokens: 0,
             prefilled_tokens: 0,
@@ -168,6 +169,12 @@ pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegist
                             format!("{e}")
                         }
                     }
+                } else if let Some(earlier) = steps.iter().find(|s| s.error.is_none() && s.tool.as_deref() == Some(call.tool.as_str()) && s.arguments == step.arguments) {
+                    // A repeated call teaches nothing new and does not count
+                    // toward the required calls.
+                    step.tool = Some(call.tool.clone());
+                    step.repeat_of = Some(earlier.step);
+                    format!("This is the same call as in step {}; its result is above. Try another tool or other words.", earlier.step)
                 } else {
                     step.tool = Some(call.tool.clone());
                     match tools.call(&call) {
@@ -280,6 +287,18 @@ mod tests {
         assert!(trace.steps[2].error.as_deref().unwrap().contains("not allowed"));
         assert_eq!(trace.finish, Finish::StepLimit);
         assert_eq!(trace.answer, "Blue");
+    }
+
+    #[test]
+    fn a_repeated_call_is_not_run_again_and_does_not_count() {
+        let mut model = Scripted::new(&["", ENC, "", ENC, "", MEM, "", FINAL]);
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &AgentConfig::default()).unwrap();
+        assert_eq!(trace.steps[1].repeat_of, Some(1));
+        assert!(trace.steps[1].observation.as_deref().unwrap().contains("same call as in step 1"));
+        // Only enc + memory count: two calls, so the answer is allowed at step 4.
+        assert_eq!(model.constrained[2].0, ["memory_search"]);
+        assert_eq!(trace.answer, "Jazz");
+        assert_eq!(trace.tool_calls().filter(|s| s.repeat_of.is_none()).count(), 2);
     }
 
     #[test]

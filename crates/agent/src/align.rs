@@ -153,8 +153,15 @@ pub enum AlignEvent<'a> {
         /// Of how many.
         of: usize,
     },
-    /// A replay finished.
-    Simulated(&'a Simulation),
+    /// A replay finished (its feedback comes later, with the others).
+    Simulated {
+        /// The replayed query.
+        query: &'a str,
+        /// The agent's answer.
+        simulated: &'a str,
+        /// The user's real answer.
+        real: &'a str,
+    },
     /// An iteration finished.
     IterationEnd(&'a Iteration),
 }
@@ -217,21 +224,41 @@ pub fn align(
         // The n most recent interactions, oldest first.
         let mut batch: Vec<Record> = memory.store().latest_records(&u, config.batch)?;
         batch.reverse();
-        let mut simulations = Vec::with_capacity(batch.len());
+        let mut traces = Vec::with_capacity(batch.len());
         for record in &batch {
             let trace = {
                 let mut tools = standard_tools(memory, encoder, encyclopedia, user, &config.tools, &[record.id])?;
                 run_agent(model, &text, &mut tools, &record.query, &config.agent)?
             };
-            let prompt = fill(
-                FEEDBACK_USER,
-                &[("persona", persona::profile_of(&text)), ("query", &record.query), ("simulated", &trace.answer), ("real", &record.response)],
-            );
-            let feedback = model.complete(FEEDBACK_SYSTEM, &prompt, &config.params(config.feedback_tokens))?.trim().to_string();
-            let sim = Simulation { record_id: record.id, query: record.query.clone(), simulated: trace.answer.clone(), real: record.response.clone(), feedback, trace };
-            progress(AlignEvent::Simulated(&sim));
-            simulations.push(sim);
+            progress(AlignEvent::Simulated { query: &record.query, simulated: &trace.answer, real: &record.response });
+            traces.push(trace);
         }
+        // The feedback calls are independent of each other.
+        let turns: Vec<(String, String)> = batch
+            .iter()
+            .zip(&traces)
+            .map(|(record, trace)| {
+                let prompt = fill(
+                    FEEDBACK_USER,
+                    &[("persona", persona::profile_of(&text)), ("query", &record.query), ("simulated", &trace.answer), ("real", &record.response)],
+                );
+                (FEEDBACK_SYSTEM.to_string(), prompt)
+            })
+            .collect();
+        let feedbacks = model.complete_batch(&turns, &config.params(config.feedback_tokens))?;
+        let simulations: Vec<Simulation> = batch
+            .iter()
+            .zip(traces)
+            .zip(feedbacks)
+            .map(|((record, trace), feedback)| Simulation {
+                record_id: record.id,
+                query: record.query.clone(),
+                simulated: trace.answer.clone(),
+                real: record.response.clone(),
+                feedback: feedback.trim().to_string(),
+                trace,
+            })
+            .collect();
         let feedback = simulations
             .iter()
             .enumerate()
@@ -277,11 +304,12 @@ mod tests {
     }
 
     /// One replayed record: thought, memory call, thought, second call,
-    /// thought, answer, then the feedback.
-    fn replay(answer: &str, feedback: &str) -> Vec<String> {
+    /// thought, answer (the feedback calls come after all replays).
+    fn replay(answer: &str) -> Vec<String> {
         let mem = r#"{"tool": "memory_search", "arguments": {"query": "movie"}}"#.to_string();
+        let again = r#"{"tool": "memory_search", "arguments": {"query": "plot"}}"#.to_string();
         let fin = format!(r#"{{"tool": "final_answer", "arguments": {{"answer": "{answer}"}}}}"#);
-        vec!["".into(), mem.clone(), "".into(), mem, "".into(), fin, feedback.into()]
+        vec!["".into(), mem, "".into(), again, "".into(), fin]
     }
 
     fn config(batch: usize, iterations: usize) -> AlignConfig {
@@ -293,8 +321,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = memory_with_user(dir.path());
         let mut script: Vec<String> = Vec::new();
-        script.extend(replay("tag9", "Ann prefers tags about plot."));
-        script.extend(replay("tag4", "Good."));
+        script.extend(replay("tag9"));
+        script.extend(replay("tag4"));
+        script.push("Ann prefers tags about plot.".into());
+        script.push("Good.".into());
         script.push("Ann likes jazz and tags movies by their plot.".into());
         let refs: Vec<&str> = script.iter().map(String::as_str).collect();
         let mut model = Scripted::new(&refs);
@@ -326,11 +356,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = memory_with_user(dir.path());
         let mut script: Vec<String> = Vec::new();
-        script.extend(replay("x", "f1"));
+        script.extend(replay("x"));
+        script.push("f1".into());
         script.push("   ".into()); // empty rewrite
-        script.extend(replay("x", "f2"));
+        script.extend(replay("x"));
+        script.push("f2".into());
         script.push("word ".repeat(2000)); // over the budget
-        script.extend(replay("x", "f3"));
+        script.extend(replay("x"));
+        script.push("f3".into());
         script.push("Ann tags by plot.".into());
         let refs: Vec<&str> = script.iter().map(String::as_str).collect();
         let mut model = Scripted::new(&refs);

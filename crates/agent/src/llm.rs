@@ -52,6 +52,13 @@ pub trait AgentLlm: Summarizer {
     fn extend(&mut self, transcript: &mut Transcript, params: &GenerationParams) -> Result<Continuation>;
     /// Generates a tool call that the grammar accepts (appended to it).
     fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: ToolCallGrammar, params: &GenerationParams) -> Result<Continuation>;
+
+    /// Answers independent (system, user) turns. The default runs them one
+    /// after another; an engine that batches sequences can run them
+    /// together.
+    fn complete_batch(&mut self, turns: &[(String, String)], params: &GenerationParams) -> Result<Vec<String>> {
+        turns.iter().map(|(system, user)| Ok(self.complete(system, user, params)?)).collect()
+    }
 }
 
 impl<M: ChatModel> AgentLlm for M {

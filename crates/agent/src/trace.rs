@@ -21,6 +21,9 @@ pub struct TraceStep {
     pub error: Option<String>,
     /// The tools the grammar allowed at this step.
     pub allowed: Vec<String>,
+    /// The earlier step this call repeats (it was not run again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<usize>,
     /// Tokens the model generated in this step (forced ones included).
     pub completion_tokens: usize,
     /// Prompt tokens served from the KV cache in this step.

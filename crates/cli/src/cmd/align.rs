@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         &config,
         &mut |event| match event {
             AlignEvent::IterationStart { iteration, of } => bar.set_message(format!("iteration {iteration}/{of}")),
-            AlignEvent::Simulated(_) => bar.inc(1),
+            AlignEvent::Simulated { .. } => bar.inc(1),
             AlignEvent::IterationEnd(it) => {
                 if !json {
                     let line = match &it.outcome {
