@@ -1,0 +1,34 @@
+//! The benchmark crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the benchmark crate.
+#[derive(Debug, thiserror::Error)]
+pub enum LampError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file is malformed.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the entry and field.
+        message: String,
+    },
+    /// An unknown task name.
+    #[error("unknown task '{0}' (known: LaMP-1, LaMP-2M, LaMP-2N, LaMP-3)")]
+    UnknownTask(String),
+    /// Predictions and golds do not line up.
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// The benchmark crate's result type.
+pub type Result<T, E = LampError> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! # persona-lamp
+//!
+//! The LaMP benchmark harness of PersonaAgent (work in progress): the four
+//! tasks the paper evaluates and their label sets ([`task`]), the official
+//! file format ([`format`]), reading model outputs as task outputs
+//! ([`parse`]), and the official metrics with bootstrap confidence
+//! intervals over users ([`metrics`]).
+
+pub mod error;
+pub mod format;
+pub mod metrics;
+pub mod parse;
+pub mod task;
+
+pub use error::{LampError, Result};
+pub use format::{read_examples, read_outputs, read_questions, write_examples, Example, Gold, Outputs, Question};
+pub use metrics::{bootstrap, classification, rating, Classification, Interval, Rating};
+pub use parse::{parse_output, Parsed, Reading};
+pub use task::Task;
