@@ -72,6 +72,9 @@ enum Command {
     /// A user's persona (system prompt) and its versions.
     #[command(subcommand)]
     Persona(cmd::persona::PersonaCommand),
+    /// Benchmark data: rebuild LaMP-style sets from the raw public data.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -102,6 +105,7 @@ fn main() {
         Command::Ask(a) => cmd::ask::run(&ctx, a),
         Command::Align(a) => cmd::align::run(&ctx, a),
         Command::Persona(c) => cmd::persona::run(&ctx, c),
+        Command::Data(c) => cmd::data::run(&ctx, c),
         Command::Bench(c) => cmd::bench::run(&ctx, c),
     });
     if let Err(e) = result {

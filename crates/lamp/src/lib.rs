@@ -6,12 +6,14 @@
 //! ([`parse`]), and the official metrics with bootstrap confidence
 //! intervals over users ([`metrics`]).
 
+pub mod build;
 pub mod error;
 pub mod format;
 pub mod metrics;
 pub mod parse;
 pub mod task;
 
+pub use build::{build, BuildOptions, Built, Manifest};
 pub use error::{LampError, Result};
 pub use format::{read_examples, read_outputs, read_questions, write_examples, Example, Gold, Outputs, Question};
 pub use metrics::{bootstrap, classification, rating, Classification, Interval, Rating};

@@ -6,6 +6,7 @@ pub mod ask;
 pub mod bench;
 pub mod bench_memory;
 pub mod chat;
+pub mod data;
 pub mod embed;
 pub mod generate;
 pub mod memory;
