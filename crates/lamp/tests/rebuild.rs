@@ -18,7 +18,7 @@ fn shared_data() -> PathBuf {
 #[test]
 fn rebuilt_sets_keep_the_invariants() {
     let raw = shared_data();
-    for (task, time_field) in [(Task::NewsCategorization, "date"), (Task::ProductRating, "time")] {
+    for (task, time_field) in [(Task::NewsCategorization, "date"), (Task::ProductRating, "time"), (Task::MovieTagging, "time"), (Task::Citation, "year")] {
         let options = BuildOptions::default();
         let built = build(task, &raw, &options).unwrap();
         assert!(built.examples.len() >= 20, "{task}: only {} users", built.examples.len());

@@ -19,8 +19,8 @@ pub enum DataCommand {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The task: LaMP-2N (from HuffPost) or LaMP-3 (from Amazon reviews);
-    /// LaMP-1 and LaMP-2M are not rebuilt yet.
+    /// The task: LaMP-1 (from the ACL Anthology Network), LaMP-2M (from
+    /// MovieLens tags), LaMP-2N (from HuffPost), LaMP-3 (from Amazon reviews).
     #[arg(long)]
     pub task: Task,
     /// The raw data folder (holding news/, amazon/, ...).

@@ -88,7 +88,7 @@ mod tests {
         }
         std::fs::write(&path, csv).unwrap();
         let built = build(&path, &BuildOptions { min_profile: 3, ..BuildOptions::default() }).unwrap();
-        check_invariants(&built, "time");
+        check_invariants(&built, "time", "text");
         assert_eq!(built.examples.len(), 1);
         let e = &built.examples[0];
         assert_eq!(e.gold, "4");

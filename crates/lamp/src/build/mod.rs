@@ -7,6 +7,8 @@
 //! ("LaMP-2N-style, rebuilt from HuffPost"), never by LaMP's own names.
 
 pub mod amazon;
+pub mod citation;
+pub mod movies;
 pub mod news;
 
 use std::collections::BTreeMap;
@@ -151,7 +153,8 @@ pub fn build(task: Task, raw_dir: &Path, options: &BuildOptions) -> Result<Built
     match task {
         Task::NewsCategorization => news::build(&raw_dir.join("news/huffpost_news_category_subset.jsonl"), options),
         Task::ProductRating => amazon::build(&raw_dir.join("amazon/musical_instruments_5core.csv"), options),
-        other => Err(LampError::Format { path: raw_dir.to_path_buf(), message: format!("rebuilding {other} is not implemented yet") }),
+        Task::MovieTagging => movies::build(&raw_dir.join("movielens"), options),
+        Task::Citation => citation::build(&raw_dir.join("aan"), options),
     }
 }
 
@@ -160,7 +163,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// Checks the invariants every rebuilt set must keep.
-    pub(crate) fn check_invariants(built: &Built, time_field: &str) {
+    pub(crate) fn check_invariants(built: &Built, time_field: &str, text_field: &str) {
         let labels = built.manifest.task.labels();
         assert!(!built.examples.is_empty());
         for e in &built.examples {
@@ -173,7 +176,7 @@ pub(crate) mod tests {
             let query_id = e.question.id.rsplit('/').next().unwrap();
             assert!(e.question.profile.iter().all(|p| p["id"] != query_id), "the query leaks into its own profile");
             for p in &e.question.profile {
-                let text = p["text"].as_str().unwrap();
+                let text = p[text_field].as_str().unwrap();
                 assert!(!e.question.input.ends_with(text) || text.is_empty(), "the query's text is in its profile");
             }
         }

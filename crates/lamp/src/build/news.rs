@@ -128,7 +128,7 @@ mod tests {
         }
         std::fs::write(&path, lines.join("\n")).unwrap();
         let built = build(&path, &BuildOptions { min_profile: 2, ..BuildOptions::default() }).unwrap();
-        check_invariants(&built, "date");
+        check_invariants(&built, "date", "text");
         assert_eq!(built.examples.len(), 1, "Bob has too little history");
         let e = &built.examples[0];
         assert_eq!(e.gold, "healthy living");
