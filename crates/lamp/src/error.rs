@@ -25,6 +25,9 @@ pub enum LampError {
     /// An unknown task name.
     #[error("unknown task '{0}' (known: LaMP-1, LaMP-2M, LaMP-2N, LaMP-3)")]
     UnknownTask(String),
+    /// A method failed (model, memory or agent error).
+    #[error("method: {0}")]
+    Method(String),
     /// Predictions and golds do not line up.
     #[error("metrics: {0}")]
     Metrics(String),

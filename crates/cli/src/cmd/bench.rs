@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// Vector search: HNSW insert and search throughput, latency and
     /// recall against brute force, on real MiniLM embeddings.
     Memory(crate::cmd::bench_memory::MemoryBenchArgs),
+    /// The LaMP benchmark: the paper's methods and ablations on a set in
+    /// the official format (e.g. one made by `persona data build`).
+    Lamp(crate::cmd::bench_lamp::LampArgs),
     /// Internal: measure one model in this process and print JSON.
     #[command(hide = true)]
     EngineWorker(WorkerArgs),
@@ -95,6 +98,7 @@ pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Engine(args) => run_engine(ctx, args),
         BenchCommand::Memory(args) => crate::cmd::bench_memory::run(ctx, args),
+        BenchCommand::Lamp(args) => crate::cmd::bench_lamp::run_lamp(ctx, args),
         BenchCommand::EngineWorker(args) => {
             let m = match args.kind.as_str() {
                 "llama" => worker_llama(ctx, &args)?,

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod align;
 pub mod ask;
 pub mod bench;
+pub mod bench_lamp;
 pub mod bench_memory;
 pub mod chat;
 pub mod data;

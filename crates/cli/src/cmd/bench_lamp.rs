@@ -1,0 +1,139 @@
+//! `persona bench lamp`: run the paper's methods on a LaMP-format set and
+//! write the report (resumable: finished queries are kept in the output
+//! folder and skipped on a rerun).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use persona_agent::Encyclopedia;
+use persona_lamp::{markdown, read_examples, read_outputs, run, score_all, Method, MethodConfig, Resources, RunEvent, Task};
+use serde_json::json;
+
+use crate::cmd::bench::git_revision;
+use crate::progress::item_bar;
+use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
+
+#[derive(Debug, Args)]
+pub struct LampArgs {
+    /// The questions file (official LaMP format).
+    #[arg(long)]
+    pub questions: PathBuf,
+    /// The outputs file with the gold answers.
+    #[arg(long)]
+    pub outputs: PathBuf,
+    /// The task [default: from the outputs file's `task` field].
+    #[arg(long)]
+    pub task: Option<Task>,
+    /// Methods, comma-separated, or `all`: prompt, icl, rag-1, rag-4,
+    /// pag-4, react, membank, persona-agent, no-alignment, no-persona,
+    /// no-memory, no-action.
+    #[arg(long, default_value = "all")]
+    pub method: String,
+    /// Use only the first N users of the set.
+    #[arg(long, value_name = "N")]
+    pub users: Option<usize>,
+    /// Chat model: a manifest name (tiny, small, large) or a GGUF path.
+    #[arg(short, long, default_value = DEFAULT_CHAT_MODEL)]
+    pub model: String,
+    /// Encoder for retrieval.
+    #[arg(long, default_value = DEFAULT_ENCODER)]
+    pub encoder: String,
+    /// Sampling seed (runs are deterministic for a seed).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Alignment: interactions replayed per iteration (n).
+    #[arg(long, default_value_t = 3)]
+    pub batch: usize,
+    /// Alignment: iterations (E).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// Records per memory search (K).
+    #[arg(short, default_value_t = 4)]
+    pub k: usize,
+    /// Do not give the agents the encyclopedia.
+    #[arg(long)]
+    pub no_encyclopedia: bool,
+    /// Output folder: results.jsonl (appended as queries finish),
+    /// report.json, report.md, and the users' memory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn methods(spec: &str) -> Result<Vec<Method>> {
+    if spec.trim() == "all" {
+        return Ok(Method::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in spec.split(',').filter(|s| !s.trim().is_empty()) {
+        let m: Method = name.parse()?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        bail!("no method given");
+    }
+    Ok(out)
+}
+
+pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
+    let methods = methods(&args.method)?;
+    let task = match args.task {
+        Some(t) => t,
+        None => {
+            let name = read_outputs(&args.outputs)?.task;
+            name.parse().with_context(|| format!("the outputs file names task '{name}'; pass --task"))?
+        }
+    };
+    let mut examples = read_examples(&args.questions, &args.outputs)?;
+    if let Some(n) = args.users {
+        examples.truncate(n);
+    }
+    if examples.is_empty() {
+        bail!("{} has no questions", args.questions.display());
+    }
+    let mut config = MethodConfig::with_seed(args.seed);
+    config.align.batch = args.batch;
+    config.align.iterations = args.iterations;
+    config.align.tools.k = args.k;
+    config.align.validate()?;
+    let path = ctx.model_path(&args.model, false)?;
+    let mut model = ctx.load_chat_model(&path)?;
+    let encoder = ctx.load_encoder(&args.encoder, false)?;
+    let encyclopedia = if args.no_encyclopedia {
+        None
+    } else {
+        let corpus = ctx.model_path("wiki", false)?;
+        Some(Encyclopedia::open(&corpus, Some(&ctx.data_dir.join("encyclopedia")))?)
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut memory = persona_memory::Memory::open(&args.out.join("memory"))?;
+    let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: encyclopedia.as_ref(), config: &config, demos: &[] };
+    let mut bar = item_bar(0, "", "users");
+    let rows = run(task, &examples, &methods, &args.out, &mut res, &mut |event| match event {
+        RunEvent::Method { method, todo, total } => {
+            bar.finish_and_clear();
+            bar = item_bar(todo as u64, &format!("{task} {method} ({} of {total} done)", total - todo), "users");
+        }
+        RunEvent::Done(_) => bar.inc(1),
+    })?;
+    bar.finish_and_clear();
+    let scores = score_all(task, &rows, args.seed)?;
+    let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
+    let meta = json!({
+        "questions": args.questions.display().to_string(),
+        "model": args.model,
+        "model_sha256": sha,
+        "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "encyclopedia": !args.no_encyclopedia},
+        "seed": args.seed,
+        "users": examples.len(),
+        "git_revision": git_revision(),
+    });
+    let report = json!({"task": task, "meta": meta, "methods": scores});
+    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    let md = markdown(task, &args.questions.display().to_string(), &scores, &meta);
+    std::fs::write(args.out.join("report.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! The methods the benchmark compares, all over the same model: the
+//! paper's baselines (Prompt, ICL, RAG-1, RAG-4, PAG-4, ReAct, MemBank),
+//! PersonaAgent, and its ablations (no alignment, no persona, no memory, no
+//! action). ARCHITECTURE.md section 4 defines each.
+
+use persona_agent::{align, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, Encyclopedia, ToolRegistry};
+use persona_engine::{ContextPolicy, Encoder, GenerationParams, SamplingParams};
+use persona_memory::{Memory, NewRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{LampError, Result};
+use crate::format::Example;
+use crate::task::Task;
+
+const SYSTEM: &str = include_str!("../prompts/system.txt");
+const ICL: &str = include_str!("../prompts/icl.txt");
+const RAG: &str = include_str!("../prompts/rag.txt");
+const PAG: &str = include_str!("../prompts/pag.txt");
+const MEMBANK: &str = include_str!("../prompts/membank.txt");
+const GENERIC_PERSONA: &str = include_str!("../prompts/generic_persona.txt");
+
+/// The user id of the MemBank agent's own memory.
+const MEMBANK_USER: &str = "membank-agent";
+
+/// A method of the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// The task input alone.
+    Prompt,
+    /// A few fixed demonstrations (not from this user).
+    Icl,
+    /// The most similar profile item prepended.
+    Rag1,
+    /// The four most similar profile items prepended.
+    Rag4,
+    /// An LLM-written profile summary plus four retrieved items.
+    Pag4,
+    /// A generic tool-using agent (encyclopedia only, no persona or personal memory).
+    React,
+    /// A generic agent with a memory of its own past answers (not user-conditioned).
+    Membank,
+    /// The full method: persona, memory, tools, test-time alignment.
+    PersonaAgent,
+    /// Ablation: the initial persona, not aligned.
+    NoAlignment,
+    /// Ablation: no user system prompt (generic persona), memory and tools kept.
+    NoPersona,
+    /// Ablation: no episodic or semantic memory (no user description, no memory tool).
+    NoMemory,
+    /// Ablation: no tools; the aligned persona and retrieved memory in one prompt.
+    NoAction,
+}
+
+impl Method {
+    /// Every method: baselines, PersonaAgent, ablations.
+    pub const ALL: [Method; 12] = [
+        Method::Prompt,
+        Method::Icl,
+        Method::Rag1,
+        Method::Rag4,
+        Method::Pag4,
+        Method::React,
+        Method::Membank,
+        Method::PersonaAgent,
+        Method::NoAlignment,
+        Method::NoPersona,
+        Method::NoMemory,
+        Method::NoAction,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Prompt => "prompt",
+            Method::Icl => "icl",
+            Method::Rag1 => "rag-1",
+            Method::Rag4 => "rag-4",
+            Method::Pag4 => "pag-4",
+            Method::React => "react",
+            Method::Membank => "membank",
+            Method::PersonaAgent => "persona-agent",
+            Method::NoAlignment => "no-alignment",
+            Method::NoPersona => "no-persona",
+            Method::NoMemory => "no-memory",
+            Method::NoAction => "no-action",
+        }
+    }
+
+    /// Whether it is an ablation of PersonaAgent.
+    pub fn is_ablation(self) -> bool {
+        matches!(self, Method::NoAlignment | Method::NoPersona | Method::NoMemory | Method::NoAction)
+    }
+
+    /// Whether it needs the user's profile in the memory store.
+    fn needs_memory(self) -> bool {
+        !matches!(self, Method::Prompt | Method::Icl | Method::React | Method::Membank)
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = LampError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Method::ALL.iter().copied().find(|m| m.name() == s.trim().to_lowercase()).ok_or_else(|| {
+            LampError::Metrics(format!("unknown method '{s}' (known: {})", Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")))
+        })
+    }
+}
+
+/// Settings shared by the methods.
+#[derive(Debug, Clone)]
+pub struct MethodConfig {
+    /// Alignment settings (n, E, K, temperature) for PersonaAgent.
+    pub align: AlignConfig,
+    /// Demonstrations for ICL.
+    pub icl_demos: usize,
+    /// Most tokens of a direct answer.
+    pub answer_tokens: usize,
+    /// Longest profile item text in a prompt, in characters.
+    pub item_chars: usize,
+}
+
+impl MethodConfig {
+    /// The paper's defaults with a seed.
+    pub fn with_seed(seed: u64) -> Self {
+        let mut align = AlignConfig::default();
+        align.agent.seed = seed;
+        align.semantic.seed = seed;
+        MethodConfig { align, icl_demos: 3, answer_tokens: 48, item_chars: 300 }
+    }
+
+    fn params(&self) -> GenerationParams {
+        GenerationParams {
+            max_tokens: self.answer_tokens,
+            stop: vec!["\n".into()],
+            sampling: SamplingParams { temperature: self.align.agent.temperature, seed: self.align.agent.seed, ..SamplingParams::default() },
+            context_policy: ContextPolicy::TruncateStart,
+            ignore_eos: false,
+        }
+    }
+}
+
+/// A profile item as a memory record (what the user was given, how they responded).
+pub fn profile_record(task: Task, item: &Map<String, Value>) -> NewRecord {
+    let field = |k: &str| item.get(k).map(|v| match v {
+        Value::String(s) => s.trim().to_string(),
+        other => other.to_string(),
+    });
+    let (query, response) = match task {
+        Task::Citation => {
+            let title = field("title").unwrap_or_default();
+            (format!("A paper this user wrote: {title}"), title)
+        }
+        Task::MovieTagging => (field("description").unwrap_or_default(), field("tag").unwrap_or_default()),
+        Task::NewsCategorization => {
+            let (title, text) = (field("title").unwrap_or_default(), field("text").unwrap_or_default());
+            (if text.is_empty() { title } else { format!("{title}. {text}") }, field("category").unwrap_or_default())
+        }
+        Task::ProductRating => (field("text").unwrap_or_default(), field("score").unwrap_or_default()),
+    };
+    let timestamp = item.get("time").and_then(Value::as_i64);
+    NewRecord { timestamp, ..NewRecord::new(query, response) }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &flat[..i]),
+        None => flat,
+    }
+}
+
+fn render_items(items: &[(String, String)], max: usize) -> String {
+    items.iter().map(|(q, r)| format!("- Given: {}\n  Response: {}", clip(q, max), clip(r, 80))).collect::<Vec<_>>().join("\n")
+}
+
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    persona_agent::prompts::fill(template, values)
+}
+
+/// Everything a method needs besides the example.
+pub struct Resources<'a> {
+    /// The model.
+    pub model: &'a mut dyn AgentLlm,
+    /// The encoder (retrieval).
+    pub encoder: &'a dyn Encoder,
+    /// The user store (one user per benchmark user, plus MemBank's own).
+    pub memory: &'a mut Memory,
+    /// The encyclopedia for the agents' general tool.
+    pub encyclopedia: Option<&'a Encyclopedia>,
+    /// Settings.
+    pub config: &'a MethodConfig,
+    /// ICL's fixed demonstrations (from another user).
+    pub demos: &'a [(String, String)],
+}
+
+/// The store id of a benchmark user.
+pub fn user_id(index: usize) -> String {
+    format!("lamp-{index}")
+}
+
+/// Makes sure the user's profile is in the store (imports are idempotent).
+fn ensure_profile(res: &mut Resources<'_>, task: Task, example: &Example, user: &str) -> Result<()> {
+    let records: Vec<NewRecord> = example.question.profile.iter().map(|item| profile_record(task, item)).filter(|r| !r.query.is_empty()).collect();
+    if records.is_empty() {
+        res.memory.store().ensure_user(user).map_err(agent_err)?;
+        return Ok(());
+    }
+    res.memory.import(user, &records, res.encoder, 32, &mut |_, _| {}).map_err(agent_err)?;
+    Ok(())
+}
+
+fn agent_err(e: impl Into<persona_agent::AgentError>) -> LampError {
+    LampError::Method(e.into().to_string())
+}
+
+fn retrieve(res: &mut Resources<'_>, user: &str, input: &str, k: usize) -> Result<Vec<(String, String)>> {
+    let hits = res.memory.search(user, input, k, res.encoder).map_err(agent_err)?;
+    Ok(hits.into_iter().map(|h| (h.record.query, h.record.response)).collect())
+}
+
+fn direct(res: &mut Resources<'_>, system: &str, prompt: &str) -> Result<String> {
+    res.model.complete(system, prompt, &res.config.params()).map_err(agent_err)
+}
+
+fn agent(res: &mut Resources<'_>, persona_text: &str, user: Option<&str>, question: &str, config: &AgentConfig) -> Result<String> {
+    let trace = match user {
+        Some(u) => {
+            let mut tools = standard_tools(res.memory, res.encoder, res.encyclopedia, u, &res.config.align.tools, &[]).map_err(agent_err)?;
+            run_agent(res.model, persona_text, &mut tools, question, config).map_err(agent_err)?
+        }
+        None => {
+            let mut tools = ToolRegistry::new();
+            if let Some(e) = res.encyclopedia {
+                tools.register(persona_agent::EncyclopediaSearch::new(e, res.config.align.tools.encyclopedia_k, res.config.align.tools.observation_chars)).map_err(agent_err)?;
+            }
+            run_agent(res.model, persona_text, &mut tools, question, config).map_err(agent_err)?
+        }
+    };
+    Ok(trace.answer)
+}
+
+/// The user's aligned persona: the latest version if alignment has run for
+/// this user, else align now (initialising from the semantic memory).
+fn aligned_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
+    let u = res.memory.store().require_user(user).map_err(agent_err)?;
+    let versions = res.memory.store().persona_versions(&u).map_err(agent_err)?;
+    if versions.len() > 1 {
+        return Ok(versions.last().map(|v| v.text.clone()).unwrap_or_default());
+    }
+    let report = align(res.model, res.memory, res.encoder, res.encyclopedia, user, &res.config.align, &mut |_| {}).map_err(agent_err)?;
+    Ok(report.final_text)
+}
+
+/// The user's initial persona (version 1, built from the semantic memory).
+fn initial_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
+    persona::current_or_init(res.model, res.memory, user, &res.config.align.semantic).map_err(agent_err)?;
+    let u = res.memory.store().require_user(user).map_err(agent_err)?;
+    let versions = res.memory.store().persona_versions(&u).map_err(agent_err)?;
+    Ok(versions.first().map(|v| v.text.clone()).unwrap_or_default())
+}
+
+/// Runs one method on one example of user `index`; returns the raw output.
+pub fn answer(method: Method, task: Task, example: &Example, index: usize, res: &mut Resources<'_>) -> Result<String> {
+    let user = user_id(index);
+    let input = example.question.input.as_str();
+    if method.needs_memory() {
+        ensure_profile(res, task, example, &user)?;
+    }
+    let item_chars = res.config.item_chars;
+    match method {
+        Method::Prompt => direct(res, SYSTEM, input),
+        Method::Icl => {
+            let demos = render_items(res.demos, item_chars);
+            direct(res, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
+        }
+        Method::Rag1 | Method::Rag4 => {
+            let k = if method == Method::Rag1 { 1 } else { 4 };
+            let items = retrieve(res, &user, input, k)?;
+            direct(res, SYSTEM, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
+        }
+        Method::Pag4 => {
+            persona::current_or_init(res.model, res.memory, &user, &res.config.align.semantic).map_err(agent_err)?;
+            let u = res.memory.store().require_user(&user).map_err(agent_err)?;
+            let profile = res.memory.store().latest_semantic_profile(&u, None).map_err(agent_err)?.map(|p| p.summary).unwrap_or_default();
+            let items = retrieve(res, &user, input, 4)?;
+            direct(res, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_items(&items, item_chars)), ("input", input)]))
+        }
+        Method::React => {
+            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..res.config.align.agent.clone() };
+            agent(res, GENERIC_PERSONA, None, input, &config)
+        }
+        Method::Membank => {
+            res.memory.store().ensure_user(MEMBANK_USER).map_err(agent_err)?;
+            let items = retrieve(res, MEMBANK_USER, input, 4)?;
+            let out = direct(res, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
+            // The agent remembers its own answer (not the user's).
+            res.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], res.encoder, 1, &mut |_, _| {}).map_err(agent_err)?;
+            Ok(out)
+        }
+        Method::PersonaAgent => {
+            let persona_text = aligned_persona(res, &user)?;
+            let config = res.config.align.agent.clone();
+            agent(res, &persona_text, Some(&user), input, &config)
+        }
+        Method::NoAlignment => {
+            let persona_text = initial_persona(res, &user)?;
+            let config = res.config.align.agent.clone();
+            agent(res, &persona_text, Some(&user), input, &config)
+        }
+        Method::NoPersona => {
+            let config = res.config.align.agent.clone();
+            agent(res, GENERIC_PERSONA, Some(&user), input, &config)
+        }
+        Method::NoMemory => {
+            let persona_text = persona::compose("(nothing is known about this user)");
+            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..res.config.align.agent.clone() };
+            agent(res, &persona_text, None, input, &config)
+        }
+        Method::NoAction => {
+            let persona_text = aligned_persona(res, &user)?;
+            let items = retrieve(res, &user, input, res.config.align.tools.k)?;
+            direct(res, &persona_text, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
+        }
+    }
+}
+
+/// ICL's fixed demonstrations: the latest profile items of the first user
+/// (by position in the set) other than `exclude`, with their responses.
+pub fn demonstrations(task: Task, examples: &[Example], exclude: usize, n: usize) -> Vec<(String, String)> {
+    examples
+        .iter()
+        .enumerate()
+        .find(|(i, e)| *i != exclude && e.question.profile.len() >= n)
+        .map(|(_, e)| {
+            e.question.profile.iter().rev().take(n).map(|item| profile_record(task, item)).map(|r| (r.query, r.response)).collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.name().parse::<Method>().unwrap(), m);
+        }
+        assert!("best".parse::<Method>().is_err());
+        assert_eq!(Method::ALL.iter().filter(|m| m.is_ablation()).count(), 4);
+    }
+
+    #[test]
+    fn profile_items_become_records() {
+        let item = |v: Value| v.as_object().unwrap().clone();
+        let r = profile_record(Task::NewsCategorization, &item(serde_json::json!({"title": "Vote", "text": "Polls open", "category": "politics"})));
+        assert_eq!((r.query.as_str(), r.response.as_str()), ("Vote. Polls open", "politics"));
+        let r = profile_record(Task::ProductRating, &item(serde_json::json!({"text": "Great", "score": "5", "time": 7})));
+        assert_eq!((r.query.as_str(), r.response.as_str(), r.timestamp), ("Great", "5", Some(7)));
+        let r = profile_record(Task::MovieTagging, &item(serde_json::json!({"description": "Space", "tag": "sci-fi"})));
+        assert_eq!(r.response, "sci-fi");
+    }
+}

@@ -1,0 +1,146 @@
+//! The benchmark report: per method the users scored, the task's metrics,
+//! the invalid-output rate and bootstrap 95% intervals over users, as JSON
+//! (`report.json`) and markdown tables shaped like the paper's Table 2
+//! (methods) and Table 3 (ablations).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::methods::Method;
+use crate::metrics::{bootstrap, classification, rating, Interval};
+use crate::parse::Reading;
+use crate::runner::ResultRow;
+use crate::task::Task;
+
+/// Bootstrap resamples for the intervals.
+pub const RESAMPLES: usize = 1000;
+
+/// One method's scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MethodScores {
+    /// Users scored.
+    pub n: usize,
+    /// Accuracy (classification tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    /// Macro-F1 (classification tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    /// MAE (rating task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mae: Option<f64>,
+    /// RMSE (rating task).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rmse: Option<f64>,
+    /// Fraction of outputs that could not be read as a valid output.
+    pub invalid_rate: f64,
+    /// 95% bootstrap intervals over users, per metric.
+    pub ci: BTreeMap<String, Interval>,
+}
+
+/// Scores the rows of one method.
+pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores> {
+    let preds: Vec<String> = rows.iter().map(|r| r.output.clone()).collect();
+    let golds: Vec<String> = rows.iter().map(|r| r.gold.clone()).collect();
+    let invalid_rate = rows.iter().filter(|r| r.reading == Reading::Invalid).count() as f64 / rows.len().max(1) as f64;
+    let mut ci = BTreeMap::new();
+    let pick = |sample: &[&&ResultRow]| -> (Vec<String>, Vec<String>) { (sample.iter().map(|r| r.output.clone()).collect(), sample.iter().map(|r| r.gold.clone()).collect()) };
+    match task.labels() {
+        Some(labels) => {
+            let m = classification(&preds, &golds, labels)?;
+            ci.insert("accuracy".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.accuracy) })?);
+            ci.insert("f1".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.f1) })?);
+            Ok(MethodScores { n: rows.len(), accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci })
+        }
+        None => {
+            let m = rating(&preds, &golds)?;
+            ci.insert("mae".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.mae) })?);
+            ci.insert("rmse".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.rmse) })?);
+            Ok(MethodScores { n: rows.len(), accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci })
+        }
+    }
+}
+
+/// Scores every method present in `rows`.
+pub fn score_all(task: Task, rows: &[ResultRow], seed: u64) -> Result<BTreeMap<String, MethodScores>> {
+    let mut out = BTreeMap::new();
+    for method in Method::ALL {
+        let mine: Vec<&ResultRow> = rows.iter().filter(|r| r.method == method).collect();
+        if !mine.is_empty() {
+            out.insert(method.name().to_string(), score(task, &mine, seed)?);
+        }
+    }
+    Ok(out)
+}
+
+fn cell(value: Option<f64>, ci: Option<&Interval>) -> String {
+    match (value, ci) {
+        (Some(v), Some(c)) => format!("{v:.3} [{:.3}, {:.3}]", c.low, c.high),
+        (Some(v), None) => format!("{v:.3}"),
+        _ => "-".into(),
+    }
+}
+
+fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]) -> String {
+    let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
+    let (ha, hb) = if task.is_rating() { ("MAE ↓", "RMSE ↓") } else { ("Accuracy ↑", "F1 ↑") };
+    let mut out = format!("| method | n | {ha} | {hb} | invalid |\n|---|---|---|---|---|\n");
+    for m in methods {
+        let Some(s) = scores.get(m.name()) else { continue };
+        let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
+        out.push_str(&format!("| {} | {} | {} | {} | {:.1}% |\n", m.name(), s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0));
+    }
+    out
+}
+
+/// The markdown report: a header with `meta` (model, config, seed,
+/// revision), then the methods table and the ablations table.
+pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScores>, meta: &Value) -> String {
+    let methods: Vec<Method> = Method::ALL.iter().copied().filter(|m| !m.is_ablation()).collect();
+    let ablations: Vec<Method> = std::iter::once(Method::PersonaAgent).chain(Method::ALL.iter().copied().filter(|m| m.is_ablation())).collect();
+    let mut out = format!("# {task}: {set_name}\n\n");
+    if let Value::Object(m) = meta {
+        for (k, v) in m {
+            out.push_str(&format!("- {k}: {}\n", match v { Value::String(s) => s.clone(), other => other.to_string() }));
+        }
+    }
+    out.push_str("\nValues with 95% bootstrap intervals over users.\n\n## Methods (Table 2)\n\n");
+    out.push_str(&table(task, scores, &methods));
+    out.push_str("\n## Ablations (Table 3)\n\n");
+    out.push_str(&table(task, scores, &ablations));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: Method, user: usize, output: &str, gold: &str, reading: Reading) -> ResultRow {
+        ResultRow { method, id: format!("q{user}"), user, raw: output.into(), output: output.into(), reading, gold: gold.into(), ms: 1.0 }
+    }
+
+    #[test]
+    fn scores_each_method_with_intervals() {
+        let rows = vec![
+            row(Method::Prompt, 0, "4", "4", Reading::Exact),
+            row(Method::Prompt, 1, "bad", "2", Reading::Invalid),
+            row(Method::PersonaAgent, 0, "4", "4", Reading::Exact),
+            row(Method::PersonaAgent, 1, "2", "2", Reading::Exact),
+        ];
+        let scores = score_all(Task::ProductRating, &rows, 1).unwrap();
+        let p = &scores["prompt"];
+        assert_eq!(p.n, 2);
+        // "bad" with gold 2 counts as 5: errors 0 and 3.
+        assert!((p.mae.unwrap() - 1.5).abs() < 1e-12);
+        assert!((p.invalid_rate - 0.5).abs() < 1e-12);
+        assert_eq!(scores["persona-agent"].mae, Some(0.0));
+        assert!(p.ci["mae"].low <= 1.5 && p.ci["mae"].high >= 1.5);
+        let json = serde_json::to_value(&scores).unwrap();
+        assert!(json["prompt"].get("accuracy").is_none() && json["prompt"]["rmse"].is_number());
+        let md = markdown(Task::ProductRating, "test set", &scores, &serde_json::json!({"model": "m", "seed": 1}));
+        assert!(md.contains("| prompt | 2 | 1.500") && md.contains("## Ablations") && md.contains("- model: m"), "{md}");
+    }
+}

@@ -1,0 +1,117 @@
+//! Running methods over a set, resumably: every finished query is appended
+//! to `results.jsonl` in the output folder, and a rerun skips what is done.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LampError, Result};
+use crate::format::Example;
+use crate::methods::{answer, demonstrations, Method, Resources};
+use crate::parse::{parse_output, Reading};
+use crate::task::Task;
+
+/// One scored query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    /// The method.
+    pub method: Method,
+    /// The question id.
+    pub id: String,
+    /// The user's position in the set.
+    pub user: usize,
+    /// The model's raw output.
+    pub raw: String,
+    /// The output as scored.
+    pub output: String,
+    /// How the output was read.
+    pub reading: Reading,
+    /// The gold output.
+    pub gold: String,
+    /// Wall time, ms.
+    pub ms: f64,
+}
+
+/// Progress of a run.
+#[derive(Debug, Clone, Copy)]
+pub enum RunEvent<'a> {
+    /// A method starts: how many users it has left and in all.
+    Method {
+        /// The method.
+        method: Method,
+        /// Users still to run.
+        todo: usize,
+        /// Users in all.
+        total: usize,
+    },
+    /// A query finished.
+    Done(&'a ResultRow),
+}
+
+/// The results file of an output folder.
+pub fn results_path(dir: &Path) -> PathBuf {
+    dir.join("results.jsonl")
+}
+
+/// Reads the rows finished so far (a torn last line from a killed run is ignored).
+pub fn read_results(dir: &Path) -> Result<Vec<ResultRow>> {
+    let path = results_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(LampError::Io { path, source }),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut rows = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(r) => rows.push(r),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => return Err(LampError::Format { path, message: format!("line {}: {e}", i + 1) }),
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs `methods` on `examples` (the first `users` of them), appending each
+/// result to the folder's results file and skipping those already there.
+pub fn run(
+    task: Task,
+    examples: &[Example],
+    methods: &[Method],
+    out_dir: &Path,
+    res: &mut Resources<'_>,
+    progress: &mut dyn FnMut(RunEvent<'_>),
+) -> Result<Vec<ResultRow>> {
+    std::fs::create_dir_all(out_dir).map_err(|source| LampError::Io { path: out_dir.to_path_buf(), source })?;
+    let mut rows = read_results(out_dir)?;
+    // Rewrite the file without a torn last line before appending to it.
+    let path = results_path(out_dir);
+    let text: String = rows.iter().map(|r| serde_json::to_string(r).map(|s| s + "\n")).collect::<std::result::Result<_, _>>().map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+    std::fs::write(&path, text).map_err(|source| LampError::Io { path: path.clone(), source })?;
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|source| LampError::Io { path: path.clone(), source })?;
+    let done: HashSet<(Method, String)> = rows.iter().map(|r| (r.method, r.id.clone())).collect();
+    for &method in methods {
+        let todo: Vec<usize> = (0..examples.len()).filter(|&i| !done.contains(&(method, examples[i].question.id.clone()))).collect();
+        progress(RunEvent::Method { method, todo: todo.len(), total: examples.len() });
+        for i in todo {
+            let example = &examples[i];
+            let start = Instant::now();
+            let demos = demonstrations(task, examples, i, res.config.icl_demos);
+            let raw = {
+                let mut local = Resources { model: &mut *res.model, encoder: res.encoder, memory: &mut *res.memory, encyclopedia: res.encyclopedia, config: res.config, demos: &demos };
+                answer(method, task, example, i, &mut local)?
+            };
+            let parsed = parse_output(task, &raw);
+            let row = ResultRow { method, id: example.question.id.clone(), user: i, raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_secs_f64() * 1000.0 };
+            let line = serde_json::to_string(&row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+            writeln!(file, "{line}").and_then(|()| file.sync_data()).map_err(|source| LampError::Io { path: path.clone(), source })?;
+            progress(RunEvent::Done(&row));
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
