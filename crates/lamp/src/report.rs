@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     fn row(method: Method, user: usize, output: &str, gold: &str, reading: Reading) -> ResultRow {
-        ResultRow { method, id: format!("q{user}"), user, raw: output.into(), output: output.into(), reading, gold: gold.into(), ms: 1.0 }
+        ResultRow { method, id: format!("q{user}"), user, raw: output.into(), output: output.into(), reading, gold: gold.into(), ms: 1 }
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub struct ResultRow {
     pub reading: Reading,
     /// The gold output.
     pub gold: String,
-    /// Wall time, ms.
-    pub ms: f64,
+    /// Wall time, whole milliseconds.
+    pub ms: u64,
 }
 
 /// Progress of a run.
@@ -106,7 +106,7 @@ pub fn run(
                 answer(method, task, example, i, &mut local)?
             };
             let parsed = parse_output(task, &raw);
-            let row = ResultRow { method, id: example.question.id.clone(), user: i, raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_secs_f64() * 1000.0 };
+            let row = ResultRow { method, id: example.question.id.clone(), user: i, raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_millis() as u64 };
             let line = serde_json::to_string(&row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
             writeln!(file, "{line}").and_then(|()| file.sync_data()).map_err(|source| LampError::Io { path: path.clone(), source })?;
             progress(RunEvent::Done(&row));

@@ -1,0 +1,84 @@
+//! The runner with the real tiny model and encoder: every requested query
+//! is answered and scored, results are appended as they finish, and a
+//! rerun skips what is done (also after a torn last line).
+//!
+//! The models must be installed (`persona models fetch tiny minilm`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
+use std::path::PathBuf;
+
+use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
+use persona_lamp::{read_results, run, score_all, Example, Method, MethodConfig, Question, Resources, Task};
+use persona_memory::Memory;
+
+fn installed(name: &str) -> PathBuf {
+    let manifest = Manifest::builtin().unwrap();
+    ModelStore::from_env()
+        .require(manifest.get(name).unwrap())
+        .unwrap_or_else(|e| panic!("`{name}` is needed by the runner test: {e}. Run `persona models fetch` (or .ci/run) first."))
+}
+
+fn example(user: &str, review: &str, gold: &str) -> Example {
+    let profile = [("Strings sound great and stay in tune.", "5"), ("Broke after a day.", "1"), ("Works, nothing special.", "3")]
+        .iter()
+        .enumerate()
+        .map(|(i, (text, score))| serde_json::json!({"id": format!("{user}-{i}"), "text": text, "score": score, "time": 100 + i}).as_object().unwrap().clone())
+        .collect();
+    Example {
+        question: Question {
+            id: format!("{user}/q"),
+            input: format!("What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without further explanation. review: {review}"),
+            profile,
+        },
+        gold: gold.into(),
+    }
+}
+
+#[test]
+fn runs_scores_and_resumes() {
+    let examples = vec![example("a", "Excellent cable, no noise at all.", "5"), example("b", "The strap snapped on day one.", "1")];
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap();
+    let minilm = installed("minilm");
+    let encoder = BertEncoder::load(minilm.parent().unwrap(), "minilm", &Device::Cpu).unwrap();
+    let mut memory = Memory::open(&dir.path().join("memory")).unwrap();
+    let config = MethodConfig::with_seed(7);
+    let methods = [Method::Prompt, Method::Rag1];
+    let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: None, config: &config, demos: &[] };
+    let mut done = 0;
+    let rows = run(Task::ProductRating, &examples, &methods, dir.path(), &mut res, &mut |e| {
+        if let persona_lamp::RunEvent::Done(_) = e {
+            done += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!((rows.len(), done), (4, 4));
+    assert_eq!(read_results(dir.path()).unwrap(), rows, "every result is on disk");
+    assert!(rows.iter().all(|r| !r.raw.is_empty()));
+    let scores = score_all(Task::ProductRating, &rows, 7).unwrap();
+    assert_eq!(scores["prompt"].n, 2);
+    assert!(scores["rag-1"].mae.unwrap() >= 0.0 && scores["rag-1"].mae.unwrap() <= 4.0);
+
+    // A killed run leaves a torn line: it is ignored, and a rerun does nothing new.
+    let path = dir.path().join("results.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"method\": \"prom");
+    std::fs::write(&path, text).unwrap();
+    let mut again = 0;
+    let rows2 = run(Task::ProductRating, &examples, &methods, dir.path(), &mut res, &mut |e| {
+        if let persona_lamp::RunEvent::Done(_) = e {
+            again += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(rows2, rows);
+    // Deterministic for a seed: a fresh run gives the same outputs.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut memory2 = Memory::open(&fresh.path().join("memory")).unwrap();
+    let mut res2 = Resources { model: &mut model, encoder: &encoder, memory: &mut memory2, encyclopedia: None, config: &config, demos: &[] };
+    let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), &mut res2, &mut |_| {}).unwrap();
+    let raw = |rs: &[persona_lamp::ResultRow]| rs.iter().map(|r| r.raw.clone()).collect::<Vec<_>>();
+    assert_eq!(raw(&rows3), raw(&rows));
+}
