@@ -6,6 +6,7 @@
 //! ([`parse`]), and the official metrics with bootstrap confidence
 //! intervals over users ([`metrics`]).
 
+pub mod analysis;
 pub mod build;
 pub mod error;
 pub mod format;

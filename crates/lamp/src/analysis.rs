@@ -1,0 +1,108 @@
+//! Persona analysis (the paper's Fig. 2 and 5): how similar the learned
+//! personas are to each other, by the Jaccard similarity of their word sets,
+//! and a 2-D map of their embeddings (the two principal components).
+
+use std::collections::BTreeSet;
+
+/// The set of lowercased words of a text.
+pub fn word_set(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// |A ∩ B| / |A ∪ B| (1 for two empty sets).
+pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+    let union = a.union(b).count();
+    if union == 0 {
+        return 1.0;
+    }
+    a.intersection(b).count() as f64 / union as f64
+}
+
+/// The pairwise Jaccard similarity of the texts' word sets.
+pub fn jaccard_matrix(texts: &[&str]) -> Vec<Vec<f64>> {
+    let sets: Vec<BTreeSet<String>> = texts.iter().map(|t| word_set(t)).collect();
+    sets.iter().map(|a| sets.iter().map(|b| jaccard(a, b)).collect()).collect()
+}
+
+/// Projects vectors onto their first two principal components (power
+/// iteration with deflation; deterministic). Returns one point per vector.
+pub fn pca_2d(vectors: &[Vec<f32>]) -> Vec<[f64; 2]> {
+    let n = vectors.len();
+    let Some(dim) = vectors.first().map(Vec::len) else { return Vec::new() };
+    let mean: Vec<f64> = (0..dim).map(|j| vectors.iter().map(|v| f64::from(v[j])).sum::<f64>() / n as f64).collect();
+    let x: Vec<Vec<f64>> = vectors.iter().map(|v| v.iter().zip(&mean).map(|(a, m)| f64::from(*a) - m).collect()).collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+    let mut components: Vec<Vec<f64>> = Vec::new();
+    for c in 0..2 {
+        // Start from a fixed, non-degenerate vector.
+        let mut v: Vec<f64> = (0..dim).map(|j| 1.0 + ((j * 7 + c * 13) % 11) as f64 / 10.0).collect();
+        for _ in 0..200 {
+            // w = X^T X v, minus the components already found.
+            let xv: Vec<f64> = x.iter().map(|row| dot(row, &v)).collect();
+            let mut w = vec![0.0; dim];
+            for (row, s) in x.iter().zip(&xv) {
+                for (wj, rj) in w.iter_mut().zip(row) {
+                    *wj += rj * s;
+                }
+            }
+            for prev in &components {
+                let p = dot(&w, prev);
+                for (wj, pj) in w.iter_mut().zip(prev) {
+                    *wj -= p * pj;
+                }
+            }
+            let norm = dot(&w, &w).sqrt();
+            if norm < 1e-12 {
+                break;
+            }
+            v = w.iter().map(|a| a / norm).collect();
+        }
+        // A fixed sign: the largest coordinate is positive.
+        if let Some(big) = v.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs())) {
+            if big < 0.0 {
+                v.iter_mut().for_each(|a| *a = -*a);
+            }
+        }
+        components.push(v);
+    }
+    x.iter().map(|row| [dot(row, &components[0]), dot(row, &components[1])]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jaccard_of_word_sets() {
+        let m = jaccard_matrix(&["Likes sci-fi and jazz.", "likes jazz", ""]);
+        // {likes, sci, fi, and, jazz} vs {likes, jazz}: 2 / 5.
+        assert!((m[0][1] - 0.4).abs() < 1e-12);
+        assert_eq!(m[0][0], 1.0);
+        assert_eq!(m[1][0], m[0][1]);
+        assert_eq!(m[0][2], 0.0);
+        assert_eq!(m[2][2], 1.0);
+    }
+
+    #[test]
+    fn pca_recovers_a_planar_layout() {
+        // Points on a 2-D plane inside 6-D space, spread more along the first axis.
+        let (a, b) = ([1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0], [0.0f32, 0.0, 1.0, -1.0, 0.0, 0.0]);
+        let coords = [(3.0f32, 0.5f32), (-3.0, 0.2), (1.0, -1.0), (-1.0, 1.0), (0.0, 0.0)];
+        let vectors: Vec<Vec<f32>> = coords.iter().map(|(s, t)| (0..6).map(|j| s * a[j] + t * b[j] + 0.5).collect()).collect();
+        let points = pca_2d(&vectors);
+        assert_eq!(points.len(), 5);
+        // Distances in the plane are preserved (up to rotation/sign).
+        let d = |p: [f64; 2], q: [f64; 2]| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
+        let scale = (2.0f64).sqrt();
+        for i in 0..5 {
+            for j in 0..5 {
+                let (ci, cj) = (coords[i], coords[j]);
+                let expected = scale * (f64::from(ci.0 - cj.0).powi(2) + f64::from(ci.1 - cj.1).powi(2)).sqrt();
+                assert!((d(points[i], points[j]) - expected).abs() < 1e-6, "{i},{j}");
+            }
+        }
+        // The first component carries the larger spread.
+        let spread = |k: usize| points.iter().map(|p| p[k] * p[k]).sum::<f64>();
+        assert!(spread(0) > spread(1));
+    }
+}
