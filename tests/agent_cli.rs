@@ -88,3 +88,31 @@ fn agent_commands_name_bad_input() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("max_steps"), "{err}");
 }
+
+#[test]
+fn persona_analysis_compares_the_users_personas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    {
+        let mut store = persona_memory::Store::open(&data).unwrap();
+        for (id, text) in [("ann", "This user loves science fiction films."), ("bob", "This user loves horror films."), ("cy", "Cooking, gardening and bees.")] {
+            let user = store.ensure_user(id).unwrap();
+            store.add_persona_version(&user, text, None, None).unwrap();
+        }
+    }
+    let out = tmp.path().join("out");
+    let md = ok(&persona(&data, &["bench", "personas", "--out", out.to_str().unwrap()]));
+    assert!(md.contains("3 users"), "{md}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("personas.json")).unwrap()).unwrap();
+    let j = &report["jaccard"];
+    // ann and bob share "this user loves films": 4 of 7 words.
+    assert!((j[0][1].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-9, "{j}");
+    assert_eq!(j[0][2], 0.0);
+    assert_eq!(report["users"].as_array().unwrap().len(), 3);
+    assert!(report["users"][0]["map"].as_array().unwrap().len() == 2);
+    // Fewer than two personas: a clear error.
+    let lonely = tmp.path().join("lonely");
+    persona_memory::Store::open(&lonely).unwrap();
+    let err = persona(&lonely, &["bench", "personas", "--out", out.to_str().unwrap()]);
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("at least two"));
+}

@@ -57,6 +57,18 @@ pub fn pca_2d(vectors: &[Vec<f32>]) -> Vec<[f64; 2]> {
             }
             v = w.iter().map(|a| a / norm).collect();
         }
+        // Keep it orthogonal to the earlier components even when the data
+        // has no variance left (fewer points than components).
+        for prev in &components {
+            let p = dot(&v, prev);
+            for (vj, pj) in v.iter_mut().zip(prev) {
+                *vj -= p * pj;
+            }
+        }
+        let norm = dot(&v, &v).sqrt();
+        if norm > 1e-12 {
+            v.iter_mut().for_each(|a| *a /= norm);
+        }
         // A fixed sign: the largest coordinate is positive.
         if let Some(big) = v.iter().copied().max_by(|a, b| a.abs().total_cmp(&b.abs())) {
             if big < 0.0 {
@@ -101,6 +113,9 @@ mod tests {
                 assert!((d(points[i], points[j]) - expected).abs() < 1e-6, "{i},{j}");
             }
         }
+        // Two points: all the spread is on the first axis.
+        let two = pca_2d(&vectors[..2]);
+        assert!(two.iter().all(|p| p[1].abs() < 1e-9), "{two:?}");
         // The first component carries the larger spread.
         let spread = |k: usize| points.iter().map(|p| p[k] * p[k]).sum::<f64>();
         assert!(spread(0) > spread(1));

@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// The LaMP benchmark: the paper's methods and ablations on a set in
     /// the official format (e.g. one made by `persona data build`).
     Lamp(crate::cmd::bench_lamp::LampArgs),
+    /// Persona analysis: pairwise Jaccard similarity of the users' personas
+    /// and a 2-D map of their embeddings.
+    Personas(crate::cmd::bench_personas::PersonasArgs),
     /// Internal: measure one model in this process and print JSON.
     #[command(hide = true)]
     EngineWorker(WorkerArgs),
@@ -99,6 +102,7 @@ pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
         BenchCommand::Engine(args) => run_engine(ctx, args),
         BenchCommand::Memory(args) => crate::cmd::bench_memory::run(ctx, args),
         BenchCommand::Lamp(args) => crate::cmd::bench_lamp::run_lamp(ctx, args),
+        BenchCommand::Personas(args) => crate::cmd::bench_personas::run(ctx, args),
         BenchCommand::EngineWorker(args) => {
             let m = match args.kind.as_str() {
                 "llama" => worker_llama(ctx, &args)?,

@@ -1,0 +1,69 @@
+//! `persona bench personas`: how different the learned personas are —
+//! pairwise Jaccard similarity of their word sets and a 2-D map of their
+//! embeddings (the paper's Fig. 2 and 5), as JSON and markdown.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use persona_engine::Encoder;
+use persona_lamp::analysis::{jaccard_matrix, pca_2d};
+use serde_json::json;
+
+use crate::resolve::{Context, DEFAULT_ENCODER};
+
+#[derive(Debug, Args)]
+pub struct PersonasArgs {
+    /// The data folder holding the users [default: the global --data-dir];
+    /// for a `bench lamp` run, its `OUT/memory`.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Encoder for the 2-D map.
+    #[arg(long, default_value = DEFAULT_ENCODER)]
+    pub encoder: String,
+    /// Where to write personas.json and personas.md.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
+    let dir = args.store.clone().unwrap_or_else(|| ctx.data_dir.clone());
+    let memory = persona_memory::Memory::open(&dir)?;
+    let mut users = Vec::new();
+    for summary in memory.store().users()? {
+        let user = memory.store().require_user(&summary.id)?;
+        let versions = memory.store().persona_versions(&user)?;
+        if let Some(latest) = versions.last() {
+            users.push((summary.id.clone(), latest.version, versions.len(), latest.text.clone()));
+        }
+    }
+    if users.len() < 2 {
+        bail!("{} has {} user(s) with a persona; the analysis needs at least two", dir.display(), users.len());
+    }
+    let texts: Vec<&str> = users.iter().map(|u| u.3.as_str()).collect();
+    let jaccard = jaccard_matrix(&texts);
+    let encoder = ctx.load_encoder(&args.encoder, false)?;
+    let vectors = encoder.embed(&texts)?;
+    let map = pca_2d(&vectors);
+    let n = users.len();
+    let off: Vec<f64> = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| jaccard[i][j]).collect();
+    let mean = off.iter().sum::<f64>() / off.len() as f64;
+    std::fs::create_dir_all(&args.out)?;
+    let report = json!({
+        "store": dir.display().to_string(),
+        "users": users.iter().zip(&map).map(|((id, v, count, text), p)| json!({"user": id, "version": v, "versions": count, "text": text, "map": p})).collect::<Vec<_>>(),
+        "jaccard": jaccard,
+        "mean_pairwise_jaccard": mean,
+    });
+    std::fs::write(args.out.join("personas.json"), serde_json::to_string_pretty(&report)?)?;
+    let mut md = format!("# Persona similarity\n\n{n} users from {}; mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n", dir.display());
+    md.push_str(&format!("| user | version | map x | map y | {} |\n", users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(" | ")));
+    md.push_str(&format!("|---|---|---|---|{}\n", "---|".repeat(n)));
+    for (i, (id, v, _, _)) in users.iter().enumerate() {
+        let row: Vec<String> = jaccard[i].iter().map(|x| format!("{x:.2}")).collect();
+        md.push_str(&format!("| {id} | v{v} | {:.3} | {:.3} | {} |\n", map[i][0], map[i][1], row.join(" | ")));
+    }
+    std::fs::write(args.out.join("personas.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
