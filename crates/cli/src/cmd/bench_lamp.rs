@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use persona_agent::Encyclopedia;
-use persona_lamp::{markdown, read_examples, read_outputs, run, score_all, Method, MethodConfig, Resources, RunEvent, Task};
+use persona_lamp::{build, BuildOptions, markdown, read_examples, read_outputs, run, score_all, Method, MethodConfig, Resources, RunEvent, Task};
 use serde_json::json;
 
 use crate::cmd::bench::git_revision;
@@ -16,15 +16,20 @@ use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
 
 #[derive(Debug, Args)]
 pub struct LampArgs {
-    /// The questions file (official LaMP format).
-    #[arg(long)]
-    pub questions: PathBuf,
+    /// The questions file (official LaMP format) [default: rebuild the
+    /// --task set from the raw data into OUT/set/].
+    #[arg(long, requires = "outputs")]
+    pub questions: Option<PathBuf>,
     /// The outputs file with the gold answers.
-    #[arg(long)]
-    pub outputs: PathBuf,
+    #[arg(long, requires = "questions")]
+    pub outputs: Option<PathBuf>,
     /// The task [default: from the outputs file's `task` field].
-    #[arg(long)]
+    #[arg(long, required_unless_present = "questions")]
     pub task: Option<Task>,
+    /// The raw data folder to rebuild the set from when no questions file
+    /// is given.
+    #[arg(long, env = "PERSONA_SHARED_DATA", default_value = "../shared/data")]
+    pub raw: PathBuf,
     /// Methods, comma-separated, or `all`: prompt, icl, rag-1, rag-4,
     /// pag-4, react, membank, persona-agent, no-alignment, no-persona,
     /// no-memory, no-action.
@@ -79,19 +84,30 @@ fn methods(spec: &str) -> Result<Vec<Method>> {
 
 pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
     let methods = methods(&args.method)?;
+    let (questions, outputs) = match (&args.questions, &args.outputs) {
+        (Some(q), Some(o)) => (q.clone(), o.clone()),
+        _ => {
+            let task = args.task.context("--task is needed to rebuild a set")?;
+            let dir = args.out.join("set");
+            let built = build(task, &args.raw, &BuildOptions::default()).with_context(|| format!("rebuilding {task} from {}", args.raw.display()))?;
+            built.write(&dir)?;
+            eprintln!("{}: {} users, written to {}", built.manifest.name, built.manifest.users_kept, dir.display());
+            (dir.join("questions.json"), dir.join("outputs.json"))
+        }
+    };
     let task = match args.task {
         Some(t) => t,
         None => {
-            let name = read_outputs(&args.outputs)?.task;
+            let name = read_outputs(&outputs)?.task;
             name.parse().with_context(|| format!("the outputs file names task '{name}'; pass --task"))?
         }
     };
-    let mut examples = read_examples(&args.questions, &args.outputs)?;
+    let mut examples = read_examples(&questions, &outputs)?;
     if let Some(n) = args.users {
         examples.truncate(n);
     }
     if examples.is_empty() {
-        bail!("{} has no questions", args.questions.display());
+        bail!("{} has no questions", questions.display());
     }
     let mut config = MethodConfig::with_seed(args.seed);
     config.align.batch = args.batch;
@@ -122,7 +138,7 @@ pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
     let scores = score_all(task, &rows, args.seed)?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
     let meta = json!({
-        "questions": args.questions.display().to_string(),
+        "questions": questions.display().to_string(),
         "model": args.model,
         "model_sha256": sha,
         "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "encyclopedia": !args.no_encyclopedia},
@@ -132,7 +148,7 @@ pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
     });
     let report = json!({"task": task, "meta": meta, "methods": scores});
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    let md = markdown(task, &args.questions.display().to_string(), &scores, &meta);
+    let md = markdown(task, &questions.display().to_string(), &scores, &meta);
     std::fs::write(args.out.join("report.md"), &md)?;
     println!("{md}");
     Ok(())
