@@ -116,3 +116,36 @@ fn persona_analysis_compares_the_users_personas() {
     let err = persona(&lonely, &["bench", "personas", "--out", out.to_str().unwrap()]);
     assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("at least two"));
 }
+
+#[test]
+fn bench_lamp_runs_scores_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (q, o) = (tmp.path().join("q.json"), tmp.path().join("o.json"));
+    let questions = serde_json::json!([
+        {"id": "u1/1", "input": "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without further explanation. review: Perfect strings.",
+         "profile": [{"id": "a", "text": "Love it", "score": "5"}, {"id": "b", "text": "Bad", "score": "1"}]},
+        {"id": "u2/1", "input": "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without further explanation. review: Broke at once.",
+         "profile": [{"id": "c", "text": "Okay", "score": "3"}]}
+    ]);
+    std::fs::write(&q, questions.to_string()).unwrap();
+    std::fs::write(&o, r#"{"task": "LaMP-3", "golds": [{"id": "u1/1", "output": "5"}, {"id": "u2/1", "output": "1"}]}"#).unwrap();
+    let out = tmp.path().join("run");
+    let args = ["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "prompt,rag-1", "-m", "tiny", "--no-encyclopedia", "--out", out.to_str().unwrap()];
+    let md = ok(&persona(&data, &args));
+    assert!(md.contains("| prompt | 2 |") && md.contains("| rag-1 | 2 |"), "{md}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for m in ["prompt", "rag-1"] {
+        let s = &report["methods"][m];
+        assert_eq!(s["n"], 2);
+        assert!(s["mae"].is_number() && s["rmse"].is_number() && s["invalid_rate"].is_number() && s["ci"]["mae"]["low"].is_number(), "{s}");
+    }
+    assert_eq!(report["meta"]["model_sha256"].as_str().map(str::len), Some(64));
+    let results = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 4);
+    // A rerun finds everything done and writes the same report.
+    ok(&persona(&data, &args));
+    assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results);
+    let bad = persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "best", "--out", out.to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown method 'best'"));
+}

@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// The LaMP benchmark: the paper's methods and ablations on a set in
     /// the official format (e.g. one made by `persona data build`).
     Lamp(crate::cmd::bench_lamp::LampArgs),
+    /// Test-time scaling: the methods at several values of n, E or K
+    /// (paper Fig. 3).
+    Scaling(crate::cmd::bench_lamp::ScalingArgs),
     /// Persona analysis: pairwise Jaccard similarity of the users' personas
     /// and a 2-D map of their embeddings.
     Personas(crate::cmd::bench_personas::PersonasArgs),
@@ -102,6 +105,7 @@ pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
         BenchCommand::Engine(args) => run_engine(ctx, args),
         BenchCommand::Memory(args) => crate::cmd::bench_memory::run(ctx, args),
         BenchCommand::Lamp(args) => crate::cmd::bench_lamp::run_lamp(ctx, args),
+        BenchCommand::Scaling(args) => crate::cmd::bench_lamp::run_scaling(ctx, args),
         BenchCommand::Personas(args) => crate::cmd::bench_personas::run(ctx, args),
         BenchCommand::EngineWorker(args) => {
             let m = match args.kind.as_str() {

@@ -7,14 +7,16 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use persona_agent::Encyclopedia;
-use persona_lamp::{build, BuildOptions, markdown, read_examples, read_outputs, run, score_all, Method, MethodConfig, Resources, RunEvent, Task};
+use std::collections::BTreeMap;
+
+use persona_lamp::{build, BuildOptions, markdown, MethodScores, read_examples, read_outputs, run, score_all, Method, MethodConfig, Resources, RunEvent, Task};
 use serde_json::json;
 
 use crate::cmd::bench::git_revision;
 use crate::progress::item_bar;
 use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LampArgs {
     /// The questions file (official LaMP format) [default: rebuild the
     /// --task set from the raw data into OUT/set/].
@@ -83,7 +85,17 @@ fn methods(spec: &str) -> Result<Vec<Method>> {
 }
 
 pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
+    let (task, scores, meta, questions) = evaluate(ctx, &args)?;
+    let md = markdown(task, &questions, &scores, &meta);
+    std::fs::write(args.out.join("report.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
+/// Runs the methods and writes report.json; returns the scores.
+pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String, MethodScores>, serde_json::Value, String)> {
     let methods = methods(&args.method)?;
+    let args = args.clone();
     let (questions, outputs) = match (&args.questions, &args.outputs) {
         (Some(q), Some(o)) => (q.clone(), o.clone()),
         _ => {
@@ -148,8 +160,73 @@ pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
     });
     let report = json!({"task": task, "meta": meta, "methods": scores});
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    let md = markdown(task, &questions.display().to_string(), &scores, &meta);
-    std::fs::write(args.out.join("report.md"), &md)?;
+    Ok((task, scores, meta, questions.display().to_string()))
+}
+
+/// Which alignment setting a scaling sweep varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScalingParam {
+    /// Interactions replayed per iteration.
+    #[value(name = "n")]
+    Batch,
+    /// Iterations.
+    #[value(name = "E")]
+    Iterations,
+    /// Records per memory search.
+    #[value(name = "K")]
+    K,
+}
+
+#[derive(Debug, Args)]
+pub struct ScalingArgs {
+    #[command(flatten)]
+    pub lamp: LampArgs,
+    /// The setting to vary: n (batch), E (iterations) or K (retrieved records).
+    #[arg(long, value_enum)]
+    pub param: ScalingParam,
+    /// Its values.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub values: Vec<usize>,
+}
+
+/// `persona bench scaling`: the same methods at each value of n, E or K
+/// (paper Fig. 3), each in its own OUT/<param>-<value>/ (resumable), then
+/// OUT/scaling.json and OUT/scaling.md.
+pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
+    let name = match args.param {
+        ScalingParam::Batch => "n",
+        ScalingParam::Iterations => "E",
+        ScalingParam::K => "K",
+    };
+    let mut points = Vec::new();
+    let mut task = None;
+    for &value in &args.values {
+        let mut lamp = args.lamp.clone();
+        match args.param {
+            ScalingParam::Batch => lamp.batch = value,
+            ScalingParam::Iterations => lamp.iterations = value,
+            ScalingParam::K => lamp.k = value,
+        }
+        lamp.out = args.lamp.out.join(format!("{name}-{value}"));
+        eprintln!("{name} = {value}");
+        let (t, scores, _, _) = evaluate(ctx, &lamp)?;
+        task = Some(t);
+        points.push((value, scores));
+    }
+    let task = task.context("no values")?;
+    let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
+    let mut md = format!("# {task}: scaling over {name}\n\n| {name} | method | n | {a} | {b} | invalid |\n|---|---|---|---|---|---|\n");
+    for (value, scores) in &points {
+        for (method, s) in scores {
+            let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+            md.push_str(&format!("| {value} | {method} | {} | {} | {} | {:.1}% |\n", s.n, f(va), f(vb), s.invalid_rate * 100.0));
+        }
+    }
+    let json = json!({"task": task, "param": name, "points": points.iter().map(|(v, s)| json!({"value": v, "methods": s})).collect::<Vec<_>>()});
+    std::fs::create_dir_all(&args.lamp.out)?;
+    std::fs::write(args.lamp.out.join("scaling.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(args.lamp.out.join("scaling.md"), &md)?;
     println!("{md}");
     Ok(())
 }
