@@ -306,6 +306,8 @@ impl GgufChatModel {
         let mut finish = FinishReason::Length;
         let result = (|| -> Result<()> {
             while generated.len() < params.max_tokens {
+                // The next tokens: text the constraint forces, or one sampled token.
+                let mut forced = None;
                 if let Some(c) = constraint.as_deref_mut() {
                     if c.is_complete() {
                         finish = FinishReason::Complete;
@@ -314,55 +316,46 @@ impl GgufChatModel {
                     if let Some(text) = c.forced_text() {
                         let ids = self.tokenizer.encode(&text, false)?;
                         c.accept_text(&text)?;
-                        let mut hit_stop = false;
-                        for &id in &ids {
-                            history.push(id);
-                            generated.push(id);
-                            pending.push(id);
-                            let piece = stream.step(id).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
-                            let (out, hit) = stops.push(&piece);
-                            if !out.is_empty() && !sink(&out) {
-                                finish = FinishReason::Cancelled;
-                                return Ok(());
-                            }
-                            hit_stop |= hit;
-                        }
-                        if hit_stop {
-                            finish = FinishReason::StopString;
-                            return Ok(());
-                        }
-                        continue;
+                        forced = Some(ids);
                     }
                 }
-                if !pending.is_empty() {
-                    let feed = std::mem::take(&mut pending);
-                    feed_tokens(&mut self.weights, &self.device, &mut self.kv_tokens, &mut self.logits, &feed, chunked)?;
-                }
-                let mut logits = std::mem::take(&mut self.logits);
-                if let Some(c) = constraint.as_deref_mut() {
-                    c.mask_logits(&mut logits)?;
-                }
-                let next = sampler.sample(&mut logits, &history);
-                self.logits = logits;
-                if !params.ignore_eos && self.tokenizer.is_end_of_generation(next) {
-                    finish = FinishReason::EndOfTurn;
-                    return Ok(());
-                }
-                if let Some(c) = constraint.as_deref_mut() {
-                    c.accept_token(next)?;
-                }
-                history.push(next);
-                generated.push(next);
-                pending.push(next);
-                let piece = stream.step(next).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
-                let (out, hit_stop) = stops.push(&piece);
-                if !out.is_empty() && !sink(&out) {
-                    finish = FinishReason::Cancelled;
-                    return Ok(());
-                }
-                if hit_stop {
-                    finish = FinishReason::StopString;
-                    return Ok(());
+                let new = match forced {
+                    Some(ids) => ids,
+                    None => {
+                        if !pending.is_empty() {
+                            let feed = std::mem::take(&mut pending);
+                            feed_tokens(&mut self.weights, &self.device, &mut self.kv_tokens, &mut self.logits, &feed, chunked)?;
+                        }
+                        let mut logits = std::mem::take(&mut self.logits);
+                        if let Some(c) = constraint.as_deref_mut() {
+                            c.mask_logits(&mut logits)?;
+                        }
+                        let next = sampler.sample(&mut logits, &history);
+                        self.logits = logits;
+                        if !params.ignore_eos && self.tokenizer.is_end_of_generation(next) {
+                            finish = FinishReason::EndOfTurn;
+                            return Ok(());
+                        }
+                        if let Some(c) = constraint.as_deref_mut() {
+                            c.accept_token(next)?;
+                        }
+                        vec![next]
+                    }
+                };
+                for id in new {
+                    history.push(id);
+                    generated.push(id);
+                    pending.push(id);
+                    let piece = stream.step(id).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
+                    let (out, hit_stop) = stops.push(&piece);
+                    if !out.is_empty() && !sink(&out) {
+                        finish = FinishReason::Cancelled;
+                        return Ok(());
+                    }
+                    if hit_stop {
+                        finish = FinishReason::StopString;
+                        return Ok(());
+                    }
                 }
             }
             if let Some(c) = constraint.as_deref() {

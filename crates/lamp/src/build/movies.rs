@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::{label_counts, split_users, BuildOptions, Built, Manifest, RawRecord};
+use super::{assemble, BuildOptions, Built, Collected, RawRecord};
 use crate::error::{LampError, Result};
 use crate::task::{Task, MOVIE_TAGS};
 
@@ -56,11 +56,17 @@ pub fn instruction(description: &str) -> String {
 }
 
 fn io(path: &Path, source: std::io::Error) -> LampError {
-    LampError::Io { path: path.to_path_buf(), source }
+    LampError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn fmt(path: &Path, message: String) -> LampError {
-    LampError::Format { path: path.to_path_buf(), message }
+    LampError::Format {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 /// "Matrix, The (1999)" -> ("the matrix", "1999").
@@ -69,7 +75,9 @@ fn title_year(title: &str) -> Option<(String, String)> {
     let year = rest.strip_suffix(')')?.to_string();
     let name = name.trim();
     let name = match name.rsplit_once(", ") {
-        Some((head, article)) if ["The", "A", "An"].contains(&article) => format!("{article} {head}"),
+        Some((head, article)) if ["The", "A", "An"].contains(&article) => {
+            format!("{article} {head}")
+        }
         _ => name.to_string(),
     };
     Some((name.to_lowercase(), year))
@@ -82,7 +90,8 @@ fn descriptions(dir: &Path) -> Result<(HashMap<String, String>, usize, usize)> {
     let movies_text = String::from_utf8_lossy(&movies_text);
     let links_path = dir.join("ml-25m-links.csv");
     let mut links: HashMap<String, String> = HashMap::new();
-    let mut reader = csv::Reader::from_path(&links_path).map_err(|e| fmt(&links_path, e.to_string()))?;
+    let mut reader =
+        csv::Reader::from_path(&links_path).map_err(|e| fmt(&links_path, e.to_string()))?;
     for row in reader.records() {
         let row = row.map_err(|e| fmt(&links_path, e.to_string()))?;
         if let (Some(m), Some(t)) = (row.get(0), row.get(2)) {
@@ -93,36 +102,78 @@ fn descriptions(dir: &Path) -> Result<(HashMap<String, String>, usize, usize)> {
     }
     let tmdb_path = dir.join("tmdb_5000_movies.csv");
     let mut tmdb: HashMap<String, String> = HashMap::new();
-    let mut reader = csv::Reader::from_path(&tmdb_path).map_err(|e| fmt(&tmdb_path, e.to_string()))?;
-    let headers = reader.headers().map_err(|e| fmt(&tmdb_path, e.to_string()))?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fmt(&tmdb_path, format!("no column '{name}'")));
+    let mut reader =
+        csv::Reader::from_path(&tmdb_path).map_err(|e| fmt(&tmdb_path, e.to_string()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| fmt(&tmdb_path, e.to_string()))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| fmt(&tmdb_path, format!("no column '{name}'")))
+    };
     let (id_col, overview_col) = (col("id")?, col("overview")?);
     for row in reader.records() {
         let row = row.map_err(|e| fmt(&tmdb_path, e.to_string()))?;
         let overview = row.get(overview_col).unwrap_or_default().trim();
         if !overview.is_empty() {
-            tmdb.insert(row.get(id_col).unwrap_or_default().to_string(), overview.to_string());
+            tmdb.insert(
+                row.get(id_col).unwrap_or_default().to_string(),
+                overview.to_string(),
+            );
         }
     }
     let imdb_path = dir.join("imdb_top_1000.csv");
     let mut imdb: HashMap<(String, String), String> = HashMap::new();
-    let mut reader = csv::Reader::from_path(&imdb_path).map_err(|e| fmt(&imdb_path, e.to_string()))?;
-    let headers = reader.headers().map_err(|e| fmt(&imdb_path, e.to_string()))?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fmt(&imdb_path, format!("no column '{name}'")));
-    let (title_col, year_col, overview_col) = (col("Series_Title")?, col("Released_Year")?, col("Overview")?);
+    let mut reader =
+        csv::Reader::from_path(&imdb_path).map_err(|e| fmt(&imdb_path, e.to_string()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| fmt(&imdb_path, e.to_string()))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| fmt(&imdb_path, format!("no column '{name}'")))
+    };
+    let (title_col, year_col, overview_col) = (
+        col("Series_Title")?,
+        col("Released_Year")?,
+        col("Overview")?,
+    );
     for row in reader.records() {
         let row = row.map_err(|e| fmt(&imdb_path, e.to_string()))?;
-        let key = (row.get(title_col).unwrap_or_default().trim().to_lowercase(), row.get(year_col).unwrap_or_default().trim().to_string());
-        imdb.insert(key, row.get(overview_col).unwrap_or_default().trim().to_string());
+        let key = (
+            row.get(title_col).unwrap_or_default().trim().to_lowercase(),
+            row.get(year_col).unwrap_or_default().trim().to_string(),
+        );
+        imdb.insert(
+            key,
+            row.get(overview_col).unwrap_or_default().trim().to_string(),
+        );
     }
     let (mut from_tmdb, mut from_imdb) = (0, 0);
     let mut out = HashMap::new();
     for line in movies_text.lines() {
         let mut parts = line.splitn(3, ';');
-        let (Some(id), Some(title)) = (parts.next(), parts.next()) else { continue };
-        let description = links.get(id).and_then(|t| tmdb.get(t)).cloned().inspect(|_| from_tmdb += 1).or_else(|| {
-            title_year(title).and_then(|k| imdb.get(&k)).filter(|d| !d.is_empty()).cloned().inspect(|_| from_imdb += 1)
-        });
+        let (Some(id), Some(title)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let description = links
+            .get(id)
+            .and_then(|t| tmdb.get(t))
+            .cloned()
+            .inspect(|_| from_tmdb += 1)
+            .or_else(|| {
+                title_year(title)
+                    .and_then(|k| imdb.get(&k))
+                    .filter(|d| !d.is_empty())
+                    .cloned()
+                    .inspect(|_| from_imdb += 1)
+            });
         if let Some(d) = description {
             out.insert(id.to_string(), d);
         }
@@ -180,32 +231,40 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built> {
         .filter_map(|((user, movie), (time, label, line))| {
             let description = descriptions.get(&movie)?.clone();
             let id = format!("m{movie}");
-            let Value::Object(item) = json!({"id": id, "description": description, "tag": label, "time": time}) else { return None };
-            Some(RawRecord { user: format!("u{user}"), time, id: format!("{id}-l{}", line + 1), input: instruction(&description), gold: label, item })
+            let Value::Object(item) =
+                json!({"id": id, "description": description, "tag": label, "time": time})
+            else {
+                return None;
+            };
+            Some(RawRecord {
+                user: format!("u{user}"),
+                time,
+                id: format!("{id}-l{}", line + 1),
+                input: instruction(&description),
+                gold: label,
+                item,
+            })
         })
         .collect();
-    let (examples, users_seen, profile_sizes) = split_users(records, options);
     let mut top: Vec<(String, usize)> = dropped_labels.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let others: usize = top.iter().skip(20).map(|(_, n)| n).sum();
     let mut dropped_labels: BTreeMap<String, usize> = top.into_iter().take(20).collect();
     dropped_labels.insert("(all other tags)".into(), others);
-    let manifest = Manifest {
-        name: "LaMP-2M-style, rebuilt from MovieLens 10M tags with TMDB/IMDB overviews".into(),
-        task: Task::MovieTagging,
-        source: format!("{} (descriptions: {from_tmdb} movies from TMDB 5000 via ml-25m links, {from_imdb} from IMDB top 1000)", tags_path.display()),
-        split: "users are MovieLens taggers; one record per (user, movie): the earliest of the user's tags on it that maps onto the 15 tags; records sorted by tag time (ties by line); the latest is the query, the earlier ones the profile (so the query's movie is never in its profile)".into(),
-        options: options.clone(),
-        records_read: read,
-        dropped_labels,
-        dropped_incomplete: incomplete,
-        label_mapping: TAG_MAP.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
-        users_seen,
-        users_kept: examples.len(),
-        profile_sizes,
-        query_labels: label_counts(&examples),
-    };
-    Ok(Built { examples, manifest })
+    Ok(assemble(
+        Collected {
+            name: "LaMP-2M-style, rebuilt from MovieLens 10M tags with TMDB/IMDB overviews".into(),
+            task: Task::MovieTagging,
+            source: format!("{} (descriptions: {from_tmdb} movies from TMDB 5000 via ml-25m links, {from_imdb} from IMDB top 1000)", tags_path.display()),
+            split: "users are MovieLens taggers; one record per (user, movie): the earliest of the user's tags on it that maps onto the 15 tags; records sorted by tag time (ties by line); the latest is the query, the earlier ones the profile (so the query's movie is never in its profile)".into(),
+            records_read: read,
+            dropped_labels,
+            dropped_incomplete: incomplete,
+            label_mapping: TAG_MAP.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            records,
+        },
+        options,
+    ))
 }
 
 #[cfg(test)]
@@ -214,8 +273,14 @@ mod tests {
 
     #[test]
     fn titles_match_across_catalogues() {
-        assert_eq!(title_year("Matrix, The (1999)"), Some(("the matrix".into(), "1999".into())));
-        assert_eq!(title_year("Toy Story (1995)"), Some(("toy story".into(), "1995".into())));
+        assert_eq!(
+            title_year("Matrix, The (1999)"),
+            Some(("the matrix".into(), "1999".into()))
+        );
+        assert_eq!(
+            title_year("Toy Story (1995)"),
+            Some(("toy story".into(), "1995".into()))
+        );
         assert_eq!(title_year("No year"), None);
     }
 }
