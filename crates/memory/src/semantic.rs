@@ -204,11 +204,13 @@ pub fn summarize(model: &mut dyn Summarizer, records: &[Record], task: TaskKind,
     if records.is_empty() {
         return Err(MemoryError::Summary("the user has no records to summarise".into()));
     }
+    // The label counts cover the whole history (cheap); the text shown to
+    // the model only the most recent records when capped.
+    let stats = label_stats(records, task);
     let records = match config.max_records {
         Some(n) if records.len() > n => &records[records.len() - n..],
         _ => records,
     };
-    let stats = label_stats(records, task);
     let params = GenerationParams {
         max_tokens: config.max_summary_tokens,
         sampling: SamplingParams { temperature: config.temperature, seed: config.seed, repeat_penalty: config.repeat_penalty, ..Default::default() },

@@ -58,6 +58,11 @@ pub struct LampArgs {
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
+    /// Semantic memory (PAG-4's profile, the initial persona): summarise
+    /// the user's N most recent profile records (0: all of them; long
+    /// histories take many summarisation calls).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub summary_records: usize,
     /// Do not give the agents the encyclopedia.
     #[arg(long)]
     pub no_encyclopedia: bool,
@@ -125,6 +130,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.align.batch = args.batch;
     config.align.iterations = args.iterations;
     config.align.tools.k = args.k;
+    config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.validate()?;
     let path = ctx.model_path(&args.model, false)?;
     let mut model = ctx.load_chat_model(&path)?;
@@ -153,7 +159,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         "questions": questions.display().to_string(),
         "model": args.model,
         "model_sha256": sha,
-        "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "encyclopedia": !args.no_encyclopedia},
+        "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia},
         "seed": args.seed,
         "users": examples.len(),
         "git_revision": git_revision(),
