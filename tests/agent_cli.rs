@@ -110,6 +110,10 @@ fn persona_analysis_compares_the_users_personas() {
     assert_eq!(j[0][2], 0.0);
     assert_eq!(report["users"].as_array().unwrap().len(), 3);
     assert!(report["users"][0]["map"].as_array().unwrap().len() == 2);
+    for plot in ["jaccard.svg", "jaccard.png", "map.svg", "map.png"] {
+        assert!(std::fs::metadata(out.join(plot)).unwrap().len() > 1000, "{plot}");
+    }
+    assert!(std::fs::read_to_string(out.join("map.svg")).unwrap().contains("bob"));
     // Fewer than two personas: a clear error.
     let lonely = tmp.path().join("lonely");
     persona_memory::Store::open(&lonely).unwrap();
@@ -148,4 +152,35 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results);
     let bad = persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "best", "--out", out.to_str().unwrap()]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown method 'best'"));
+
+    // The same users in the OPPU layout: one user with two queries.
+    let oppu = tmp.path().join("users.json");
+    let users = serde_json::json!([
+        {"user_id": "u1", "profile": questions[0]["profile"], "query": [
+            {"id": "u1/1", "input": questions[0]["input"], "gold": "5"},
+            {"id": "u1/2", "input": questions[1]["input"], "gold": "1"}]},
+        {"user_id": "u2", "profile": questions[1]["profile"], "query": [{"id": "u2/1", "input": questions[1]["input"], "gold": "1"}]}
+    ]);
+    std::fs::write(&oppu, users.to_string()).unwrap();
+    let out2 = tmp.path().join("run-oppu");
+    let md = ok(&persona(&data, &["bench", "lamp", "--oppu", oppu.to_str().unwrap(), "--task", "LaMP-3", "--users", "1", "--method", "prompt", "-m", "tiny", "--no-encyclopedia", "--out", out2.to_str().unwrap()]));
+    assert!(md.contains("| prompt | 1 |"), "one user scored: {md}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out2.join("report.json")).unwrap()).unwrap();
+    assert_eq!((report["meta"]["users"].as_u64(), report["meta"]["questions_asked"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(std::fs::read_to_string(out2.join("results.jsonl")).unwrap().lines().count(), 2);
+    let no_task = persona(&data, &["bench", "lamp", "--oppu", oppu.to_str().unwrap(), "--out", out2.to_str().unwrap()]);
+    assert!(!no_task.status.success() && String::from_utf8_lossy(&no_task.stderr).contains("--task"));
+
+    // Runs side by side: a table per task and a bar chart.
+    let cmp = tmp.path().join("cmp");
+    let md = ok(&persona(&data, &["bench", "compare", "--run", &format!("official={}", out.display()), "--run", &format!("oppu={}", out2.display()), "--out", cmp.to_str().unwrap()]));
+    assert!(md.contains("| method | official | oppu |") && md.contains("(n=2)") && md.contains("(n=1)"), "{md}");
+    assert!(md.contains("| rag-1 |") && md.contains("| - |"), "rag-1 is missing from the OPPU run: {md}");
+    for f in ["compare.md", "compare.json", "compare-LaMP-3.svg", "compare-LaMP-3.png"] {
+        assert!(cmp.join(f).is_file(), "{f}");
+    }
+    let dup = persona(&data, &["bench", "compare", "--run", &format!("a={}", out.display()), "--run", &format!("a={}", out2.display()), "--out", cmp.to_str().unwrap()]);
+    assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("'a' is given twice"));
+    let missing = persona(&data, &["bench", "compare", "--run", &format!("x={}", tmp.path().join("nowhere").display()), "--out", cmp.to_str().unwrap()]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("report.json"));
 }

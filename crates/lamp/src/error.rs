@@ -28,6 +28,14 @@ pub enum LampError {
     /// A method failed (model, memory or agent error).
     #[error("method: {0}")]
     Method(String),
+    /// A plot could not be drawn or written.
+    #[error("plot {path}: {message}")]
+    Plot {
+        /// The file being written (empty before any file is chosen).
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// Predictions and golds do not line up.
     #[error("metrics: {0}")]
     Metrics(String),

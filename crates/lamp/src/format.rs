@@ -46,19 +46,57 @@ pub struct Example {
     pub question: Question,
     /// The gold output.
     pub gold: String,
+    /// The user the question belongs to, where a user has several questions
+    /// (the OPPU layout); `None` in the official format, where every
+    /// question is its own user.
+    pub user: Option<String>,
 }
 
-fn format_error(path: &Path, message: String) -> LampError {
+impl Example {
+    /// The key that groups questions by user (`#<position>` when the file
+    /// does not name users).
+    pub fn user_key(&self, position: usize) -> String {
+        self.user.clone().unwrap_or_else(|| format!("#{position}"))
+    }
+}
+
+/// The user ordinal of each example (0, 1, ... by first appearance), so
+/// the questions of one user share an ordinal.
+pub fn user_ordinals(examples: &[Example]) -> Vec<usize> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let next = seen.len();
+            *seen.entry(e.user_key(i)).or_insert(next)
+        })
+        .collect()
+}
+
+/// The examples of the first `n` users (by first appearance).
+pub fn first_users(mut examples: Vec<Example>, n: usize) -> Vec<Example> {
+    let ordinals = user_ordinals(&examples);
+    let mut i = 0;
+    examples.retain(|_| {
+        let keep = ordinals[i] < n;
+        i += 1;
+        keep
+    });
+    examples
+}
+
+pub(crate) fn format_error(path: &Path, message: String) -> LampError {
     LampError::Format { path: path.to_path_buf(), message }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|source| LampError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|e| format_error(path, format!("invalid JSON: {e}")))
 }
 
 /// A string field (ids may be numbers in some files).
-fn text_field(obj: &Map<String, Value>, field: &str, at: &str, path: &Path) -> Result<String> {
+pub(crate) fn text_field(obj: &Map<String, Value>, field: &str, at: &str, path: &Path) -> Result<String> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -128,7 +166,7 @@ pub fn read_examples(questions: &Path, outputs: &Path) -> Result<Vec<Example>> {
     qs.into_iter()
         .map(|q| {
             let gold = golds.get(q.id.as_str()).ok_or_else(|| format_error(outputs, format!("no gold output for question id '{}' of {}", q.id, questions.display())))?;
-            Ok(Example { gold: gold.to_string(), question: q })
+            Ok(Example { gold: gold.to_string(), question: q, user: None })
         })
         .collect()
 }

@@ -1,10 +1,13 @@
 //! # persona-lamp
 //!
-//! The LaMP benchmark harness of PersonaAgent (work in progress): the four
-//! tasks the paper evaluates and their label sets ([`task`]), the official
-//! file format ([`format`]), reading model outputs as task outputs
-//! ([`parse`]), and the official metrics with bootstrap confidence
-//! intervals over users ([`metrics`]).
+//! The LaMP benchmark harness of PersonaAgent: the four tasks the paper
+//! evaluates and their label sets ([`task`]), the official file format
+//! ([`format`]), builders that rebuild LaMP-style sets from raw data
+//! ([`build`]), the compared methods ([`methods`]), a resumable runner
+//! ([`runner`]), reading model outputs as task outputs ([`parse`]), the
+//! official metrics with bootstrap confidence intervals over users
+//! ([`metrics`], [`report`]), persona analysis ([`analysis`]) and plots
+//! ([`plot`]).
 
 pub mod analysis;
 pub mod build;
@@ -12,14 +15,17 @@ pub mod error;
 pub mod format;
 pub mod methods;
 pub mod metrics;
+pub mod oppu;
 pub mod parse;
+pub mod plot;
 pub mod report;
 pub mod runner;
 pub mod task;
 
 pub use build::{build, BuildOptions, Built, Manifest};
 pub use error::{LampError, Result};
-pub use format::{read_examples, read_outputs, read_questions, write_examples, Example, Gold, Outputs, Question};
+pub use format::{first_users, read_examples, read_outputs, read_questions, user_ordinals, write_examples, Example, Gold, Outputs, Question};
+pub use oppu::read_oppu;
 pub use methods::{Method, MethodConfig, Resources};
 pub use metrics::{bootstrap, classification, rating, Classification, Interval, Rating};
 pub use parse::{parse_output, Parsed, Reading};

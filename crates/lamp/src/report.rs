@@ -47,19 +47,29 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
     let golds: Vec<String> = rows.iter().map(|r| r.gold.clone()).collect();
     let invalid_rate = rows.iter().filter(|r| r.reading == Reading::Invalid).count() as f64 / rows.len().max(1) as f64;
     let mut ci = BTreeMap::new();
-    let pick = |sample: &[&&ResultRow]| -> (Vec<String>, Vec<String>) { (sample.iter().map(|r| r.output.clone()).collect(), sample.iter().map(|r| r.gold.clone()).collect()) };
+    // Resample users, not questions: a user's questions stay together.
+    let mut by_user: BTreeMap<usize, Vec<&ResultRow>> = BTreeMap::new();
+    for r in rows {
+        by_user.entry(r.user).or_default().push(r);
+    }
+    let users: Vec<Vec<&ResultRow>> = by_user.into_values().collect();
+    let n = users.len();
+    let pick = |sample: &[&Vec<&ResultRow>]| -> (Vec<String>, Vec<String>) {
+        let flat = || sample.iter().flat_map(|u| u.iter());
+        (flat().map(|r| r.output.clone()).collect(), flat().map(|r| r.gold.clone()).collect())
+    };
     match task.labels() {
         Some(labels) => {
             let m = classification(&preds, &golds, labels)?;
-            ci.insert("accuracy".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.accuracy) })?);
-            ci.insert("f1".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.f1) })?);
-            Ok(MethodScores { n: rows.len(), accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci })
+            ci.insert("accuracy".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.accuracy) })?);
+            ci.insert("f1".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.f1) })?);
+            Ok(MethodScores { n, accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci })
         }
         None => {
             let m = rating(&preds, &golds)?;
-            ci.insert("mae".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.mae) })?);
-            ci.insert("rmse".into(), bootstrap(rows, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.rmse) })?);
-            Ok(MethodScores { n: rows.len(), accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci })
+            ci.insert("mae".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.mae) })?);
+            ci.insert("rmse".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.rmse) })?);
+            Ok(MethodScores { n, accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci })
         }
     }
 }
@@ -142,5 +152,20 @@ mod tests {
         assert!(json["prompt"].get("accuracy").is_none() && json["prompt"]["rmse"].is_number());
         let md = markdown(Task::ProductRating, "test set", &scores, &serde_json::json!({"model": "m", "seed": 1}));
         assert!(md.contains("| prompt | 2 | 1.500") && md.contains("## Ablations") && md.contains("- model: m"), "{md}");
+    }
+
+    #[test]
+    fn users_with_several_questions_count_once_and_resample_together() {
+        let mut a = row(Method::Rag4, 0, "politics", "politics", Reading::Exact);
+        let mut b = row(Method::Rag4, 0, "politics", "sports", Reading::Exact);
+        a.id = "a".into();
+        b.id = "b".into();
+        let rows = vec![a, b, row(Method::Rag4, 1, "sports", "sports", Reading::Exact)];
+        let s = &score_all(Task::NewsCategorization, &rows, 3).unwrap()["rag-4"];
+        assert_eq!(s.n, 2, "two users");
+        assert!((s.accuracy.unwrap() - 2.0 / 3.0).abs() < 1e-12, "pooled over the three questions");
+        // A resample holds whole users: user 0 alone scores 0.5, user 1 alone 1.0,
+        // so no resample can give 0 (which splitting user 0's rows could).
+        assert!(s.ci["accuracy"].low >= 0.5 - 1e-12 && s.ci["accuracy"].high <= 1.0 + 1e-12, "{:?}", s.ci["accuracy"]);
     }
 }

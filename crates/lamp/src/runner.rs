@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LampError, Result};
-use crate::format::Example;
+use crate::format::{user_ordinals, Example};
 use crate::methods::{answer, demonstrations, Method, Resources};
 use crate::parse::{parse_output, Reading};
 use crate::task::Task;
@@ -21,7 +21,7 @@ pub struct ResultRow {
     pub method: Method,
     /// The question id.
     pub id: String,
-    /// The user's position in the set.
+    /// The user's ordinal in the set (questions of one user share it).
     pub user: usize,
     /// The model's raw output.
     pub raw: String,
@@ -94,6 +94,7 @@ pub fn run(
     std::fs::write(&path, text).map_err(|source| LampError::Io { path: path.clone(), source })?;
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|source| LampError::Io { path: path.clone(), source })?;
     let done: HashSet<(Method, String)> = rows.iter().map(|r| (r.method, r.id.clone())).collect();
+    let ordinals = user_ordinals(examples);
     for &method in methods {
         let todo: Vec<usize> = (0..examples.len()).filter(|&i| !done.contains(&(method, examples[i].question.id.clone()))).collect();
         progress(RunEvent::Method { method, todo: todo.len(), total: examples.len() });
@@ -103,10 +104,10 @@ pub fn run(
             let demos = demonstrations(task, examples, i, res.config.icl_demos);
             let raw = {
                 let mut local = Resources { model: &mut *res.model, encoder: res.encoder, memory: &mut *res.memory, encyclopedia: res.encyclopedia, config: res.config, demos: &demos };
-                answer(method, task, example, i, &mut local)?
+                answer(method, task, example, ordinals[i], &mut local)?
             };
             let parsed = parse_output(task, &raw);
-            let row = ResultRow { method, id: example.question.id.clone(), user: i, raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_millis() as u64 };
+            let row = ResultRow { method, id: example.question.id.clone(), user: ordinals[i], raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_millis() as u64 };
             let line = serde_json::to_string(&row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
             writeln!(file, "{line}").and_then(|()| file.sync_data()).map_err(|source| LampError::Io { path: path.clone(), source })?;
             progress(RunEvent::Done(&row));

@@ -32,6 +32,7 @@ fn example(user: &str, review: &str, gold: &str) -> Example {
             profile,
         },
         gold: gold.into(),
+        user: None,
     }
 }
 

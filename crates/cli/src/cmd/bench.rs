@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Persona analysis: pairwise Jaccard similarity of the users' personas
     /// and a 2-D map of their embeddings.
     Personas(crate::cmd::bench_personas::PersonasArgs),
+    /// Finished LaMP runs side by side (e.g. backbones, paper Fig. 4):
+    /// table, JSON and a bar chart per task.
+    Compare(crate::cmd::bench_compare::CompareArgs),
     /// Internal: measure one model in this process and print JSON.
     #[command(hide = true)]
     EngineWorker(WorkerArgs),
@@ -107,6 +110,7 @@ pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
         BenchCommand::Lamp(args) => crate::cmd::bench_lamp::run_lamp(ctx, args),
         BenchCommand::Scaling(args) => crate::cmd::bench_lamp::run_scaling(ctx, args),
         BenchCommand::Personas(args) => crate::cmd::bench_personas::run(ctx, args),
+        BenchCommand::Compare(args) => crate::cmd::bench_compare::run(args),
         BenchCommand::EngineWorker(args) => {
             let m = match args.kind.as_str() {
                 "llama" => worker_llama(ctx, &args)?,

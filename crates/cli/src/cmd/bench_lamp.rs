@@ -9,7 +9,8 @@ use clap::Args;
 use persona_agent::Encyclopedia;
 use std::collections::BTreeMap;
 
-use persona_lamp::{build, BuildOptions, markdown, MethodScores, read_examples, read_outputs, run, score_all, Method, MethodConfig, Resources, RunEvent, Task};
+use persona_lamp::plot::{line_chart, Labels, Point, Series};
+use persona_lamp::{build, first_users, markdown, read_examples, read_oppu, read_outputs, run, score_all, user_ordinals, BuildOptions, Method, MethodConfig, MethodScores, Resources, RunEvent, Task};
 use serde_json::json;
 
 use crate::cmd::bench::git_revision;
@@ -20,13 +21,20 @@ use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
 pub struct LampArgs {
     /// The questions file (official LaMP format) [default: rebuild the
     /// --task set from the raw data into OUT/set/].
-    #[arg(long, requires = "outputs")]
+    #[arg(long, requires = "outputs", conflicts_with = "oppu")]
     pub questions: Option<PathBuf>,
-    /// The outputs file with the gold answers.
-    #[arg(long, requires = "questions")]
+    /// The outputs file with the gold answers (with --questions, or with
+    /// --oppu when its queries carry no `gold` field).
+    #[arg(long)]
     pub outputs: Option<PathBuf>,
+    /// A per-user file in the OPPU layout (`[{user_id, profile, query:
+    /// [{id, input, gold}]}]`, or a folder holding
+    /// `user_top_100_history.json`): every query is asked, a user's
+    /// queries share their memory and persona.
+    #[arg(long, value_name = "PATH")]
+    pub oppu: Option<PathBuf>,
     /// The task [default: from the outputs file's `task` field].
-    #[arg(long, required_unless_present = "questions")]
+    #[arg(long, required_unless_present_any = ["questions", "outputs"])]
     pub task: Option<Task>,
     /// The raw data folder to rebuild the set from when no questions file
     /// is given.
@@ -37,7 +45,7 @@ pub struct LampArgs {
     /// no-memory, no-action.
     #[arg(long, default_value = "all")]
     pub method: String,
-    /// Use only the first N users of the set.
+    /// Use only the first N users of the set (all their queries).
     #[arg(long, value_name = "N")]
     pub users: Option<usize>,
     /// Chat model: a manifest name (tiny, small, large) or a GGUF path.
@@ -97,35 +105,52 @@ pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
     Ok(())
 }
 
+fn task_of_outputs(outputs: &std::path::Path) -> Result<Task> {
+    let name = read_outputs(outputs)?.task;
+    name.parse().with_context(|| format!("{} names task '{name}'; pass --task", outputs.display()))
+}
+
 /// Runs the methods and writes report.json; returns the scores.
 pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String, MethodScores>, serde_json::Value, String)> {
     let methods = methods(&args.method)?;
     let args = args.clone();
-    let (questions, outputs) = match (&args.questions, &args.outputs) {
-        (Some(q), Some(o)) => (q.clone(), o.clone()),
-        _ => {
-            let task = args.task.context("--task is needed to rebuild a set")?;
-            let dir = args.out.join("set");
-            let built = build(task, &args.raw, &BuildOptions::default()).with_context(|| format!("rebuilding {task} from {}", args.raw.display()))?;
-            built.write(&dir)?;
-            eprintln!("{}: {} users, written to {}", built.manifest.name, built.manifest.users_kept, dir.display());
-            (dir.join("questions.json"), dir.join("outputs.json"))
-        }
-    };
-    let task = match args.task {
-        Some(t) => t,
-        None => {
-            let name = read_outputs(&outputs)?.task;
-            name.parse().with_context(|| format!("the outputs file names task '{name}'; pass --task"))?
-        }
-    };
-    let mut examples = read_examples(&questions, &outputs)?;
-    if let Some(n) = args.users {
-        examples.truncate(n);
+    if args.outputs.is_some() && args.questions.is_none() && args.oppu.is_none() {
+        bail!("--outputs goes with --questions or --oppu");
     }
+    let (source, examples, task) = if let Some(oppu) = &args.oppu {
+        let examples = read_oppu(oppu, args.outputs.as_deref())?;
+        let task = match (args.task, &args.outputs) {
+            (Some(t), _) => t,
+            (None, Some(o)) => task_of_outputs(o)?,
+            (None, None) => bail!("pass --task with --oppu (the users file does not name its task)"),
+        };
+        (oppu.display().to_string(), examples, task)
+    } else {
+        let (questions, outputs) = match (&args.questions, &args.outputs) {
+            (Some(q), Some(o)) => (q.clone(), o.clone()),
+            _ => {
+                let task = args.task.context("--task is needed to rebuild a set")?;
+                let dir = args.out.join("set");
+                let built = build(task, &args.raw, &BuildOptions::default()).with_context(|| format!("rebuilding {task} from {}", args.raw.display()))?;
+                built.write(&dir)?;
+                eprintln!("{}: {} users, written to {}", built.manifest.name, built.manifest.users_kept, dir.display());
+                (dir.join("questions.json"), dir.join("outputs.json"))
+            }
+        };
+        let task = match args.task {
+            Some(t) => t,
+            None => task_of_outputs(&outputs)?,
+        };
+        (questions.display().to_string(), read_examples(&questions, &outputs)?, task)
+    };
+    let examples = match args.users {
+        Some(n) => first_users(examples, n),
+        None => examples,
+    };
     if examples.is_empty() {
-        bail!("{} has no questions", questions.display());
+        bail!("{source} has no questions");
     }
+    let users = user_ordinals(&examples).into_iter().max().map_or(0, |m| m + 1);
     let mut config = MethodConfig::with_seed(args.seed);
     config.align.batch = args.batch;
     config.align.iterations = args.iterations;
@@ -156,17 +181,18 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     let scores = score_all(task, &rows, args.seed)?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
     let meta = json!({
-        "questions": questions.display().to_string(),
+        "questions": source,
         "model": args.model,
         "model_sha256": sha,
         "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia},
         "seed": args.seed,
-        "users": examples.len(),
+        "users": users,
+        "questions_asked": examples.len(),
         "git_revision": git_revision(),
     });
     let report = json!({"task": task, "meta": meta, "methods": scores});
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    Ok((task, scores, meta, questions.display().to_string()))
+    Ok((task, scores, meta, source))
 }
 
 /// Which alignment setting a scaling sweep varies.
@@ -233,6 +259,29 @@ pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
     std::fs::create_dir_all(&args.lamp.out)?;
     std::fs::write(args.lamp.out.join("scaling.json"), serde_json::to_string_pretty(&json)?)?;
     std::fs::write(args.lamp.out.join("scaling.md"), &md)?;
+    let files = plot_scaling(&args.lamp.out.join(format!("scaling-{name}")), task, name, &points)?;
     println!("{md}");
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
     Ok(())
+}
+
+/// The scaling plot: the main metric per method against the swept value,
+/// with the bootstrap intervals.
+fn plot_scaling(stem: &std::path::Path, task: Task, name: &str, points: &[(usize, BTreeMap<String, MethodScores>)]) -> Result<Vec<PathBuf>> {
+    let metric = if task.is_rating() { "mae" } else { "accuracy" };
+    let mut by_method: BTreeMap<&str, Vec<Point>> = BTreeMap::new();
+    for (value, scores) in points {
+        for (method, s) in scores {
+            let y = if task.is_rating() { s.mae } else { s.accuracy };
+            if let Some(y) = y {
+                let interval = s.ci.get(metric).map(|i| (i.low, i.high));
+                by_method.entry(method).or_default().push(Point { x: *value as f64, y, interval });
+            }
+        }
+    }
+    let series: Vec<Series> = by_method.into_iter().map(|(m, points)| Series { name: m.to_string(), points }).collect();
+    let labels = Labels { title: format!("{task}: {metric} over {name} (95% CI over users)"), x: name.to_string(), y: metric.to_string() };
+    Ok(line_chart(stem, &labels, &series)?)
 }

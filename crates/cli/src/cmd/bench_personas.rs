@@ -1,6 +1,7 @@
 //! `persona bench personas`: how different the learned personas are —
 //! pairwise Jaccard similarity of their word sets and a 2-D map of their
-//! embeddings (the paper's Fig. 2 and 5), as JSON and markdown.
+//! embeddings (the paper's Fig. 2 and 5), as JSON, markdown and plots
+//! (jaccard.{svg,png}, map.{svg,png}).
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use persona_engine::Encoder;
 use persona_lamp::analysis::{jaccard_matrix, pca_2d};
+use persona_lamp::plot::{heatmap, scatter, Labels};
 use serde_json::json;
 
 use crate::resolve::{Context, DEFAULT_ENCODER};
@@ -21,7 +23,7 @@ pub struct PersonasArgs {
     /// Encoder for the 2-D map.
     #[arg(long, default_value = DEFAULT_ENCODER)]
     pub encoder: String,
-    /// Where to write personas.json and personas.md.
+    /// Where to write personas.json, personas.md and the plots.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -64,6 +66,13 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
         md.push_str(&format!("| {id} | v{v} | {:.3} | {:.3} | {} |\n", map[i][0], map[i][1], row.join(" | ")));
     }
     std::fs::write(args.out.join("personas.md"), &md)?;
+    let names: Vec<String> = users.iter().map(|u| u.0.clone()).collect();
+    let mut files = heatmap(&args.out.join("jaccard"), &format!("Persona word-set Jaccard similarity (mean {mean:.3})"), &names, &jaccard)?;
+    let labels = Labels { title: "Personas: 2-D PCA map of their embeddings".into(), x: "PC 1".into(), y: "PC 2".into() };
+    files.extend(scatter(&args.out.join("map"), &labels, &names, &map)?);
     println!("{md}");
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod align;
 pub mod ask;
 pub mod bench;
 pub mod bench_lamp;
+pub mod bench_compare;
 pub mod bench_personas;
 pub mod bench_memory;
 pub mod chat;

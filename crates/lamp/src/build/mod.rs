@@ -129,6 +129,7 @@ pub(crate) fn split_users(
                 profile,
             },
             gold: query.gold,
+            user: None,
         });
     }
     sizes.sort_unstable();
