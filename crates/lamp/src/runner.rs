@@ -76,8 +76,10 @@ pub fn read_results(dir: &Path) -> Result<Vec<ResultRow>> {
     Ok(rows)
 }
 
-/// Runs `methods` on `examples` (the first `users` of them), appending each
-/// result to the folder's results file and skipping those already there.
+/// Runs `methods` on `examples`, appending each result to the folder's
+/// results file and skipping those already there. Returns the rows of
+/// these examples: the new ones and those already in the file, for every
+/// method the file has.
 pub fn run(
     task: Task,
     examples: &[Example],
@@ -114,5 +116,9 @@ pub fn run(
             rows.push(row);
         }
     }
+    // The report covers these examples only (the file may hold more users
+    // from a larger run), with every method the file has for them.
+    let ids: HashSet<&str> = examples.iter().map(|e| e.question.id.as_str()).collect();
+    rows.retain(|r| ids.contains(r.id.as_str()));
     Ok(rows)
 }

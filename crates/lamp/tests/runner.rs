@@ -75,6 +75,12 @@ fn runs_scores_and_resumes() {
     .unwrap();
     assert_eq!(again, 0);
     assert_eq!(rows2, rows);
+    // A smaller selection (the first user) reports only its own rows, for
+    // every method the file holds, and runs nothing new.
+    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), &mut res, &mut |e| assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")).unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|r| r.id == "a/q"));
+    assert_eq!(score_all(Task::ProductRating, &first, 7).unwrap()["rag-1"].n, 1);
     // Deterministic for a seed: a fresh run gives the same outputs.
     let fresh = tempfile::tempdir().unwrap();
     let mut memory2 = Memory::open(&fresh.path().join("memory")).unwrap();
