@@ -248,7 +248,8 @@ fn agent(res: &mut Resources<'_>, persona_text: &str, user: Option<&str>, questi
 }
 
 /// The user's aligned persona: the latest version if alignment has run for
-/// this user, else align now (initialising from the semantic memory).
+/// this user (any version after the first), else align now (initialising
+/// from the semantic memory).
 fn aligned_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
     let u = res.memory.store().require_user(user).map_err(agent_err)?;
     let versions = res.memory.store().persona_versions(&u).map_err(agent_err)?;
@@ -256,6 +257,14 @@ fn aligned_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
         return Ok(versions.last().map(|v| v.text.clone()).unwrap_or_default());
     }
     let report = align(res.model, res.memory, res.encoder, res.encyclopedia, user, &res.config.align, &mut |_| {}).map_err(agent_err)?;
+    if report.final_version == report.initial_version {
+        // Every rewrite failed the guards: record that alignment ran (the
+        // text is unchanged) so the next method does not align again.
+        res.memory
+            .store_mut()
+            .add_persona_version(&u, &report.final_text, Some(report.initial_version), Some("alignment ran; no rewrite passed the persona guards"))
+            .map_err(agent_err)?;
+    }
     Ok(report.final_text)
 }
 
