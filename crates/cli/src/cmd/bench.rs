@@ -369,13 +369,9 @@ pub fn machine() -> String {
 }
 
 pub fn git_revision() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    // Built in by build.rs: the revision of the code that runs, not of the
+    // folder the binary happens to run in.
+    env!("PERSONA_GIT_REVISION").to_string()
 }
 
 fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Option<&Row>) -> String {
