@@ -55,16 +55,19 @@ fn read_run(spec: &str) -> Result<Run> {
     })
 }
 
-/// The task's main metric and a cell "0.412 [0.30, 0.53] (n=20)".
+/// The task's main metric and a cell "0.412 [0.30, 0.53] n=20, 5% invalid".
 fn cell(task: Task, scores: Option<&Value>) -> (Option<f64>, String) {
     let metric = if task.is_rating() { "mae" } else { "accuracy" };
     let Some(s) = scores else { return (None, "-".into()) };
     let Some(v) = s[metric].as_f64() else { return (None, "-".into()) };
     let ci = &s["ci"][metric];
-    let text = match (ci["low"].as_f64(), ci["high"].as_f64()) {
-        (Some(lo), Some(hi)) => format!("{v:.3} [{lo:.2}, {hi:.2}] (n={})", s["n"]),
-        _ => format!("{v:.3} (n={})", s["n"]),
+    let mut text = match (ci["low"].as_f64(), ci["high"].as_f64()) {
+        (Some(lo), Some(hi)) => format!("{v:.3} [{lo:.2}, {hi:.2}] n={}", s["n"]),
+        _ => format!("{v:.3} n={}", s["n"]),
     };
+    if let Some(invalid) = s["invalid_rate"].as_f64().filter(|r| *r > 0.0) {
+        text.push_str(&format!(", {:.0}% invalid", invalid * 100.0));
+    }
     (Some(v), text)
 }
 
