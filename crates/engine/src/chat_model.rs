@@ -6,21 +6,18 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3};
+use candle_core::Device;
 use serde::Serialize;
 
+use crate::backend::Backend;
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::constraint::TokenConstraint;
+use crate::decoder::prefix::PrefixStats;
 use crate::error::{CandleContext, EngineError, Result};
 use crate::generation::{fit_context, FinishReason, Generation, GenerationParams, StopMatcher};
-use crate::gguf::{Architecture, GgufFile};
+use crate::gguf::GgufFile;
 use crate::sampling::Sampler;
 use crate::tokenizer::GgufTokenizer;
-
-/// Prompts longer than this are prefilled in chunks, bounding the size of the
-/// attention matrices.
-const PREFILL_CHUNK: usize = 512;
 
 /// Facts about a loaded chat model.
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +92,18 @@ pub trait ChatModel {
         self.generate_tokens(tokens, params, None, sink)
     }
 
+    /// Generates a continuation of each prompt (already tokenized). The
+    /// default runs them one after another; [`GgufChatModel`] decodes them
+    /// together in one batch. Greedy results equal one-by-one calls.
+    fn generate_batch(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams) -> Result<Vec<Generation>> {
+        prompts.into_iter().map(|p| self.generate_tokens(p, params, None, &mut |_| true)).collect()
+    }
+
+    /// Names who the following calls work for (a user id). Cached prompt
+    /// state is only reused within one scope, so one user's persona is never
+    /// served to another. The default scope is the empty string.
+    fn set_cache_scope(&mut self, _scope: &str) {}
+
     /// Answers a conversation: renders the template and generates.
     fn chat(&mut self, messages: &[ChatMessage], params: &GenerationParams, sink: &mut TextSink<'_>) -> Result<Generation> {
         let prompt = self.render_chat(messages)?;
@@ -102,67 +111,18 @@ pub trait ChatModel {
     }
 }
 
-/// The per-architecture weights (each keeps its own KV cache).
-enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-    Qwen3(quantized_qwen3::ModelWeights),
-    Phi3(quantized_phi3::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
-}
-
-impl Weights {
-    fn load(arch: Architecture, content: candle_core::quantized::gguf_file::Content, reader: &mut BufReader<File>, device: &Device) -> candle_core::Result<Self> {
-        Ok(match arch {
-            Architecture::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device)?),
-            Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device)?),
-            Architecture::Qwen3 => Weights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?),
-            Architecture::Phi3 => Weights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)?),
-            Architecture::Gemma3 => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, reader, device)?),
-        })
-    }
-
-    /// Runs `input` (shape `(1, seq)`) at position `pos`; returns the last
-    /// position's logits. Position 0 starts a fresh sequence.
-    fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
-        match self {
-            Weights::Llama(m) => m.forward(input, pos),
-            Weights::Qwen2(m) => m.forward(input, pos),
-            Weights::Qwen3(m) => m.forward(input, pos),
-            Weights::Phi3(m) => m.forward(input, pos),
-            Weights::Gemma3(m) => m.forward(input, pos),
-        }
-    }
-
-    /// Drops the KV cache so the next request starts clean. Phi-3 and Gemma 3
-    /// reset their cache themselves whenever a forward starts at position 0.
-    fn clear_kv_cache(&mut self) {
-        match self {
-            Weights::Llama(m) => m.clear_kv_cache(),
-            Weights::Qwen2(m) => m.clear_kv_cache(),
-            Weights::Qwen3(m) => m.clear_kv_cache(),
-            Weights::Phi3(_) | Weights::Gemma3(_) => {}
-        }
-    }
-
-    /// Whether a multi-token forward may start after position 0 (chunked prefill).
-    fn supports_chunked_prefill(&self) -> bool {
-        matches!(self, Weights::Llama(_) | Weights::Qwen2(_) | Weights::Qwen3(_))
-    }
-}
-
 /// A quantized GGUF chat model running on candle.
 pub struct GgufChatModel {
-    weights: Weights,
-    tokenizer: GgufTokenizer,
+    pub(crate) backend: Backend,
+    pub(crate) tokenizer: GgufTokenizer,
     template: ChatTemplate,
-    device: Device,
     add_bos: bool,
     info: ModelInfo,
     logits: Vec<f32>,
-    /// The tokens in the KV cache, in order (the cache can be extended when
-    /// a new prompt starts with them).
+    /// The tokens in the working KV cache, in order.
     kv_tokens: Vec<u32>,
+    /// Who the cached state belongs to (see [`ChatModel::set_cache_scope`]).
+    pub(crate) scope: String,
 }
 
 impl std::fmt::Debug for GgufChatModel {
@@ -212,7 +172,7 @@ impl GgufChatModel {
         };
         let file = File::open(&weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
         let mut reader = BufReader::new(file);
-        let weights = Weights::load(arch, content, &mut reader, device).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
+        let backend = Backend::load(arch, content, &mut reader, device).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
         let info = ModelInfo {
             name,
             path,
@@ -222,7 +182,7 @@ impl GgufChatModel {
             load_ms: start.elapsed().as_secs_f64() * 1000.0,
             repacked,
         };
-        Ok(GgufChatModel { weights, tokenizer, template, device: device.clone(), add_bos, info, logits: Vec::new(), kv_tokens: Vec::new() })
+        Ok(GgufChatModel { backend, tokenizer, template, add_bos, info, logits: Vec::new(), kv_tokens: Vec::new(), scope: String::new() })
     }
 
     /// Tokenizes a templated prompt the way [`ChatModel::generate`] does
@@ -234,30 +194,6 @@ impl GgufChatModel {
         }
         ids.extend(self.tokenizer.encode(prompt, true)?);
         Ok(ids)
-    }
-
-    /// Brings the KV cache to hold exactly `tokens` minus nothing: when the
-    /// cache holds a proper prefix of `tokens` (the previous request's prompt
-    /// and output, for an agent that appends to its transcript), only the
-    /// rest is fed; otherwise the cache is cleared and everything is fed, in
-    /// chunks where the architecture allows. Leaves the last position's
-    /// logits in `self.logits`; returns how many tokens were reused.
-    fn prefill(&mut self, tokens: &[u32]) -> Result<usize> {
-        let chunked = self.weights.supports_chunked_prefill();
-        let reuse = if chunked && !self.kv_tokens.is_empty() && tokens.len() > self.kv_tokens.len() && tokens.starts_with(&self.kv_tokens) {
-            self.kv_tokens.len()
-        } else {
-            self.weights.clear_kv_cache();
-            self.kv_tokens.clear();
-            0
-        };
-        self.feed(&tokens[reuse..], chunked)?;
-        Ok(reuse)
-    }
-
-    /// Feeds `tokens` after the ones already in the KV cache.
-    fn feed(&mut self, tokens: &[u32], chunked: bool) -> Result<()> {
-        feed_tokens(&mut self.weights, &self.device, &mut self.kv_tokens, &mut self.logits, tokens, chunked)
     }
 
     /// Generates from already tokenized input.
@@ -286,8 +222,8 @@ impl GgufChatModel {
         }
         let prompt = fit_context(prompt, params.max_tokens, self.info.context_length, params.context_policy)?;
         let start = Instant::now();
-        let cached_tokens = match self.prefill(&prompt) {
-            Ok(n) => n,
+        let cached_tokens = match self.backend.prefill(&self.scope, &mut self.kv_tokens, &prompt, &mut self.logits) {
+            Ok(reuse) => reuse.tokens,
             Err(e) => {
                 self.reset_cache();
                 return Err(e);
@@ -295,7 +231,6 @@ impl GgufChatModel {
         };
         let prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
         let decode_start = Instant::now();
-        let chunked = self.weights.supports_chunked_prefill();
 
         let mut history = prompt.clone();
         // Tokens in `history` but not yet in the KV cache.
@@ -324,7 +259,7 @@ impl GgufChatModel {
                     None => {
                         if !pending.is_empty() {
                             let feed = std::mem::take(&mut pending);
-                            feed_tokens(&mut self.weights, &self.device, &mut self.kv_tokens, &mut self.logits, &feed, chunked)?;
+                            self.backend.feed(&mut self.kv_tokens, &feed, &mut self.logits)?;
                         }
                         let mut logits = std::mem::take(&mut self.logits);
                         if let Some(c) = constraint.as_deref_mut() {
@@ -365,7 +300,7 @@ impl GgufChatModel {
             }
             Ok(())
         })();
-        if let Err(e) = result {
+        if let Err(e) = result.and_then(|()| self.backend.remember(&self.scope, &self.kv_tokens)) {
             self.reset_cache();
             return Err(e);
         }
@@ -388,47 +323,32 @@ impl GgufChatModel {
     }
 
     /// Forgets the KV cache (after an error its content is unknown).
-    fn reset_cache(&mut self) {
-        self.weights.clear_kv_cache();
-        self.kv_tokens.clear();
+    pub(crate) fn reset_cache(&mut self) {
+        self.backend.reset(&mut self.kv_tokens);
     }
 
-    /// The tokens whose keys and values are in the KV cache.
+    /// The tokens whose keys and values are in the working KV cache.
     pub fn cached_tokens(&self) -> &[u32] {
         &self.kv_tokens
     }
-}
 
-/// Feeds `tokens` after the `kv_tokens` already in the KV cache, in chunks
-/// where the architecture allows, leaving the last logits in `logits`.
-fn feed_tokens(weights: &mut Weights, device: &Device, kv_tokens: &mut Vec<u32>, logits: &mut Vec<f32>, tokens: &[u32], chunked: bool) -> Result<()> {
-    // Architectures without chunked prefill take a multi-token forward only
-    // at position 0; after that they are fed one token at a time.
-    let chunk = if chunked {
-        PREFILL_CHUNK
-    } else if kv_tokens.is_empty() {
-        tokens.len().max(1)
-    } else {
-        1
-    };
-    for part in tokens.chunks(chunk) {
-        forward(weights, device, part, kv_tokens.len(), logits)?;
-        kv_tokens.extend_from_slice(part);
+    /// Size and budget of the prefix cache (`None` for architectures that
+    /// run on candle-transformers' models, which have none).
+    pub fn prefix_cache_stats(&self) -> Option<PrefixStats> {
+        self.backend.prefix_stats()
     }
-    Ok(())
-}
 
-/// Runs `tokens` at position `pos` and writes the last position's logits
-/// into `out` (reusing its allocation).
-fn forward(weights: &mut Weights, device: &Device, tokens: &[u32], pos: usize, out: &mut Vec<f32>) -> Result<()> {
-    let input = Tensor::new(tokens, device).and_then(|t| t.unsqueeze(0)).during("building the input tensor")?;
-    let logits = weights.forward(&input, pos).during("running the model forward")?;
-    let width = logits.dims().last().copied().unwrap_or(0);
-    let logits = logits.to_dtype(DType::F32).and_then(|l| l.flatten_all()).during("reading logits")?;
-    let values = logits.to_vec1::<f32>().during("copying logits")?;
-    out.clear();
-    out.extend_from_slice(&values[values.len().saturating_sub(width)..]);
-    Ok(())
+    /// Sets the prefix cache's byte budget; 0 turns prefix reuse across
+    /// calls off (a prompt that extends the previous call still reuses it).
+    pub fn set_prefix_cache_budget(&mut self, bytes: usize) {
+        self.backend.set_prefix_budget(bytes);
+    }
+
+    /// Forgets the working KV cache and every cached prefix.
+    pub fn clear_caches(&mut self) {
+        self.reset_cache();
+        self.backend.clear_prefixes();
+    }
 }
 
 impl ChatModel for GgufChatModel {
@@ -456,5 +376,16 @@ impl ChatModel for GgufChatModel {
         sink: &mut TextSink<'_>,
     ) -> Result<Generation> {
         self.generate_constrained(prompt, params, constraint, sink)
+    }
+
+    fn generate_batch(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams) -> Result<Vec<Generation>> {
+        GgufChatModel::generate_batch(self, prompts, params)
+    }
+
+    fn set_cache_scope(&mut self, scope: &str) {
+        if self.scope != scope {
+            self.reset_cache();
+            self.scope = scope.to_string();
+        }
     }
 }

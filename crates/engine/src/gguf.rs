@@ -53,7 +53,6 @@ impl Architecture {
     /// below the model's own context length.
     pub fn implementation_limit(self) -> Option<usize> {
         match self {
-            Architecture::Llama => Some(candle_transformers::models::quantized_llama::MAX_SEQ_LEN),
             Architecture::Gemma3 => Some(candle_transformers::models::quantized_gemma3::MAX_SEQ_LEN),
             _ => None,
         }

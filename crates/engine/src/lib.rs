@@ -21,9 +21,12 @@
 //! # }
 //! ```
 
+mod backend;
+mod batch;
 pub mod chat;
 pub mod chat_model;
 pub mod constraint;
+pub mod decoder;
 pub mod device;
 pub mod encoder;
 pub mod error;
@@ -35,6 +38,7 @@ pub mod sampling;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate, Role};
+pub use decoder::prefix::PrefixStats;
 pub use constraint::{ByteGrammar, GrammarConstraint, TokenBytes, TokenConstraint};
 pub use chat_model::{ChatModel, GgufChatModel, LoadOptions, ModelInfo, TextSink};
 pub use device::DeviceChoice;
