@@ -36,6 +36,8 @@ pub(crate) struct Own {
 }
 
 /// Weights plus KV state.
+// One per loaded model: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Own(Box<Own>),
     Candle(CandleWeights, Device),
