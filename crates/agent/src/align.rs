@@ -212,6 +212,7 @@ pub fn align(
     progress: &mut dyn FnMut(AlignEvent<'_>),
 ) -> Result<AlignReport> {
     config.validate()?;
+    model.set_scope(user);
     let current = persona::current_or_init(model, memory, user, &config.semantic)?;
     let u = memory.store().require_user(user)?;
     let (initial_version, initial_text) = (current.version, current.text.clone());

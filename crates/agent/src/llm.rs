@@ -59,6 +59,10 @@ pub trait AgentLlm: Summarizer {
     fn complete_batch(&mut self, turns: &[(String, String)], params: &GenerationParams) -> Result<Vec<String>> {
         turns.iter().map(|(system, user)| Ok(self.complete(system, user, params)?)).collect()
     }
+
+    /// Says whose work the following calls are (a user id): an engine that
+    /// caches prompt state reuses it only within one scope.
+    fn set_scope(&mut self, _scope: &str) {}
 }
 
 impl<M: ChatModel> AgentLlm for M {
@@ -83,6 +87,21 @@ impl<M: ChatModel> AgentLlm for M {
         let vocab = self.tokenizer().token_bytes();
         let mut constraint = GrammarConstraint::new(grammar, vocab);
         run(self, transcript, params, Some(&mut constraint))
+    }
+
+    fn complete_batch(&mut self, turns: &[(String, String)], params: &GenerationParams) -> Result<Vec<String>> {
+        let prompts = turns
+            .iter()
+            .map(|(system, user)| {
+                let text = self.render_chat(&[ChatMessage::system(system), ChatMessage::user(user)])?;
+                self.encode_prompt(&text)
+            })
+            .collect::<persona_engine::Result<Vec<_>>>()?;
+        Ok(self.generate_batch(prompts, params)?.into_iter().map(|g| g.text).collect())
+    }
+
+    fn set_scope(&mut self, scope: &str) {
+        self.set_cache_scope(scope);
     }
 }
 

@@ -279,6 +279,8 @@ fn initial_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
 /// Runs one method on one example of user `index`; returns the raw output.
 pub fn answer(method: Method, task: Task, example: &Example, index: usize, res: &mut Resources<'_>) -> Result<String> {
     let user = user_id(index);
+    // Cached prompt state (a persona prefix) never serves another user.
+    res.model.set_scope(&user);
     let input = example.question.input.as_str();
     if method.needs_memory() {
         ensure_profile(res, task, example, &user)?;

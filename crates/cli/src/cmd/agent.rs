@@ -79,7 +79,9 @@ pub fn load(ctx: &Context, args: &AgentArgs) -> Result<Loaded> {
     let bar = spinner(&format!("loading {}", args.model));
     let model = ctx.load_chat_model(&path);
     bar.finish_and_clear();
-    let model = model?;
+    let mut model = model?;
+    // Cached prompt state (the persona prefix) is only reused for this user.
+    persona_engine::ChatModel::set_cache_scope(&mut model, &args.user);
     let encoder = ctx.load_encoder(&args.encoder, false)?;
     let encyclopedia = if args.no_encyclopedia {
         None

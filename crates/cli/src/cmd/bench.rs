@@ -62,6 +62,13 @@ pub struct EngineArgs {
     /// Also measure the encoder.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub encoder: bool,
+    /// Length of the shared system prompt for the prefix-reuse measurement
+    /// (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    pub prefix_tokens: usize,
+    /// Batch sizes for the batched-decoding measurement (empty skips it).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub batches: Vec<usize>,
     /// Write the markdown report here (the engine section is replaced in place).
     #[arg(long, default_value = "benches/RESULTS.md")]
     pub out: PathBuf,
@@ -79,6 +86,10 @@ pub struct WorkerArgs {
     pub gen_tokens: usize,
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    #[arg(long, default_value_t = 0)]
+    pub prefix_tokens: usize,
+    #[arg(long, value_delimiter = ',')]
+    pub batches: Vec<usize>,
 }
 
 /// One engine's figures for one model (both sides print this shape).
@@ -101,6 +112,10 @@ pub struct Measurement {
     #[serde(default)]
     pub sentences_per_s: f64,
     pub peak_rss_mb: f64,
+    #[serde(default)]
+    pub prefix: Option<crate::cmd::bench_reuse::PrefixMeasurement>,
+    #[serde(default)]
+    pub batches: Vec<crate::cmd::bench_reuse::BatchPoint>,
 }
 
 pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
@@ -151,6 +166,8 @@ fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
     let (mut prefill, mut ttft, mut decode) = (Vec::new(), Vec::new(), Vec::new());
     let mut prompt_tokens = 0;
     for run in 0..=args.runs {
+        // Every run prefills the whole prompt: nothing may come from the caches.
+        model.clear_caches();
         let g = model.generate(&prompt, &params, &mut |_| true)?;
         if run == 0 {
             continue;
@@ -160,6 +177,14 @@ fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
         ttft.push(g.prefill_ms);
         decode.push(g.decode_tokens_per_s());
     }
+    // Peak memory of the plain generation above, before the extra measurements.
+    let peak_rss = peak_rss_mb();
+    let prefix = if args.prefix_tokens > 0 {
+        Some(crate::cmd::bench_reuse::measure_prefix(&mut model, &bench_prompt(args.prefix_tokens), args.runs)?)
+    } else {
+        None
+    };
+    let batches = crate::cmd::bench_reuse::measure_batches(&mut model, &args.batches, args.gen_tokens.min(64), args.runs)?;
     let engine = match &model.info().repacked {
         Some(_) => format!("persona-engine (candle {}, Q8_0 repack)", candle_version()),
         None => format!("persona-engine (candle {})", candle_version()),
@@ -172,7 +197,9 @@ fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
         ttft_ms: median(ttft),
         decode_tokens: args.gen_tokens,
         decode_tok_s: median(decode),
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb: peak_rss,
+        prefix,
+        batches,
         ..Default::default()
     })
 }
@@ -286,6 +313,12 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
             .arg("--input-file")
             .arg(input)
             .args(["--gen-tokens", &args.gen_tokens.to_string(), "--runs", &args.runs.to_string()]);
+        if kind == "llama" {
+            c.args(["--prefix-tokens", &args.prefix_tokens.to_string()]);
+            if !args.batches.is_empty() {
+                c.arg("--batches").arg(args.batches.iter().map(usize::to_string).collect::<Vec<_>>().join(","));
+            }
+        }
         c
     };
     let reference = |python: &Path, kind: &str, model: &Path, input_flag: &str, input: &Path| {
@@ -378,11 +411,13 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
     let mut s = String::new();
     s.push_str("## Engine: persona-engine vs llama.cpp\n\n");
     s.push_str(&format!(
-        "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {}{}{}`\n\n",
+        "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {} --prefix-tokens {} --batches {}{}{}`\n\n",
         args.models.join(","),
         args.prompt_tokens,
         args.gen_tokens,
         args.runs,
+        args.prefix_tokens,
+        args.batches.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
         if args.llama_python.is_some() { " --llama-python PY" } else { "" },
         if args.st_python.is_some() { " --st-python PY" } else { "" },
     ));
@@ -415,6 +450,8 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
             ));
         }
     }
+    let reuse: Vec<_> = rows.iter().map(|r| (r.model.as_str(), r.ours.prefix.as_ref(), r.ours.batches.as_slice())).collect();
+    s.push_str(&crate::cmd::bench_reuse::render(&reuse));
     if let Some(r) = encoder {
         s.push_str("\n### Encoder: all-MiniLM-L6-v2\n\n| engine | load ms | sentences | sentences/s | peak RSS MB |\n|---|---:|---:|---:|---:|\n");
         for m in std::iter::once(&r.ours).chain(r.reference.as_ref()) {

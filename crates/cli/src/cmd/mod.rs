@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_lamp;
 pub mod bench_compare;
 pub mod bench_personas;
+pub mod bench_reuse;
 pub mod bench_memory;
 pub mod chat;
 pub mod data;
