@@ -12,10 +12,13 @@
 //! independently, so a sequence's logits do not depend on what else is in
 //! the batch (tests check batched and one-by-one greedy decoding agree).
 
+mod embed;
 mod kv;
 pub mod prefix;
 
 use std::collections::HashMap;
+
+use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -24,6 +27,7 @@ use candle_transformers::quantized_nn::RmsNorm;
 pub use kv::KvCache;
 
 use crate::gguf::Architecture;
+use embed::Embeddings;
 
 /// Shape facts read from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -65,7 +69,7 @@ struct Layer {
 /// The weights of a decoder-only transformer (no per-sequence state).
 pub struct Decoder {
     config: DecoderConfig,
-    embeddings: Tensor,
+    embeddings: Embeddings,
     layers: Vec<Layer>,
     norm: RmsNorm,
     output: QMatMul,
@@ -115,13 +119,13 @@ impl Decoder {
             candle_core::bail!("unsupported head layout: {heads} heads, {} kv heads, width {hidden}", config.kv_heads);
         }
         let mut tensor = |name: &str| ct.tensor(reader, name, device);
-        let embedded = tensor("token_embd.weight")?;
-        let embeddings = embedded.dequantize(device)?;
+        let embedded = Arc::new(tensor("token_embd.weight")?);
         let norm = RmsNorm::from_qtensor(tensor("output_norm.weight")?, config.rms_eps)?;
         let output = match tensor("output.weight") {
             Ok(w) => QMatMul::from_qtensor(w)?,
-            Err(_) => QMatMul::from_qtensor(embedded)?,
+            Err(_) => QMatMul::from_arc(embedded.clone())?,
         };
+        let embeddings = Embeddings::new(embedded, device)?;
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let mut t = |name: &str| tensor(&format!("blk.{i}.{name}"));
@@ -172,8 +176,7 @@ impl Decoder {
             s.cache.reserve(s.tokens.len())?;
         }
         let ids: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let ids = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.embeddings.embedding(&ids)?;
+        let mut x = self.embeddings.lookup(&ids, &self.device)?;
         // Row ranges and masks of each sequence.
         let mut spans = Vec::with_capacity(seqs.len());
         let mut offset = 0;
