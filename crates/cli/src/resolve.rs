@@ -44,7 +44,7 @@ impl Context {
 
     /// How chat models are loaded (repacked copies live in the models cache).
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { repack: self.repack, repack_dir: self.store.root().join(".repacked") }
+        LoadOptions { repack: self.repack, repack_dir: self.store.root().join(".repacked"), native_kernels: true }
     }
 
     /// Loads a chat model from a path.

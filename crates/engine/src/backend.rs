@@ -51,10 +51,12 @@ pub(crate) struct Reuse {
 }
 
 impl Backend {
-    pub(crate) fn load(arch: Architecture, content: Content, reader: &mut BufReader<File>, device: &Device) -> candle_core::Result<Self> {
+    /// Loads the weights; `native` lets the own decoder use its Q4_1/Q5_0
+    /// kernels.
+    pub(crate) fn load(arch: Architecture, content: Content, reader: &mut BufReader<File>, device: &Device, native: bool) -> candle_core::Result<Self> {
         Ok(match arch {
             Architecture::Llama | Architecture::Qwen2 => {
-                let decoder = Decoder::from_gguf(arch, &content, reader, device)?;
+                let decoder = Decoder::from_gguf(arch, &content, reader, device, native)?;
                 let kv = decoder.new_cache();
                 Backend::Own(Box::new(Own { decoder, kv, prefixes: PrefixCache::new(DEFAULT_BUDGET_BYTES) }))
             }

@@ -6,6 +6,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use serde::Serialize;
 
@@ -47,11 +48,15 @@ pub struct LoadOptions {
     pub repack: bool,
     /// Where repacked copies are cached.
     pub repack_dir: PathBuf,
+    /// Multiply Q4_1 and Q5_0 weights with the project's AVX2 kernels
+    /// (Llama and Qwen2 on x86-64 CPUs that have AVX2 and FMA) instead of
+    /// converting them to Q8_0.
+    pub native_kernels: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { repack: true, repack_dir: crate::registry::ModelStore::from_env().root().join(".repacked") }
+        LoadOptions { repack: true, repack_dir: crate::registry::ModelStore::from_env().root().join(".repacked"), native_kernels: true }
     }
 }
 
@@ -158,7 +163,13 @@ impl GgufChatModel {
         let context_length = gguf.context_length();
         let name = gguf.model_name();
         let (path, content, arch) = gguf.into_parts();
-        let (weights_path, content, repacked) = if options.repack && device.is_cpu() && crate::repack::needs_repack(&content) {
+        // Types the own decoder multiplies natively need no conversion.
+        let native: Vec<GgmlDType> = if options.native_kernels && crate::decoder::Decoder::supports(arch) {
+            [GgmlDType::Q4_1, GgmlDType::Q5_0].into_iter().filter(|t| crate::decoder::native_kind(*t, device).is_some()).collect()
+        } else {
+            Vec::new()
+        };
+        let (weights_path, content, repacked) = if options.repack && device.is_cpu() && crate::repack::needs_repack(&content, &native) {
             let target = crate::repack::repacked_path(&options.repack_dir, &path)?;
             if !target.exists() {
                 tracing::info!(from = %path.display(), to = %target.display(), "repacking slow quantization types to Q8_0 (once)");
@@ -172,7 +183,7 @@ impl GgufChatModel {
         };
         let file = File::open(&weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
         let mut reader = BufReader::new(file);
-        let backend = Backend::load(arch, content, &mut reader, device).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
+        let backend = Backend::load(arch, content, &mut reader, device, !native.is_empty()).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
         let info = ModelInfo {
             name,
             path,

@@ -27,9 +27,11 @@ fn is_slow(dtype: GgmlDType, dims: &[usize]) -> bool {
     SLOW_TYPES.contains(&dtype) && dims.len() == 2 && dims[1] % 32 == 0
 }
 
-/// Whether any tensor of the file uses a type without a SIMD kernel.
-pub fn needs_repack(content: &Content) -> bool {
-    content.tensor_infos.values().any(|t| is_slow(t.ggml_dtype, t.shape.dims()))
+/// Whether any tensor of the file uses a type without a SIMD kernel in
+/// candle, other than the types in `native` (which the loader multiplies
+/// with its own kernels).
+pub fn needs_repack(content: &Content, native: &[GgmlDType]) -> bool {
+    content.tensor_infos.values().any(|t| is_slow(t.ggml_dtype, t.shape.dims()) && !native.contains(&t.ggml_dtype))
 }
 
 /// Where the repacked copy of `original` is cached: keyed on the original's

@@ -270,7 +270,7 @@ fn hf_hub_offline_cache_path_loads_the_model() {
     let paths = fetcher.install(entry, &store, &NoProgress).unwrap();
     assert!(store.is_installed(entry));
     let scratch = tempfile::tempdir().unwrap();
-    let opts = persona_engine::LoadOptions { repack: true, repack_dir: scratch.path().into() };
+    let opts = persona_engine::LoadOptions { repack: true, repack_dir: scratch.path().into(), native_kernels: true };
     let mut model = GgufChatModel::load_with(&paths[0], &Device::Cpu, &opts).unwrap();
     let g = model.generate("Hello", &GenerationParams { max_tokens: 3, ..Default::default() }, &mut |_| true).unwrap();
     assert!(g.completion_tokens > 0);
@@ -287,7 +287,7 @@ fn a_tokenizer_json_beside_the_model_wins() {
     std::os::unix::fs::symlink(model_path("tiny"), &link).unwrap();
     // A broken tokenizer.json is read (and reported) instead of the GGUF metadata.
     std::fs::write(dir.path().join("tokenizer.json"), b"{ not json").unwrap();
-    let opts = persona_engine::LoadOptions { repack: true, repack_dir: dir.path().join("repacked") };
+    let opts = persona_engine::LoadOptions { repack: true, repack_dir: dir.path().join("repacked"), native_kernels: true };
     let err = GgufChatModel::load_with(&link, &Device::Cpu, &opts).unwrap_err();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
     // A valid one (here: the GGUF tokenizer saved as JSON) loads and tokenizes the same.
@@ -305,13 +305,15 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
     let path = model_path("small");
     let prompt = "<|im_start|>user\nName a fruit.<|im_end|>\n<|im_start|>assistant\n";
     let params = GenerationParams { max_tokens: 6, ..Default::default() };
-    let plain_opts = LoadOptions { repack: false, repack_dir: dir.path().into() };
+    // The own Q4_1/Q5_0 kernels off: the repack path is what runs on CPUs
+    // without AVX2 and for architectures on candle's models.
+    let plain_opts = LoadOptions { repack: false, repack_dir: dir.path().into(), native_kernels: false };
     let mut plain = GgufChatModel::load_with(&path, &Device::Cpu, &plain_opts).unwrap();
     assert!(plain.info().repacked.is_none());
     let want = plain.generate(prompt, &params, &mut |_| true).unwrap().tokens;
     drop(plain);
 
-    let opts = LoadOptions { repack: true, repack_dir: dir.path().into() };
+    let opts = LoadOptions { repack: true, repack_dir: dir.path().into(), native_kernels: false };
     let mut packed = GgufChatModel::load_with(&path, &Device::Cpu, &opts).unwrap();
     let copy = packed.info().repacked.clone().expect("the small model has Q5_0 tensors to repack");
     assert!(copy.starts_with(dir.path()));
@@ -330,7 +332,7 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
 fn concurrent_first_loads_repack_safely() {
     use persona_engine::LoadOptions;
     let dir = tempfile::tempdir().unwrap();
-    let opts = LoadOptions { repack: true, repack_dir: dir.path().into() };
+    let opts = LoadOptions { repack: true, repack_dir: dir.path().into(), native_kernels: false };
     let loads: Vec<_> = (0..3)
         .map(|_| {
             let opts = opts.clone();

@@ -91,6 +91,17 @@ impl KvCache {
         Ok((kc.narrow(1, 0, self.len + seq)?, vc.narrow(1, 0, self.len + seq)?))
     }
 
+    /// Layer `layer`'s whole key and value storage, `(kv_heads, capacity,
+    /// head_dim)`.
+    pub(crate) fn layer(&self, layer: usize) -> Option<&(Tensor, Tensor)> {
+        self.layers.get(layer)
+    }
+
+    /// Positions the storage has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Marks `seq` more positions as written (after every layer appended).
     pub(crate) fn advance(&mut self, seq: usize) {
         self.len += seq;

@@ -12,15 +12,18 @@
 //! independently, so a sequence's logits do not depend on what else is in
 //! the batch (tests check batched and one-by-one greedy decoding agree).
 
+mod attention;
 mod embed;
 mod kv;
+mod linear;
 pub mod prefix;
+pub mod qkernels;
 
 use std::collections::HashMap;
 
 use std::sync::Arc;
 
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_transformers::quantized_nn::RmsNorm;
 
@@ -28,6 +31,9 @@ pub use kv::KvCache;
 
 use crate::gguf::Architecture;
 use embed::Embeddings;
+use linear::Linear;
+
+pub(crate) use linear::native_kind;
 
 /// Shape facts read from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -55,15 +61,15 @@ pub struct DecoderConfig {
 
 struct Layer {
     attn_norm: RmsNorm,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
     bias: Option<(Tensor, Tensor, Tensor)>,
-    wo: QMatMul,
+    wo: Linear,
     ffn_norm: RmsNorm,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
 }
 
 /// The weights of a decoder-only transformer (no per-sequence state).
@@ -72,7 +78,7 @@ pub struct Decoder {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Linear,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -94,8 +100,10 @@ impl Decoder {
         matches!(arch, Architecture::Llama | Architecture::Qwen2)
     }
 
-    /// Loads the weights of a Llama or Qwen2 GGUF.
-    pub fn from_gguf<R: std::io::Read + std::io::Seek>(arch: Architecture, ct: &gguf_file::Content, reader: &mut R, device: &Device) -> candle_core::Result<Self> {
+    /// Loads the weights of a Llama or Qwen2 GGUF. With `native`, Q4_1 and
+    /// Q5_0 matrices use the AVX2 kernels of [`qkernels`] where the CPU has
+    /// them; otherwise every matrix goes through candle's `QMatMul`.
+    pub fn from_gguf<R: std::io::Read + std::io::Seek>(arch: Architecture, ct: &gguf_file::Content, reader: &mut R, device: &Device, native: bool) -> candle_core::Result<Self> {
         let prefix = arch.gguf_name();
         let md = |key: &str| match ct.metadata.get(&format!("{prefix}.{key}")) {
             Some(v) => Ok(v),
@@ -122,8 +130,8 @@ impl Decoder {
         let embedded = Arc::new(tensor("token_embd.weight")?);
         let norm = RmsNorm::from_qtensor(tensor("output_norm.weight")?, config.rms_eps)?;
         let output = match tensor("output.weight") {
-            Ok(w) => QMatMul::from_qtensor(w)?,
-            Err(_) => QMatMul::from_arc(embedded.clone())?,
+            Ok(w) => Linear::new(native, w)?,
+            Err(_) => Linear::from_arc(native, embedded.clone())?,
         };
         let embeddings = Embeddings::new(embedded, device)?;
         let mut layers = Vec::with_capacity(config.layers);
@@ -135,15 +143,15 @@ impl Decoder {
             };
             layers.push(Layer {
                 attn_norm: RmsNorm::from_qtensor(t("attn_norm.weight")?, config.rms_eps)?,
-                wq: QMatMul::from_qtensor(t("attn_q.weight")?)?,
-                wk: QMatMul::from_qtensor(t("attn_k.weight")?)?,
-                wv: QMatMul::from_qtensor(t("attn_v.weight")?)?,
+                wq: Linear::new(native, t("attn_q.weight")?)?,
+                wk: Linear::new(native, t("attn_k.weight")?)?,
+                wv: Linear::new(native, t("attn_v.weight")?)?,
                 bias,
-                wo: QMatMul::from_qtensor(t("attn_output.weight")?)?,
+                wo: Linear::new(native, t("attn_output.weight")?)?,
                 ffn_norm: RmsNorm::from_qtensor(t("ffn_norm.weight")?, config.rms_eps)?,
-                gate: QMatMul::from_qtensor(t("ffn_gate.weight")?)?,
-                up: QMatMul::from_qtensor(t("ffn_up.weight")?)?,
-                down: QMatMul::from_qtensor(t("ffn_down.weight")?)?,
+                gate: Linear::new(native, t("ffn_gate.weight")?)?,
+                up: Linear::new(native, t("ffn_up.weight")?)?,
+                down: Linear::new(native, t("ffn_down.weight")?)?,
             });
         }
         let (cos, sin) = rotary_tables(head_dim, config.rope_base, config.context_length, device)?;
@@ -182,7 +190,9 @@ impl Decoder {
         let mut offset = 0;
         for s in seqs.iter() {
             let (pos, len) = (s.cache.len(), s.tokens.len());
-            let mask = if len > 1 { Some(self.mask(len, pos)?) } else { None };
+            // The CPU attention masks by construction (each row reads only
+            // the keys it may see).
+            let mask = if len > 1 && !self.device.is_cpu() { Some(self.mask(len, pos)?) } else { None };
             spans.push((offset, len, pos, mask));
             offset += len;
         }
@@ -229,7 +239,16 @@ impl Decoder {
         let q = rope(&heads_first(q, c.heads)?)?;
         let k = rope(&heads_first(k, c.kv_heads)?)?.squeeze(0)?;
         let v = heads_first(v, c.kv_heads)?.squeeze(0)?;
+        let pos_in_cache = cache.len();
         let (keys, values) = cache.append(layer, &k, &v)?;
+        if self.device.is_cpu() {
+            if let Some((kt, vt)) = cache.layer(layer) {
+                let rows = q.squeeze(0)?.transpose(0, 1)?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                let shape = attention::Shape { heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, capacity: cache.capacity(), pos: pos_in_cache };
+                let out = attention::attend(&rows, kt, vt, &shape)?;
+                return Tensor::from_vec(out, (seq, c.hidden), &self.device);
+            }
+        }
         // Grouped-query attention without copying keys: the `group` query
         // heads of one KV head are stacked as rows of one matrix.
         let scale = 1.0 / (c.head_dim as f64).sqrt();

@@ -1,0 +1,99 @@
+//! Causal attention on the CPU, one query row at a time.
+//!
+//! Each query row's scores, softmax and weighted sum are computed in a fixed
+//! order over its visible keys, independent of how many rows run together.
+//! So a prompt's last token gets bit-identical logits whether it is
+//! prefilled in one chunk or alone after a cached prefix (batched matrix
+//! products choose their kernels by shape and do not promise that), and a
+//! decode step costs a handful of loops instead of a dozen tensor ops.
+
+use std::sync::Mutex;
+
+use candle_core::{Storage, Tensor};
+
+/// Shapes of one attention call.
+pub(crate) struct Shape {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+    /// Positions the cache tensors have room for (their row stride).
+    pub capacity: usize,
+    /// Position of the first query row.
+    pub pos: usize,
+}
+
+/// Query rows per unit of parallel work.
+const ROWS_PER_TASK: usize = 4;
+
+/// `q`: `(seq, heads * head_dim)` after rotary embedding; `keys`/`values`:
+/// the cache tensors `(kv_heads, capacity, head_dim)` already holding the
+/// new positions. Returns `(seq, heads * head_dim)`.
+pub(crate) fn attend(q: &[f32], keys: &Tensor, values: &Tensor, s: &Shape) -> candle_core::Result<Vec<f32>> {
+    let (k_store, k_layout) = keys.storage_and_layout();
+    let (v_store, v_layout) = values.storage_and_layout();
+    let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_store, &*v_store) else {
+        candle_core::bail!("CPU attention needs CPU tensors");
+    };
+    let k_all = &k_cpu.as_slice::<f32>()?[k_layout.start_offset()..];
+    let v_all = &v_cpu.as_slice::<f32>()?[v_layout.start_offset()..];
+    let width = s.heads * s.head_dim;
+    let seq = q.len() / width;
+    let group = s.heads / s.kv_heads;
+    let scale = 1.0 / (s.head_dim as f32).sqrt();
+    let mut out = vec![0f32; q.len()];
+    let tasks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(ROWS_PER_TASK * width).map(Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+        let mut scores = Vec::with_capacity(s.pos + seq);
+        for task in range {
+            let Ok(mut rows) = tasks[task].lock() else { continue };
+            for (r, out_row) in rows.chunks_exact_mut(width).enumerate() {
+                let t = task * ROWS_PER_TASK + r;
+                let visible = s.pos + t + 1;
+                for h in 0..s.heads {
+                    let kv = h / group;
+                    let base = kv * s.capacity * s.head_dim;
+                    let q_row = &q[t * width + h * s.head_dim..t * width + (h + 1) * s.head_dim];
+                    scores.clear();
+                    for j in 0..visible {
+                        let k_row = &k_all[base + j * s.head_dim..base + (j + 1) * s.head_dim];
+                        scores.push(dot(q_row, k_row) * scale);
+                    }
+                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let mut sum = 0f32;
+                    for v in scores.iter_mut() {
+                        *v = (*v - max).exp();
+                        sum += *v;
+                    }
+                    let o = &mut out_row[h * s.head_dim..(h + 1) * s.head_dim];
+                    o.fill(0.0);
+                    for (j, &p) in scores.iter().enumerate() {
+                        let v_row = &v_all[base + j * s.head_dim..base + (j + 1) * s.head_dim];
+                        for (a, &b) in o.iter_mut().zip(v_row) {
+                            *a += p * b;
+                        }
+                    }
+                    let inv = 1.0 / sum;
+                    o.iter_mut().for_each(|a| *a *= inv);
+                }
+            }
+        }
+    });
+    drop(tasks);
+    Ok(out)
+}
+
+/// Dot product with eight independent sums (vectorizes to one AVX register).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}

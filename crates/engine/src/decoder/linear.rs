@@ -1,0 +1,63 @@
+//! A linear layer over quantized weights: the AVX2 kernels of
+//! [`super::qkernels`] for Q4_1 and Q5_0 on CPUs that have them, candle's
+//! `QMatMul` for every other type and device.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+
+use super::qkernels::{self, Kind};
+
+/// `y = x W^T` for quantized `W` of shape `(out, in)`.
+pub(crate) enum Linear {
+    Candle(QMatMul),
+    Native { kind: Kind, weights: Arc<QTensor>, out: usize, inner: usize, device: Device },
+}
+
+/// The kernel kind for `dtype`, when the own kernels run on `device`.
+pub(crate) fn native_kind(dtype: GgmlDType, device: &Device) -> Option<Kind> {
+    if !device.is_cpu() || !qkernels::available() {
+        return None;
+    }
+    match dtype {
+        GgmlDType::Q4_1 => Some(Kind::Q4_1),
+        GgmlDType::Q5_0 => Some(Kind::Q5_0),
+        _ => None,
+    }
+}
+
+impl Linear {
+    /// A layer over `weights`; `native` allows the own kernels.
+    pub(crate) fn new(native: bool, weights: QTensor) -> candle_core::Result<Self> {
+        Self::from_arc(native, Arc::new(weights))
+    }
+
+    pub(crate) fn from_arc(native: bool, weights: Arc<QTensor>) -> candle_core::Result<Self> {
+        let device = weights.device();
+        let kind = if native { native_kind(weights.dtype(), &device) } else { None };
+        if let (Some(kind), Ok((out, inner))) = (kind, weights.shape().dims2()) {
+            if inner % qkernels::BLOCK == 0 {
+                return Ok(Linear::Native { kind, weights, out, inner, device });
+            }
+        }
+        Ok(Linear::Candle(QMatMul::from_arc(weights)?))
+    }
+
+    /// `x` of shape `(rows, in)` to `(rows, out)`.
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Candle(m) => m.forward(x),
+            Linear::Native { kind, weights, out, inner, device } => {
+                let (rows, width) = x.dims2()?;
+                if width != *inner {
+                    candle_core::bail!("linear layer expects {inner} inputs, got {width}");
+                }
+                let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                let data = weights.data()?;
+                let y = qkernels::matmul(*kind, &data, *out, *inner, &xs, rows);
+                Tensor::from_vec(y, (rows, *out), device)
+            }
+        }
+    }
+}
