@@ -297,14 +297,15 @@ mod avx2 {
                         Ok(q) => q,
                         Err(_) => return [0.0; R],
                     };
-                    // Signed weights q - 16 in [-16, 15]; products use
-                    // |q| * (sign(q) * a) so maddubs sees an unsigned side.
-                    let q = _mm256_sub_epi8(_mm256_or_si256(nibbles(qs), high_bits(qh)), _mm256_set1_epi8(16));
-                    let abs = _mm256_sign_epi8(q, q);
+                    // The unsigned 5-bit values u = q + 16 in [0, 31] go
+                    // straight into maddubs; the offset comes back as
+                    // -16 * d * sum(a), from the activation block's sum.
+                    let u = _mm256_or_si256(nibbles(qs), high_bits(qh));
                     for r in 0..R {
                         let a = &rows[r][b];
-                        let dot = dot_u8_i8(abs, _mm256_sign_epi8(load_acts(a), q));
+                        let dot = dot_u8_i8(u, load_acts(a));
                         acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d), dot, acc[r]);
+                        mins[r] -= 16.0 * d * a.s;
                     }
                 }
             }
