@@ -96,6 +96,23 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 }
 
 /// A string field (ids may be numbers in some files).
+/// The `profile` array of `obj`: a list of JSON objects (errors name the
+/// item, at `at` of the file at `path`).
+pub(crate) fn profile_field(obj: &Map<String, Value>, at: &str, path: &Path) -> Result<Vec<Map<String, Value>>> {
+    match obj.get("profile") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(j, v)| match v {
+                Value::Object(m) => Ok(m.clone()),
+                _ => Err(format_error(path, format!("{at}: field 'profile': item {} is not an object", j + 1))),
+            })
+            .collect(),
+        Some(_) => Err(format_error(path, format!("{at}: field 'profile': expected an array"))),
+        None => Err(format_error(path, format!("{at}: field 'profile': missing"))),
+    }
+}
+
 pub(crate) fn text_field(obj: &Map<String, Value>, field: &str, at: &str, path: &Path) -> Result<String> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
@@ -120,18 +137,7 @@ pub fn read_questions(path: &Path) -> Result<Vec<Question>> {
             return Err(format_error(path, format!("{at}: id '{id}' appears twice")));
         }
         let input = text_field(&obj, "input", &at, path)?;
-        let profile = match obj.get("profile") {
-            Some(Value::Array(p)) => p
-                .iter()
-                .enumerate()
-                .map(|(j, v)| match v {
-                    Value::Object(m) => Ok(m.clone()),
-                    _ => Err(format_error(path, format!("{at}: field 'profile': item {} is not an object", j + 1))),
-                })
-                .collect::<Result<Vec<_>>>()?,
-            Some(_) => return Err(format_error(path, format!("{at}: field 'profile': expected an array"))),
-            None => return Err(format_error(path, format!("{at}: field 'profile': missing"))),
-        };
+        let profile = profile_field(&obj, &at, path)?;
         out.push(Question { id, input, profile });
     }
     Ok(out)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::format::{format_error, read_json, read_outputs, text_field, Example, Question};
+use crate::format::{format_error, profile_field, read_json, read_outputs, text_field, Example, Question};
 
 /// The file name OPPU uses inside a task folder.
 pub const USERS_FILE: &str = "user_top_100_history.json";
@@ -54,15 +54,7 @@ pub fn read_oppu(path: &Path, outputs: Option<&Path>) -> Result<Vec<Example>> {
         if !seen_users.insert(user_id.clone()) {
             return Err(format_error(path, format!("{at}: user_id '{user_id}' appears twice")));
         }
-        let profile = match obj.get("profile") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(j, v)| v.as_object().cloned().ok_or_else(|| format_error(path, format!("{at}: field 'profile': item {} is not an object", j + 1))))
-                .collect::<Result<Vec<_>>>()?,
-            Some(_) => return Err(format_error(path, format!("{at}: field 'profile': expected an array"))),
-            None => return Err(format_error(path, format!("{at}: field 'profile': missing"))),
-        };
+        let profile = profile_field(obj, &at, path)?;
         let queries = match obj.get("query") {
             Some(Value::Array(q)) if !q.is_empty() => q,
             Some(Value::Array(_)) => return Err(format_error(path, format!("{at}: field 'query': empty"))),

@@ -218,11 +218,7 @@ impl Figure for Bars<'_> {
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..groups as f64, bottom..top)
             .map_err(err)?;
-        let names = self.groups.to_vec();
-        let label = move |x: &f64| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-6 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
-        };
+        let label = centre_labels(self.groups);
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -286,11 +282,7 @@ impl Figure for Heatmap<'_> {
         let n = self.names.len();
         let (main, bar) = root.split_horizontally(self.size().0 - 110);
         let font = if n <= 12 { 12 } else { 10 };
-        let names = self.names.to_vec();
-        let label = move |x: &f64| {
-            let i = x.floor() as usize;
-            if (x - x.floor() - 0.5).abs() < 1e-6 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
-        };
+        let label = centre_labels(self.names);
         let mut chart = ChartBuilder::on(&main)
             .caption(self.title, (FONT, 22))
             .margin(14)
@@ -375,6 +367,20 @@ pub fn scatter(stem: &Path, labels: &Labels, names: &[String], points: &[[f64; 2
         return Err(LampError::Plot { path: stem.to_path_buf(), message: format!("{} names for {} points", names.len(), points.len()) });
     }
     save(&Scatter { labels, names, points }, stem)
+}
+
+/// An axis label formatter for categories drawn on `[i, i + 1)`: the name
+/// of category `i` at its centre `i + 0.5`, nothing at other ticks.
+fn centre_labels(names: &[String]) -> impl Fn(&f64) -> String {
+    let names = names.to_vec();
+    move |x: &f64| {
+        let i = x.floor() as usize;
+        if (x - x.floor() - 0.5).abs() < 1e-6 {
+            names.get(i).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
 }
 
 #[cfg(test)]
