@@ -36,7 +36,16 @@ pub struct AlignConfig {
     pub max_persona_tokens: usize,
     /// Settings for building the semantic memory when it is missing.
     pub semantic: SemanticConfig,
+    /// When every rewrite is rejected, still store a version (same text,
+    /// note [`UNCHANGED_NOTE`]) so that the store shows alignment ran. The
+    /// LaMP runner uses this to align each user once; `persona align` does
+    /// not (an unchanged persona keeps its version there).
+    pub record_unchanged: bool,
 }
+
+/// The note of a version stored when alignment ran but no rewrite passed
+/// the persona guards (see [`AlignConfig::record_unchanged`]).
+pub const UNCHANGED_NOTE: &str = "alignment ran; no rewrite passed the persona guards";
 
 impl Default for AlignConfig {
     fn default() -> Self {
@@ -49,6 +58,7 @@ impl Default for AlignConfig {
             rewrite_tokens: 256,
             max_persona_tokens: 768,
             semantic: SemanticConfig::default(),
+            record_unchanged: false,
         }
     }
 }
@@ -286,6 +296,9 @@ pub fn align(
         progress(AlignEvent::IterationEnd(&it));
         iterations.push(it);
     }
+    if version == initial_version && config.record_unchanged {
+        version = memory.store_mut().add_persona_version(&u, &text, Some(initial_version), Some(UNCHANGED_NOTE))?.version;
+    }
     Ok(AlignReport { user: user.to_string(), initial_version, final_version: version, initial_text, final_text: text, iterations })
 }
 
@@ -350,6 +363,31 @@ mod tests {
         assert_eq!(persona::profile_of(&versions[1].text), "Ann likes jazz and tags movies by their plot.");
         assert_eq!(persona::profile_of(&versions[0].text), "Ann likes jazz.");
         assert_eq!(report.final_version, 2);
+    }
+
+    #[test]
+    fn an_alignment_without_accepted_rewrites_is_recorded_only_on_request() {
+        for record in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut memory = memory_with_user(dir.path());
+            let mut script: Vec<String> = replay("x");
+            script.push("f1".into());
+            script.push("   ".into()); // empty rewrite: rejected
+            let refs: Vec<&str> = script.iter().map(String::as_str).collect();
+            let config = AlignConfig { record_unchanged: record, ..config(1, 1) };
+            let report = align(&mut Scripted::new(&refs), &mut memory, &WordEncoder, None, "ann", &config, &mut |_| {}).unwrap();
+            let u = memory.store().require_user("ann").unwrap();
+            let versions = memory.store().persona_versions(&u).unwrap();
+            if record {
+                assert_eq!(versions.len(), 2);
+                assert_eq!(versions[1].text, versions[0].text);
+                assert_eq!(versions[1].feedback.as_deref(), Some(UNCHANGED_NOTE));
+                assert_eq!((report.initial_version, report.final_version), (1, 2));
+            } else {
+                assert_eq!(versions.len(), 1);
+                assert_eq!(report.final_version, report.initial_version);
+            }
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod trace;
 mod scripted;
 
 pub use action::{run_agent, AgentConfig, FINAL_ANSWER};
-pub use align::{align, standard_tools, AlignConfig, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig};
+pub use align::{align, standard_tools, AlignConfig, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig, UNCHANGED_NOTE};
 pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};

@@ -130,7 +130,8 @@ pub struct MethodConfig {
 impl MethodConfig {
     /// The paper's defaults with a seed.
     pub fn with_seed(seed: u64) -> Self {
-        let mut align = AlignConfig::default();
+        // Each user is aligned once, also when no rewrite passes the guards.
+        let mut align = AlignConfig { record_unchanged: true, ..AlignConfig::default() };
         align.agent.seed = seed;
         align.semantic.seed = seed;
         MethodConfig { align, icl_demos: 3, answer_tokens: 48, item_chars: 300 }
@@ -256,15 +257,9 @@ fn aligned_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
     if versions.len() > 1 {
         return Ok(versions.last().map(|v| v.text.clone()).unwrap_or_default());
     }
+    // With `record_unchanged` (the default here) alignment always stores a
+    // version, so the next method finds this user aligned.
     let report = align(res.model, res.memory, res.encoder, res.encyclopedia, user, &res.config.align, &mut |_| {}).map_err(agent_err)?;
-    if report.final_version == report.initial_version {
-        // Every rewrite failed the guards: record that alignment ran (the
-        // text is unchanged) so the next method does not align again.
-        res.memory
-            .store_mut()
-            .add_persona_version(&u, &report.final_text, Some(report.initial_version), Some("alignment ran; no rewrite passed the persona guards"))
-            .map_err(agent_err)?;
-    }
     Ok(report.final_text)
 }
 

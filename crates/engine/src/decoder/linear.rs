@@ -9,9 +9,15 @@ use candle_core::{Device, Module, Tensor};
 
 use super::qkernels::{self, Kind};
 
+/// Batches up to this many rows (decode batches of up to 8 sequences) run
+/// Q6_K row by row (see `forward`). Longer chunks stay tiled, so a prompt
+/// suffix of 8 tokens or fewer after a cached prefix may differ from a full
+/// prefill in the last bits on models with Q6_K tensors.
+const PER_ROW_LIMIT: usize = 8;
+
 /// `y = x W^T` for quantized `W` of shape `(out, in)`.
 pub(crate) enum Linear {
-    Candle(QMatMul),
+    Candle(QMatMul, GgmlDType),
     Native { kind: Kind, weights: Arc<QTensor>, out: usize, inner: usize, device: Device },
 }
 
@@ -41,13 +47,27 @@ impl Linear {
                 return Ok(Linear::Native { kind, weights, out, inner, device });
             }
         }
-        Ok(Linear::Candle(QMatMul::from_arc(weights)?))
+        let dtype = weights.dtype();
+        Ok(Linear::Candle(QMatMul::from_arc(weights)?, dtype))
     }
 
     /// `x` of shape `(rows, in)` to `(rows, out)`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Candle(m) => m.forward(x),
+            Linear::Candle(m, dtype) => {
+                // candle multiplies Q6_K with a tiled kernel when several
+                // rows come together and with a dot product per row when one
+                // does (x86): same math, different rounding. A decode batch
+                // (a few rows) runs row by row, so each sequence gets the
+                // bits it would get alone; prefill chunks stay tiled.
+                let rows = x.dim(0)?;
+                if *dtype == GgmlDType::Q6K && cfg!(target_arch = "x86_64") && rows > 1 && rows <= PER_ROW_LIMIT {
+                    let outs = (0..rows).map(|r| m.forward(&x.narrow(0, r, 1)?)).collect::<candle_core::Result<Vec<_>>>()?;
+                    Tensor::cat(&outs, 0)
+                } else {
+                    m.forward(x)
+                }
+            }
             Linear::Native { kind, weights, out, inner, device } => {
                 let (rows, width) = x.dims2()?;
                 if width != *inner {
