@@ -141,7 +141,11 @@ impl Backend {
     /// `scope` (own decoder only).
     pub(crate) fn remember(&mut self, scope: &str, kv_tokens: &[u32]) -> Result<()> {
         if let Backend::Own(own) = self {
-            if own.kv.len() == kv_tokens.len() && !kv_tokens.is_empty() && own.decoder.bytes_per_position() * kv_tokens.len() <= own.prefixes.stats().budget {
+            // Copy the state only when the cache would keep it: it fits the
+            // budget and no entry of the scope holds these tokens already
+            // (a call that added nothing new, e.g. a repeated prompt).
+            let fits = own.decoder.bytes_per_position() * kv_tokens.len() <= own.prefixes.stats().budget;
+            if own.kv.len() == kv_tokens.len() && !kv_tokens.is_empty() && fits && !own.prefixes.covers(scope, kv_tokens) {
                 let snapshot = own.kv.snapshot(kv_tokens.len()).during("copying the KV cache")?;
                 own.prefixes.insert(scope, kv_tokens.to_vec(), snapshot);
             }

@@ -124,9 +124,11 @@ impl GgufChatModel {
             if finish != FinishReason::StopString {
                 seq.stops.flush();
             }
-            let fed = seq.history[..seq.fed].to_vec();
-            let snapshot = seq.cache.snapshot(seq.fed).during("copying the KV cache")?;
-            own.prefixes.insert(&self.scope, fed, snapshot);
+            let fed = &seq.history[..seq.fed];
+            if !own.prefixes.covers(&self.scope, fed) {
+                let snapshot = seq.cache.snapshot(seq.fed).during("copying the KV cache")?;
+                own.prefixes.insert(&self.scope, fed.to_vec(), snapshot);
+            }
             out.push(Generation {
                 text: seq.stops.text().to_string(),
                 completion_tokens: seq.generated.len(),

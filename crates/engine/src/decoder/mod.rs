@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::quantized_nn::RmsNorm;
 
 pub use kv::KvCache;
@@ -287,9 +287,4 @@ fn rotary_tables(head_dim: usize, base: f32, positions: usize, device: &Device) 
     let pos = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
     let angles = pos.broadcast_mul(&inv.reshape((1, head_dim / 2))?)?;
     Ok((angles.cos()?, angles.sin()?))
-}
-
-/// Index of the largest value in each row of `(rows, vocab)` logits.
-pub fn argmax_rows(logits: &Tensor) -> candle_core::Result<Vec<u32>> {
-    logits.argmax(D::Minus1)?.to_vec1::<u32>()
 }

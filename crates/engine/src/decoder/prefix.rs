@@ -84,12 +84,19 @@ impl PrefixCache {
         Some((&entry.kv, len))
     }
 
+    /// Whether an entry of `scope` already holds `tokens` (as a whole or
+    /// as its prefix): storing them again would add nothing, so callers can
+    /// skip copying the state.
+    pub fn covers(&self, scope: &str, tokens: &[u32]) -> bool {
+        self.entries.iter().any(|e| e.scope == scope && e.tokens.starts_with(tokens))
+    }
+
     /// Stores the KV state of `tokens` (a snapshot the caller made of
     /// exactly those positions). Entries of the same scope whose tokens are
     /// a prefix of `tokens` are dropped (the new one serves them); an entry
     /// larger than the whole budget is not kept.
     pub fn insert(&mut self, scope: &str, tokens: Vec<u32>, kv: KvCache) {
-        if kv.len() != tokens.len() || kv.bytes() > self.budget || tokens.is_empty() {
+        if kv.len() != tokens.len() || kv.bytes() > self.budget || tokens.is_empty() || self.covers(scope, &tokens) {
             return;
         }
         self.entries.retain(|e| !(e.scope == scope && tokens.starts_with(&e.tokens)));
@@ -174,6 +181,7 @@ mod tests {
         let mut cache = PrefixCache::new(1 << 20);
         cache.insert("u", vec![1, 2], filled(2, 0.0));
         cache.insert("u", vec![1, 2, 3], filled(3, 0.0));
+        assert!(cache.covers("u", &[1]) && !cache.covers("u", &[1, 2, 3, 4]) && !cache.covers("v", &[1]));
         cache.insert("u", vec![1], filled(1, 0.0));
         assert_eq!(cache.stats().entries, 1);
         assert_eq!(cache.lookup("u", &[1, 2, 3, 4]).unwrap().1, 3);
