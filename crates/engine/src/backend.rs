@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_phi3, quantized_qwen3};
 
 use crate::decoder::prefix::{common_prefix, PrefixCache, PrefixStats, DEFAULT_BUDGET_BYTES};
-use crate::decoder::{Decoder, KvCache, SeqInput};
+use crate::decoder::{Decoder, KvCache, ModelMap, SeqInput};
 use crate::error::{CandleContext, Result};
 use crate::gguf::Architecture;
 
@@ -52,11 +52,14 @@ pub(crate) struct Reuse {
 
 impl Backend {
     /// Loads the weights; `native` lets the own decoder use its Q4_1/Q5_0
-    /// kernels.
-    pub(crate) fn load(arch: Architecture, content: Content, reader: &mut BufReader<File>, device: &Device, native: bool) -> candle_core::Result<Self> {
+    /// kernels, reading their matrices in place from the mapped file (CPU).
+    pub(crate) fn load(arch: Architecture, content: Content, file: &File, device: &Device, native: bool) -> candle_core::Result<Self> {
+        let mut reader = BufReader::new(file);
+        let reader = &mut reader;
         Ok(match arch {
             Architecture::Llama | Architecture::Qwen2 => {
-                let decoder = Decoder::from_gguf(arch, &content, reader, device, native)?;
+                let map = if native && device.is_cpu() { Some(ModelMap::new(file)?) } else { None };
+                let decoder = Decoder::from_gguf(arch, &content, reader, map.as_ref(), device, native)?;
                 let kv = decoder.new_cache();
                 Backend::Own(Box::new(Own { decoder, kv, prefixes: PrefixCache::new(DEFAULT_BUDGET_BYTES) }))
             }

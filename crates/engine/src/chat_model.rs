@@ -2,7 +2,6 @@
 //! model loaders.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -182,8 +181,7 @@ impl GgufChatModel {
             (path.clone(), content, None)
         };
         let file = File::open(&weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
-        let mut reader = BufReader::new(file);
-        let backend = Backend::load(arch, content, &mut reader, device, !native.is_empty()).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
+        let backend = Backend::load(arch, content, &file, device, !native.is_empty()).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
         let info = ModelInfo {
             name,
             path,

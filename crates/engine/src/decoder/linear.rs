@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Shape, Tensor};
 
+use super::mapped::{MappedTensor, ModelMap, WeightBytes};
 use super::qkernels::{self, Kind};
 
 /// Batches up to this many rows (decode batches of up to 8 sequences) run
@@ -18,7 +19,7 @@ const PER_ROW_LIMIT: usize = 8;
 /// `y = x W^T` for quantized `W` of shape `(out, in)`.
 pub(crate) enum Linear {
     Candle(QMatMul, GgmlDType),
-    Native { kind: Kind, weights: Arc<QTensor>, out: usize, inner: usize, device: Device },
+    Native { kind: Kind, weights: WeightBytes, out: usize, inner: usize, device: Device },
 }
 
 /// The kernel kind for `dtype`, when the own kernels run on `device`.
@@ -41,14 +42,38 @@ impl Linear {
 
     pub(crate) fn from_arc(native: bool, weights: Arc<QTensor>) -> candle_core::Result<Self> {
         let device = weights.device();
-        let kind = if native { native_kind(weights.dtype(), &device) } else { None };
-        if let (Some(kind), Ok((out, inner))) = (kind, weights.shape().dims2()) {
-            if inner % qkernels::BLOCK == 0 {
-                return Ok(Linear::Native { kind, weights, out, inner, device });
-            }
+        if let Some((kind, out, inner)) = Self::native_shape(native, weights.dtype(), weights.shape(), &device) {
+            return Ok(Linear::Native { kind, weights: WeightBytes::Tensor(weights), out, inner, device });
         }
         let dtype = weights.dtype();
         Ok(Linear::Candle(QMatMul::from_arc(weights)?, dtype))
+    }
+
+    /// The kernel and `(out, in)` when the own kernels take these weights.
+    fn native_shape(native: bool, dtype: GgmlDType, shape: &Shape, device: &Device) -> Option<(Kind, usize, usize)> {
+        let kind = if native { native_kind(dtype, device)? } else { return None };
+        let (out, inner) = shape.dims2().ok()?;
+        (inner % qkernels::BLOCK == 0).then_some((kind, out, inner))
+    }
+
+    /// A layer over tensor `name` of `content`: read in place from `map`
+    /// when the own kernels take it (see [`super::mapped`]), otherwise
+    /// loaded by candle from `reader`.
+    pub(crate) fn load<R: std::io::Read + std::io::Seek>(
+        native: bool,
+        content: &gguf_file::Content,
+        map: Option<&ModelMap>,
+        reader: &mut R,
+        name: &str,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        if let (Some(map), Some(info)) = (map, content.tensor_infos.get(name)) {
+            if let Some((kind, out, inner)) = Self::native_shape(native, info.ggml_dtype, &info.shape, device) {
+                let weights: MappedTensor = map.tensor(content, name)?;
+                return Ok(Linear::Native { kind, weights: WeightBytes::Mapped(weights), out, inner, device: device.clone() });
+            }
+        }
+        Self::new(native, content.tensor(reader, name, device)?)
     }
 
     /// `x` of shape `(rows, in)` to `(rows, out)`.
@@ -74,7 +99,7 @@ impl Linear {
                     candle_core::bail!("linear layer expects {inner} inputs, got {width}");
                 }
                 let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                let data = weights.data()?;
+                let data = weights.bytes()?;
                 let y = qkernels::matmul(*kind, &data, *out, *inner, &xs, rows);
                 Tensor::from_vec(y, (rows, *out), device)
             }

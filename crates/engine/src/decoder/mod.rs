@@ -16,6 +16,7 @@ mod attention;
 mod embed;
 mod kv;
 mod linear;
+mod mapped;
 pub mod prefix;
 pub mod qkernels;
 
@@ -32,6 +33,7 @@ pub use kv::KvCache;
 use crate::gguf::Architecture;
 use embed::Embeddings;
 use linear::Linear;
+pub(crate) use mapped::ModelMap;
 
 pub(crate) use linear::native_kind;
 
@@ -102,8 +104,16 @@ impl Decoder {
 
     /// Loads the weights of a Llama or Qwen2 GGUF. With `native`, Q4_1 and
     /// Q5_0 matrices use the AVX2 kernels of [`qkernels`] where the CPU has
-    /// them; otherwise every matrix goes through candle's `QMatMul`.
-    pub fn from_gguf<R: std::io::Read + std::io::Seek>(arch: Architecture, ct: &gguf_file::Content, reader: &mut R, device: &Device, native: bool) -> candle_core::Result<Self> {
+    /// them (read in place from `map` when given); otherwise every matrix
+    /// goes through candle's `QMatMul`.
+    pub(crate) fn from_gguf<R: std::io::Read + std::io::Seek>(
+        arch: Architecture,
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        map: Option<&ModelMap>,
+        device: &Device,
+        native: bool,
+    ) -> candle_core::Result<Self> {
         let prefix = arch.gguf_name();
         let md = |key: &str| match ct.metadata.get(&format!("{prefix}.{key}")) {
             Some(v) => Ok(v),
@@ -126,32 +136,36 @@ impl Decoder {
         if config.kv_heads == 0 || heads % config.kv_heads != 0 || head_dim * heads != hidden {
             candle_core::bail!("unsupported head layout: {heads} heads, {} kv heads, width {hidden}", config.kv_heads);
         }
-        let mut tensor = |name: &str| ct.tensor(reader, name, device);
-        let embedded = Arc::new(tensor("token_embd.weight")?);
-        let norm = RmsNorm::from_qtensor(tensor("output_norm.weight")?, config.rms_eps)?;
-        let output = match tensor("output.weight") {
-            Ok(w) => Linear::new(native, w)?,
-            Err(_) => Linear::from_arc(native, embedded.clone())?,
+        let embedded = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);
+        let norm = RmsNorm::from_qtensor(ct.tensor(reader, "output_norm.weight", device)?, config.rms_eps)?;
+        let output = if ct.tensor_infos.contains_key("output.weight") {
+            Linear::load(native, ct, map, reader, "output.weight", device)?
+        } else {
+            Linear::from_arc(native, embedded.clone())?
         };
         let embeddings = Embeddings::new(embedded, device)?;
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
-            let mut t = |name: &str| tensor(&format!("blk.{i}.{name}"));
+            let name = |n: &str| format!("blk.{i}.{n}");
+            let mut t = |n: &str| ct.tensor(reader, &name(n), device);
             let bias = match (t("attn_q.bias"), t("attn_k.bias"), t("attn_v.bias")) {
                 (Ok(q), Ok(k), Ok(v)) => Some((q.dequantize(device)?, k.dequantize(device)?, v.dequantize(device)?)),
                 _ => None,
             };
+            let attn_norm = RmsNorm::from_qtensor(t("attn_norm.weight")?, config.rms_eps)?;
+            let ffn_norm = RmsNorm::from_qtensor(t("ffn_norm.weight")?, config.rms_eps)?;
+            let mut linear = |n: &str| Linear::load(native, ct, map, reader, &name(n), device);
             layers.push(Layer {
-                attn_norm: RmsNorm::from_qtensor(t("attn_norm.weight")?, config.rms_eps)?,
-                wq: Linear::new(native, t("attn_q.weight")?)?,
-                wk: Linear::new(native, t("attn_k.weight")?)?,
-                wv: Linear::new(native, t("attn_v.weight")?)?,
+                attn_norm,
+                wq: linear("attn_q.weight")?,
+                wk: linear("attn_k.weight")?,
+                wv: linear("attn_v.weight")?,
                 bias,
-                wo: Linear::new(native, t("attn_output.weight")?)?,
-                ffn_norm: RmsNorm::from_qtensor(t("ffn_norm.weight")?, config.rms_eps)?,
-                gate: Linear::new(native, t("ffn_gate.weight")?)?,
-                up: Linear::new(native, t("ffn_up.weight")?)?,
-                down: Linear::new(native, t("ffn_down.weight")?)?,
+                wo: linear("attn_output.weight")?,
+                ffn_norm,
+                gate: linear("ffn_gate.weight")?,
+                up: linear("ffn_up.weight")?,
+                down: linear("ffn_down.weight")?,
             });
         }
         let (cos, sin) = rotary_tables(head_dim, config.rope_base, config.context_length, device)?;

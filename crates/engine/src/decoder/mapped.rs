@@ -1,0 +1,116 @@
+//! Weights read in place from a memory-mapped GGUF file.
+//!
+//! candle reads every tensor into memory it allocates (a `read` copy into
+//! freshly zeroed pages, then a conversion into its block type). Matrices
+//! that the own kernels multiply ([`super::qkernels`]) need no candle
+//! tensor at all: they are used straight from the page cache, the way
+//! llama.cpp maps its models. Loading skips the copy, and the pages are
+//! shared with the file cache (and with other processes using the model).
+//!
+//! The file must not change while it is mapped: installed models are
+//! written once (to a temporary name, then renamed) and verified by sha256.
+
+// Mapping a file is `unsafe` in Rust because another process could change
+// it under the mapping; see the module documentation.
+#![allow(unsafe_code)]
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::ops::Range;
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, QTensor};
+use memmap2::Mmap;
+
+/// A read-only map of a whole model file.
+#[derive(Clone)]
+pub(crate) struct ModelMap(Arc<Mmap>);
+
+impl ModelMap {
+    /// Maps `file` read-only.
+    pub(crate) fn new(file: &File) -> std::io::Result<Self> {
+        // SAFETY: read-only map of a model file that is not modified while
+        // in use (module documentation); a change would show wrong weights,
+        // not break memory safety of this process beyond what a truncation
+        // (SIGBUS) would, as with llama.cpp's mmap loading.
+        let map = unsafe { Mmap::map(file)? };
+        Ok(ModelMap(Arc::new(map)))
+    }
+
+    /// The bytes of tensor `name` of `content`, checked against the
+    /// tensor's shape and the file's length.
+    pub(crate) fn tensor(&self, content: &gguf_file::Content, name: &str) -> candle_core::Result<MappedTensor> {
+        let Some(info) = content.tensor_infos.get(name) else {
+            candle_core::bail!("cannot find tensor info for {name}")
+        };
+        let elems = info.shape.elem_count();
+        let block = info.ggml_dtype.block_size();
+        if elems % block != 0 {
+            candle_core::bail!("tensor {name} has {elems} values, not a multiple of the block size {block}");
+        }
+        let len = elems / block * info.ggml_dtype.type_size();
+        let start = usize::try_from(content.tensor_data_offset.saturating_add(info.offset)).unwrap_or(usize::MAX);
+        match start.checked_add(len) {
+            Some(end) if end <= self.0.len() => Ok(MappedTensor { map: self.clone(), range: start..end }),
+            _ => candle_core::bail!("tensor {name} needs {len} bytes at offset {start}, beyond the end of the file ({} bytes)", self.0.len()),
+        }
+    }
+}
+
+/// One tensor's bytes inside a [`ModelMap`].
+#[derive(Clone)]
+pub(crate) struct MappedTensor {
+    map: ModelMap,
+    range: Range<usize>,
+}
+
+impl MappedTensor {
+    /// The raw GGML blocks.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map.0[self.range.clone()]
+    }
+}
+
+/// Quantized weights in candle's memory or in the mapped file.
+#[derive(Clone)]
+pub(crate) enum WeightBytes {
+    /// A tensor candle loaded.
+    Tensor(Arc<QTensor>),
+    /// Bytes in the mapped file.
+    Mapped(MappedTensor),
+}
+
+impl WeightBytes {
+    /// The raw GGML blocks.
+    pub(crate) fn bytes(&self) -> candle_core::Result<Cow<'_, [u8]>> {
+        match self {
+            WeightBytes::Tensor(t) => t.data(),
+            WeightBytes::Mapped(m) => Ok(Cow::Borrowed(m.bytes())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_tensor_past_the_end_of_the_file_is_refused() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(&[7u8; 64]).unwrap();
+        let map = ModelMap::new(file.as_file()).unwrap();
+        let info = |offset| gguf_file::TensorInfo { ggml_dtype: candle_core::quantized::GgmlDType::Q8_0, shape: (1, 32).into(), offset };
+        let content = |offset| gguf_file::Content {
+            magic: gguf_file::VersionedMagic::GgufV3,
+            metadata: Default::default(),
+            tensor_infos: [("w".to_string(), info(offset))].into_iter().collect(),
+            tensor_data_offset: 16,
+        };
+        // One Q8_0 block is 34 bytes: at 16 + 8 it fits, at 16 + 16 it does not.
+        assert_eq!(map.tensor(&content(8), "w").unwrap().bytes(), &[7u8; 34][..]);
+        let err = map.tensor(&content(16), "w").err().unwrap().to_string();
+        assert!(err.contains("beyond the end of the file"), "{err}");
+        assert!(map.tensor(&content(0), "missing").is_err());
+    }
+}
