@@ -57,16 +57,22 @@ impl Backend {
         let mut reader = BufReader::new(file);
         let reader = &mut reader;
         Ok(match arch {
-            Architecture::Llama | Architecture::Qwen2 => {
-                let map = if native && device.is_cpu() { Some(ModelMap::new(file)?) } else { None };
-                let decoder = Decoder::from_gguf(arch, &content, reader, map.as_ref(), device, native)?;
-                let kv = decoder.new_cache();
-                Backend::Own(Box::new(Own { decoder, kv, prefixes: PrefixCache::new(DEFAULT_BUDGET_BYTES) }))
-            }
+            Architecture::Llama | Architecture::Qwen2 => Self::load_own(arch, &content, file, device, native)?,
             Architecture::Qwen3 => Backend::Candle(CandleWeights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?), device.clone()),
             Architecture::Phi3 => Backend::Candle(CandleWeights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)?), device.clone()),
             Architecture::Gemma3 => Backend::Candle(CandleWeights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, reader, device)?), device.clone()),
         })
+    }
+
+    /// Loads a model the own decoder runs ([`Decoder::supports`]); the
+    /// header is only borrowed, so the tokenizer can be built from it at
+    /// the same time.
+    pub(crate) fn load_own(arch: Architecture, content: &Content, file: &File, device: &Device, native: bool) -> candle_core::Result<Self> {
+        let mut reader = BufReader::new(file);
+        let map = if native && device.is_cpu() { Some(ModelMap::new(file)?) } else { None };
+        let decoder = Decoder::from_gguf(arch, content, &mut reader, map.as_ref(), device, native)?;
+        let kv = decoder.new_cache();
+        Ok(Backend::Own(Box::new(Own { decoder, kv, prefixes: PrefixCache::new(DEFAULT_BUDGET_BYTES) })))
     }
 
     /// Forgets the working KV cache (the prefix cache stays).

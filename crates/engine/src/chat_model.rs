@@ -147,41 +147,57 @@ impl GgufChatModel {
         let start = Instant::now();
         let path = path.as_ref();
         let gguf = GgufFile::open(path)?;
+        let arch = gguf.architecture();
         let beside = path.with_file_name("tokenizer.json");
-        let tokenizer = if beside.exists() { GgufTokenizer::from_file(&beside, Some(&gguf))? } else { GgufTokenizer::from_gguf(&gguf)? };
-        let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default();
-        let template = ChatTemplate::new(
-            gguf.get_str("tokenizer.chat_template"),
-            &token_text(tokenizer.bos_id()),
-            &token_text(tokenizer.eos_id()),
-        )?;
+        let make_tokenizer = |gguf: &GgufFile| if beside.exists() { GgufTokenizer::from_file(&beside, Some(gguf)) } else { GgufTokenizer::from_gguf(gguf) };
+        let chat_template = gguf.get_str("tokenizer.chat_template").map(str::to_string);
         let add_bos = gguf
             .get("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(gguf.get_str("tokenizer.ggml.model") == Some("llama"));
         let context_length = gguf.context_length();
         let name = gguf.model_name();
-        let (path, content, arch) = gguf.into_parts();
+        let own = crate::decoder::Decoder::supports(arch);
         // Types the own decoder multiplies natively need no conversion.
-        let native: Vec<GgmlDType> = if options.native_kernels && crate::decoder::Decoder::supports(arch) {
+        let native: Vec<GgmlDType> = if options.native_kernels && own {
             [GgmlDType::Q4_1, GgmlDType::Q5_0].into_iter().filter(|t| crate::decoder::native_kind(*t, device).is_some()).collect()
         } else {
             Vec::new()
         };
-        let (weights_path, content, repacked) = if options.repack && device.is_cpu() && crate::repack::needs_repack(&content, &native) {
-            let target = crate::repack::repacked_path(&options.repack_dir, &path)?;
+        let repacked = if options.repack && device.is_cpu() && crate::repack::needs_repack(gguf.content(), &native) {
+            let target = crate::repack::repacked_path(&options.repack_dir, gguf.path())?;
             if !target.exists() {
                 tracing::info!(from = %path.display(), to = %target.display(), "repacking slow quantization types to Q8_0 (once)");
-                crate::repack::repack(&path, &content, &target)?;
+                crate::repack::repack(gguf.path(), gguf.content(), &target)?;
             }
-            let repacked = GgufFile::open(&target)?;
-            let (p, c, _) = repacked.into_parts();
-            (p.clone(), c, Some(p))
+            Some(GgufFile::open(&target)?)
         } else {
-            (path.clone(), content, None)
+            None
         };
+        let weights_path = repacked.as_ref().map_or_else(|| gguf.path().to_path_buf(), |r| r.path().to_path_buf());
         let file = File::open(&weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
-        let backend = Backend::load(arch, content, &file, device, !native.is_empty()).during(&format!("loading {} weights from {}", arch, weights_path.display()))?;
+        let during = format!("loading {} weights from {}", arch, weights_path.display());
+        let repacked_path = repacked.as_ref().map(|r| r.path().to_path_buf());
+        let path = gguf.path().to_path_buf();
+        let (tokenizer, backend) = if own {
+            // The tokenizer (vocabularies of 150,000 entries and merges) is
+            // built on a second thread while the weights load.
+            let weights = repacked.as_ref().unwrap_or(&gguf);
+            std::thread::scope(|s| {
+                let tokenizer = s.spawn(|| make_tokenizer(&gguf));
+                let backend = Backend::load_own(arch, weights.content(), &file, device, !native.is_empty()).during(&during);
+                let tokenizer = tokenizer.join().unwrap_or_else(|_| Err(EngineError::Tokenizer("building the tokenizer panicked".into())));
+                (tokenizer, backend)
+            })
+        } else {
+            let tokenizer = make_tokenizer(&gguf);
+            let (_, content, _) = repacked.unwrap_or(gguf).into_parts();
+            (tokenizer, Backend::load(arch, content, &file, device, !native.is_empty()).during(&during))
+        };
+        let (tokenizer, backend) = (tokenizer?, backend?);
+        let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.token(i)).unwrap_or_default();
+        let template = ChatTemplate::new(chat_template.as_deref(), &token_text(tokenizer.bos_id()), &token_text(tokenizer.eos_id()))?;
+        let repacked = repacked_path;
         let info = ModelInfo {
             name,
             path,
