@@ -5,6 +5,8 @@
 //! that fails the guards ([`crate::persona::check`]) is not stored; the
 //! previous version stays.
 
+use std::time::Instant;
+
 use persona_engine::{ContextPolicy, Encoder, GenerationParams, SamplingParams};
 use persona_memory::{Memory, Record, SemanticConfig};
 use serde::Serialize;
@@ -84,6 +86,10 @@ impl AlignConfig {
             ignore_eos: false,
         }
     }
+}
+
+fn ms_since(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
 }
 
 /// One replayed interaction.
@@ -223,7 +229,9 @@ pub fn align(
 ) -> Result<AlignReport> {
     config.validate()?;
     model.set_scope(user);
+    let phase = Instant::now();
     let current = persona::current_or_init(model, memory, user, &config.semantic)?;
+    tracing::info!(user, version = current.version, ms = ms_since(phase), "alignment: starting persona");
     let u = memory.store().require_user(user)?;
     let (initial_version, initial_text) = (current.version, current.text.clone());
     let mut version = current.version;
@@ -241,6 +249,7 @@ pub fn align(
                 let mut tools = standard_tools(memory, encoder, encyclopedia, user, &config.tools, &[record.id])?;
                 run_agent(model, &text, &mut tools, &record.query, &config.agent)?
             };
+            tracing::info!(user, iteration, steps = trace.steps.len(), completion_tokens = trace.completion_tokens, prefilled_tokens = trace.prefilled_tokens, cached_tokens = trace.cached_tokens, ms = trace.ms.round(), "alignment: replayed one interaction");
             progress(AlignEvent::Simulated { query: &record.query, simulated: &trace.answer, real: &record.response });
             traces.push(trace);
         }
@@ -256,7 +265,9 @@ pub fn align(
                 (FEEDBACK_SYSTEM.to_string(), prompt)
             })
             .collect();
+        let phase = Instant::now();
         let feedbacks = model.complete_batch(&turns, &config.params(config.feedback_tokens))?;
+        tracing::info!(user, iteration, calls = turns.len(), ms = ms_since(phase), "alignment: feedback written");
         let simulations: Vec<Simulation> = batch
             .iter()
             .zip(traces)
@@ -277,7 +288,9 @@ pub fn align(
             .collect::<Vec<_>>()
             .join("\n");
         let rewrite_prompt = fill(REWRITE_USER, &[("profile", persona::profile_of(&text)), ("feedback", &feedback)]);
+        let phase = Instant::now();
         let rewrite = model.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
+        tracing::info!(user, iteration, ms = ms_since(phase), "alignment: persona rewritten");
         let candidate = persona::from_rewrite(&rewrite);
         let count = |s: &str| -> Result<usize> { Ok(model.count_tokens(s)?) };
         let outcome = match persona::check(&candidate, config.max_persona_tokens, &count)? {

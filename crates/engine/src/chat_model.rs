@@ -103,6 +103,16 @@ pub trait ChatModel {
         prompts.into_iter().map(|p| self.generate_tokens(p, params, None, &mut |_| true)).collect()
     }
 
+    /// [`ChatModel::generate_batch`] with an optional token constraint per
+    /// prompt (`constraints[i]` applies to `prompts[i]`). The default runs
+    /// them one after another.
+    fn generate_batch_constrained(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams, constraints: Vec<Option<&mut dyn TokenConstraint>>) -> Result<Vec<Generation>> {
+        if constraints.len() != prompts.len() {
+            return Err(EngineError::InvalidParameter { name: "constraints", reason: format!("{} constraints for {} prompts", constraints.len(), prompts.len()) });
+        }
+        prompts.into_iter().zip(constraints).map(|(p, c)| self.generate_tokens(p, params, c, &mut |_| true)).collect()
+    }
+
     /// Names who the following calls work for (a user id). Cached prompt
     /// state is only reused within one scope, so one user's persona is never
     /// served to another. The default scope is the empty string.
@@ -405,6 +415,10 @@ impl ChatModel for GgufChatModel {
 
     fn generate_batch(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams) -> Result<Vec<Generation>> {
         GgufChatModel::generate_batch(self, prompts, params)
+    }
+
+    fn generate_batch_constrained(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams, constraints: Vec<Option<&mut dyn TokenConstraint>>) -> Result<Vec<Generation>> {
+        GgufChatModel::generate_batch_constrained(self, prompts, params, constraints)
     }
 
     fn set_cache_scope(&mut self, scope: &str) {

@@ -123,3 +123,38 @@ fn constrained_decoding_follows_the_grammar() {
     let free = model.generate_tokens(tokens, &GenerationParams { max_tokens: 16, ..Default::default() }, None, &mut |_| true).unwrap();
     assert!(!free.text.starts_with("Answer: "), "{:?}", free.text);
 }
+
+#[test]
+fn batched_constrained_decoding_matches_one_by_one() {
+    // Three sequences in lock step: two under the grammar (forced text,
+    // masked sampling, completion) and one free; each must get exactly the
+    // tokens it gets alone (the tiny model's kernels give the same logits
+    // for one row or many, so even sampled draws agree).
+    let mut model = tiny();
+    let questions = ["How many legs does a spider have?", "Name a colour of the rainbow and say why you like it.", "How many days are in a week?"];
+    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| model.prompt_tokens(&model.render_chat(&[ChatMessage::user(*q)]).unwrap()).unwrap()).collect();
+    let params = GenerationParams { max_tokens: 12, sampling: SamplingParams { temperature: 0.7, seed: 3, ..Default::default() }, ..Default::default() };
+    let vocab = model.tokenizer().token_bytes();
+    let grammar = || GrammarConstraint::new(Number { pos: 0, digits: 0, done: false }, vocab.clone());
+    let (mut a, mut c) = (grammar(), grammar());
+    model.clear_caches();
+    let batched = model.generate_batch_constrained(prompts.clone(), &params, vec![Some(&mut a), None, Some(&mut c)]).unwrap();
+    let mut alone = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        model.clear_caches();
+        let mut g = grammar();
+        let constraint: Option<&mut dyn persona_engine::TokenConstraint> = if i == 1 { None } else { Some(&mut g) };
+        alone.push(model.generate_tokens(p.clone(), &params, constraint, &mut |_| true).unwrap());
+    }
+    for (i, (b, s)) in batched.iter().zip(&alone).enumerate() {
+        assert_eq!(b.tokens, s.tokens, "sequence {i}: {:?} vs {:?}", b.text, s.text);
+        assert_eq!((b.text.as_str(), b.finish_reason), (s.text.as_str(), s.finish_reason), "sequence {i}");
+    }
+    for i in [0, 2] {
+        assert_eq!(batched[i].finish_reason, FinishReason::Complete);
+        assert!(batched[i].text.starts_with("Answer: ") && batched[i].text.ends_with('.'), "{:?}", batched[i].text);
+    }
+    assert!(!batched[1].text.starts_with("Answer: "), "the free sequence is not constrained: {:?}", batched[1].text);
+    let err = model.generate_batch_constrained(prompts, &params, vec![None]).unwrap_err().to_string();
+    assert!(err.contains("1 constraints for 3 prompts"), "{err}");
+}
