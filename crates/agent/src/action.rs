@@ -12,9 +12,10 @@ use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use serde_json::Value;
 
 use crate::error::{AgentError, Result};
+use crate::grammar::ToolCallGrammar;
 use crate::llm::{AgentLlm, Continuation, Transcript};
 use crate::prompts::{fill, AGENT_FORMAT, FALLBACK_ANSWER};
-use crate::tools::{parse_call, ToolRegistry, ToolSpec};
+use crate::tools::{parse_call, CallContext, ToolRegistry, ToolSpec};
 use crate::trace::{Finish, Trace, TraceStep};
 
 /// The pseudo-tool that ends a run.
@@ -103,127 +104,208 @@ fn account(step: &mut TraceStep, c: &Continuation) {
     step.prefilled_tokens += c.prompt_tokens.saturating_sub(c.cached_tokens);
 }
 
+/// One question of a batch of agent runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Question<'q> {
+    /// The question.
+    pub text: &'q str,
+    /// Memory records its tool calls must not return (see
+    /// [`CallContext::hidden_records`]).
+    pub hidden_records: &'q [i64],
+}
+
 /// Answers `question` as the user of `persona` would, using `tools`.
 pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegistry<'_>, question: &str, config: &AgentConfig) -> Result<Trace> {
+    let questions = [Question { text: question, hidden_records: &[] }];
+    run_agents(model, persona, tools, &questions, config)?.pop().ok_or_else(|| AgentError::Config { name: "questions", reason: "the run gave no trace".into() })
+}
+
+/// The state of one run of a batch.
+struct Run<'q> {
+    question: Question<'q>,
+    transcript: Transcript,
+    steps: Vec<TraceStep>,
+    calls: usize,
+    memory_used: bool,
+    answer: Option<String>,
+    finish: Finish,
+    model_calls: usize,
+    ms: f64,
+}
+
+/// Answers several questions with the same persona and tools in lock step:
+/// at each step the thoughts of all unfinished runs are generated in one
+/// batch, then their tool calls (each under its own grammar) in another,
+/// and the calls run in question order. The model reads its weights once
+/// per token for the whole batch, which is how alignment replays its n
+/// interactions. Each run follows the same rules as [`run_agent`] and gets
+/// the trace it would get alone, up to the last bits of the engine's
+/// batched arithmetic. A step's `ms` is the wall time of that step for
+/// the whole batch.
+pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegistry<'_>, questions: &[Question<'_>], config: &AgentConfig) -> Result<Vec<Trace>> {
     config.validate()?;
     let start = Instant::now();
     let final_spec = config.final_answer_spec();
     let system = format!("{}\n\n{}", persona.trim(), fill(AGENT_FORMAT, &[("tools", &tools.describe(&[&final_spec]))]).trim());
-    let mut transcript: Transcript = model.start(&system, question)?;
-    let mut steps: Vec<TraceStep> = Vec::new();
-    let mut calls = 0usize;
-    let mut memory_used = false;
-    let mut answer = None;
-    let mut model_calls = 0usize;
+    let mut runs = Vec::with_capacity(questions.len());
+    for question in questions {
+        let transcript = model.start(&system, question.text)?;
+        runs.push(Run { question: *question, transcript, steps: Vec::new(), calls: 0, memory_used: false, answer: None, finish: Finish::Answer, model_calls: 0, ms: 0.0 });
+    }
 
     for step_no in 1..=config.max_steps {
-        let step_start = Instant::now();
-        let allowed = allowed_tools(tools, config, step_no, calls, memory_used);
-        let mut step = TraceStep {
-            step: step_no,
-            thought: String::new(),
-            tool: None,
-            arguments: Value::Null,
-            observation: None,
-            error: None,
-            allowed: allowed.clone(),
-            repeat_of: None,
-            completion_tokens: 0,
-            cached_tokens: 0,
-            prefilled_tokens: 0,
-            ms: 0.0,
-        };
-        model.append(&mut transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
-        let thought = model.extend(&mut transcript, &config.params(config.thought_tokens, &["\n", "Action:"]))?;
-        account(&mut step, &thought);
-        step.thought = thought.text.trim().to_string();
-        let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
-        model.append(&mut transcript, label)?;
-        let names: Vec<&str> = allowed.iter().map(String::as_str).collect();
-        let grammar = tools.grammar(&names, &[&final_spec])?;
-        // Enough room for the longest string argument at one byte a token.
-        let action = model.extend_constrained(&mut transcript, grammar, &config.params(config.answer_bytes as usize + 96, &[]))?;
-        model_calls += 2;
-        account(&mut step, &action);
-
-        let observation = match parse_call(&action.text) {
-            Err(e) => {
-                step.error = Some(e.to_string());
-                format!("That was not a valid call ({e}). Write one JSON object as described.")
-            }
-            Ok(call) => {
-                step.arguments = Value::Object(call.arguments.clone());
-                if !allowed.contains(&call.tool) {
-                    step.tool = (call.tool != FINAL_ANSWER).then(|| call.tool.clone());
-                    let why = if call.tool == FINAL_ANSWER { "you must first search the user's memory and make the required tool calls".to_string() } else { format!("allowed now: {}", allowed.join(", ")) };
-                    step.error = Some(format!("`{}` is not allowed at this step: {why}", call.tool));
-                    format!("Not allowed now: {why}.")
-                } else if call.tool == FINAL_ANSWER {
-                    match final_spec.validate(&call.arguments) {
-                        Ok(()) => {
-                            answer = call.arguments.get("answer").and_then(Value::as_str).map(|s| s.trim().to_string());
-                            String::new()
-                        }
-                        Err(e) => {
-                            step.error = Some(e.to_string());
-                            format!("{e}")
-                        }
-                    }
-                } else if let Some(earlier) = steps.iter().find(|s| s.error.is_none() && s.tool.as_deref() == Some(call.tool.as_str()) && s.arguments == step.arguments) {
-                    // A repeated call teaches nothing new and does not count
-                    // toward the required calls.
-                    step.tool = Some(call.tool.clone());
-                    step.repeat_of = Some(earlier.step);
-                    format!("This is the same call as in step {}; its result is above. Try another tool or other words.", earlier.step)
-                } else {
-                    step.tool = Some(call.tool.clone());
-                    match tools.call(&call) {
-                        Ok(obs) => {
-                            calls += 1;
-                            memory_used |= tools.memory_tools().contains(&call.tool.as_str());
-                            obs
-                        }
-                        Err(AgentError::ToolCall(e)) => {
-                            step.error = Some(e.clone());
-                            format!("The call failed: {e}")
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        };
-        if answer.is_none() {
-            model.append(&mut transcript, &format!("\nObservation: {}", observation.trim()))?;
-            step.observation = Some(observation);
-        }
-        step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
-        steps.push(step);
-        if answer.is_some() {
+        let live: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].answer.is_none()).collect();
+        if live.is_empty() {
             break;
+        }
+        let step_start = Instant::now();
+        let mut steps: Vec<TraceStep> = live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used))).collect();
+        for &i in &live {
+            model.append(&mut runs[i].transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
+        }
+        let thoughts = extend_runs(model, &mut runs, &live, vec![None; live.len()], &config.params(config.thought_tokens, &["\n", "Action:"]))?;
+        let mut grammars = Vec::with_capacity(live.len());
+        for ((&i, step), thought) in live.iter().zip(&mut steps).zip(&thoughts) {
+            account(step, thought);
+            step.thought = thought.text.trim().to_string();
+            let transcript = &mut runs[i].transcript;
+            let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
+            model.append(transcript, label)?;
+            let names: Vec<&str> = step.allowed.iter().map(String::as_str).collect();
+            grammars.push(Some(tools.grammar(&names, &[&final_spec])?));
+        }
+        // Enough room for the longest string argument at one byte a token.
+        let actions = extend_runs(model, &mut runs, &live, grammars, &config.params(config.answer_bytes as usize + 96, &[]))?;
+        for ((&i, mut step), action) in live.iter().zip(steps).zip(&actions) {
+            let run = &mut runs[i];
+            run.model_calls += 2;
+            account(&mut step, action);
+            let observation = resolve(tools, &final_spec, run, &mut step, &action.text)?;
+            if run.answer.is_none() {
+                model.append(&mut run.transcript, &format!("\nObservation: {}", observation.trim()))?;
+                step.observation = Some(observation);
+            }
+            step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
+            run.steps.push(step);
+            if run.answer.is_some() {
+                run.ms = start.elapsed().as_secs_f64() * 1000.0;
+            }
         }
     }
 
-    let (answer, finish) = match answer {
-        Some(a) => (a, Finish::Answer),
-        None => {
-            model.append(&mut transcript, FALLBACK_ANSWER)?;
-            let c = model.extend(&mut transcript, &config.params(config.answer_bytes as usize, &["\n"]))?;
-            model_calls += 1;
-            (c.text.trim().to_string(), Finish::StepLimit)
+    // Runs that reached the step limit are asked for the answer directly.
+    let unanswered: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].answer.is_none()).collect();
+    if !unanswered.is_empty() {
+        for &i in &unanswered {
+            model.append(&mut runs[i].transcript, FALLBACK_ANSWER)?;
+        }
+        let answers = extend_runs(model, &mut runs, &unanswered, vec![None; unanswered.len()], &config.params(config.answer_bytes as usize, &["\n"]))?;
+        for (&i, c) in unanswered.iter().zip(answers) {
+            let run = &mut runs[i];
+            run.model_calls += 1;
+            run.answer = Some(c.text.trim().to_string());
+            run.finish = Finish::StepLimit;
+            run.ms = start.elapsed().as_secs_f64() * 1000.0;
+        }
+    }
+    Ok(runs.into_iter().map(into_trace).collect())
+}
+
+fn new_step(step: usize, allowed: Vec<String>) -> TraceStep {
+    TraceStep {
+        step,
+        thought: String::new(),
+        tool: None,
+        arguments: Value::Null,
+        observation: None,
+        error: None,
+        allowed,
+        repeat_of: None,
+        completion_tokens: 0,
+        cached_tokens: 0,
+        prefilled_tokens: 0,
+        ms: 0.0,
+    }
+}
+
+/// Continues the transcripts of the runs `which` (ascending) together; a
+/// single run keeps the engine's one-sequence path (its working KV cache).
+fn extend_runs(model: &mut dyn AgentLlm, runs: &mut [Run<'_>], which: &[usize], mut grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+    if let ([i], [_]) = (which, grammars.as_slice()) {
+        let transcript = &mut runs[*i].transcript;
+        return Ok(vec![match grammars.pop().flatten() {
+            Some(g) => model.extend_constrained(transcript, g, params)?,
+            None => model.extend(transcript, params)?,
+        }]);
+    }
+    let mut transcripts: Vec<&mut Transcript> = runs.iter_mut().enumerate().filter(|(i, _)| which.contains(i)).map(|(_, r)| &mut r.transcript).collect();
+    model.extend_batch(&mut transcripts, grammars, params)
+}
+
+/// Checks and carries out the call a step wrote; returns the observation
+/// (empty when the run has its answer).
+fn resolve(tools: &mut ToolRegistry<'_>, final_spec: &ToolSpec, run: &mut Run<'_>, step: &mut TraceStep, action: &str) -> Result<String> {
+    let call = match parse_call(action) {
+        Ok(call) => call,
+        Err(e) => {
+            step.error = Some(e.to_string());
+            return Ok(format!("That was not a valid call ({e}). Write one JSON object as described."));
         }
     };
-    let sum = |f: fn(&TraceStep) -> usize| steps.iter().map(f).sum();
-    Ok(Trace {
-        question: question.to_string(),
-        answer,
-        finish,
+    step.arguments = Value::Object(call.arguments.clone());
+    if !step.allowed.contains(&call.tool) {
+        step.tool = (call.tool != FINAL_ANSWER).then(|| call.tool.clone());
+        let why = if call.tool == FINAL_ANSWER { "you must first search the user's memory and make the required tool calls".to_string() } else { format!("allowed now: {}", step.allowed.join(", ")) };
+        step.error = Some(format!("`{}` is not allowed at this step: {why}", call.tool));
+        return Ok(format!("Not allowed now: {why}."));
+    }
+    if call.tool == FINAL_ANSWER {
+        return Ok(match final_spec.validate(&call.arguments) {
+            Ok(()) => {
+                run.answer = Some(call.arguments.get("answer").and_then(Value::as_str).map(|s| s.trim().to_string()).unwrap_or_default());
+                String::new()
+            }
+            Err(e) => {
+                step.error = Some(e.to_string());
+                format!("{e}")
+            }
+        });
+    }
+    step.tool = Some(call.tool.clone());
+    if let Some(earlier) = run.steps.iter().find(|s| s.error.is_none() && s.tool.as_deref() == Some(call.tool.as_str()) && s.arguments == step.arguments) {
+        // A repeated call teaches nothing new and does not count toward
+        // the required calls.
+        step.repeat_of = Some(earlier.step);
+        return Ok(format!("This is the same call as in step {}; its result is above. Try another tool or other words.", earlier.step));
+    }
+    let context = CallContext { hidden_records: run.question.hidden_records };
+    match tools.call_in(&call, &context) {
+        Ok(obs) => {
+            run.calls += 1;
+            run.memory_used |= tools.memory_tools().contains(&call.tool.as_str());
+            Ok(obs)
+        }
+        Err(AgentError::ToolCall(e)) => {
+            step.error = Some(e.clone());
+            Ok(format!("The call failed: {e}"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn into_trace(run: Run<'_>) -> Trace {
+    let sum = |f: fn(&TraceStep) -> usize| run.steps.iter().map(f).sum();
+    Trace {
+        question: run.question.text.to_string(),
+        answer: run.answer.clone().unwrap_or_default(),
+        finish: run.finish,
         completion_tokens: sum(|s| s.completion_tokens),
         cached_tokens: sum(|s| s.cached_tokens),
         prefilled_tokens: sum(|s| s.prefilled_tokens),
-        steps,
-        model_calls,
-        ms: start.elapsed().as_secs_f64() * 1000.0,
-    })
+        steps: run.steps,
+        model_calls: run.model_calls,
+        ms: run.ms,
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +381,29 @@ mod tests {
         assert_eq!(model.constrained[2].0, ["memory_search"]);
         assert_eq!(trace.answer, "Jazz");
         assert_eq!(trace.tool_calls().filter(|s| s.repeat_of.is_none()).count(), 2);
+    }
+
+    #[test]
+    fn lock_step_runs_keep_their_own_state() {
+        // Run A answers at step 3; run B keeps writing broken calls and is
+        // asked for its answer after the step limit. Each step: both
+        // thoughts, then both calls (B alone once A is done).
+        let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
+        let mut model = Scripted::new(&["", "", MEM, broken, "", "", ENC, broken, "", "", FINAL, broken, "", broken, " Blue"]);
+        let questions = [Question { text: "Which genre?", hidden_records: &[] }, Question { text: "Favourite colour?", hidden_records: &[7] }];
+        let traces = run_agents(&mut model, "persona", &mut registry(), &questions, &AgentConfig::default()).unwrap();
+        assert!(model.replies.is_empty());
+        let (a, b) = (&traces[0], &traces[1]);
+        assert_eq!((a.answer.as_str(), a.finish, a.steps.len(), a.question.as_str()), ("Jazz", Finish::Answer, 3, "Which genre?"));
+        assert_eq!((b.answer.as_str(), b.finish, b.steps.len(), b.question.as_str()), ("Blue", Finish::StepLimit, 4, "Favourite colour?"));
+        assert!(a.steps.iter().all(|s| s.error.is_none()));
+        assert!(b.steps.iter().all(|s| s.error.is_some()));
+        // B's failures did not count for A and the other way round: A could
+        // answer at step 3, B never made a call.
+        assert!(a.steps[2].allowed.contains(&FINAL_ANSWER.to_string()));
+        assert!(!b.steps[2].allowed.contains(&FINAL_ANSWER.to_string()));
+        assert_eq!(b.steps[2].allowed, ["memory_search"], "B's last tool step: memory only");
+        assert_eq!((a.model_calls, b.model_calls), (6, 9));
     }
 
     #[test]

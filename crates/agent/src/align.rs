@@ -11,7 +11,7 @@ use persona_engine::{ContextPolicy, Encoder, GenerationParams, SamplingParams};
 use persona_memory::{Memory, Record, SemanticConfig};
 use serde::Serialize;
 
-use crate::action::{run_agent, AgentConfig};
+use crate::action::{run_agents, AgentConfig, Question};
 use crate::error::{AgentError, Result};
 use crate::llm::AgentLlm;
 use crate::persona::{self, Rejection};
@@ -43,6 +43,13 @@ pub struct AlignConfig {
     /// LaMP runner uses this to align each user once; `persona align` does
     /// not (an unchanged persona keeps its version there).
     pub record_unchanged: bool,
+    /// Replay the n interactions of an iteration in lock step, one batch
+    /// per step ([`run_agents`]), instead of one after another. The traces
+    /// are the same up to the last bits of batched arithmetic. On a 2-core
+    /// CPU it measured slower (the work there is compute-bound, so batching
+    /// saves no memory traffic worth having); on a GPU or a CPU with memory
+    /// bandwidth to spare it reads the weights once for the batch.
+    pub lock_step: bool,
 }
 
 /// The note of a version stored when alignment ran but no rewrite passed
@@ -61,6 +68,7 @@ impl Default for AlignConfig {
             max_persona_tokens: 768,
             semantic: SemanticConfig::default(),
             record_unchanged: false,
+            lock_step: false,
         }
     }
 }
@@ -243,15 +251,20 @@ pub fn align(
         // The n most recent interactions, oldest first.
         let mut batch: Vec<Record> = memory.store().latest_records(&u, config.batch)?;
         batch.reverse();
-        let mut traces = Vec::with_capacity(batch.len());
-        for record in &batch {
-            let trace = {
-                let mut tools = standard_tools(memory, encoder, encyclopedia, user, &config.tools, &[record.id])?;
-                run_agent(model, &text, &mut tools, &record.query, &config.agent)?
-            };
-            tracing::info!(user, iteration, steps = trace.steps.len(), completion_tokens = trace.completion_tokens, prefilled_tokens = trace.prefilled_tokens, cached_tokens = trace.cached_tokens, ms = trace.ms.round(), "alignment: replayed one interaction");
+        // Each replay hides its own record from the memory search.
+        let hidden: Vec<[i64; 1]> = batch.iter().map(|r| [r.id]).collect();
+        let questions: Vec<Question<'_>> = batch.iter().zip(&hidden).map(|(r, h)| Question { text: &r.query, hidden_records: h }).collect();
+        let phase = Instant::now();
+        let group = if config.lock_step { questions.len() } else { 1 };
+        let mut traces = Vec::with_capacity(questions.len());
+        for chunk in questions.chunks(group) {
+            let mut tools = standard_tools(memory, encoder, encyclopedia, user, &config.tools, &[])?;
+            traces.extend(run_agents(model, &text, &mut tools, chunk, &config.agent)?);
+        }
+        let tokens: usize = traces.iter().map(|t| t.completion_tokens).sum();
+        tracing::info!(user, iteration, replays = traces.len(), completion_tokens = tokens, ms = ms_since(phase), "alignment: replayed the interactions");
+        for (record, trace) in batch.iter().zip(&traces) {
             progress(AlignEvent::Simulated { query: &record.query, simulated: &trace.answer, real: &record.response });
-            traces.push(trace);
         }
         // The feedback calls are independent of each other.
         let turns: Vec<(String, String)> = batch
@@ -339,6 +352,17 @@ mod tests {
         vec!["".into(), mem, "".into(), again, "".into(), fin]
     }
 
+    /// Replays run in lock step: at each step every run's thought, then
+    /// every run's call.
+    fn lock_step(replays: &[Vec<String>]) -> Vec<String> {
+        let mut script = Vec::new();
+        for step in 0..replays[0].len() / 2 {
+            script.extend(replays.iter().map(|r| r[2 * step].clone()));
+            script.extend(replays.iter().map(|r| r[2 * step + 1].clone()));
+        }
+        script
+    }
+
     fn config(batch: usize, iterations: usize) -> AlignConfig {
         AlignConfig { batch, iterations, ..AlignConfig::default() }
     }
@@ -348,20 +372,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = memory_with_user(dir.path());
         let mut script: Vec<String> = Vec::new();
-        script.extend(replay("tag9"));
-        script.extend(replay("tag4"));
+        script.extend(lock_step(&[replay("tag9"), replay("tag4")]));
         script.push("Ann prefers tags about plot.".into());
         script.push("Good.".into());
         script.push("Ann likes jazz and tags movies by their plot.".into());
         let refs: Vec<&str> = script.iter().map(String::as_str).collect();
         let mut model = Scripted::new(&refs);
         let mut events = 0;
-        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(2, 1), &mut |_| events += 1).unwrap();
+        let lock_step = AlignConfig { lock_step: true, ..config(2, 1) };
+        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &lock_step, &mut |_| events += 1).unwrap();
         assert_eq!(events, 4, "start, two replays, end");
         let it = &report.iterations[0];
         // The two most recent records, oldest first, with their real answers.
         assert_eq!(it.simulations.iter().map(|s| s.real.as_str()).collect::<Vec<_>>(), ["tag3", "tag4"]);
         assert_eq!(it.simulations[0].simulated, "tag9");
+        assert_eq!(it.simulations[1].simulated, "tag4");
         // The replayed record itself is never retrieved.
         for s in &it.simulations {
             let obs = s.trace.steps[0].observation.as_deref().unwrap();
@@ -376,6 +401,26 @@ mod tests {
         assert_eq!(persona::profile_of(&versions[1].text), "Ann likes jazz and tags movies by their plot.");
         assert_eq!(persona::profile_of(&versions[0].text), "Ann likes jazz.");
         assert_eq!(report.final_version, 2);
+    }
+
+    #[test]
+    fn replays_run_one_after_another_unless_lock_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = memory_with_user(dir.path());
+        let mut script: Vec<String> = Vec::new();
+        script.extend(replay("tag9"));
+        script.extend(replay("tag4"));
+        script.extend(["f1".to_string(), "f2".to_string(), "Ann tags by plot.".to_string()]);
+        let refs: Vec<&str> = script.iter().map(String::as_str).collect();
+        let mut model = Scripted::new(&refs);
+        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(2, 1), &mut |_| {}).unwrap();
+        let it = &report.iterations[0];
+        assert_eq!(it.simulations.iter().map(|s| s.simulated.as_str()).collect::<Vec<_>>(), ["tag9", "tag4"]);
+        for s in &it.simulations {
+            let obs = s.trace.steps[0].observation.as_deref().unwrap();
+            assert!(!obs.contains(&s.real), "{obs}");
+        }
+        assert!(model.replies.is_empty());
     }
 
     #[test]

@@ -26,11 +26,11 @@ pub mod trace;
 #[cfg(test)]
 mod scripted;
 
-pub use action::{run_agent, AgentConfig, FINAL_ANSWER};
+pub use action::{run_agent, run_agents, AgentConfig, Question, FINAL_ANSWER};
 pub use align::{align, standard_tools, AlignConfig, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig, UNCHANGED_NOTE};
 pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};
 pub use persona::Rejection;
-pub use tools::{Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
+pub use tools::{CallContext, Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
 pub use trace::{Finish, Trace, TraceStep};

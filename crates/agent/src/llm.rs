@@ -5,11 +5,11 @@
 
 use std::time::Instant;
 
-use persona_engine::{ChatMessage, ChatModel, FinishReason, GenerationParams, GrammarConstraint};
+use persona_engine::{ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, GrammarConstraint, TokenConstraint};
 use persona_memory::Summarizer;
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{AgentError, Result};
 use crate::grammar::ToolCallGrammar;
 
 /// A conversation prefix the model continues: the rendered chat (system and
@@ -53,6 +53,23 @@ pub trait AgentLlm: Summarizer {
     /// Generates a tool call that the grammar accepts (appended to it).
     fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: ToolCallGrammar, params: &GenerationParams) -> Result<Continuation>;
 
+    /// Continues several transcripts together, each with free text
+    /// (`grammars[i]` is `None`) or with a call its grammar accepts, as
+    /// [`AgentLlm::extend`] and [`AgentLlm::extend_constrained`] would one
+    /// after another (which is what the default does); an engine that
+    /// batches sequences decodes them in one batch.
+    fn extend_batch(&mut self, transcripts: &mut [&mut Transcript], grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+        check_batch(transcripts.len(), grammars.len())?;
+        transcripts
+            .iter_mut()
+            .zip(grammars)
+            .map(|(t, g)| match g {
+                Some(g) => self.extend_constrained(t, g, params),
+                None => self.extend(t, params),
+            })
+            .collect()
+    }
+
     /// Answers independent (system, user) turns. The default runs them one
     /// after another; an engine that batches sequences can run them
     /// together.
@@ -89,6 +106,18 @@ impl<M: ChatModel> AgentLlm for M {
         run(self, transcript, params, Some(&mut constraint))
     }
 
+    fn extend_batch(&mut self, transcripts: &mut [&mut Transcript], grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+        check_batch(transcripts.len(), grammars.len())?;
+        let start = Instant::now();
+        let vocab = self.tokenizer().token_bytes();
+        let mut constraints: Vec<Option<GrammarConstraint<ToolCallGrammar>>> = grammars.into_iter().map(|g| g.map(|g| GrammarConstraint::new(g, vocab.clone()))).collect();
+        let refs: Vec<Option<&mut dyn TokenConstraint>> = constraints.iter_mut().map(|c| c.as_mut().map(|c| c as &mut dyn TokenConstraint)).collect();
+        let prompts = transcripts.iter().map(|t| t.tokens.clone()).collect();
+        let generations = self.generate_batch_constrained(prompts, params, refs)?;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        transcripts.iter_mut().zip(generations).map(|(t, g)| append_generation(self, t, g, ms)).collect()
+    }
+
     fn complete_batch(&mut self, turns: &[(String, String)], params: &GenerationParams) -> Result<Vec<String>> {
         let prompts = turns
             .iter()
@@ -113,9 +142,13 @@ fn run<M: ChatModel>(
 ) -> Result<Continuation> {
     let start = Instant::now();
     let generation = model.generate_tokens(transcript.tokens.clone(), params, constraint, &mut |_| true)?;
-    // Everything the model produced stays in the transcript (also what
-    // follows a stop string inside the last token), so the next call extends
-    // exactly the tokens in the KV cache.
+    append_generation(model, transcript, generation, start.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// Adds what the model generated to the transcript. Everything it produced
+/// stays (also what follows a stop string inside the last token), so the
+/// next call extends exactly the tokens in the KV cache.
+fn append_generation<M: ChatModel>(model: &M, transcript: &mut Transcript, generation: Generation, ms: f64) -> Result<Continuation> {
     let full = model.tokenizer().decode(&generation.tokens, false)?;
     transcript.tokens.extend_from_slice(&generation.tokens);
     transcript.text.push_str(&full);
@@ -124,7 +157,14 @@ fn run<M: ChatModel>(
         prompt_tokens: generation.prompt_tokens,
         cached_tokens: generation.cached_tokens,
         completion_tokens: generation.completion_tokens,
-        ms: start.elapsed().as_secs_f64() * 1000.0,
+        ms,
         truncated: generation.finish_reason == FinishReason::Length,
     })
+}
+
+fn check_batch(transcripts: usize, grammars: usize) -> Result<()> {
+    if transcripts == grammars {
+        return Ok(());
+    }
+    Err(AgentError::Config { name: "grammars", reason: format!("{grammars} grammars for {transcripts} transcripts") })
 }

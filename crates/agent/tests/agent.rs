@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use persona_agent::{align, run_agent, standard_tools, AgentConfig, AlignConfig, Encyclopedia, Finish, Outcome, ToolConfig, FINAL_ANSWER};
+use persona_agent::{align, run_agent, run_agents, standard_tools, AgentConfig, AlignConfig, Encyclopedia, Finish, Outcome, Question, ToolConfig, FINAL_ANSWER};
 use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
 use persona_memory::{Memory, NewRecord};
 
@@ -138,4 +138,69 @@ fn end_to_end_history_persona_alignment_and_answer() {
     assert!(trace.steps.iter().any(|s| s.tool.as_deref() == Some("memory_search") && s.observation.as_deref().is_some_and(|o| o.contains("sci-fi"))), "{}", trace.render());
     assert!(trace.steps.last().unwrap().tool.is_none(), "the last step is the final answer");
     eprintln!("{}\nanswer: {}\npersona v2:\n{}", trace.render(), trace.answer, versions[1].text);
+}
+
+#[test]
+fn lock_step_runs_give_the_traces_of_single_runs() {
+    // Three questions answered together (one batch per step) and one after
+    // another: the tiny model's kernels give the same logits for one row or
+    // many, so every thought, call, observation and answer must agree.
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    let mut memory = Memory::open(dir.path()).unwrap();
+    memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
+    let wiki = encyclopedia(dir.path());
+    let mut model = tiny();
+    let persona = persona_agent::persona::compose("This user loves science fiction and tags most films sci-fi.");
+    let texts = [
+        format!("Which tag fits this movie ({TAGS})? A lonely astronaut befriends an alien on the Moon."),
+        format!("Which tag fits this movie ({TAGS})? Two strangers meet on a train and fall in love."),
+        "Recommend a book for this user in one title.".to_string(),
+    ];
+    let config = AgentConfig::default();
+    let single: Vec<_> = texts
+        .iter()
+        .map(|q| {
+            let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+            run_agent(&mut model, &persona, &mut tools, q, &config).unwrap()
+        })
+        .collect();
+    let questions: Vec<Question<'_>> = texts.iter().map(|t| Question { text: t, hidden_records: &[] }).collect();
+    let batched = {
+        let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+        run_agents(&mut model, &persona, &mut tools, &questions, &config).unwrap()
+    };
+    assert_eq!(batched.len(), 3);
+    for (a, b) in single.iter().zip(&batched) {
+        assert_eq!(a.answer, b.answer, "{}\n---\n{}", a.render(), b.render());
+        assert_eq!(a.finish, b.finish);
+        assert_eq!(a.steps.len(), b.steps.len(), "{}\n---\n{}", a.render(), b.render());
+        for (x, y) in a.steps.iter().zip(&b.steps) {
+            assert_eq!((&x.thought, &x.tool, &x.arguments, &x.observation, &x.error), (&y.thought, &y.tool, &y.arguments, &y.observation, &y.error));
+            assert_eq!(x.completion_tokens, y.completion_tokens);
+        }
+        assert!(b.tool_calls().any(|s| s.tool.as_deref() == Some("memory_search")), "{}", b.render());
+    }
+
+    // A question's hidden records never come back from its memory searches,
+    // while the other questions of the batch still see them.
+    let user = memory.store().require_user("ann").unwrap();
+    let records = memory.store().records(&user).unwrap();
+    let sci_fi: Vec<i64> = records.iter().filter(|r| r.response == "sci-fi").map(|r| r.id).collect();
+    let hidden_texts: Vec<String> = records.iter().filter(|r| r.response == "sci-fi").map(|r| r.query.clone()).collect();
+    let questions = [Question { text: &texts[0], hidden_records: &sci_fi }, Question { text: &texts[0], hidden_records: &[] }];
+    let traces = {
+        let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+        run_agents(&mut model, &persona, &mut tools, &questions, &config).unwrap()
+    };
+    let memory_observations = |t: &persona_agent::Trace| -> String {
+        t.steps.iter().filter(|s| s.tool.as_deref() == Some("memory_search")).filter_map(|s| s.observation.clone()).collect::<Vec<_>>().join("\n")
+    };
+    let (hidden_run, open_run) = (memory_observations(&traces[0]), memory_observations(&traces[1]));
+    assert!(!hidden_run.is_empty() && !open_run.is_empty(), "{}\n---\n{}", traces[0].render(), traces[1].render());
+    let plots: Vec<&str> = hidden_texts.iter().map(|t| t.split("? ").nth(1).unwrap()).collect();
+    for plot in &plots {
+        assert!(!hidden_run.contains(plot), "hidden record returned: {plot}\n{hidden_run}");
+    }
+    assert!(plots.iter().any(|p| open_run.contains(p)), "the other run sees them: {open_run}");
 }

@@ -7,7 +7,7 @@ use persona_engine::Encoder;
 use persona_memory::Memory;
 use serde_json::{Map, Value};
 
-use super::{clip, Tool, ToolSpec};
+use super::{clip, CallContext, Tool, ToolSpec};
 use crate::error::Result;
 
 /// Searches one user's episodic memory.
@@ -59,9 +59,14 @@ impl Tool for MemorySearch<'_> {
     }
 
     fn call(&mut self, arguments: &Map<String, Value>) -> Result<String> {
+        self.call_in(arguments, &CallContext::default())
+    }
+
+    fn call_in(&mut self, arguments: &Map<String, Value>, context: &CallContext<'_>) -> Result<String> {
         let query = arguments.get("query").and_then(Value::as_str).unwrap_or_default();
-        let hits = self.memory.search(&self.user, query, self.k + self.exclude.len(), self.encoder)?;
-        let hits: Vec<_> = hits.into_iter().filter(|h| !self.exclude.contains(&h.record.id)).take(self.k).collect();
+        let hidden = |id: i64| self.exclude.contains(&id) || context.hidden_records.contains(&id);
+        let hits = self.memory.search(&self.user, query, self.k + self.exclude.len() + context.hidden_records.len(), self.encoder)?;
+        let hits: Vec<_> = hits.into_iter().filter(|h| !hidden(h.record.id)).take(self.k).collect();
         if hits.is_empty() {
             return Ok("This user has no past interactions yet.".to_string());
         }

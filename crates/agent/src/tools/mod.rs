@@ -91,12 +91,26 @@ impl ToolSpec {
     }
 }
 
+/// What a tool call knows about the question it serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallContext<'c> {
+    /// Memory records this question must not see: alignment replays a
+    /// user's interaction and must not retrieve its real answer.
+    pub hidden_records: &'c [i64],
+}
+
 /// A tool the agent can call.
 pub trait Tool {
     /// Its description.
     fn spec(&self) -> &ToolSpec;
     /// Runs it on checked arguments; returns the observation text.
     fn call(&mut self, arguments: &Map<String, Value>) -> Result<String>;
+    /// Runs it for one question of several that share the tool (see
+    /// [`CallContext`]). The default ignores the context.
+    fn call_in(&mut self, arguments: &Map<String, Value>, context: &CallContext<'_>) -> Result<String> {
+        let _ = context;
+        self.call(arguments)
+    }
     /// Whether this tool searches the user's own memory (the loop requires
     /// at least one such call per question).
     fn is_personal_memory(&self) -> bool {
@@ -210,6 +224,11 @@ impl<'a> ToolRegistry<'a> {
 
     /// Checks and runs a call.
     pub fn call(&mut self, call: &ToolCall) -> Result<String> {
+        self.call_in(call, &CallContext::default())
+    }
+
+    /// Checks and runs a call made for the question described by `context`.
+    pub fn call_in(&mut self, call: &ToolCall, context: &CallContext<'_>) -> Result<String> {
         let known: Vec<String> = self.tools.iter().map(|t| t.spec().name.clone()).collect();
         let tool = self
             .tools
@@ -217,7 +236,7 @@ impl<'a> ToolRegistry<'a> {
             .find(|t| t.spec().name == call.tool)
             .ok_or_else(|| AgentError::ToolCall(format!("unknown tool `{}` (known: {})", call.tool, known.join(", "))))?;
         tool.spec().validate(&call.arguments)?;
-        tool.call(&call.arguments)
+        tool.call_in(&call.arguments, context)
     }
 }
 

@@ -24,6 +24,11 @@ pub struct AlignArgs {
     /// Budget of the whole persona in tokens; longer rewrites are rejected.
     #[arg(long, default_value_t = AlignConfig::default().max_persona_tokens)]
     pub max_persona_tokens: usize,
+    /// Replay an iteration's interactions together, one batch per step
+    /// (faster where decoding is limited by memory bandwidth, e.g. on a
+    /// GPU; slower on a small CPU, see benches/RESULTS.md).
+    #[arg(long)]
+    pub lock_step: bool,
     /// Print the report as JSON (iterations, replays with traces,
     /// feedback, outcomes, initial and final persona).
     #[arg(long)]
@@ -38,6 +43,7 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         agent: args.agent.agent_config(),
         max_persona_tokens: args.max_persona_tokens,
         semantic: args.agent.semantic_config(),
+        lock_step: args.lock_step,
         ..AlignConfig::default()
     };
     // Refuse bad settings before loading anything.

@@ -63,6 +63,10 @@ pub struct LampArgs {
     /// Alignment: iterations (E).
     #[arg(long, default_value_t = 3)]
     pub iterations: usize,
+    /// Alignment: replay an iteration's interactions together, one batch
+    /// per step (see `persona align --lock-step`).
+    #[arg(long)]
+    pub lock_step: bool,
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
@@ -154,6 +158,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     let mut config = MethodConfig::with_seed(args.seed);
     config.align.batch = args.batch;
     config.align.iterations = args.iterations;
+    config.align.lock_step = args.lock_step;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.validate()?;
@@ -184,7 +189,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         "questions": source,
         "model": args.model,
         "model_sha256": sha,
-        "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia},
+        "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step},
         "seed": args.seed,
         "users": users,
         "questions_asked": examples.len(),
