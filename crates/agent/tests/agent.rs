@@ -60,15 +60,29 @@ fn history() -> Vec<NewRecord> {
         .collect()
 }
 
+/// Ann's history in a fresh store, the encyclopedia, the tiny model and a
+/// sci-fi persona.
+struct Fixture {
+    encoder: BertEncoder,
+    memory: Memory,
+    wiki: Encyclopedia,
+    model: GgufChatModel,
+    persona: String,
+}
+
+fn fixture(dir: &std::path::Path) -> Fixture {
+    let encoder = encoder();
+    let mut memory = Memory::open(dir).unwrap();
+    memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
+    let wiki = encyclopedia(dir);
+    let persona = persona_agent::persona::compose("This user loves science fiction and tags most films sci-fi.");
+    Fixture { encoder, memory, wiki, model: tiny(), persona }
+}
+
 #[test]
 fn constrained_tool_calls_are_always_valid() {
     let dir = tempfile::tempdir().unwrap();
-    let encoder = encoder();
-    let mut memory = Memory::open(dir.path()).unwrap();
-    memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
-    let wiki = encyclopedia(dir.path());
-    let mut model = tiny();
-    let persona = persona_agent::persona::compose("This user loves science fiction and tags most films sci-fi.");
+    let Fixture { encoder, mut memory, wiki, mut model, persona } = fixture(dir.path());
     let questions = [
         format!("Which tag fits this movie ({TAGS})? A lonely astronaut befriends an alien on the Moon."),
         format!("Which tag fits this movie ({TAGS})? Two strangers meet on a train and fall in love."),
@@ -146,12 +160,7 @@ fn lock_step_runs_give_the_traces_of_single_runs() {
     // another: the tiny model's kernels give the same logits for one row or
     // many, so every thought, call, observation and answer must agree.
     let dir = tempfile::tempdir().unwrap();
-    let encoder = encoder();
-    let mut memory = Memory::open(dir.path()).unwrap();
-    memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
-    let wiki = encyclopedia(dir.path());
-    let mut model = tiny();
-    let persona = persona_agent::persona::compose("This user loves science fiction and tags most films sci-fi.");
+    let Fixture { encoder, mut memory, wiki, mut model, persona } = fixture(dir.path());
     let texts = [
         format!("Which tag fits this movie ({TAGS})? A lonely astronaut befriends an alien on the Moon."),
         format!("Which tag fits this movie ({TAGS})? Two strangers meet on a train and fall in love."),
