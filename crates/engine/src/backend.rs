@@ -54,14 +54,15 @@ impl Backend {
     /// Loads the weights; `native` lets the own decoder use its Q4_1/Q5_0
     /// kernels, reading their matrices in place from the mapped file (CPU).
     pub(crate) fn load(arch: Architecture, content: Content, file: &File, device: &Device, native: bool) -> candle_core::Result<Self> {
-        let mut reader = BufReader::new(file);
-        let reader = &mut reader;
-        Ok(match arch {
-            Architecture::Llama | Architecture::Qwen2 => Self::load_own(arch, &content, file, device, native)?,
-            Architecture::Qwen3 => Backend::Candle(CandleWeights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, reader, device)?), device.clone()),
-            Architecture::Phi3 => Backend::Candle(CandleWeights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)?), device.clone()),
-            Architecture::Gemma3 => Backend::Candle(CandleWeights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, reader, device)?), device.clone()),
-        })
+        // candle's models read their tensors through a buffered reader.
+        let reader = || BufReader::new(file);
+        let weights = match arch {
+            Architecture::Llama | Architecture::Qwen2 => return Self::load_own(arch, &content, file, device, native),
+            Architecture::Qwen3 => CandleWeights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, &mut reader(), device)?),
+            Architecture::Phi3 => CandleWeights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, &mut reader(), device)?),
+            Architecture::Gemma3 => CandleWeights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader(), device)?),
+        };
+        Ok(Backend::Candle(weights, device.clone()))
     }
 
     /// Loads a model the own decoder runs ([`Decoder::supports`]); the

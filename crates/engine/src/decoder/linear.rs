@@ -51,7 +51,10 @@ impl Linear {
 
     /// The kernel and `(out, in)` when the own kernels take these weights.
     fn native_shape(native: bool, dtype: GgmlDType, shape: &Shape, device: &Device) -> Option<(Kind, usize, usize)> {
-        let kind = if native { native_kind(dtype, device)? } else { return None };
+        if !native {
+            return None;
+        }
+        let kind = native_kind(dtype, device)?;
         let (out, inner) = shape.dims2().ok()?;
         (inner % qkernels::BLOCK == 0).then_some((kind, out, inner))
     }
