@@ -183,4 +183,30 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("'a' is given twice"));
     let missing = persona(&data, &["bench", "compare", "--run", &format!("x={}", tmp.path().join("nowhere").display()), "--out", cmp.to_str().unwrap()]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("report.json"));
+
+    // A benchmark split by method: a method run alone gives the same outputs
+    // as beside others, and the parts merge into one report.
+    let lamp = |method: &str, dir: &std::path::Path| {
+        ok(&persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", method, "-m", "tiny", "--no-encyclopedia", "--out", dir.to_str().unwrap()]))
+    };
+    let raw_of = |dir: &std::path::Path, method: &str| -> Vec<Value> {
+        let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|r| r["method"] == method).map(|r| r["raw"].clone()).collect()
+    };
+    let (alone, icl) = (tmp.path().join("rag-alone"), tmp.path().join("icl"));
+    lamp("rag-1", &alone);
+    lamp("icl", &icl);
+    assert_eq!(raw_of(&alone, "rag-1"), raw_of(&out, "rag-1"));
+    let merged = tmp.path().join("merged");
+    let md = ok(&persona(&data, &["bench", "merge", "--run", alone.to_str().unwrap(), "--run", icl.to_str().unwrap(), "--out", merged.to_str().unwrap()]));
+    assert!(md.contains("| icl | 2 |") && md.contains("| rag-1 | 2 |") && !md.contains("| prompt |"), "{md}");
+    let report = |dir: &std::path::Path| -> Value { serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap() };
+    let (m, a) = (report(&merged), report(&alone));
+    assert_eq!(m["methods"]["rag-1"], a["methods"]["rag-1"]);
+    assert_eq!(m["meta"]["parts"].as_array().map(Vec::len), Some(2));
+    assert!(merged.join("report.md").is_file());
+    let twice = persona(&data, &["bench", "merge", "--run", out.to_str().unwrap(), "--run", alone.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
+    assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("method 'rag-1' is in both"));
+    let other_users = persona(&data, &["bench", "merge", "--run", icl.to_str().unwrap(), "--run", out2.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
+    assert!(!other_users.status.success() && String::from_utf8_lossy(&other_users.stderr).contains("differs"));
 }

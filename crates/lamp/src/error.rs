@@ -36,6 +36,9 @@ pub enum LampError {
         /// What went wrong.
         message: String,
     },
+    /// Reports that cannot be merged (different setups, a method twice).
+    #[error("merge: {0}")]
+    Merge(String),
     /// Predictions and golds do not line up.
     #[error("metrics: {0}")]
     Metrics(String),

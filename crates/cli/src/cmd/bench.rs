@@ -34,6 +34,9 @@ pub enum BenchCommand {
     /// Finished LaMP runs side by side (e.g. backbones, paper Fig. 4):
     /// table, JSON and a bar chart per task.
     Compare(crate::cmd::bench_compare::CompareArgs),
+    /// One report from runs that split a LaMP benchmark by method (same
+    /// set, model, seed and settings).
+    Merge(crate::cmd::bench_merge::MergeArgs),
     /// Internal: measure one model in this process and print JSON.
     #[command(hide = true)]
     EngineWorker(WorkerArgs),
@@ -126,6 +129,7 @@ pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
         BenchCommand::Scaling(args) => crate::cmd::bench_lamp::run_scaling(ctx, args),
         BenchCommand::Personas(args) => crate::cmd::bench_personas::run(ctx, args),
         BenchCommand::Compare(args) => crate::cmd::bench_compare::run(args),
+        BenchCommand::Merge(args) => crate::cmd::bench_merge::run(args),
         BenchCommand::EngineWorker(args) => {
             let m = match args.kind.as_str() {
                 "llama" => worker_llama(ctx, &args)?,

@@ -9,6 +9,7 @@ pub mod bench_compare;
 pub mod bench_personas;
 pub mod bench_reuse;
 pub mod bench_memory;
+pub mod bench_merge;
 pub mod chat;
 pub mod data;
 pub mod embed;

@@ -1,0 +1,43 @@
+//! `persona bench merge`: one report from `bench lamp` runs that split a
+//! benchmark by method (e.g. the baselines in one run, PersonaAgent in
+//! another, on different machines or days).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use persona_lamp::{markdown, merge, Report};
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// A finished run's folder (it holds report.json). Repeat for each part;
+    /// the parts must share the set, model, seed and settings, and no
+    /// method may be in two parts.
+    #[arg(long = "run", value_name = "DIR", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the merged report.json and report.md.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: MergeArgs) -> Result<()> {
+    let parts = args
+        .runs
+        .iter()
+        .map(|dir| {
+            let path = dir.join("report.json");
+            Report::read(&path).with_context(|| format!("--run {}", dir.display())).map(|r| (path, r))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let merged = merge(&parts)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
+    let set = match &merged.meta["questions"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let md = markdown(merged.task, &set, &merged.methods, &merged.meta);
+    std::fs::write(args.out.join("report.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
