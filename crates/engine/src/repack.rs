@@ -24,7 +24,7 @@ const SLOW_TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType:
 
 /// Whether a tensor would be repacked.
 fn is_slow(dtype: GgmlDType, dims: &[usize]) -> bool {
-    SLOW_TYPES.contains(&dtype) && dims.len() == 2 && dims[1] % 32 == 0
+    SLOW_TYPES.contains(&dtype) && dims.len() == 2 && dims[1].is_multiple_of(32)
 }
 
 /// Whether any tensor of the file uses a type without a SIMD kernel in
@@ -52,7 +52,7 @@ const Q8_0_BLOCK: usize = 34;
 /// `q` meaning `d * (q - 16)`, which fit Q8_0's `d * i8` with the same scale.
 /// Returns `None` if the data is not whole blocks.
 pub fn q5_0_to_q8_0(data: &[u8]) -> Option<Vec<u8>> {
-    if data.len() % Q5_0_BLOCK != 0 {
+    if !data.len().is_multiple_of(Q5_0_BLOCK) {
         return None;
     }
     let mut out = Vec::with_capacity(data.len() / Q5_0_BLOCK * Q8_0_BLOCK);

@@ -82,7 +82,7 @@ pub(crate) fn vector_to_bytes(v: &[f32]) -> Vec<u8> {
 
 /// Decodes a stored vector; `None` if the byte length is not a multiple of 4.
 pub(crate) fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

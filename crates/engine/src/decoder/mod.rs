@@ -133,7 +133,7 @@ impl Decoder {
             rope_base: md("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(10_000.0),
             rope_neox: arch == Architecture::Qwen2,
         };
-        if config.kv_heads == 0 || heads % config.kv_heads != 0 || head_dim * heads != hidden {
+        if config.kv_heads == 0 || !heads.is_multiple_of(config.kv_heads) || head_dim * heads != hidden {
             candle_core::bail!("unsupported head layout: {heads} heads, {} kv heads, width {hidden}", config.kv_heads);
         }
         let embedded = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);
