@@ -19,6 +19,7 @@ mod linear;
 mod mapped;
 pub mod prefix;
 pub mod qkernels;
+pub(crate) mod qtile;
 
 use std::collections::HashMap;
 
