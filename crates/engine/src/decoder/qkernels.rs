@@ -22,11 +22,14 @@
 //!
 //! The work is split over output rows (tasks of 16) on candle's own CPU
 //! pool (the one its quantized matmuls use: a second pool would make the
-//! two spin against each other on a 2-core machine). Decoding reads each
-//! weight row one after the next. Prefill on AVX-512 VNNI repacks a task's
-//! 16 rows so that each 512-bit lane holds a different row
-//! ([`super::qtile`]): four activation bytes are broadcast per `vpdpbusd`
-//! for sixteen outputs, with no horizontal sums.
+//! two spin against each other on a 2-core machine). Decoding one sequence
+//! reads each weight row one after the next (reading two side by side was
+//! 3x slower on a matrix larger than the caches: the prefetcher follows
+//! one stream best); a batch of two to seven rows decodes each weight
+//! block once for four of them. From eight rows on (prefill), AVX-512 VNNI
+//! repacks a task's 16 weight rows so that each 512-bit lane holds a
+//! different row ([`super::qtile`]): four activation bytes are broadcast
+//! per `vpdpbusd` for sixteen outputs, with no horizontal sums.
 //!
 //! `cargo run --release -p persona-engine --example qmatmul_speed` times
 //! one product.
@@ -151,7 +154,7 @@ pub fn quantize_rows(x: &[f32], k: usize) -> Vec<ActBlock> {
 
 /// Activation rows from which prefill takes the repacked path (below it,
 /// repacking a task's weights would cost more than it saves).
-const PACK_FROM_ROWS: usize = 4;
+const PACK_FROM_ROWS: usize = 8;
 
 /// `out[i * n + j] = dot(x row i, weight row j)` for `m` activation rows and
 /// `n` weight rows of `k` values each. `weights` holds `n * k / 32` blocks of
@@ -215,10 +218,16 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
         }
         if isa > Isa::Portable {
             let vnni = isa == Isa::Avx512Vnni;
-            for i in 0..m {
+            if m == 1 {
                 // SAFETY: `isa` was detected on this CPU (AVX2 + FMA, and
                 // the AVX-512 VNNI features for `vnni`).
-                unsafe { if vnni { avx2::rows_vnni(w, act(i), out, m, i) } else { avx2::rows(w, act(i), out, m, i) } };
+                unsafe { if vnni { avx2::rows_vnni(w, act(0), out, m, 0) } else { avx2::rows(w, act(0), out, m, 0) } };
+                return;
+            }
+            for i in (0..m).step_by(4) {
+                let group: Vec<&[ActBlock]> = (i..m.min(i + 4)).map(act).collect();
+                // SAFETY: as above.
+                unsafe { if vnni { avx2::group_vnni(w, &group, out, m, i) } else { avx2::group(w, &group, out, m, i) } };
             }
             return;
         }
@@ -399,7 +408,48 @@ mod avx2 {
     /// unsigned weight bytes by 32 signed activation bytes, `$high`
     /// expands Q5_0's high bits.
     macro_rules! rows_for {
-        ($rows:ident, $row:ident, $features:literal, $idot:ident, $high:ident) => {
+        ($rows:ident, $row:ident, $group:ident, $features:literal, $idot:ident, $high:ident) => {
+            /// Dot products of every weight row of `w` with up to four
+            /// activation rows `acts` (those from `i` on) into `out[r * m +
+            /// i + k]`: each weight block is decoded once for all of them
+            /// and one horizontal reduction gives their four integer sums
+            /// (decoding batches of a few sequences).
+            #[target_feature(enable = $features)]
+            pub(super) fn $group(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
+                let size = w.kind.block_bytes();
+                let n = acts.len().min(4);
+                for r in 0..w.rows() {
+                    let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
+                    for (b, block) in w.row(r).chunks_exact(size).enumerate() {
+                        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                        let (u, m) = match w.kind {
+                            Kind::Q4_1 => {
+                                let Ok(qs) = <&[u8; 16]>::try_from(&block[4..20]) else { return };
+                                (nibbles(qs), f16::from_le_bytes([block[2], block[3]]).to_f32())
+                            }
+                            Kind::Q5_0 => {
+                                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                                let Ok(qs) = <&[u8; 16]>::try_from(&block[6..22]) else { return };
+                                (_mm256_or_si256(nibbles(qs), $high(qh)), -16.0 * d)
+                            }
+                        };
+                        let mut p = [_mm256_setzero_si256(); 4];
+                        for k in 0..n {
+                            p[k] = $idot(u, load_acts(&acts[k][b]));
+                        }
+                        let sums = hsum4_i32(p[0], p[1], p[2], p[3]);
+                        for k in 0..n {
+                            let a = &acts[k][b];
+                            acc[k] = (sums[k] as f32).mul_add(d * a.d, acc[k]);
+                            off[k] = m.mul_add(a.s, off[k]);
+                        }
+                    }
+                    for k in 0..n {
+                        out[r * m + i + k] = acc[k] + off[k];
+                    }
+                }
+            }
+
             /// Dot products of every weight row of `w` with the activation
             /// row `act` into `out[r * m + i]`: one weight row after the
             /// next (as the weights stream from memory when decoding). The
@@ -454,8 +504,8 @@ mod avx2 {
         };
     }
 
-    rows_for!(rows, row, "avx2,fma", idot, high_bits);
-    rows_for!(rows_vnni, row_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+    rows_for!(rows, row, group, "avx2,fma", idot, high_bits);
+    rows_for!(rows_vnni, row_vnni, group_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
 }
 
 #[cfg(test)]
@@ -513,14 +563,18 @@ mod tests {
 
     #[test]
     fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
+        // Six rows take the path for small batches, eleven the repacked
+        // prefill path (on AVX-512 VNNI); 20 weight rows leave a partial task.
         for kind in [Kind::Q4_1, Kind::Q5_0] {
-            let (n, k, m) = (20, 64, 6);
-            let w = blocks(kind, n * k / BLOCK, 11);
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 17.0).collect();
-            let all = matmul(kind, &w, n, k, &x, m);
-            for i in 0..m {
-                let alone = matmul(kind, &w, n, k, &x[i * k..(i + 1) * k], 1);
-                assert_eq!(alone, all[i * n..(i + 1) * n].to_vec(), "{kind:?} row {i}");
+            for m in [6, 11] {
+                let (n, k) = (20, 160);
+                let w = blocks(kind, n * k / BLOCK, 11);
+                let x: Vec<f32> = (0..m * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 17.0).collect();
+                let all = matmul(kind, &w, n, k, &x, m);
+                for i in 0..m {
+                    let alone = matmul(kind, &w, n, k, &x[i * k..(i + 1) * k], 1);
+                    assert_eq!(alone, all[i * n..(i + 1) * n].to_vec(), "{kind:?} m={m} row {i}");
+                }
             }
         }
     }
@@ -529,9 +583,10 @@ mod tests {
     fn every_instruction_set_gives_the_same_bits() {
         // On a CPU without AVX-512 VNNI the fast path falls back to AVX2:
         // the test still compares what runs with the portable definition.
-        // Seven activation rows: the repacked prefill path and the row path.
+        // Nine activation rows: the repacked prefill path (AVX-512 VNNI)
+        // against the small-batch path (AVX2) and plain Rust.
         for kind in [Kind::Q4_1, Kind::Q5_0] {
-            let (n, k, m) = (19, 128, 7);
+            let (n, k, m) = (19, 128, 9);
             let w = blocks(kind, n * k / BLOCK, 5);
             // Activations that reach +-127 after quantization in every block.
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 29 % 89) as f32 - 44.0) / 11.0).collect();
