@@ -80,7 +80,24 @@ enum Command {
     Bench(cmd::bench::BenchCommand),
 }
 
+/// Restores the default action of SIGPIPE (Rust ignores it, so `persona
+/// ... | head` would make `println!` panic on the closed pipe): the process
+/// ends quietly when its reader goes away, as command-line tools do.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn quiet_broken_pipe() {
+    // SAFETY: setting a signal's disposition to the default action at
+    // startup, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_broken_pipe() {}
+
 fn main() {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         // Candle's CPU kernels size their pools from these at first use.

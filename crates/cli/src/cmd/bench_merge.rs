@@ -32,8 +32,10 @@ pub fn run(args: MergeArgs) -> Result<()> {
     let merged = merge(&parts)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
+    // One set, or the same set rebuilt in each part's folder.
     let set = match &merged.meta["questions"] {
         serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(all) => all.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" + "),
         other => other.to_string(),
     };
     let md = markdown(merged.task, &set, &merged.methods, &merged.meta);
