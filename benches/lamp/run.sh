@@ -5,17 +5,20 @@
 #
 #   BIN=target/release/persona RAW=../shared/data OUT=/tmp/lamp-runs benches/lamp/run.sh
 #
-# The work is split by method into two parts per set, each its own
-# `bench lamp` run (resumable: rerun to continue), so that a part fits in
-# one sitting of a 2-core machine:
-#   base     the seven baselines and the three cheap ablations (~80 min/set)
+# The work is split by method into parts, each its own `bench lamp` run
+# (resumable: rerun to continue), so that a part fits in one sitting of a
+# 2-core machine:
+#   direct   Prompt, ICL, RAG-1, RAG-4, MemBank: one model call each (~10 min/set)
+#   agents   PAG-4 (writes the semantic memory), ReAct and the three
+#            ablations that need no alignment (~50 min/set)
+#   base     direct + agents in one run (LaMP-2N-style was run this way)
 #   aligned  PersonaAgent and no-action, which align each user's persona
-#            first (~5.5 min per user, ~2 h/set)
+#            first (~2 h/set)
 # Every call is seeded on its own and only MemBank carries state across
 # users (inside its part), so a method scores the same in either part.
 # Parts already reported in benches/lamp/reports/ are skipped (CHUNKS
 # overrides the list). Then, per set:
-#   $BIN bench merge --run OUT/<set>-base --run OUT/<set>-aligned --out OUT/<set>
+#   $BIN bench merge --run OUT/<set>-direct --run OUT/<set>-agents --run OUT/<set>-aligned --out OUT/<set>
 # and copy OUT/<set>-<part>/report.{md,json} and OUT/<set>/report.{md,json}
 # here (never results.jsonl or the rebuilt sets: they hold the data).
 set -u
@@ -25,16 +28,24 @@ OUT=${OUT:-/tmp/lamp-runs}
 USERS=${USERS:-20}
 THREADS=${THREADS:-2}
 REPORTS=${REPORTS:-$(dirname "$0")/reports}
-BASE=prompt,icl,rag-1,rag-4,pag-4,react,membank,no-alignment,no-persona,no-memory
+DIRECT=prompt,icl,rag-1,rag-4,membank
+AGENTS=pag-4,react,no-alignment,no-persona,no-memory
 ALIGNED=persona-agent,no-action
-ALL="LaMP-2N:base LaMP-1:base LaMP-2M:base LaMP-3:base LaMP-2N:aligned LaMP-1:aligned LaMP-2M:aligned LaMP-3:aligned"
+ALL="LaMP-2N:base LaMP-1:direct LaMP-2M:direct LaMP-3:direct LaMP-1:agents LaMP-2M:agents LaMP-3:agents
+     LaMP-2N:aligned LaMP-1:aligned LaMP-2M:aligned LaMP-3:aligned"
 for spec in ${CHUNKS:-$ALL}; do
   T=${spec%%:*}; C=${spec##*:}
   if [ -z "${CHUNKS:-}" ] && [ -f "$REPORTS/$T-$C.json" ]; then
     echo "=== $T $C: already reported in $REPORTS"
     continue
   fi
-  if [ "$C" = base ]; then M=$BASE; else M=$ALIGNED; fi
+  case "$C" in
+    direct) M=$DIRECT ;;
+    agents) M=$AGENTS ;;
+    base) M=$DIRECT,$AGENTS ;;
+    aligned) M=$ALIGNED ;;
+    *) echo "unknown part '$C' (direct, agents, base, aligned)"; exit 2 ;;
+  esac
   echo "=== $(date -u +%FT%TZ) $T $C users=$USERS"
   "$BIN" --threads "$THREADS" bench lamp --task "$T" --raw "$RAW" --users "$USERS" \
     --method "$M" --seed 42 --out "$OUT/$T-$C" < /dev/null || echo "FAILED $T $C"
