@@ -408,7 +408,24 @@ mod avx2 {
     /// unsigned weight bytes by 32 signed activation bytes, `$high`
     /// expands Q5_0's high bits.
     macro_rules! rows_for {
-        ($rows:ident, $row:ident, $group:ident, $features:literal, $idot:ident, $high:ident) => {
+        ($rows:ident, $row:ident, $group:ident, $unpack:ident, $features:literal, $idot:ident, $high:ident) => {
+            /// One weight block as the products use it: the 32 unsigned
+            /// weights (Q5_0's high bits expanded by `$high`), the scale `d`
+            /// and the offset `m` per unit of activation sum (see
+            /// [`super::unsigned_block`]); `None` for a short block.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn $unpack(kind: Kind, block: &[u8]) -> Option<(__m256i, f32, f32)> {
+                let d = f16::from_le_bytes([*block.first()?, *block.get(1)?]).to_f32();
+                Some(match kind {
+                    Kind::Q4_1 => (nibbles(<&[u8; 16]>::try_from(block.get(4..20)?).ok()?), d, f16::from_le_bytes([block[2], block[3]]).to_f32()),
+                    Kind::Q5_0 => {
+                        let qh = u32::from_le_bytes(<[u8; 4]>::try_from(block.get(2..6)?).ok()?);
+                        (_mm256_or_si256(nibbles(<&[u8; 16]>::try_from(block.get(6..22)?).ok()?), $high(qh)), d, -16.0 * d)
+                    }
+                })
+            }
+
             /// Dot products of every weight row of `w` with up to four
             /// activation rows `acts` (those from `i` on) into `out[r * m +
             /// i + k]`: each weight block is decoded once for all of them
@@ -421,18 +438,7 @@ mod avx2 {
                 for r in 0..w.rows() {
                     let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
                     for (b, block) in w.row(r).chunks_exact(size).enumerate() {
-                        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-                        let (u, m) = match w.kind {
-                            Kind::Q4_1 => {
-                                let Ok(qs) = <&[u8; 16]>::try_from(&block[4..20]) else { return };
-                                (nibbles(qs), f16::from_le_bytes([block[2], block[3]]).to_f32())
-                            }
-                            Kind::Q5_0 => {
-                                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-                                let Ok(qs) = <&[u8; 16]>::try_from(&block[6..22]) else { return };
-                                (_mm256_or_si256(nibbles(qs), $high(qh)), -16.0 * d)
-                            }
-                        };
+                        let Some((u, d, m)) = $unpack(w.kind, block) else { return };
                         let mut p = [_mm256_setzero_si256(); 4];
                         for k in 0..n {
                             p[k] = $idot(u, load_acts(&acts[k][b]));
@@ -468,21 +474,11 @@ mod avx2 {
             #[target_feature(enable = $features)]
             fn $row(kind: Kind, w: &[u8], act: &[ActBlock]) -> f32 {
                 let size = kind.block_bytes();
-                let unpack = |block: &[u8]| -> Option<(__m256i, f32, f32)> {
-                    let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-                    Some(match kind {
-                        Kind::Q4_1 => (nibbles(<&[u8; 16]>::try_from(&block[4..20]).ok()?), d, f16::from_le_bytes([block[2], block[3]]).to_f32()),
-                        Kind::Q5_0 => {
-                            let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-                            (_mm256_or_si256(nibbles(<&[u8; 16]>::try_from(&block[6..22]).ok()?), $high(qh)), d, -16.0 * d)
-                        }
-                    })
-                };
                 let (mut acc, mut off) = (0f32, 0f32);
                 let mut quads = w.chunks_exact(4 * size).zip(act.chunks_exact(4));
                 for (four, a) in quads.by_ref() {
                     let (Some((u0, d0, m0)), Some((u1, d1, m1)), Some((u2, d2, m2)), Some((u3, d3, m3))) =
-                        (unpack(&four[..size]), unpack(&four[size..2 * size]), unpack(&four[2 * size..3 * size]), unpack(&four[3 * size..]))
+                        ($unpack(kind, &four[..size]), $unpack(kind, &four[size..2 * size]), $unpack(kind, &four[2 * size..3 * size]), $unpack(kind, &four[3 * size..]))
                     else {
                         return 0.0;
                     };
@@ -494,7 +490,7 @@ mod avx2 {
                 }
                 let done = w.len() / (4 * size) * 4;
                 for (block, a) in w[done * size..].chunks_exact(size).zip(&act[done..]) {
-                    let Some((u, d, m)) = unpack(block) else { return 0.0 };
+                    let Some((u, d, m)) = $unpack(kind, block) else { return 0.0 };
                     let isum = hsum_i32($idot(u, load_acts(a)));
                     acc = (isum as f32).mul_add(d * a.d, acc);
                     off = m.mul_add(a.s, off);
@@ -504,8 +500,8 @@ mod avx2 {
         };
     }
 
-    rows_for!(rows, row, group, "avx2,fma", idot, high_bits);
-    rows_for!(rows_vnni, row_vnni, group_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+    rows_for!(rows, row, group, unpack, "avx2,fma", idot, high_bits);
+    rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
 }
 
 #[cfg(test)]
