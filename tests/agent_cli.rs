@@ -114,6 +114,22 @@ fn persona_analysis_compares_the_users_personas() {
         assert!(std::fs::metadata(out.join(plot)).unwrap().len() > 1000, "{plot}");
     }
     assert!(std::fs::read_to_string(out.join("map.svg")).unwrap().contains("bob"));
+    // An earlier version: ann's rewrite is compared against nobody's at
+    // version 2, her initial persona against the others' at version 1.
+    {
+        let mut store = persona_memory::Store::open(&data).unwrap();
+        let ann = store.require_user("ann").unwrap();
+        store.add_persona_version(&ann, "Cooking and bees.", None, None).unwrap();
+    }
+    let md = ok(&persona(&data, &["bench", "personas", "--version", "1", "--out", out.to_str().unwrap()]));
+    assert!(md.contains("3 users") && md.contains("version 1"), "{md}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("personas.json")).unwrap()).unwrap();
+    assert!((report["jaccard"][0][1].as_f64().unwrap() - 4.0 / 7.0).abs() < 1e-9, "{report}");
+    let md = ok(&persona(&data, &["bench", "personas", "--out", out.to_str().unwrap()]));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("personas.json")).unwrap()).unwrap();
+    assert!(md.contains("latest") && report["users"][0]["version"] == 2 && report["jaccard"][0][2].as_f64().unwrap() > 0.0, "{md}");
+    let err = persona(&data, &["bench", "personas", "--version", "2", "--out", out.to_str().unwrap()]);
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("1 user(s) with a persona version 2"));
     // Fewer than two personas: a clear error.
     let lonely = tmp.path().join("lonely");
     persona_memory::Store::open(&lonely).unwrap();

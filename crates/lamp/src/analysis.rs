@@ -2,7 +2,42 @@
 //! personas are to each other, by the Jaccard similarity of their word sets,
 //! and a 2-D map of their embeddings (the two principal components).
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
+
+/// Orders names the way a reader counts: runs of digits compare as numbers,
+/// so `lamp-2` comes before `lamp-10` (ties fall back to plain order).
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut digit = None;
+        for (i, c) in s.char_indices() {
+            let d = c.is_ascii_digit();
+            if digit.is_some_and(|prev| prev != d) {
+                out.push((digit == Some(true), &s[start..i]));
+                start = i;
+            }
+            digit = Some(d);
+        }
+        if start < s.len() {
+            out.push((digit == Some(true), &s[start..]));
+        }
+        out
+    }
+    let number = |t: &str| (t.trim_start_matches('0').len(), t.trim_start_matches('0').to_owned());
+    let (x, y) = (chunks(a), chunks(b));
+    for (p, q) in x.iter().zip(&y) {
+        let order = match (p, q) {
+            ((true, m), (true, n)) => number(m).cmp(&number(n)),
+            ((_, m), (_, n)) => m.cmp(n),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    x.len().cmp(&y.len()).then_with(|| a.cmp(b))
+}
 
 /// The set of lowercased words of a text.
 pub fn word_set(text: &str) -> BTreeSet<String> {
@@ -83,6 +118,15 @@ pub fn pca_2d(vectors: &[Vec<f32>]) -> Vec<[f64; 2]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_sort_with_their_numbers_as_numbers() {
+        let mut names = vec!["lamp-10", "lamp-2", "bob", "lamp-1", "lamp-02", "lamp-", "lamp-19", "alice7"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["alice7", "bob", "lamp-", "lamp-1", "lamp-02", "lamp-2", "lamp-10", "lamp-19"]);
+        assert_eq!(natural_cmp("a2b", "a10a"), Ordering::Less);
+        assert_eq!(natural_cmp("x", "x"), Ordering::Equal);
+    }
 
     #[test]
     fn jaccard_of_word_sets() {

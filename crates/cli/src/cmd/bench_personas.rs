@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use persona_engine::Encoder;
-use persona_lamp::analysis::{jaccard_matrix, pca_2d};
+use persona_lamp::analysis::{jaccard_matrix, natural_cmp, pca_2d};
 use persona_lamp::plot::{heatmap, scatter, Labels};
 use serde_json::json;
 
@@ -20,6 +20,11 @@ pub struct PersonasArgs {
     /// for a `bench lamp` run, its `OUT/memory`.
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
+    /// Compare each user's N-th persona version (1 = the initial persona,
+    /// before any alignment); users with fewer versions are left out.
+    /// Default: each user's latest version.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub version: Option<u32>,
     /// Encoder for the 2-D map.
     #[arg(long, default_value = DEFAULT_ENCODER)]
     pub encoder: String,
@@ -35,12 +40,18 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
     for summary in memory.store().users()? {
         let user = memory.store().require_user(&summary.id)?;
         let versions = memory.store().persona_versions(&user)?;
-        if let Some(latest) = versions.last() {
-            users.push((summary.id.clone(), latest.version, versions.len(), latest.text.clone()));
+        let chosen = match args.version {
+            Some(n) => versions.get(n as usize - 1),
+            None => versions.last(),
+        };
+        if let Some(p) = chosen {
+            users.push((summary.id.clone(), p.version, versions.len(), p.text.clone()));
         }
     }
+    users.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     if users.len() < 2 {
-        bail!("{} has {} user(s) with a persona; the analysis needs at least two", dir.display(), users.len());
+        let which = args.version.map_or_else(|| "a persona".to_owned(), |n| format!("a persona version {n}"));
+        bail!("{} has {} user(s) with {which}; the analysis needs at least two", dir.display(), users.len());
     }
     let texts: Vec<&str> = users.iter().map(|u| u.3.as_str()).collect();
     let jaccard = jaccard_matrix(&texts);
@@ -53,12 +64,14 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let report = json!({
         "store": dir.display().to_string(),
+        "version": args.version,
         "users": users.iter().zip(&map).map(|((id, v, count, text), p)| json!({"user": id, "version": v, "versions": count, "text": text, "map": p})).collect::<Vec<_>>(),
         "jaccard": jaccard,
         "mean_pairwise_jaccard": mean,
     });
     std::fs::write(args.out.join("personas.json"), serde_json::to_string_pretty(&report)?)?;
-    let mut md = format!("# Persona similarity\n\n{n} users from {}; mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n", dir.display());
+    let which = args.version.map_or_else(|| "latest".to_owned(), |v| format!("version {v}"));
+    let mut md = format!("# Persona similarity\n\n{n} users from {} (each user's {which} persona); mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n", dir.display());
     md.push_str(&format!("| user | version | map x | map y | {} |\n", users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(" | ")));
     md.push_str(&format!("|---|---|---|---|{}\n", "---|".repeat(n)));
     for (i, (id, v, _, _)) in users.iter().enumerate() {
