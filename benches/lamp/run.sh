@@ -8,12 +8,12 @@
 # The work is split by method into parts, each its own `bench lamp` run
 # (resumable: rerun to continue), so that a part fits in one sitting of a
 # 2-core machine:
-#   direct   Prompt, ICL, RAG-1, RAG-4, MemBank: one model call each (~10 min/set)
+#   direct   Prompt, ICL, RAG-1, RAG-4, MemBank: one model call each (3-4 min/set on 43e7ebf)
 #   agents   PAG-4 (writes the semantic memory), ReAct and the three
-#            ablations that need no alignment (~50 min/set)
+#            ablations that need no alignment (15-20 min/set)
 #   base     direct + agents in one run (LaMP-2N-style was run this way)
 #   aligned  PersonaAgent and no-action, which align each user's persona
-#            first (~2 h/set)
+#            first (~55 min/set)
 # Every call is seeded on its own and only MemBank carries state across
 # users (inside its part), so a method scores the same in either part.
 # Parts already reported in benches/lamp/reports/ are skipped (CHUNKS
