@@ -129,7 +129,7 @@ fn persona_analysis_compares_the_users_personas() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("personas.json")).unwrap()).unwrap();
     assert!(md.contains("latest") && report["users"][0]["version"] == 2 && report["jaccard"][0][2].as_f64().unwrap() > 0.0, "{md}");
     let err = persona(&data, &["bench", "personas", "--version", "2", "--out", out.to_str().unwrap()]);
-    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("1 user(s) with a persona version 2"));
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("1 user(s) with a version 2 persona"));
     // Fewer than two personas: a clear error.
     let lonely = tmp.path().join("lonely");
     persona_memory::Store::open(&lonely).unwrap();

@@ -50,8 +50,7 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
     }
     users.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     if users.len() < 2 {
-        let which = args.version.map_or_else(|| "a persona".to_owned(), |n| format!("a persona version {n}"));
-        bail!("{} has {} user(s) with {which}; the analysis needs at least two", dir.display(), users.len());
+        bail!("{} has {} user(s) with a {} persona; the analysis needs at least two", dir.display(), users.len(), which_version(args.version));
     }
     let texts: Vec<&str> = users.iter().map(|u| u.3.as_str()).collect();
     let jaccard = jaccard_matrix(&texts);
@@ -70,8 +69,7 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
         "mean_pairwise_jaccard": mean,
     });
     std::fs::write(args.out.join("personas.json"), serde_json::to_string_pretty(&report)?)?;
-    let which = args.version.map_or_else(|| "latest".to_owned(), |v| format!("version {v}"));
-    let mut md = format!("# Persona similarity\n\n{n} users from {} (each user's {which} persona); mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n", dir.display());
+    let mut md = format!("# Persona similarity\n\n{n} users from {} (each user's {} persona); mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n", dir.display(), which_version(args.version));
     md.push_str(&format!("| user | version | map x | map y | {} |\n", users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(" | ")));
     md.push_str(&format!("|---|---|---|---|{}\n", "---|".repeat(n)));
     for (i, (id, v, _, _)) in users.iter().enumerate() {
@@ -88,4 +86,9 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
         eprintln!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// Which persona version the analysis compares, in words ("latest", "version 1").
+fn which_version(version: Option<u32>) -> String {
+    version.map_or_else(|| "latest".to_owned(), |v| format!("version {v}"))
 }
