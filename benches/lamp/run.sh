@@ -13,7 +13,7 @@
 #            ablations that need no alignment (15-20 min/set)
 #   base     direct + agents in one run (LaMP-2N-style was run this way)
 #   aligned  PersonaAgent and no-action, which align each user's persona
-#            first (~55 min/set)
+#            first (53-114 min/set, 2.5-3.5 min per user alone)
 # Every call is seeded on its own and only MemBank carries state across
 # users (inside its part), so a method scores the same in either part.
 # Parts already reported in benches/lamp/reports/ are skipped (CHUNKS
