@@ -134,14 +134,13 @@ fn persona_analysis_compares_the_users_personas() {
     let lonely = tmp.path().join("lonely");
     persona_memory::Store::open(&lonely).unwrap();
     let err = persona(&lonely, &["bench", "personas", "--out", out.to_str().unwrap()]);
-    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("at least two"));
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stderr).contains("0 user(s) with a persona; the analysis needs at least two"));
 }
 
-#[test]
-fn bench_lamp_runs_scores_and_resumes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (q, o) = (tmp.path().join("q.json"), tmp.path().join("o.json"));
+/// A two-user LaMP-3 set in the official format; returns the questions
+/// file, the outputs file and the questions.
+fn rating_set(dir: &Path) -> (PathBuf, PathBuf, Value) {
+    let (q, o) = (dir.join("q.json"), dir.join("o.json"));
     let questions = serde_json::json!([
         {"id": "u1/1", "input": "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without further explanation. review: Perfect strings.",
          "profile": [{"id": "a", "text": "Love it", "score": "5"}, {"id": "b", "text": "Bad", "score": "1"}]},
@@ -150,6 +149,14 @@ fn bench_lamp_runs_scores_and_resumes() {
     ]);
     std::fs::write(&q, questions.to_string()).unwrap();
     std::fs::write(&o, r#"{"task": "LaMP-3", "golds": [{"id": "u1/1", "output": "5"}, {"id": "u2/1", "output": "1"}]}"#).unwrap();
+    (q, o, questions)
+}
+
+#[test]
+fn bench_lamp_runs_scores_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (q, o, questions) = rating_set(tmp.path());
     let out = tmp.path().join("run");
     let args = ["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "prompt,rag-1", "-m", "tiny", "--no-encyclopedia", "--out", out.to_str().unwrap()];
     let md = ok(&persona(&data, &args));
@@ -166,6 +173,11 @@ fn bench_lamp_runs_scores_and_resumes() {
     // A rerun finds everything done and writes the same report.
     ok(&persona(&data, &args));
     assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results);
+    // A rerun with other settings would mix two setups in one results file.
+    let other = persona(&data, &[&args[..], &["-k", "2"]].concat());
+    let e = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success() && e.contains("config.K = 4, this run has config.K = 2"), "{e}");
+    assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results, "the results are kept");
     let bad = persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "best", "--out", out.to_str().unwrap()]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown method 'best'"));
 
@@ -225,4 +237,42 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("method 'rag-1' is in both"));
     let other_users = persona(&data, &["bench", "merge", "--run", icl.to_str().unwrap(), "--run", out2.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
     assert!(!other_users.status.success() && String::from_utf8_lossy(&other_users.stderr).contains("differs"));
+}
+
+#[test]
+fn bench_scaling_sweeps_a_setting_and_plots_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (q, o, _) = rating_set(tmp.path());
+    let out = tmp.path().join("scaling");
+    let sweep = |values: &str| {
+        persona(&data, &["bench", "scaling", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--users", "1", "--method", "no-alignment", "-m", "tiny", "--no-encyclopedia", "--param", "K", "--values", values, "--out", out.to_str().unwrap()])
+    };
+    let md = ok(&sweep("1,2"));
+    assert!(md.contains("| K | method |") && md.contains("| 1 | no-alignment | 1 |") && md.contains("| 2 | no-alignment | 1 |"), "{md}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("scaling.json")).unwrap()).unwrap();
+    assert_eq!((report["task"].as_str(), report["param"].as_str()), (Some("LaMP-3"), Some("K")));
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.iter().map(|p| p["value"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    for p in points {
+        let s = &p["methods"]["no-alignment"];
+        assert!(s["n"] == 1 && s["mae"].is_number() && s["ci"]["mae"]["low"].is_number(), "{s}");
+    }
+    // Each value ran in its own folder with that value in its settings.
+    for k in [1, 2] {
+        let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("K-{k}/report.json"))).unwrap()).unwrap();
+        assert_eq!(run["meta"]["config"]["K"], k);
+        assert_eq!(std::fs::read_to_string(out.join(format!("K-{k}/results.jsonl"))).unwrap().lines().count(), 1);
+    }
+    assert_eq!(std::fs::read_to_string(out.join("scaling.md")).unwrap().trim(), md.trim());
+    for f in ["scaling-K.svg", "scaling-K.png"] {
+        assert!(std::fs::metadata(out.join(f)).unwrap().len() > 1000, "{f}");
+    }
+    assert!(std::fs::read_to_string(out.join("scaling-K.svg")).unwrap().contains("no-alignment"));
+    // Bad values are refused before anything runs.
+    for (values, says) in [("1,0", "K must be at least 1"), ("2,2", "K = 2 is given twice")] {
+        let bad = sweep(values);
+        let e = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && e.contains(says), "{e}");
+    }
 }

@@ -39,6 +39,18 @@ pub enum LampError {
     /// Reports that cannot be merged (different setups, a method twice).
     #[error("merge: {0}")]
     Merge(String),
+    /// An output folder holds results made with other settings than this run's.
+    #[error("{path}: its results were made with {key} = {was}, this run has {key} = {now}; rerun with the same settings to resume, or choose another output folder")]
+    Settings {
+        /// The folder's settings file.
+        path: PathBuf,
+        /// The first setting that differs.
+        key: String,
+        /// Its value in the folder.
+        was: String,
+        /// Its value in this run.
+        now: String,
+    },
     /// Predictions and golds do not line up.
     #[error("metrics: {0}")]
     Metrics(String),

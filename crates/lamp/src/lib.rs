@@ -32,5 +32,5 @@ pub use methods::{Method, MethodConfig, Resources};
 pub use metrics::{bootstrap, classification, rating, Classification, Interval, Rating};
 pub use parse::{parse_output, Parsed, Reading};
 pub use report::{markdown, score_all, MethodScores};
-pub use runner::{read_results, run, ResultRow, RunEvent};
+pub use runner::{pin_settings, read_results, run, settings_path, ResultRow, RunEvent};
 pub use task::Task;

@@ -201,8 +201,13 @@ struct Bars<'a> {
 }
 
 impl Figure for Bars<'_> {
+    /// Wide enough for each group's bars and for its label under them (at
+    /// the 13 px label font, about 8 px a character), so that labels such
+    /// as `persona-agent` and `no-alignment` never run into each other.
     fn size(&self) -> (u32, u32) {
-        (((self.groups.len() * self.series.len().max(1)) as u32 * 26 + 220).max(700), 560)
+        let longest = self.groups.iter().map(|g| g.chars().count()).max().unwrap_or(0);
+        let per_group = (self.series.len().max(1) * 26).max(longest * 8 + 16);
+        ((self.groups.len() * per_group + 220).max(700) as u32, 560)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
@@ -446,5 +451,19 @@ mod tests {
         let bad = vec![("tiny".to_string(), vec![Some(0.2)])];
         let e = grouped_bars(&dir.path().join("b"), &labels(), &groups, &bad).unwrap_err().to_string();
         assert!(e.contains("'tiny' has 1 values for 2 groups"), "{e}");
+    }
+
+    #[test]
+    fn bar_charts_widen_for_many_long_labels() {
+        let all = ["prompt", "icl", "rag-1", "rag-4", "pag-4", "react", "membank", "persona-agent", "no-alignment", "no-persona", "no-memory", "no-action"];
+        let groups: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        let series = vec![("LaMP-3".to_string(), vec![Some(0.5); groups.len()])];
+        let (w, _) = Bars { labels: &labels(), groups: &groups, series: &series }.size();
+        // The plotting area (less the label and margin room) gives every
+        // group at least the width of "persona-agent" at 8 px a character.
+        assert!((w as usize - 220) / groups.len() >= "persona-agent".len() * 8, "{w} px for {} groups", groups.len());
+        let few = vec!["a".to_string(), "b".to_string()];
+        let (w, _) = Bars { labels: &labels(), groups: &few, series: &series }.size();
+        assert_eq!(w, 700, "small charts keep the minimum width");
     }
 }

@@ -56,6 +56,52 @@ pub fn results_path(dir: &Path) -> PathBuf {
     dir.join("results.jsonl")
 }
 
+/// The settings file of an output folder.
+pub fn settings_path(dir: &Path) -> PathBuf {
+    dir.join("settings.json")
+}
+
+/// Ties an output folder to the settings its results are made with, so
+/// that a resumed run never mixes two setups in one results file: the
+/// first run writes `settings.json` (a JSON object), a later run must
+/// bring the same object or gets [`LampError::Settings`] naming the first
+/// key that differs. A folder from before this check (results but no
+/// settings file) is taken as it is.
+pub fn pin_settings(dir: &Path, settings: &serde_json::Value) -> Result<()> {
+    let path = settings_path(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let old: serde_json::Value = serde_json::from_str(&text).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+            if let Some((key, was, now)) = first_difference(&old, settings, "") {
+                return Err(LampError::Settings { path, key, was, now });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|source| LampError::Io { path: dir.to_path_buf(), source })?;
+            let text = serde_json::to_string_pretty(settings).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+            std::fs::write(&path, text).map_err(|source| LampError::Io { path, source })
+        }
+        Err(source) => Err(LampError::Io { path, source }),
+    }
+}
+
+/// The first (dotted key, old value, new value) where two settings differ.
+fn first_difference(old: &serde_json::Value, new: &serde_json::Value, prefix: &str) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                first_difference(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &key)
+            })
+        }
+        _ if old == new => None,
+        _ => Some((prefix.to_string(), old.to_string(), new.to_string())),
+    }
+}
+
 /// Reads the rows finished so far (a torn last line from a killed run is ignored).
 pub fn read_results(dir: &Path) -> Result<Vec<ResultRow>> {
     let path = results_path(dir);
@@ -121,4 +167,33 @@ pub fn run(
     let ids: HashSet<&str> = examples.iter().map(|e| e.question.id.as_str()).collect();
     rows.retain(|r| ids.contains(r.id.as_str()));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_folder_resumes_only_with_its_own_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = json!({"task": "LaMP-2N", "seed": 42, "config": {"E": 3, "K": 4}});
+        pin_settings(dir.path(), &settings).unwrap();
+        assert!(settings_path(dir.path()).is_file());
+        pin_settings(dir.path(), &settings).unwrap();
+        let other = json!({"task": "LaMP-2N", "seed": 42, "config": {"E": 1, "K": 4}});
+        match pin_settings(dir.path(), &other) {
+            Err(LampError::Settings { key, was, now, .. }) => assert_eq!((key.as_str(), was.as_str(), now.as_str()), ("config.E", "3", "1")),
+            r => panic!("expected a settings error, got {r:?}"),
+        }
+        let added = json!({"task": "LaMP-2N", "seed": 42, "config": {"E": 3, "K": 4}, "model": "tiny"});
+        let e = pin_settings(dir.path(), &added).unwrap_err().to_string();
+        assert!(e.contains("model = null") && e.contains("\"tiny\"") && e.contains("settings.json"), "{e}");
+        // The folder keeps its first settings.
+        let kept: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(settings_path(dir.path())).unwrap()).unwrap();
+        assert_eq!(kept, settings);
+        std::fs::write(settings_path(dir.path()), "{not json").unwrap();
+        assert!(matches!(pin_settings(dir.path(), &settings), Err(LampError::Format { .. })));
+    }
 }

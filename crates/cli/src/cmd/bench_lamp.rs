@@ -10,7 +10,7 @@ use persona_agent::Encyclopedia;
 use std::collections::BTreeMap;
 
 use persona_lamp::plot::{line_chart, Labels, Point, Series};
-use persona_lamp::{build, first_users, markdown, read_examples, read_oppu, read_outputs, run, score_all, user_ordinals, BuildOptions, Method, MethodConfig, MethodScores, Resources, RunEvent, Task};
+use persona_lamp::{build, first_users, markdown, pin_settings, read_examples, read_oppu, read_outputs, run, score_all, user_ordinals, BuildOptions, Method, MethodConfig, MethodScores, Resources, RunEvent, Task};
 use serde_json::json;
 
 use crate::cmd::bench::git_revision;
@@ -162,6 +162,10 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.validate()?;
+    let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
+    let run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step});
+    let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
+    pin_settings(&args.out, &settings)?;
     let path = ctx.model_path(&args.model, false)?;
     let mut model = ctx.load_chat_model(&path)?;
     let encoder = ctx.load_encoder(&args.encoder, false)?;
@@ -184,12 +188,11 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     })?;
     bar.finish_and_clear();
     let scores = score_all(task, &rows, args.seed)?;
-    let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
     let meta = json!({
         "questions": source,
         "model": args.model,
         "model_sha256": sha,
-        "config": {"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step},
+        "config": run_config,
         "seed": args.seed,
         "users": users,
         "questions_asked": examples.len(),
@@ -235,6 +238,13 @@ pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
         ScalingParam::Iterations => "E",
         ScalingParam::K => "K",
     };
+    // Check every value before the first (long) run starts.
+    if args.values.contains(&0) {
+        bail!("--values: {name} must be at least 1 (got 0)");
+    }
+    if let Some(v) = args.values.iter().enumerate().find_map(|(i, v)| args.values[..i].contains(v).then_some(v)) {
+        bail!("--values: {name} = {v} is given twice");
+    }
     let mut points = Vec::new();
     let mut task = None;
     for &value in &args.values {

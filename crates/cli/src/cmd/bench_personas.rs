@@ -50,7 +50,8 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
     }
     users.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     if users.len() < 2 {
-        bail!("{} has {} user(s) with a {} persona; the analysis needs at least two", dir.display(), users.len(), which_version(args.version));
+        let with = args.version.map_or_else(|| "a persona".to_owned(), |v| format!("a version {v} persona"));
+        bail!("{} has {} user(s) with {with}; the analysis needs at least two", dir.display(), users.len());
     }
     let texts: Vec<&str> = users.iter().map(|u| u.3.as_str()).collect();
     let jaccard = jaccard_matrix(&texts);
