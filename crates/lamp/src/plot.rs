@@ -249,6 +249,14 @@ impl Figure for Bars<'_> {
                 .map_err(err)?
                 .label(name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+            // The value over each bar: a zero reads "0.00", a missing
+            // value shows nothing.
+            let style = TextStyle::from((FONT, 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart
+                .draw_series(values.iter().enumerate().filter_map(|(g, v)| {
+                    v.map(|v| Text::new(format!("{v:.2}"), (g as f64 + 0.1 + (k as f64 + 0.46) * width, v.max(0.0)), style.clone()))
+                }))
+                .map_err(err)?;
         }
         legend(&mut chart)
     }
@@ -447,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let groups: Vec<String> = vec!["prompt".into(), "rag-4".into()];
         let series = vec![("tiny".to_string(), vec![Some(0.2), Some(0.3)]), ("small".to_string(), vec![Some(0.25), None])];
-        check(&grouped_bars(&dir.path().join("backbones"), &labels(), &groups, &series).unwrap(), &["tiny", "small", "rag-4"]);
+        check(&grouped_bars(&dir.path().join("backbones"), &labels(), &groups, &series).unwrap(), &["tiny", "small", "rag-4", "0.25"]);
         let bad = vec![("tiny".to_string(), vec![Some(0.2)])];
         let e = grouped_bars(&dir.path().join("b"), &labels(), &groups, &bad).unwrap_err().to_string();
         assert!(e.contains("'tiny' has 1 values for 2 groups"), "{e}");
