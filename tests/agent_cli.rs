@@ -262,6 +262,7 @@ fn bench_scaling_sweeps_a_setting_and_plots_it() {
     for k in [1, 2] {
         let run: Value = serde_json::from_str(&std::fs::read_to_string(out.join(format!("K-{k}/report.json"))).unwrap()).unwrap();
         assert_eq!(run["meta"]["config"]["K"], k);
+        assert!(std::fs::read_to_string(out.join(format!("K-{k}/report.md"))).unwrap().contains("| no-alignment | 1 |"));
         assert_eq!(std::fs::read_to_string(out.join(format!("K-{k}/results.jsonl"))).unwrap().lines().count(), 1);
     }
     assert_eq!(std::fs::read_to_string(out.join("scaling.md")).unwrap().trim(), md.trim());

@@ -230,7 +230,8 @@ pub struct ScalingArgs {
 }
 
 /// `persona bench scaling`: the same methods at each value of n, E or K
-/// (paper Fig. 3), each in its own OUT/<param>-<value>/ (resumable), then
+/// (paper Fig. 3), each in its own OUT/<param>-<value>/ (resumable, with its
+/// own report.json and report.md), then
 /// OUT/scaling.json and OUT/scaling.md.
 pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
     let name = match args.param {
@@ -256,7 +257,8 @@ pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
         }
         lamp.out = args.lamp.out.join(format!("{name}-{value}"));
         eprintln!("{name} = {value}");
-        let (t, scores, _, _) = evaluate(ctx, &lamp)?;
+        let (t, scores, meta, questions) = evaluate(ctx, &lamp)?;
+        std::fs::write(lamp.out.join("report.md"), markdown(t, &questions, &scores, &meta))?;
         task = Some(t);
         points.push((value, scores));
     }
