@@ -31,6 +31,6 @@ pub use merge::{merge, Report};
 pub use methods::{Method, MethodConfig, Resources};
 pub use metrics::{bootstrap, classification, rating, Classification, Interval, Rating};
 pub use parse::{parse_output, Parsed, Reading};
-pub use report::{markdown, score_all, MethodScores};
+pub use report::{markdown, scaling_markdown, score_all, MethodScores};
 pub use runner::{pin_settings, read_results, run, settings_path, ResultRow, RunEvent};
 pub use task::Task;

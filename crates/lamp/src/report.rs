@@ -124,6 +124,21 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
     out
 }
 
+/// The markdown table of a scaling sweep: one row per (value of the swept
+/// setting `name`, method), the task's two metrics with their intervals.
+pub fn scaling_markdown(task: Task, name: &str, points: &[(usize, BTreeMap<String, MethodScores>)]) -> String {
+    let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
+    let (ha, hb) = if task.is_rating() { ("MAE ↓", "RMSE ↓") } else { ("Accuracy ↑", "F1 ↑") };
+    let mut out = format!("# {task}: scaling over {name}\n\nValues with 95% bootstrap intervals over users.\n\n| {name} | method | n | {ha} | {hb} | invalid |\n|---|---|---|---|---|---|\n");
+    for (value, scores) in points {
+        for (method, s) in scores {
+            let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
+            out.push_str(&format!("| {value} | {method} | {} | {} | {} | {:.1}% |\n", s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +167,9 @@ mod tests {
         assert!(json["prompt"].get("accuracy").is_none() && json["prompt"]["rmse"].is_number());
         let md = markdown(Task::ProductRating, "test set", &scores, &serde_json::json!({"model": "m", "seed": 1}));
         assert!(md.contains("| prompt | 2 | 1.500") && md.contains("## Ablations") && md.contains("- model: m"), "{md}");
+        let sweep = scaling_markdown(Task::ProductRating, "K", &[(1, scores.clone()), (4, scores)]);
+        assert!(sweep.contains("| K | method | n | MAE ↓ | RMSE ↓ | invalid |") && sweep.contains("| 4 | prompt | 2 | 1.500 ["), "{sweep}");
+        assert_eq!(sweep.lines().filter(|l| l.starts_with("| 1 |")).count(), 2);
     }
 
     #[test]

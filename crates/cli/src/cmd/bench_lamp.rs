@@ -10,7 +10,7 @@ use persona_agent::Encyclopedia;
 use std::collections::BTreeMap;
 
 use persona_lamp::plot::{line_chart, Labels, Point, Series};
-use persona_lamp::{build, first_users, markdown, pin_settings, read_examples, read_oppu, read_outputs, run, score_all, user_ordinals, BuildOptions, Method, MethodConfig, MethodScores, Resources, RunEvent, Task};
+use persona_lamp::{build, first_users, markdown, pin_settings, scaling_markdown, read_examples, read_oppu, read_outputs, run, score_all, user_ordinals, BuildOptions, Method, MethodConfig, MethodScores, Resources, RunEvent, Task};
 use serde_json::json;
 
 use crate::cmd::bench::git_revision;
@@ -263,15 +263,7 @@ pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
         points.push((value, scores));
     }
     let task = task.context("no values")?;
-    let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
-    let mut md = format!("# {task}: scaling over {name}\n\n| {name} | method | n | {a} | {b} | invalid |\n|---|---|---|---|---|---|\n");
-    for (value, scores) in &points {
-        for (method, s) in scores {
-            let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
-            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-            md.push_str(&format!("| {value} | {method} | {} | {} | {} | {:.1}% |\n", s.n, f(va), f(vb), s.invalid_rate * 100.0));
-        }
-    }
+    let md = scaling_markdown(task, name, &points);
     let json = json!({"task": task, "param": name, "points": points.iter().map(|(v, s)| json!({"value": v, "methods": s})).collect::<Vec<_>>()});
     std::fs::create_dir_all(&args.lamp.out)?;
     std::fs::write(args.lamp.out.join("scaling.json"), serde_json::to_string_pretty(&json)?)?;
