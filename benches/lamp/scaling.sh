@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the test-time scaling sweeps behind benches/lamp/README.md
+# Runs the test-time scaling sweeps (E, K, then n) behind benches/lamp/README.md
 # ("Scaling"): LaMP-2N-style, first 20 users, small model, seed 42, paper
 # defaults for everything not swept, on build 43e7ebf like the comparison.
 #
@@ -38,3 +38,8 @@ seed scaling-LaMP-2N-E E-3 persona-agent LaMP-2N-aligned
 seed scaling-LaMP-2N-K K-4 no-alignment LaMP-2N-base
 "$BIN" --threads "$THREADS" bench scaling --task LaMP-2N --raw "$RAW" --users 20 \
   --method no-alignment --seed 42 --param K --values 1,2,4,8 --out "$OUT/scaling-LaMP-2N-K" < /dev/null
+
+# n: interactions replayed per alignment iteration (PersonaAgent).
+seed scaling-LaMP-2N-n n-3 persona-agent LaMP-2N-aligned
+"$BIN" --threads "$THREADS" bench scaling --task LaMP-2N --raw "$RAW" --users 20 \
+  --method persona-agent --seed 42 --param n --values 1,2,3 --out "$OUT/scaling-LaMP-2N-n" < /dev/null
