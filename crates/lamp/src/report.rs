@@ -125,11 +125,13 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
 }
 
 /// The markdown table of a scaling sweep: one row per (value of the swept
-/// setting `name`, method), the task's two metrics with their intervals.
+/// setting `name`, method): users scored, the task's two metrics with their
+/// intervals and the invalid rate. (The user count is headed "users", not
+/// the reports' "n", which would read as the batch size n in an n sweep.)
 pub fn scaling_markdown(task: Task, name: &str, points: &[(usize, BTreeMap<String, MethodScores>)]) -> String {
     let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
     let (ha, hb) = if task.is_rating() { ("MAE ↓", "RMSE ↓") } else { ("Accuracy ↑", "F1 ↑") };
-    let mut out = format!("# {task}: scaling over {name}\n\nValues with 95% bootstrap intervals over users.\n\n| {name} | method | n | {ha} | {hb} | invalid |\n|---|---|---|---|---|---|\n");
+    let mut out = format!("# {task}: scaling over {name}\n\nValues with 95% bootstrap intervals over users.\n\n| {name} | method | users | {ha} | {hb} | invalid |\n|---|---|---|---|---|---|\n");
     for (value, scores) in points {
         for (method, s) in scores {
             let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
@@ -168,7 +170,7 @@ mod tests {
         let md = markdown(Task::ProductRating, "test set", &scores, &serde_json::json!({"model": "m", "seed": 1}));
         assert!(md.contains("| prompt | 2 | 1.500") && md.contains("## Ablations") && md.contains("- model: m"), "{md}");
         let sweep = scaling_markdown(Task::ProductRating, "K", &[(1, scores.clone()), (4, scores)]);
-        assert!(sweep.contains("| K | method | n | MAE ↓ | RMSE ↓ | invalid |") && sweep.contains("| 4 | prompt | 2 | 1.500 ["), "{sweep}");
+        assert!(sweep.contains("| K | method | users | MAE ↓ | RMSE ↓ | invalid |") && sweep.contains("| 4 | prompt | 2 | 1.500 ["), "{sweep}");
         assert_eq!(sweep.lines().filter(|l| l.starts_with("| 1 |")).count(), 2);
     }
 
