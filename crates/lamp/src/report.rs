@@ -94,14 +94,29 @@ fn cell(value: Option<f64>, ci: Option<&Interval>) -> String {
     }
 }
 
-fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]) -> String {
+/// The headers of a task's two metric columns.
+fn metric_heads(task: Task) -> (&'static str, &'static str) {
+    if task.is_rating() {
+        ("MAE ↓", "RMSE ↓")
+    } else {
+        ("Accuracy ↑", "F1 ↑")
+    }
+}
+
+/// A row's cells after its name: users scored, the task's two metrics with
+/// their intervals, and the invalid rate.
+fn score_cells(task: Task, s: &MethodScores) -> String {
     let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
-    let (ha, hb) = if task.is_rating() { ("MAE ↓", "RMSE ↓") } else { ("Accuracy ↑", "F1 ↑") };
+    let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
+    format!("{} | {} | {} | {:.1}%", s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0)
+}
+
+fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]) -> String {
+    let (ha, hb) = metric_heads(task);
     let mut out = format!("| method | n | {ha} | {hb} | invalid |\n|---|---|---|---|---|\n");
     for m in methods {
         let Some(s) = scores.get(m.name()) else { continue };
-        let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
-        out.push_str(&format!("| {} | {} | {} | {} | {:.1}% |\n", m.name(), s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0));
+        out.push_str(&format!("| {} | {} |\n", m.name(), score_cells(task, s)));
     }
     out
 }
@@ -129,13 +144,11 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
 /// intervals and the invalid rate. (The user count is headed "users", not
 /// the reports' "n", which would read as the batch size n in an n sweep.)
 pub fn scaling_markdown(task: Task, name: &str, points: &[(usize, BTreeMap<String, MethodScores>)]) -> String {
-    let (a, b) = if task.is_rating() { ("mae", "rmse") } else { ("accuracy", "f1") };
-    let (ha, hb) = if task.is_rating() { ("MAE ↓", "RMSE ↓") } else { ("Accuracy ↑", "F1 ↑") };
+    let (ha, hb) = metric_heads(task);
     let mut out = format!("# {task}: scaling over {name}\n\nValues with 95% bootstrap intervals over users.\n\n| {name} | method | users | {ha} | {hb} | invalid |\n|---|---|---|---|---|---|\n");
     for (value, scores) in points {
         for (method, s) in scores {
-            let (va, vb) = if task.is_rating() { (s.mae, s.rmse) } else { (s.accuracy, s.f1) };
-            out.push_str(&format!("| {value} | {method} | {} | {} | {} | {:.1}% |\n", s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0));
+            out.push_str(&format!("| {value} | {method} | {} |\n", score_cells(task, s)));
         }
     }
     out

@@ -102,9 +102,7 @@ fn methods(spec: &str) -> Result<Vec<Method>> {
 }
 
 pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
-    let (task, scores, meta, questions) = evaluate(ctx, &args)?;
-    let md = markdown(task, &questions, &scores, &meta);
-    std::fs::write(args.out.join("report.md"), &md)?;
+    let (_, _, md) = evaluate(ctx, &args)?;
     println!("{md}");
     Ok(())
 }
@@ -114,8 +112,9 @@ fn task_of_outputs(outputs: &std::path::Path) -> Result<Task> {
     name.parse().with_context(|| format!("{} names task '{name}'; pass --task", outputs.display()))
 }
 
-/// Runs the methods and writes report.json; returns the scores.
-pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String, MethodScores>, serde_json::Value, String)> {
+/// Runs the methods and writes report.json and report.md; returns the
+/// task, the scores and the markdown report.
+pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String, MethodScores>, String)> {
     let methods = methods(&args.method)?;
     let args = args.clone();
     if args.outputs.is_some() && args.questions.is_none() && args.oppu.is_none() {
@@ -200,7 +199,9 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     });
     let report = json!({"task": task, "meta": meta, "methods": scores});
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    Ok((task, scores, meta, source))
+    let md = markdown(task, &source, &scores, &meta);
+    std::fs::write(args.out.join("report.md"), &md)?;
+    Ok((task, scores, md))
 }
 
 /// Which alignment setting a scaling sweep varies.
@@ -257,8 +258,7 @@ pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
         }
         lamp.out = args.lamp.out.join(format!("{name}-{value}"));
         eprintln!("{name} = {value}");
-        let (t, scores, meta, questions) = evaluate(ctx, &lamp)?;
-        std::fs::write(lamp.out.join("report.md"), markdown(t, &questions, &scores, &meta))?;
+        let (t, scores, _) = evaluate(ctx, &lamp)?;
         task = Some(t);
         points.push((value, scores));
     }
