@@ -11,12 +11,16 @@ use std::time::Instant;
 use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use serde_json::Value;
 
+use crate::choice::Choices;
 use crate::error::{AgentError, Result};
-use crate::grammar::ToolCallGrammar;
+use crate::grammar::{ParamKind, ToolCallGrammar};
 use crate::llm::{AgentLlm, Continuation, Transcript};
 use crate::prompts::{fill, AGENT_FORMAT, FALLBACK_ANSWER};
 use crate::tools::{parse_call, CallContext, ToolRegistry, ToolSpec};
 use crate::trace::{Finish, Trace, TraceStep};
+
+/// What the loop writes before a forced final call at the step limit.
+const FALLBACK_ACTION: &str = "\nThought: I must answer now.\nAction: ";
 
 /// The pseudo-tool that ends a run.
 pub const FINAL_ANSWER: &str = "final_answer";
@@ -40,11 +44,14 @@ pub struct AgentConfig {
     pub repeat_penalty: f32,
     /// Seed for sampling.
     pub seed: u64,
+    /// The labels a final answer must be one of (a task with a label list);
+    /// `None` for open questions (any text up to `answer_bytes`).
+    pub choices: Option<Choices>,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, seed: 42 }
+        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, seed: 42, choices: None }
     }
 }
 
@@ -71,9 +78,14 @@ impl AgentConfig {
         }
     }
 
-    /// The final-answer pseudo-tool.
+    /// The final-answer pseudo-tool: its answer is one of the labels when
+    /// the run has [`AgentConfig::choices`], else a string.
     pub fn final_answer_spec(&self) -> ToolSpec {
-        ToolSpec::with_string(FINAL_ANSWER, "Gives the final answer and ends.", "answer", "the answer alone, in the form the question asks for", self.answer_bytes)
+        let mut spec = ToolSpec::with_string(FINAL_ANSWER, "Gives the final answer and ends.", "answer", "the answer alone, in the form the question asks for", self.answer_bytes);
+        if let Some(choices) = &self.choices {
+            spec.params[0].kind = ParamKind::Choice { choices: choices.clone() };
+        }
+        spec
     }
 }
 
@@ -175,7 +187,10 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
             grammars.push(Some(tools.grammar(&names, &[&final_spec])?));
         }
         // Enough room for the longest string argument at one byte a token.
-        let actions = extend_runs(model, &mut runs, &live, grammars, &config.params(config.answer_bytes as usize + 96, &[]))?;
+        // No repeat penalty on calls: their labels and the words of the
+        // observations they answer from are what the call should repeat.
+        let call_params = GenerationParams { sampling: SamplingParams { repeat_penalty: 1.0, ..config.params(0, &[]).sampling }, ..config.params(config.answer_bytes as usize + 96, &[]) };
+        let actions = extend_runs(model, &mut runs, &live, grammars, &call_params)?;
         for ((&i, mut step), action) in live.iter().zip(steps).zip(&actions) {
             let run = &mut runs[i];
             run.model_calls += 2;
@@ -193,17 +208,28 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
         }
     }
 
-    // Runs that reached the step limit are asked for the answer directly.
+    // Runs that reached the step limit are asked for the answer directly:
+    // under the label grammar when there are labels, else as free text.
     let unanswered: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].answer.is_none()).collect();
     if !unanswered.is_empty() {
+        let grammar = match config.choices {
+            Some(_) => Some(tools.grammar(&[FINAL_ANSWER], &[&final_spec])?),
+            None => None,
+        };
         for &i in &unanswered {
-            model.append(&mut runs[i].transcript, FALLBACK_ANSWER)?;
+            let label = if grammar.is_some() { FALLBACK_ACTION } else { FALLBACK_ANSWER };
+            model.append(&mut runs[i].transcript, label)?;
         }
-        let answers = extend_runs(model, &mut runs, &unanswered, vec![None; unanswered.len()], &config.params(config.answer_bytes as usize, &["\n"]))?;
+        let grammars = vec![grammar; unanswered.len()];
+        let answers = extend_runs(model, &mut runs, &unanswered, grammars, &config.params(config.answer_bytes as usize + 96, &["\n"]))?;
         for (&i, c) in unanswered.iter().zip(answers) {
             let run = &mut runs[i];
             run.model_calls += 1;
-            run.answer = Some(c.text.trim().to_string());
+            let answer = match config.choices {
+                Some(_) => parse_call(&c.text).ok().and_then(|call| call.arguments.get("answer").and_then(Value::as_str).map(str::to_string)).unwrap_or_default(),
+                None => c.text.trim().to_string(),
+            };
+            run.answer = Some(answer);
             run.finish = Finish::StepLimit;
             run.ms = start.elapsed().as_secs_f64() * 1000.0;
         }

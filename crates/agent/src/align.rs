@@ -43,6 +43,9 @@ pub struct AlignConfig {
     /// LaMP runner uses this to align each user once; `persona align` does
     /// not (an unchanged persona keeps its version there).
     pub record_unchanged: bool,
+    /// Keep a rewrite only if it scores at least as well on the replays as
+    /// the persona it would replace (one more replay batch per iteration).
+    pub score_guard: bool,
     /// Replay the n interactions of an iteration in lock step, one batch
     /// per step ([`run_agents`]), instead of one after another. The traces
     /// are the same up to the last bits of batched arithmetic. On a 2-core
@@ -68,6 +71,7 @@ impl Default for AlignConfig {
             max_persona_tokens: 768,
             semantic: SemanticConfig::default(),
             record_unchanged: false,
+            score_guard: true,
             lock_step: false,
         }
     }
@@ -103,14 +107,14 @@ fn ms_since(start: Instant) -> u64 {
 /// One replayed interaction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Simulation {
-    /// The record replayed.
-    pub record_id: i64,
-    /// Its query.
+    /// The question replayed.
     pub query: String,
     /// The agent's answer with the current persona.
     pub simulated: String,
     /// The user's real response.
     pub real: String,
+    /// How close the answer is to the real one ([`replay_score`]).
+    pub score: f64,
     /// The model's feedback on the gap.
     pub feedback: String,
     /// The agent's run.
@@ -146,8 +150,17 @@ pub struct Iteration {
     pub simulations: Vec<Simulation>,
     /// The feedback as given to the rewrite.
     pub feedback: String,
+    /// The rewrite's score on the same replays, when it was replayed.
+    pub candidate_score: Option<f64>,
     /// The result.
     pub outcome: Outcome,
+}
+
+impl Iteration {
+    /// The score of the persona this iteration started from.
+    pub fn score(&self) -> f64 {
+        self.simulations.iter().map(|s| s.score).sum()
+    }
 }
 
 /// A whole alignment run.
@@ -163,6 +176,10 @@ pub struct AlignReport {
     pub initial_text: String,
     /// The persona text at the end.
     pub final_text: String,
+    /// The starting persona's score on the replays ([`replay_score`], summed).
+    pub initial_score: f64,
+    /// The final persona's score on the same replays.
+    pub final_score: f64,
     /// The iterations.
     pub iterations: Vec<Iteration>,
 }
@@ -225,7 +242,55 @@ pub fn standard_tools<'a>(
     Ok(tools)
 }
 
-/// Runs alignment for `user`, storing each accepted persona version.
+/// One interaction that alignment replays: the question as the task asks
+/// it, the user's real answer, and the memory records its replay must not
+/// retrieve (the record it was built from, whose answer is the gold).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    /// The question, in the shape the user's task asks it.
+    pub question: String,
+    /// The user's real answer.
+    pub real: String,
+    /// Records hidden from the memory search while this is replayed.
+    pub hidden: Vec<i64>,
+}
+
+impl Replay {
+    /// A stored interaction replayed as it was recorded.
+    pub fn from_record(record: &Record) -> Replay {
+        Replay { question: record.query.clone(), real: record.response.clone(), hidden: vec![record.id] }
+    }
+}
+
+/// How close a simulated answer is to the real one: for two numbers
+/// (ratings) minus their distance, otherwise 1 when they are the same
+/// answer (case and surrounding spaces aside) and 0 when not. Higher is
+/// better.
+pub fn replay_score(simulated: &str, real: &str) -> f64 {
+    let (s, r) = (simulated.trim(), real.trim());
+    match (s.parse::<f64>(), r.parse::<f64>()) {
+        (Ok(a), Ok(b)) if a.is_finite() && b.is_finite() => -(a - b).abs(),
+        _ => f64::from(u8::from(s.eq_ignore_ascii_case(r))),
+    }
+}
+
+/// The models and stores alignment works with.
+pub struct AlignContext<'a> {
+    /// The serving model: it replays the interactions (and answers later).
+    pub model: &'a mut dyn AgentLlm,
+    /// The model that writes feedback and rewrites (`None`: the serving
+    /// model does).
+    pub writer: Option<&'a mut dyn AgentLlm>,
+    /// The user store.
+    pub memory: &'a mut Memory,
+    /// The encoder for memory search.
+    pub encoder: &'a dyn Encoder,
+    /// The encyclopedia for the general tool.
+    pub encyclopedia: Option<&'a Encyclopedia>,
+}
+
+/// Runs alignment for `user` on their latest stored interactions, with one
+/// model for everything; see [`align_with`].
 pub fn align(
     model: &mut dyn AgentLlm,
     memory: &mut Memory,
@@ -235,82 +300,146 @@ pub fn align(
     config: &AlignConfig,
     progress: &mut dyn FnMut(AlignEvent<'_>),
 ) -> Result<AlignReport> {
+    align_with(AlignContext { model, writer: None, memory, encoder, encyclopedia }, user, config, None, progress)
+}
+
+/// Replays `replays` with `persona` and scores each answer.
+fn replay_all(
+    ctx: &mut AlignContext<'_>,
+    user: &str,
+    persona: &str,
+    replays: &[Replay],
+    config: &AlignConfig,
+) -> Result<(Vec<Trace>, f64)> {
+    let questions: Vec<Question<'_>> = replays.iter().map(|r| Question { text: &r.question, hidden_records: &r.hidden }).collect();
+    let group = if config.lock_step { questions.len().max(1) } else { 1 };
+    let mut traces = Vec::with_capacity(questions.len());
+    for chunk in questions.chunks(group) {
+        let mut tools = standard_tools(ctx.memory, ctx.encoder, ctx.encyclopedia, user, &config.tools, &[])?;
+        traces.extend(run_agents(ctx.model, persona, &mut tools, chunk, &config.agent)?);
+    }
+    let score = replays.iter().zip(&traces).map(|(r, t)| replay_score(&t.answer, &r.real)).sum();
+    Ok((traces, score))
+}
+
+/// Runs alignment for `user` (the paper's Algorithm 1 with guards),
+/// storing each accepted persona version.
+///
+/// The interactions replayed are `replays` (the task's own questions, say)
+/// or, when `None`, the user's `config.batch` latest stored records, oldest
+/// first. Each iteration writes feedback on the gaps of the current
+/// persona's replays and a rewrite from it. A rewrite is kept only if it
+/// passes [`persona::check`], copies neither a replayed record nor a
+/// feedback ([`persona::check_copies`]) and, with
+/// [`AlignConfig::score_guard`], scores at least as well on the same
+/// replays as the persona it would replace (its replays then serve the
+/// next iteration). Sampling is seeded, so an iteration after a rejected
+/// rewrite would write the same rewrite again: alignment stops there.
+pub fn align_with(
+    mut ctx: AlignContext<'_>,
+    user: &str,
+    config: &AlignConfig,
+    replays: Option<Vec<Replay>>,
+    progress: &mut dyn FnMut(AlignEvent<'_>),
+) -> Result<AlignReport> {
     config.validate()?;
-    model.set_scope(user);
+    ctx.model.set_scope(user);
+    if let Some(w) = ctx.writer.as_deref_mut() {
+        w.set_scope(user);
+    }
     let phase = Instant::now();
-    let current = persona::current_or_init(model, memory, user, &config.semantic)?;
+    let current = persona::current_or_init(ctx.writer.as_deref_mut().unwrap_or(&mut *ctx.model), ctx.memory, user, &config.semantic)?;
     tracing::info!(user, version = current.version, ms = ms_since(phase), "alignment: starting persona");
-    let u = memory.store().require_user(user)?;
+    let u = ctx.memory.store().require_user(user)?;
+    let replays = match replays {
+        Some(r) => r,
+        None => {
+            let mut latest = ctx.memory.store().latest_records(&u, config.batch)?;
+            latest.reverse();
+            latest.iter().map(Replay::from_record).collect()
+        }
+    };
+    if replays.is_empty() {
+        return Err(AgentError::NoPersona { user: user.to_string(), reason: "no interactions to replay; import some with `persona user import`".into() });
+    }
     let (initial_version, initial_text) = (current.version, current.text.clone());
     let mut version = current.version;
     let mut text = current.text;
+    let phase = Instant::now();
+    let (mut traces, mut score) = replay_all(&mut ctx, user, &text, &replays, config)?;
+    tracing::info!(user, replays = traces.len(), score, ms = ms_since(phase), "alignment: replayed the interactions");
     let mut iterations = Vec::with_capacity(config.iterations);
     for iteration in 1..=config.iterations {
         progress(AlignEvent::IterationStart { iteration, of: config.iterations });
         let from_version = version;
-        // The n most recent interactions, oldest first.
-        let mut batch: Vec<Record> = memory.store().latest_records(&u, config.batch)?;
-        batch.reverse();
-        // Each replay hides its own record from the memory search.
-        let hidden: Vec<[i64; 1]> = batch.iter().map(|r| [r.id]).collect();
-        let questions: Vec<Question<'_>> = batch.iter().zip(&hidden).map(|(r, h)| Question { text: &r.query, hidden_records: h }).collect();
-        let phase = Instant::now();
-        let group = if config.lock_step { questions.len() } else { 1 };
-        let mut traces = Vec::with_capacity(questions.len());
-        for chunk in questions.chunks(group) {
-            let mut tools = standard_tools(memory, encoder, encyclopedia, user, &config.tools, &[])?;
-            traces.extend(run_agents(model, &text, &mut tools, chunk, &config.agent)?);
-        }
-        let tokens: usize = traces.iter().map(|t| t.completion_tokens).sum();
-        tracing::info!(user, iteration, replays = traces.len(), completion_tokens = tokens, ms = ms_since(phase), "alignment: replayed the interactions");
-        for (record, trace) in batch.iter().zip(&traces) {
-            progress(AlignEvent::Simulated { query: &record.query, simulated: &trace.answer, real: &record.response });
+        for (replay, trace) in replays.iter().zip(&traces) {
+            progress(AlignEvent::Simulated { query: &replay.question, simulated: &trace.answer, real: &replay.real });
         }
         // The feedback calls are independent of each other.
-        let turns: Vec<(String, String)> = batch
+        let turns: Vec<(String, String)> = replays
             .iter()
             .zip(&traces)
-            .map(|(record, trace)| {
+            .map(|(replay, trace)| {
                 let prompt = fill(
                     FEEDBACK_USER,
-                    &[("persona", persona::profile_of(&text)), ("query", &record.query), ("simulated", &trace.answer), ("real", &record.response)],
+                    &[("persona", persona::profile_of(&text)), ("query", &replay.question), ("simulated", &trace.answer), ("real", &replay.real)],
                 );
                 (FEEDBACK_SYSTEM.to_string(), prompt)
             })
             .collect();
+        let writer: &mut dyn AgentLlm = ctx.writer.as_deref_mut().unwrap_or(&mut *ctx.model);
         let phase = Instant::now();
-        let feedbacks = model.complete_batch(&turns, &config.params(config.feedback_tokens))?;
+        let feedbacks = writer.complete_batch(&turns, &config.params(config.feedback_tokens))?;
         tracing::info!(user, iteration, calls = turns.len(), ms = ms_since(phase), "alignment: feedback written");
-        let simulations: Vec<Simulation> = batch
+        let simulations: Vec<Simulation> = replays
             .iter()
-            .zip(traces)
-            .zip(feedbacks)
-            .map(|((record, trace), feedback)| Simulation {
-                record_id: record.id,
-                query: record.query.clone(),
+            .zip(std::mem::take(&mut traces))
+            .zip(&feedbacks)
+            .map(|((replay, trace), feedback)| Simulation {
+                query: replay.question.clone(),
                 simulated: trace.answer.clone(),
-                real: record.response.clone(),
+                real: replay.real.clone(),
+                score: replay_score(&trace.answer, &replay.real),
                 feedback: feedback.trim().to_string(),
                 trace,
             })
             .collect();
-        let feedback = simulations
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{}. {}", i + 1, s.feedback.replace('\n', " ")))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let feedback = simulations.iter().enumerate().map(|(i, s)| format!("{}. {}", i + 1, s.feedback.replace('\n', " "))).collect::<Vec<_>>().join("\n");
         let rewrite_prompt = fill(REWRITE_USER, &[("profile", persona::profile_of(&text)), ("feedback", &feedback)]);
         let phase = Instant::now();
-        let rewrite = model.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
+        let rewrite = writer.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
         tracing::info!(user, iteration, ms = ms_since(phase), "alignment: persona rewritten");
         let candidate = persona::from_rewrite(&rewrite);
-        let count = |s: &str| -> Result<usize> { Ok(model.count_tokens(s)?) };
-        let outcome = match persona::check(&candidate, config.max_persona_tokens, &count)? {
+        let count = |s: &str| -> Result<usize> { Ok(ctx.model.count_tokens(s)?) };
+        let mut verdict = persona::check(&candidate, config.max_persona_tokens, &count)?;
+        if verdict.is_ok() {
+            let sources: Vec<&str> = replays.iter().map(|r| r.question.as_str()).collect();
+            let feedback_texts: Vec<&str> = simulations.iter().map(|s| s.feedback.as_str()).collect();
+            verdict = persona::check_copies(&candidate, &sources, &feedback_texts);
+        }
+        let mut candidate_score = None;
+        if verdict.is_ok() && config.score_guard {
+            let phase = Instant::now();
+            let (candidate_traces, s) = replay_all(&mut ctx, user, &candidate, &replays, config)?;
+            tracing::info!(user, iteration, score = s, current = score, ms = ms_since(phase), "alignment: rewrite replayed");
+            candidate_score = Some(s);
+            if s < score {
+                verdict = Err(Rejection::Worse { candidate: s, current: score });
+            } else {
+                traces = candidate_traces;
+            }
+        }
+        let outcome = match verdict {
             Ok(()) => {
-                let stored = memory.store_mut().add_persona_version(&u, &candidate, Some(version), Some(&feedback))?;
+                let stored = ctx.memory.store_mut().add_persona_version(&u, &candidate, Some(version), Some(&feedback))?;
                 version = stored.version;
                 text = candidate;
+                if let Some(s) = candidate_score {
+                    score = s;
+                } else {
+                    // Without the score guard the next feedback needs the new persona's replays.
+                    (traces, score) = replay_all(&mut ctx, user, &text, &replays, config)?;
+                }
                 Outcome::Accepted { version }
             }
             Err(rejection) => {
@@ -318,14 +447,19 @@ pub fn align(
                 Outcome::Rejected { rejection, text: candidate }
             }
         };
-        let it = Iteration { iteration, from_version, simulations, feedback, outcome };
+        let rejected = matches!(outcome, Outcome::Rejected { .. });
+        let it = Iteration { iteration, from_version, simulations, feedback, candidate_score, outcome };
         progress(AlignEvent::IterationEnd(&it));
         iterations.push(it);
+        if rejected {
+            // The same persona on the same replays would write the same rewrite.
+            break;
+        }
     }
     if version == initial_version && config.record_unchanged {
-        version = memory.store_mut().add_persona_version(&u, &text, Some(initial_version), Some(UNCHANGED_NOTE))?.version;
+        version = ctx.memory.store_mut().add_persona_version(&u, &text, Some(initial_version), Some(UNCHANGED_NOTE))?.version;
     }
-    Ok(AlignReport { user: user.to_string(), initial_version, final_version: version, initial_text, final_text: text, iterations })
+    Ok(AlignReport { user: user.to_string(), initial_version, final_version: version, initial_text, final_text: text, initial_score: iterations.first().map_or(score, Iteration::score), final_score: score, iterations })
 }
 
 #[cfg(test)]
@@ -367,26 +501,38 @@ mod tests {
         AlignConfig { batch, iterations, ..AlignConfig::default() }
     }
 
+    fn script(parts: &[Vec<String>]) -> Scripted {
+        let all: Vec<String> = parts.concat();
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        Scripted::new(&refs)
+    }
+
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn an_iteration_replays_the_latest_records_and_stores_the_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = memory_with_user(dir.path());
-        let mut script: Vec<String> = Vec::new();
-        script.extend(lock_step(&[replay("tag9"), replay("tag4")]));
-        script.push("Ann prefers tags about plot.".into());
-        script.push("Good.".into());
-        script.push("Ann likes jazz and tags movies by their plot.".into());
-        let refs: Vec<&str> = script.iter().map(String::as_str).collect();
-        let mut model = Scripted::new(&refs);
+        let mut model = script(&[
+            lock_step(&[replay("tag9"), replay("tag4")]),
+            lines(&["Ann prefers tags about plot.", "Good.", "Ann likes jazz and tags movies by their plot."]),
+            // The rewrite replayed: both right, better than before.
+            lock_step(&[replay("tag3"), replay("tag4")]),
+        ]);
         let mut events = 0;
         let lock_step = AlignConfig { lock_step: true, ..config(2, 1) };
         let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &lock_step, &mut |_| events += 1).unwrap();
         assert_eq!(events, 4, "start, two replays, end");
+        assert!(model.replies.is_empty());
         let it = &report.iterations[0];
         // The two most recent records, oldest first, with their real answers.
         assert_eq!(it.simulations.iter().map(|s| s.real.as_str()).collect::<Vec<_>>(), ["tag3", "tag4"]);
         assert_eq!(it.simulations[0].simulated, "tag9");
         assert_eq!(it.simulations[1].simulated, "tag4");
+        assert_eq!((it.score(), it.candidate_score), (1.0, Some(2.0)));
+        assert_eq!((report.initial_score, report.final_score), (1.0, 2.0));
         // The replayed record itself is never retrieved.
         for s in &it.simulations {
             let obs = s.trace.steps[0].observation.as_deref().unwrap();
@@ -404,73 +550,109 @@ mod tests {
     }
 
     #[test]
-    fn replays_run_one_after_another_unless_lock_step() {
+    fn an_accepted_rewrite_s_replays_feed_the_next_iteration() {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = memory_with_user(dir.path());
-        let mut script: Vec<String> = Vec::new();
-        script.extend(replay("tag9"));
-        script.extend(replay("tag4"));
-        script.extend(["f1".to_string(), "f2".to_string(), "Ann tags by plot.".to_string()]);
-        let refs: Vec<&str> = script.iter().map(String::as_str).collect();
-        let mut model = Scripted::new(&refs);
-        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(2, 1), &mut |_| {}).unwrap();
-        let it = &report.iterations[0];
-        assert_eq!(it.simulations.iter().map(|s| s.simulated.as_str()).collect::<Vec<_>>(), ["tag9", "tag4"]);
-        for s in &it.simulations {
-            let obs = s.trace.steps[0].observation.as_deref().unwrap();
-            assert!(!obs.contains(&s.real), "{obs}");
-        }
+        let mut model = script(&[
+            replay("tag9"),
+            replay("tag4"),
+            lines(&["f1", "f2", "Ann tags by plot."]),
+            replay("tag9"),
+            replay("tag4"),
+            // Iteration 2 starts from the accepted rewrite's replays.
+            lines(&["g1", "g2", "Ann tags every movie by its plot."]),
+            replay("tag3"),
+            replay("tag4"),
+        ]);
+        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(2, 2), &mut |_| {}).unwrap();
         assert!(model.replies.is_empty());
+        assert_eq!(report.iterations.len(), 2);
+        assert_eq!(report.iterations[1].from_version, 2);
+        assert!(matches!(report.iterations[1].outcome, Outcome::Accepted { version: 3 }));
+        assert_eq!(report.iterations[1].feedback, "1. g1\n2. g2");
+        assert_eq!(report.final_score, 2.0);
     }
 
     #[test]
-    fn an_alignment_without_accepted_rewrites_is_recorded_only_on_request() {
-        for record in [false, true] {
+    fn a_worse_scoring_rewrite_is_rejected_and_alignment_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = memory_with_user(dir.path());
+        let mut model = script(&[replay("tag4"), lines(&["f1", "Ann likes horror films."]), replay("tag0")]);
+        let config = AlignConfig { record_unchanged: true, ..config(1, 3) };
+        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config, &mut |_| {}).unwrap();
+        assert!(model.replies.is_empty(), "no second iteration");
+        assert_eq!(report.iterations.len(), 1);
+        match &report.iterations[0].outcome {
+            Outcome::Rejected { rejection: Rejection::Worse { candidate, current }, text } => {
+                assert_eq!((*candidate, *current), (0.0, 1.0));
+                assert!(text.contains("horror"));
+            }
+            other => panic!("expected a worse-score rejection, got {other:?}"),
+        }
+        assert_eq!(report.final_text, report.initial_text);
+        let u = memory.store().require_user("ann").unwrap();
+        let versions = memory.store().persona_versions(&u).unwrap();
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions[1].text, versions[0].text);
+        assert_eq!(versions[1].feedback.as_deref(), Some(UNCHANGED_NOTE));
+    }
+
+    #[test]
+    fn a_rewrite_that_copies_a_record_is_rejected_before_any_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = memory_with_user(dir.path());
+        let question = "Which tag does this movie relate to? description: a lonely robot cleans an empty earth for seven hundred years";
+        let u = memory.store().require_user("ann").unwrap();
+        let id = memory.store().latest_records(&u, 1).unwrap()[0].id;
+        let replays = vec![Replay { question: question.into(), real: "tag4".into(), hidden: vec![id] }];
+        let copy = "This user likes a lonely robot cleans an empty earth for seven hundred years.";
+        let mut model = script(&[replay("tag9"), lines(&["f1", copy])]);
+        let ctx = AlignContext { model: &mut model, writer: None, memory: &mut memory, encoder: &WordEncoder, encyclopedia: None };
+        let report = align_with(ctx, "ann", &config(1, 2), Some(replays), &mut |_| {}).unwrap();
+        assert!(model.replies.is_empty(), "a copy is not replayed");
+        let it = &report.iterations[0];
+        assert_eq!(it.simulations[0].query, question);
+        assert!(!it.simulations[0].trace.steps[0].observation.as_deref().unwrap().contains("tag4"), "the gold's record is hidden");
+        assert!(matches!(&it.outcome, Outcome::Rejected { rejection: Rejection::Copied { from: "record", .. }, .. }), "{:?}", it.outcome);
+        assert_eq!(it.candidate_score, None);
+    }
+
+    #[test]
+    fn a_separate_writer_writes_feedback_and_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = memory_with_user(dir.path());
+        let mut model = script(&[replay("tag9"), replay("tag4")]);
+        let mut writer = script(&[lines(&["f1", "Ann tags by plot."])]);
+        let ctx = AlignContext { model: &mut model, writer: Some(&mut writer), memory: &mut memory, encoder: &WordEncoder, encyclopedia: None };
+        let report = align_with(ctx, "ann", &config(1, 1), None, &mut |_| {}).unwrap();
+        assert!(model.replies.is_empty() && writer.replies.is_empty());
+        assert!(matches!(report.iterations[0].outcome, Outcome::Accepted { .. }));
+        assert_eq!(writer.completions.len(), 2, "feedback and rewrite");
+    }
+
+    #[test]
+    fn guards_refuse_empty_and_over_budget_rewrites() {
+        for (rewrite, guard) in [("   ".to_string(), "empty"), ("word ".repeat(2000), "too_long")] {
             let dir = tempfile::tempdir().unwrap();
             let mut memory = memory_with_user(dir.path());
-            let mut script: Vec<String> = replay("x");
-            script.push("f1".into());
-            script.push("   ".into()); // empty rewrite: rejected
-            let refs: Vec<&str> = script.iter().map(String::as_str).collect();
-            let config = AlignConfig { record_unchanged: record, ..config(1, 1) };
-            let report = align(&mut Scripted::new(&refs), &mut memory, &WordEncoder, None, "ann", &config, &mut |_| {}).unwrap();
-            let u = memory.store().require_user("ann").unwrap();
-            let versions = memory.store().persona_versions(&u).unwrap();
-            if record {
-                assert_eq!(versions.len(), 2);
-                assert_eq!(versions[1].text, versions[0].text);
-                assert_eq!(versions[1].feedback.as_deref(), Some(UNCHANGED_NOTE));
-                assert_eq!((report.initial_version, report.final_version), (1, 2));
-            } else {
-                assert_eq!(versions.len(), 1);
-                assert_eq!(report.final_version, report.initial_version);
+            let mut model = script(&[replay("x"), vec!["f1".into(), rewrite]]);
+            let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(1, 3), &mut |_| {}).unwrap();
+            assert!(model.replies.is_empty());
+            match &report.iterations[0].outcome {
+                Outcome::Rejected { rejection, .. } => assert_eq!(rejection.guard(), guard),
+                other => panic!("expected a rejection, got {other:?}"),
             }
+            let u = memory.store().require_user("ann").unwrap();
+            assert_eq!(memory.store().persona_versions(&u).unwrap().len(), 1, "unchanged personas are not recorded by default");
         }
     }
 
     #[test]
-    fn rejected_rewrites_keep_the_previous_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut memory = memory_with_user(dir.path());
-        let mut script: Vec<String> = Vec::new();
-        script.extend(replay("x"));
-        script.push("f1".into());
-        script.push("   ".into()); // empty rewrite
-        script.extend(replay("x"));
-        script.push("f2".into());
-        script.push("word ".repeat(2000)); // over the budget
-        script.extend(replay("x"));
-        script.push("f3".into());
-        script.push("Ann tags by plot.".into());
-        let refs: Vec<&str> = script.iter().map(String::as_str).collect();
-        let mut model = Scripted::new(&refs);
-        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(1, 3), &mut |_| {}).unwrap();
-        assert!(matches!(report.iterations[0].outcome, Outcome::Rejected { rejection: Rejection::Empty, .. }));
-        assert!(matches!(report.iterations[1].outcome, Outcome::Rejected { rejection: Rejection::TooLong { .. }, .. }));
-        assert!(matches!(report.iterations[2].outcome, Outcome::Accepted { version: 2 }));
-        assert_eq!(report.iterations[2].from_version, 1);
-        let u = memory.store().require_user("ann").unwrap();
-        assert_eq!(memory.store().persona_versions(&u).unwrap().len(), 2);
+    fn replay_scores() {
+        assert_eq!(replay_score("politics", " Politics "), 1.0);
+        assert_eq!(replay_score("sports", "politics"), 0.0);
+        assert_eq!(replay_score("4", "2"), -2.0);
+        assert_eq!(replay_score("[1]", "[2]"), 0.0);
     }
 
     #[test]

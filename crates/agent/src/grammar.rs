@@ -14,8 +14,10 @@ use std::sync::Arc;
 
 use persona_engine::ByteGrammar;
 
+use crate::choice::{ChoiceState, Choices};
+
 /// The type of a tool parameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase", tag = "type")]
 pub enum ParamKind {
     /// A JSON string of at most `max_len` bytes.
@@ -28,6 +30,16 @@ pub enum ParamKind {
         /// Most digits.
         max_digits: u8,
     },
+    /// A JSON string that is exactly one of a fixed set of labels.
+    Choice {
+        /// The labels.
+        #[serde(serialize_with = "serialize_choices")]
+        choices: Choices,
+    },
+}
+
+fn serialize_choices<S: serde::Serializer>(choices: &Choices, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(choices.labels())
 }
 
 /// One part of a tool call's text.
@@ -39,6 +51,8 @@ enum Segment {
     Str { max_len: u32 },
     /// Digits.
     Int { max_digits: u8 },
+    /// The content of a JSON string that is one of these (escaped) labels.
+    Choice(Arc<Vec<Vec<u8>>>),
 }
 
 /// Where the automaton is inside a string value.
@@ -60,6 +74,8 @@ struct State {
     /// Bytes consumed in the current segment.
     pos: u32,
     mode: StrMode,
+    /// Inside a choice segment: the labels still possible.
+    choice: ChoiceState,
     done: bool,
 }
 
@@ -99,8 +115,9 @@ impl ToolCallGrammar {
                 }
                 lit.push_str(&json_string(pname));
                 lit.push_str(": ");
-                match *kind {
+                match kind {
                     ParamKind::String { max_len } => {
+                        let max_len = *max_len;
                         lit.push('"');
                         segments.push(Segment::Literal(std::mem::take(&mut lit).into_bytes()));
                         segments.push(Segment::Str { max_len: max_len.max(1) });
@@ -108,7 +125,15 @@ impl ToolCallGrammar {
                     }
                     ParamKind::Integer { max_digits } => {
                         segments.push(Segment::Literal(std::mem::take(&mut lit).into_bytes()));
-                        segments.push(Segment::Int { max_digits: max_digits.clamp(1, 18) });
+                        segments.push(Segment::Int { max_digits: (*max_digits).clamp(1, 18) });
+                    }
+                    ParamKind::Choice { choices } => {
+                        lit.push('"');
+                        segments.push(Segment::Literal(std::mem::take(&mut lit).into_bytes()));
+                        // Each label as it appears between the quotes.
+                        let escaped = choices.labels().iter().map(|l| json_string(l)).map(|q| q.as_bytes()[1..q.len() - 1].to_vec()).collect();
+                        segments.push(Segment::Choice(Arc::new(escaped)));
+                        lit.push('"');
                     }
                 }
             }
@@ -120,7 +145,7 @@ impl ToolCallGrammar {
         Ok(ToolCallGrammar {
             alternatives: Arc::new(alternatives),
             names: Arc::new(names),
-            state: State { live, seg: 0, pos: 0, mode: StrMode::Normal, done: false },
+            state: State { live, seg: 0, pos: 0, mode: StrMode::Normal, choice: ChoiceState::start(0), done: false },
         })
     }
 
@@ -151,8 +176,10 @@ impl ToolCallGrammar {
         self.state.seg += 1;
         self.state.pos = 0;
         self.state.mode = StrMode::Normal;
-        if self.state.seg >= self.alternatives[alt].len() {
-            self.state.done = true;
+        match self.alternatives[alt].get(self.state.seg) {
+            None => self.state.done = true,
+            Some(Segment::Choice(options)) => self.state.choice = ChoiceState::start(options.len()),
+            Some(_) => {}
         }
     }
 }
@@ -225,6 +252,17 @@ impl ByteGrammar for ToolCallGrammar {
                         true
                     }
                 },
+                Segment::Choice(options) => {
+                    if self.state.choice.advance(options, byte) {
+                        return true;
+                    }
+                    // A whole label closes with the quote that starts the next literal.
+                    if byte == b'"' && self.state.choice.at_end(options) {
+                        self.next_segment(alt);
+                        return self.step(byte);
+                    }
+                    false
+                }
                 Segment::Int { max_digits } => {
                     if byte.is_ascii_digit() {
                         // No leading zeros: "0" is a whole number.
@@ -291,6 +329,18 @@ impl ByteGrammar for ToolCallGrammar {
                     Some(Segment::Literal(lit)) => lit.clone(),
                     _ => Vec::new(),
                 },
+                Segment::Choice(options) => {
+                    let choice = self.state.choice;
+                    match (choice.at_end(options), choice.can_continue(options)) {
+                        // Only the closing text can follow.
+                        (true, false) => match self.alternatives[alt].get(seg + 1) {
+                            Some(Segment::Literal(lit)) => lit.clone(),
+                            _ => Vec::new(),
+                        },
+                        (false, _) => choice.common_rest(options),
+                        (true, true) => Vec::new(),
+                    }
+                }
                 _ => Vec::new(),
             },
             None => {
@@ -366,6 +416,42 @@ mod tests {
             assert!(g.step(*b));
         }
         assert_eq!(String::from_utf8(g.forced()).unwrap(), "\", \"n\": ");
+    }
+
+    #[test]
+    fn a_choice_parameter_admits_exactly_its_labels() {
+        let choices = crate::choice::Choices::new(&["sci-fi", "social commentary", "say \"hi\"", "comedy", "comedy drama"]).unwrap();
+        let g = ToolCallGrammar::new(&[
+            ("memory_search".into(), vec![("query".into(), ParamKind::String { max_len: 20 })]),
+            ("final_answer".into(), vec![("answer".into(), ParamKind::Choice { choices })]),
+        ])
+        .unwrap();
+        let call = |a: &str| format!(r#"{{"tool": "final_answer", "arguments": {{"answer": "{a}"}}}}"#);
+        for a in ["sci-fi", "social commentary", r#"say \"hi\""#, "comedy", "comedy drama"] {
+            assert!(g.accepts(&call(a)), "{a}");
+            let v: serde_json::Value = serde_json::from_str(&call(a)).unwrap();
+            assert!(v["arguments"]["answer"].is_string());
+        }
+        for a in ["science fiction", "sci", "social", "comedy dram", "Comedy", "sci-fi ", ""] {
+            assert!(!g.accepts(&call(a)), "{a:?} must be refused");
+        }
+        assert!(g.accepts(r#"{"tool": "memory_search", "arguments": {"query": "anything"}}"#));
+        // Jump-forward: "so" decides the label; a whole label closes the call.
+        let mut s = g.clone();
+        for b in br#"{"tool": "final_answer", "arguments": {"answer": "so"#.iter() {
+            assert!(s.step(*b));
+        }
+        assert_eq!(String::from_utf8(s.forced()).unwrap(), "cial commentary");
+        for b in b"cial commentary" {
+            assert!(s.step(*b));
+        }
+        assert_eq!(String::from_utf8(s.forced()).unwrap(), "\"}}");
+        // "comedy" may close or go on: nothing forced.
+        let mut s = g.clone();
+        for b in br#"{"tool": "final_answer", "arguments": {"answer": "comedy"#.iter() {
+            assert!(s.step(*b));
+        }
+        assert!(s.forced().is_empty());
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! - [`action`]: the ReAct-style loop with grammar-constrained tool calls
 //!   ([`grammar`]) and the memory rule enforced by the loop, leaving a
 //!   [`trace::Trace`];
+//! - [`choice`]: answers bound to a task's labels (constrained decoding);
 //! - [`align`]: test-time persona alignment (the paper's Algorithm 1).
 
 pub mod action;
 pub mod align;
+pub mod choice;
 pub mod error;
 pub mod grammar;
 pub mod llm;
@@ -27,7 +29,8 @@ pub mod trace;
 mod scripted;
 
 pub use action::{run_agent, run_agents, AgentConfig, Question, FINAL_ANSWER};
-pub use align::{align, standard_tools, AlignConfig, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig, UNCHANGED_NOTE};
+pub use align::{align, align_with, replay_score, standard_tools, AlignConfig, AlignContext, Replay, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig, UNCHANGED_NOTE};
+pub use choice::{ChoiceGrammar, Choices};
 pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};

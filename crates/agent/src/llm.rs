@@ -9,6 +9,7 @@ use persona_engine::{ChatMessage, ChatModel, FinishReason, Generation, Generatio
 use persona_memory::Summarizer;
 use serde::Serialize;
 
+use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::{AgentError, Result};
 use crate::grammar::ToolCallGrammar;
 
@@ -77,6 +78,10 @@ pub trait AgentLlm: Summarizer {
         turns.iter().map(|(system, user)| Ok(self.complete(system, user, params)?)).collect()
     }
 
+    /// Answers one (system, user) turn with exactly one label of `choices`
+    /// (constrained decoding: nothing else can be written).
+    fn complete_choice(&mut self, system: &str, user: &str, choices: &Choices, params: &GenerationParams) -> Result<String>;
+
     /// Says whose work the following calls are (a user id): an engine that
     /// caches prompt state reuses it only within one scope.
     fn set_scope(&mut self, _scope: &str) {}
@@ -127,6 +132,19 @@ impl<M: ChatModel> AgentLlm for M {
             })
             .collect::<persona_engine::Result<Vec<_>>>()?;
         Ok(self.generate_batch(prompts, params)?.into_iter().map(|g| g.text).collect())
+    }
+
+    fn complete_choice(&mut self, system: &str, user: &str, choices: &Choices, params: &GenerationParams) -> Result<String> {
+        let text = self.render_chat(&[ChatMessage::system(system), ChatMessage::user(user)])?;
+        let tokens = self.encode_prompt(&text)?;
+        let mut constraint = GrammarConstraint::new(ChoiceGrammar::new(choices), self.tokenizer().token_bytes());
+        let generation = self.generate_tokens(tokens, params, Some(&mut constraint), &mut |_| true)?;
+        let answer = generation.text.trim();
+        // The grammar admits labels only; a length cut is the one way out.
+        choices.find(answer).map(str::to_string).ok_or_else(|| AgentError::Config {
+            name: "max_tokens",
+            reason: format!("{} tokens ended the answer {answer:?} before it was a whole label", params.max_tokens),
+        })
     }
 
     fn set_scope(&mut self, scope: &str) {

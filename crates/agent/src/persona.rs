@@ -25,8 +25,9 @@ pub fn profile_of(text: &str) -> &str {
 }
 
 /// Why a persona rewrite was refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 #[serde(rename_all = "snake_case", tag = "reason")]
+#[non_exhaustive]
 pub enum Rejection {
     /// The rewrite says nothing about the user.
     #[error("the rewritten description is empty")]
@@ -42,6 +43,76 @@ pub enum Rejection {
         /// The budget.
         max: usize,
     },
+    /// The rewrite copies a replayed record or a feedback instead of
+    /// describing the user.
+    #[error("the rewrite copies {from} verbatim: \"{excerpt}\"")]
+    Copied {
+        /// What it copies: `record`, `feedback` or `replay` (it talks about
+        /// the replay itself: real or simulated answers).
+        from: &'static str,
+        /// The copied words.
+        excerpt: String,
+    },
+    /// The rewrite scores worse on the replays than the current persona.
+    #[error("the rewrite scores {candidate} on the replays, the current persona {current}")]
+    Worse {
+        /// The rewrite's score.
+        candidate: f64,
+        /// The current persona's score.
+        current: f64,
+    },
+}
+
+impl Rejection {
+    /// A short name of the guard that refused (`empty`, `copied`, ...).
+    pub fn guard(&self) -> &'static str {
+        match self {
+            Rejection::Empty => "empty",
+            Rejection::MissingRules => "missing_rules",
+            Rejection::TooLong { .. } => "too_long",
+            Rejection::Copied { .. } => "copied",
+            Rejection::Worse { .. } => "worse",
+        }
+    }
+}
+
+/// Words that copying is measured in: a run of this many words of a
+/// replayed question in the description is a copied record.
+pub const COPY_RUN_WORDS: usize = 8;
+
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Checks that a persona's description describes the user instead of
+/// copying what alignment showed the writer: no run of
+/// [`COPY_RUN_WORDS`] words of a replayed question (`records`), no whole
+/// feedback sentence of six words or more (`feedback`), and no talk of the
+/// replay's real or simulated answers.
+pub fn check_copies(text: &str, records: &[&str], feedback: &[&str]) -> Result<(), Rejection> {
+    let profile = profile_of(text);
+    let lower = profile.to_lowercase();
+    for phrase in ["real answer", "real response", "simulated answer", "simulated response", "the assistant answered"] {
+        if lower.contains(phrase) {
+            return Err(Rejection::Copied { from: "replay", excerpt: phrase.to_string() });
+        }
+    }
+    let words = words_of(profile);
+    let runs: std::collections::HashSet<&[String]> = words.windows(COPY_RUN_WORDS).collect();
+    for record in records {
+        let record_words = words_of(record);
+        if let Some(run) = record_words.windows(COPY_RUN_WORDS).find(|w| runs.contains(w)) {
+            return Err(Rejection::Copied { from: "record", excerpt: run.join(" ") });
+        }
+    }
+    let joined = format!(" {} ", words.join(" "));
+    for sentence in feedback.iter().flat_map(|f| f.split(['.', '!', '?', '\n'])) {
+        let sentence_words = words_of(sentence);
+        if sentence_words.len() >= 6 && joined.contains(&format!(" {} ", sentence_words.join(" "))) {
+            return Err(Rejection::Copied { from: "feedback", excerpt: sentence.trim().to_string() });
+        }
+    }
+    Ok(())
 }
 
 /// Checks a persona text: a non-empty description, the tool rules intact,
@@ -127,6 +198,21 @@ mod tests {
         assert_eq!(check(&edited, 1000, &words).unwrap(), Err(Rejection::MissingRules));
         let long = compose(&"jazz ".repeat(500));
         assert!(matches!(check(&long, 300, &words).unwrap(), Err(Rejection::TooLong { max: 300, .. })));
+    }
+
+    #[test]
+    fn copies_of_records_and_feedback_are_rejected() {
+        let record = "Which category does this article relate to? article: Senate passes the budget bill after a long night of votes";
+        let feedback = ["The user files budget stories under politics. Keep that in mind."];
+        let copied_record = compose("This user reads: senate passes the budget bill after a long night of votes.");
+        assert!(matches!(check_copies(&copied_record, &[record], &feedback), Err(Rejection::Copied { from: "record", .. })));
+        let copied_feedback = compose("The user files budget stories under politics. They like sports too.");
+        assert!(matches!(check_copies(&copied_feedback, &[record], &feedback), Err(Rejection::Copied { from: "feedback", .. })));
+        let quoted = compose("This user's real answer is \"politics.\"");
+        assert!(matches!(check_copies(&quoted, &[record], &feedback), Err(Rejection::Copied { from: "replay", .. })));
+        let fine = compose("This user files news about government, budgets and elections under politics.");
+        assert_eq!(check_copies(&fine, &[record], &feedback), Ok(()));
+        assert_eq!(Rejection::Copied { from: "record", excerpt: String::new() }.guard(), "copied");
     }
 
     #[test]

@@ -73,6 +73,12 @@ impl AgentLlm for Scripted {
         self.constrained.push((grammar.tool_names().to_vec(), grammar.accepts(&c.text)));
         Ok(c)
     }
+    fn complete_choice(&mut self, system: &str, _user: &str, choices: &crate::Choices, _params: &GenerationParams) -> Result<String> {
+        self.completions.push(system.to_string());
+        let reply = self.next()?;
+        self.constrained.push((choices.labels().to_vec(), crate::ChoiceGrammar::new(choices).accepts(&reply)));
+        Ok(reply)
+    }
 }
 
 /// A tool that returns a fixed text and counts its calls.

@@ -25,6 +25,9 @@ pub enum LampError {
     /// An unknown task name.
     #[error("unknown task '{0}' (known: LaMP-1, LaMP-2M, LaMP-2N, LaMP-3)")]
     UnknownTask(String),
+    /// The agent crate refused a setting or failed.
+    #[error("agent: {0}")]
+    Agent(#[from] persona_agent::AgentError),
     /// A method failed (model, memory or agent error).
     #[error("method: {0}")]
     Method(String),

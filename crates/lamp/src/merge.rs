@@ -103,7 +103,7 @@ mod tests {
     use super::*;
 
     fn report(task: Task, methods: &[&str], seed: u64, lock_step: bool, rev: &str) -> Report {
-        let scores = MethodScores { n: 20, accuracy: Some(0.5), f1: Some(0.4), mae: None, rmse: None, invalid_rate: 0.0, ci: BTreeMap::new() };
+        let scores = MethodScores { n: 20, accuracy: Some(0.5), f1: Some(0.4), mae: None, rmse: None, invalid_rate: 0.0, vs_persona_agent: None, ci: BTreeMap::new() };
         Report {
             task,
             meta: json!({"model": "small", "model_sha256": "ab", "seed": seed, "users": 20, "questions_asked": 20,

@@ -3,7 +3,7 @@
 //! PersonaAgent, and its ablations (no alignment, no persona, no memory, no
 //! action). ARCHITECTURE.md section 4 defines each.
 
-use persona_agent::{align, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, Encyclopedia, ToolRegistry};
+use persona_agent::{align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Encyclopedia, ToolRegistry};
 use persona_engine::{ContextPolicy, Encoder, GenerationParams, SamplingParams};
 use persona_memory::{Memory, NewRecord};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{LampError, Result};
 use crate::format::Example;
+use crate::replay;
 use crate::task::Task;
 
 const SYSTEM: &str = include_str!("../prompts/system.txt");
@@ -125,6 +126,9 @@ pub struct MethodConfig {
     pub answer_tokens: usize,
     /// Longest profile item text in a prompt, in characters.
     pub item_chars: usize,
+    /// Read answers as free text (the old reader, for comparison) instead
+    /// of decoding them under the task's labels.
+    pub free_text: bool,
 }
 
 impl MethodConfig {
@@ -134,7 +138,7 @@ impl MethodConfig {
         let mut align = AlignConfig { record_unchanged: true, ..AlignConfig::default() };
         align.agent.seed = seed;
         align.semantic.seed = seed;
-        MethodConfig { align, icl_demos: 3, answer_tokens: 48, item_chars: 300 }
+        MethodConfig { align, icl_demos: 3, answer_tokens: 48, item_chars: 300, free_text: false }
     }
 
     fn params(&self) -> GenerationParams {
@@ -148,7 +152,11 @@ impl MethodConfig {
     }
 }
 
-/// A profile item as a memory record (what the user was given, how they responded).
+/// A profile item as a memory record (what the user was given, how they
+/// responded), tagged with its task (`lamp_task` metadata) so that the
+/// semantic memory uses the task's summary prompt and memory search shows
+/// the record in the task's shape. LaMP-1 profiles hold only the user's
+/// papers: the record is the title (as query and response).
 pub fn profile_record(task: Task, item: &Map<String, Value>) -> NewRecord {
     let field = |k: &str| item.get(k).map(|v| match v {
         Value::String(s) => s.trim().to_string(),
@@ -157,7 +165,7 @@ pub fn profile_record(task: Task, item: &Map<String, Value>) -> NewRecord {
     let (query, response) = match task {
         Task::Citation => {
             let title = field("title").unwrap_or_default();
-            (format!("A paper this user wrote: {title}"), title)
+            (title.clone(), title)
         }
         Task::MovieTagging => (field("description").unwrap_or_default(), field("tag").unwrap_or_default()),
         Task::NewsCategorization => {
@@ -167,7 +175,9 @@ pub fn profile_record(task: Task, item: &Map<String, Value>) -> NewRecord {
         Task::ProductRating => (field("text").unwrap_or_default(), field("score").unwrap_or_default()),
     };
     let timestamp = item.get("time").and_then(Value::as_i64);
-    NewRecord { timestamp, ..NewRecord::new(query, response) }
+    let mut metadata = Map::new();
+    metadata.insert("lamp_task".into(), Value::String(task.memory_kind().name().to_string()));
+    NewRecord { timestamp, metadata, ..NewRecord::new(query, response) }
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -198,8 +208,14 @@ pub struct Resources<'a> {
     pub encyclopedia: Option<&'a Encyclopedia>,
     /// Settings.
     pub config: &'a MethodConfig,
-    /// ICL's fixed demonstrations (from another user).
+    /// ICL's fixed demonstrations (from another user); LaMP-1's replays
+    /// also take their other-user papers from here.
     pub demos: &'a [(String, String)],
+    /// The model that writes alignment's feedback and rewrites (`None`:
+    /// `model` does).
+    pub writer: Option<&'a mut dyn AgentLlm>,
+    /// Where each alignment run's report goes (the runner logs them).
+    pub alignments: Vec<AlignReport>,
 }
 
 /// The store id of a benchmark user.
@@ -227,8 +243,13 @@ fn retrieve(res: &mut Resources<'_>, user: &str, input: &str, k: usize) -> Resul
     Ok(hits.into_iter().map(|h| (h.record.query, h.record.response)).collect())
 }
 
-fn direct(res: &mut Resources<'_>, system: &str, prompt: &str) -> Result<String> {
-    res.model.complete(system, prompt, &res.config.params()).map_err(agent_err)
+/// One model call; under the task's labels unless the run reads free text.
+fn direct(res: &mut Resources<'_>, choices: Option<&Choices>, system: &str, prompt: &str) -> Result<String> {
+    let params = res.config.params();
+    match choices {
+        Some(c) => Ok(res.model.complete_choice(system, prompt, c, &params)?),
+        None => res.model.complete(system, prompt, &params).map_err(agent_err),
+    }
 }
 
 fn agent(res: &mut Resources<'_>, persona_text: &str, user: Option<&str>, question: &str, config: &AgentConfig) -> Result<String> {
@@ -250,17 +271,29 @@ fn agent(res: &mut Resources<'_>, persona_text: &str, user: Option<&str>, questi
 
 /// The user's aligned persona: the latest version if alignment has run for
 /// this user (any version after the first), else align now (initialising
-/// from the semantic memory).
-fn aligned_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
+/// from the semantic memory) on replays in the task's shape, answered
+/// under the task's labels like the questions themselves.
+fn aligned_persona(res: &mut Resources<'_>, task: Task, user: &str, choices: Option<&Choices>) -> Result<String> {
     let u = res.memory.store().require_user(user).map_err(agent_err)?;
     let versions = res.memory.store().persona_versions(&u).map_err(agent_err)?;
     if versions.len() > 1 {
         return Ok(versions.last().map(|v| v.text.clone()).unwrap_or_default());
     }
+    let mut config = res.config.align.clone();
+    config.agent.choices = choices.cloned();
+    // LaMP-1 replays need one more paper than replays.
+    let latest = res.memory.store().latest_records(&u, config.batch + 1).map_err(agent_err)?;
+    let distractors: Vec<String> = res.demos.iter().map(|(q, _)| q.clone()).collect();
+    let replays = replay::task_replays(task, &latest, config.batch, &distractors);
+    // A profile too short for the task's shape replays its records as they are.
+    let replays = (!replays.is_empty()).then_some(replays);
     // With `record_unchanged` (the default here) alignment always stores a
     // version, so the next method finds this user aligned.
-    let report = align(res.model, res.memory, res.encoder, res.encyclopedia, user, &res.config.align, &mut |_| {}).map_err(agent_err)?;
-    Ok(report.final_text)
+    let ctx = AlignContext { model: &mut *res.model, writer: res.writer.as_mut().map(|w| &mut **w as &mut dyn AgentLlm), memory: &mut *res.memory, encoder: res.encoder, encyclopedia: res.encyclopedia };
+    let report = align_with(ctx, user, &config, replays, &mut |_| {})?;
+    let text = report.final_text.clone();
+    res.alignments.push(report);
+    Ok(text)
 }
 
 /// The user's initial persona (version 1, built from the semantic memory).
@@ -281,59 +314,62 @@ pub fn answer(method: Method, task: Task, example: &Example, index: usize, res: 
         ensure_profile(res, task, example, &user)?;
     }
     let item_chars = res.config.item_chars;
+    let choices = if res.config.free_text { None } else { Some(task.choices()?) };
+    let choices = choices.as_ref();
+    let agent_config = AgentConfig { choices: choices.cloned(), ..res.config.align.agent.clone() };
     match method {
-        Method::Prompt => direct(res, SYSTEM, input),
+        Method::Prompt => direct(res, choices, SYSTEM, input),
         Method::Icl => {
             let demos = render_items(res.demos, item_chars);
-            direct(res, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
+            direct(res, choices, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
         }
         Method::Rag1 | Method::Rag4 => {
             let k = if method == Method::Rag1 { 1 } else { 4 };
             let items = retrieve(res, &user, input, k)?;
-            direct(res, SYSTEM, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
+            direct(res, choices, SYSTEM, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
         }
         Method::Pag4 => {
             persona::current_or_init(res.model, res.memory, &user, &res.config.align.semantic).map_err(agent_err)?;
             let u = res.memory.store().require_user(&user).map_err(agent_err)?;
             let profile = res.memory.store().latest_semantic_profile(&u, None).map_err(agent_err)?.map(|p| p.summary).unwrap_or_default();
             let items = retrieve(res, &user, input, 4)?;
-            direct(res, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_items(&items, item_chars)), ("input", input)]))
+            direct(res, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_items(&items, item_chars)), ("input", input)]))
         }
         Method::React => {
-            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..res.config.align.agent.clone() };
+            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
             agent(res, GENERIC_PERSONA, None, input, &config)
         }
         Method::Membank => {
             res.memory.store().ensure_user(MEMBANK_USER).map_err(agent_err)?;
             let items = retrieve(res, MEMBANK_USER, input, 4)?;
-            let out = direct(res, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
+            let out = direct(res, choices, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
             // The agent remembers its own answer (not the user's).
             res.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], res.encoder, 1, &mut |_, _| {}).map_err(agent_err)?;
             Ok(out)
         }
         Method::PersonaAgent => {
-            let persona_text = aligned_persona(res, &user)?;
-            let config = res.config.align.agent.clone();
+            let persona_text = aligned_persona(res, task, &user, choices)?;
+            let config = agent_config.clone();
             agent(res, &persona_text, Some(&user), input, &config)
         }
         Method::NoAlignment => {
             let persona_text = initial_persona(res, &user)?;
-            let config = res.config.align.agent.clone();
+            let config = agent_config.clone();
             agent(res, &persona_text, Some(&user), input, &config)
         }
         Method::NoPersona => {
-            let config = res.config.align.agent.clone();
+            let config = agent_config.clone();
             agent(res, GENERIC_PERSONA, Some(&user), input, &config)
         }
         Method::NoMemory => {
             let persona_text = persona::compose("(nothing is known about this user)");
-            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..res.config.align.agent.clone() };
+            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
             agent(res, &persona_text, None, input, &config)
         }
         Method::NoAction => {
-            let persona_text = aligned_persona(res, &user)?;
+            let persona_text = aligned_persona(res, task, &user, choices)?;
             let items = retrieve(res, &user, input, res.config.align.tools.k)?;
-            direct(res, &persona_text, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
+            direct(res, choices, &persona_text, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
         }
     }
 }
@@ -373,5 +409,8 @@ mod tests {
         assert_eq!((r.query.as_str(), r.response.as_str(), r.timestamp), ("Great", "5", Some(7)));
         let r = profile_record(Task::MovieTagging, &item(serde_json::json!({"description": "Space", "tag": "sci-fi"})));
         assert_eq!(r.response, "sci-fi");
+        assert_eq!(r.metadata["lamp_task"], "movie-tags");
+        let r = profile_record(Task::Citation, &item(serde_json::json!({"title": "Parsing with CRFs", "id": "p1"})));
+        assert_eq!((r.query.as_str(), r.metadata["lamp_task"].as_str()), ("Parsing with CRFs", Some("citation")));
     }
 }

@@ -39,6 +39,76 @@ pub struct MethodScores {
     pub invalid_rate: f64,
     /// 95% bootstrap intervals over users, per metric.
     pub ci: BTreeMap<String, Interval>,
+    /// PersonaAgent minus this method on the users both answered, with a
+    /// paired bootstrap interval (absent for PersonaAgent itself and for
+    /// reports without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_persona_agent: Option<PairedDiff>,
+}
+
+/// A paired difference of the task's main metric (accuracy, or MAE for
+/// ratings): PersonaAgent minus another method over the same users, with a
+/// 95% interval from resampling those users (each resample scores both
+/// methods on the same users). For accuracy above zero favours
+/// PersonaAgent; for MAE below zero does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedDiff {
+    /// The metric compared (`accuracy` or `mae`).
+    pub metric: String,
+    /// PersonaAgent's value minus the method's.
+    pub diff: f64,
+    /// Its 95% interval.
+    pub ci: [f64; 2],
+    /// Users both methods answered.
+    pub users: usize,
+}
+
+impl PairedDiff {
+    /// Whether the interval excludes zero in PersonaAgent's favour.
+    pub fn persona_agent_better(&self) -> bool {
+        if self.metric == "mae" {
+            self.ci[1] < 0.0
+        } else {
+            self.ci[0] > 0.0
+        }
+    }
+}
+
+/// The task's main metric on some rows.
+fn main_metric(task: Task, rows: &[&ResultRow]) -> Result<f64> {
+    let preds: Vec<String> = rows.iter().map(|r| r.output.clone()).collect();
+    let golds: Vec<String> = rows.iter().map(|r| r.gold.clone()).collect();
+    match task.labels() {
+        Some(labels) => Ok(classification(&preds, &golds, labels)?.accuracy),
+        None => Ok(rating(&preds, &golds)?.mae),
+    }
+}
+
+/// PersonaAgent (`reference`) minus `other` over the users both have rows
+/// for; `None` when they share no user.
+pub fn paired_difference(task: Task, reference: &[&ResultRow], other: &[&ResultRow], seed: u64) -> Result<Option<PairedDiff>> {
+    let group = |rows: &[&ResultRow]| {
+        let mut by_user: BTreeMap<usize, Vec<ResultRow>> = BTreeMap::new();
+        for r in rows {
+            by_user.entry(r.user).or_default().push((*r).clone());
+        }
+        by_user
+    };
+    let (a, b) = (group(reference), group(other));
+    let pairs: Vec<(&Vec<ResultRow>, &Vec<ResultRow>)> = a.iter().filter_map(|(u, ra)| b.get(u).map(|rb| (ra, rb))).collect();
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let diff_of = |sample: &[&(&Vec<ResultRow>, &Vec<ResultRow>)]| -> Result<f64> {
+        let left: Vec<&ResultRow> = sample.iter().flat_map(|(x, _)| x.iter()).collect();
+        let right: Vec<&ResultRow> = sample.iter().flat_map(|(_, y)| y.iter()).collect();
+        Ok(main_metric(task, &left)? - main_metric(task, &right)?)
+    };
+    let all: Vec<&(&Vec<ResultRow>, &Vec<ResultRow>)> = pairs.iter().collect();
+    let diff = diff_of(&all)?;
+    let ci = bootstrap(&pairs, RESAMPLES, seed, |s| diff_of(s))?;
+    let metric = if task.is_rating() { "mae" } else { "accuracy" };
+    Ok(Some(PairedDiff { metric: metric.into(), diff, ci: [ci.low, ci.high], users: pairs.len() }))
 }
 
 /// Scores the rows of one method.
@@ -63,13 +133,13 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
             let m = classification(&preds, &golds, labels)?;
             ci.insert("accuracy".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.accuracy) })?);
             ci.insert("f1".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.f1) })?);
-            Ok(MethodScores { n, accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci })
+            Ok(MethodScores { n, accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci, vs_persona_agent: None })
         }
         None => {
             let m = rating(&preds, &golds)?;
             ci.insert("mae".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.mae) })?);
             ci.insert("rmse".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.rmse) })?);
-            Ok(MethodScores { n, accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci })
+            Ok(MethodScores { n, accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci, vs_persona_agent: None })
         }
     }
 }
@@ -77,10 +147,15 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
 /// Scores every method present in `rows`.
 pub fn score_all(task: Task, rows: &[ResultRow], seed: u64) -> Result<BTreeMap<String, MethodScores>> {
     let mut out = BTreeMap::new();
+    let reference: Vec<&ResultRow> = rows.iter().filter(|r| r.method == Method::PersonaAgent).collect();
     for method in Method::ALL {
         let mine: Vec<&ResultRow> = rows.iter().filter(|r| r.method == method).collect();
         if !mine.is_empty() {
-            out.insert(method.name().to_string(), score(task, &mine, seed)?);
+            let mut s = score(task, &mine, seed)?;
+            if method != Method::PersonaAgent {
+                s.vs_persona_agent = paired_difference(task, &reference, &mine, seed)?;
+            }
+            out.insert(method.name().to_string(), s);
         }
     }
     Ok(out)
@@ -111,12 +186,22 @@ fn score_cells(task: Task, s: &MethodScores) -> String {
     format!("{} | {} | {} | {:.1}%", s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0)
 }
 
+/// The paired-difference cell: `+0.150 [+0.050, +0.250]`, starred when
+/// the interval excludes zero in PersonaAgent's favour.
+fn paired_cell(d: Option<&PairedDiff>) -> String {
+    match d {
+        Some(d) => format!("{:+.3} [{:+.3}, {:+.3}]{}", d.diff, d.ci[0], d.ci[1], if d.persona_agent_better() { " *" } else { "" }),
+        None => "-".into(),
+    }
+}
+
 fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]) -> String {
     let (ha, hb) = metric_heads(task);
-    let mut out = format!("| method | n | {ha} | {hb} | invalid |\n|---|---|---|---|---|\n");
+    let (metric, _) = metric_heads(task);
+    let mut out = format!("| method | n | {ha} | {hb} | invalid | PersonaAgent − method, {metric} (paired) |\n|---|---|---|---|---|---|\n");
     for m in methods {
         let Some(s) = scores.get(m.name()) else { continue };
-        out.push_str(&format!("| {} | {} |\n", m.name(), score_cells(task, s)));
+        out.push_str(&format!("| {} | {} | {} |\n", m.name(), score_cells(task, s), paired_cell(s.vs_persona_agent.as_ref())));
     }
     out
 }
@@ -132,7 +217,7 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
             out.push_str(&format!("- {k}: {}\n", match v { Value::String(s) => s.clone(), other => other.to_string() }));
         }
     }
-    out.push_str("\nValues with 95% bootstrap intervals over users.\n\n## Methods (Table 2)\n\n");
+    out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE).\n\n## Methods (Table 2)\n\n");
     out.push_str(&table(task, scores, &methods));
     out.push_str("\n## Ablations (Table 3)\n\n");
     out.push_str(&table(task, scores, &ablations));
@@ -182,9 +267,37 @@ mod tests {
         assert!(json["prompt"].get("accuracy").is_none() && json["prompt"]["rmse"].is_number());
         let md = markdown(Task::ProductRating, "test set", &scores, &serde_json::json!({"model": "m", "seed": 1}));
         assert!(md.contains("| prompt | 2 | 1.500") && md.contains("## Ablations") && md.contains("- model: m"), "{md}");
+        // PersonaAgent's MAE 0 minus prompt's 1.5.
+        let d = scores["prompt"].vs_persona_agent.as_ref().unwrap();
+        assert_eq!((d.metric.as_str(), d.diff, d.users), ("mae", -1.5, 2));
+        assert!(scores["persona-agent"].vs_persona_agent.is_none());
+        assert!(json["prompt"]["vs_persona_agent"]["ci"].is_array());
+        assert!(md.contains("| -1.500 ["), "{md}");
         let sweep = scaling_markdown(Task::ProductRating, "K", &[(1, scores.clone()), (4, scores)]);
         assert!(sweep.contains("| K | method | users | MAE ↓ | RMSE ↓ | invalid |") && sweep.contains("| 4 | prompt | 2 | 1.500 ["), "{sweep}");
         assert_eq!(sweep.lines().filter(|l| l.starts_with("| 1 |")).count(), 2);
+    }
+
+    #[test]
+    fn paired_differences_resample_users_together() {
+        // PersonaAgent right on users 0..8, wrong on 8, 9; the other method
+        // right on users 0..2 only; user 10 answered by PersonaAgent alone.
+        let mut rows = Vec::new();
+        for u in 0..10 {
+            rows.push(row(Method::PersonaAgent, u, if u < 8 { "[1]" } else { "[2]" }, "[1]", Reading::Exact));
+            rows.push(row(Method::Prompt, u, if u < 2 { "[1]" } else { "[2]" }, "[1]", Reading::Exact));
+        }
+        rows.push(row(Method::PersonaAgent, 10, "[1]", "[1]", Reading::Exact));
+        let scores = score_all(Task::Citation, &rows, 7).unwrap();
+        let d = scores["prompt"].vs_persona_agent.clone().unwrap();
+        assert_eq!(d.users, 10, "only users both answered");
+        assert!((d.diff - 0.6).abs() < 1e-12, "{d:?}");
+        assert!(d.ci[0] > 0.0 && d.ci[1] <= 1.0 && d.persona_agent_better(), "{d:?}");
+        // Identical answers: zero difference, and a zero-width interval.
+        let same: Vec<ResultRow> = rows.iter().filter(|r| r.method == Method::PersonaAgent).flat_map(|r| [r.clone(), ResultRow { method: Method::Rag4, ..r.clone() }]).collect();
+        let d = score_all(Task::Citation, &same, 7).unwrap()["rag-4"].vs_persona_agent.clone().unwrap();
+        assert_eq!((d.diff, d.ci), (0.0, [0.0, 0.0]));
+        assert!(!d.persona_agent_better());
     }
 
     #[test]

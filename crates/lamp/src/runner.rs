@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use persona_agent::{AgentLlm, AlignReport, Outcome};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LampError, Result};
@@ -102,13 +103,70 @@ fn first_difference(old: &serde_json::Value, new: &serde_json::Value, prefix: &s
     }
 }
 
+/// The alignment log of an output folder (one line per aligned user).
+pub fn alignment_path(dir: &Path) -> PathBuf {
+    dir.join("alignment.jsonl")
+}
+
+/// One user's alignment run, as logged: its scores on the replays and
+/// what each iteration's guards did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlignmentRow {
+    /// The method that asked for the aligned persona.
+    pub method: Method,
+    /// The user's ordinal.
+    pub user: usize,
+    /// The starting persona's summed replay score.
+    pub initial_score: f64,
+    /// The final persona's summed replay score.
+    pub final_score: f64,
+    /// Per iteration: `accepted`, or the guard that rejected the rewrite
+    /// (`empty`, `missing_rules`, `too_long`, `copied`, `worse`).
+    pub outcomes: Vec<String>,
+    /// Replays per iteration.
+    pub replays: usize,
+}
+
+impl AlignmentRow {
+    /// The row of one report.
+    pub fn new(method: Method, user: usize, report: &AlignReport) -> AlignmentRow {
+        let outcomes = report
+            .iterations
+            .iter()
+            .map(|it| match &it.outcome {
+                Outcome::Accepted { .. } => "accepted".to_string(),
+                Outcome::Rejected { rejection, .. } => rejection.guard().to_string(),
+            })
+            .collect();
+        let replays = report.iterations.first().map_or(0, |it| it.simulations.len());
+        AlignmentRow { method, user, initial_score: report.initial_score, final_score: report.final_score, outcomes, replays }
+    }
+}
+
+fn log_alignment(dir: &Path, row: &AlignmentRow) -> Result<()> {
+    let path = alignment_path(dir);
+    let line = serde_json::to_string(row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|source| LampError::Io { path: path.clone(), source })?;
+    writeln!(file, "{line}").and_then(|()| file.sync_data()).map_err(|source| LampError::Io { path, source })
+}
+
+/// Reads an output folder's alignment log (empty when there is none).
+pub fn read_alignments(dir: &Path) -> Result<Vec<AlignmentRow>> {
+    read_jsonl(&alignment_path(dir))
+}
+
 /// Reads the rows finished so far (a torn last line from a killed run is ignored).
 pub fn read_results(dir: &Path) -> Result<Vec<ResultRow>> {
-    let path = results_path(dir);
-    let text = match std::fs::read_to_string(&path) {
+    read_jsonl(&results_path(dir))
+}
+
+/// Reads a JSON Lines file of `T` (empty when missing; a torn last line
+/// from a killed run is ignored).
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(LampError::Io { path, source }),
+        Err(source) => return Err(LampError::Io { path: path.to_path_buf(), source }),
     };
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut rows = Vec::with_capacity(lines.len());
@@ -116,7 +174,7 @@ pub fn read_results(dir: &Path) -> Result<Vec<ResultRow>> {
         match serde_json::from_str(line) {
             Ok(r) => rows.push(r),
             Err(_) if i + 1 == lines.len() => break,
-            Err(e) => return Err(LampError::Format { path, message: format!("line {}: {e}", i + 1) }),
+            Err(e) => return Err(LampError::Format { path: path.to_path_buf(), message: format!("line {}: {e}", i + 1) }),
         }
     }
     Ok(rows)
@@ -150,10 +208,23 @@ pub fn run(
             let example = &examples[i];
             let start = Instant::now();
             let demos = demonstrations(task, examples, i, res.config.icl_demos);
-            let raw = {
-                let mut local = Resources { model: &mut *res.model, encoder: res.encoder, memory: &mut *res.memory, encyclopedia: res.encyclopedia, config: res.config, demos: &demos };
-                answer(method, task, example, ordinals[i], &mut local)?
+            let (raw, alignments) = {
+                let mut local = Resources {
+                    model: &mut *res.model,
+                    encoder: res.encoder,
+                    memory: &mut *res.memory,
+                    encyclopedia: res.encyclopedia,
+                    config: res.config,
+                    demos: &demos,
+                    writer: res.writer.as_mut().map(|w| &mut **w as &mut dyn AgentLlm),
+                    alignments: Vec::new(),
+                };
+                let raw = answer(method, task, example, ordinals[i], &mut local)?;
+                (raw, local.alignments)
             };
+            for report in &alignments {
+                log_alignment(out_dir, &AlignmentRow::new(method, ordinals[i], report))?;
+            }
             let parsed = parse_output(task, &raw);
             let row = ResultRow { method, id: example.question.id.clone(), user: ordinals[i], raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_millis() as u64 };
             let line = serde_json::to_string(&row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;

@@ -1,5 +1,7 @@
 //! The four LaMP tasks the paper evaluates, with their label sets.
 
+use persona_agent::Choices;
+use persona_memory::TaskKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LampError;
@@ -45,6 +47,9 @@ pub const NEWS_CATEGORIES: [&str; 15] = [
 /// LaMP-1's two answers.
 pub const CITATION_CHOICES: [&str; 2] = ["[1]", "[2]"];
 
+/// LaMP-3's five ratings.
+pub const RATINGS: [&str; 5] = ["1", "2", "3", "4", "5"];
+
 /// A LaMP task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Task {
@@ -83,6 +88,23 @@ impl Task {
             Task::MovieTagging => Some(&MOVIE_TAGS),
             Task::NewsCategorization => Some(&NEWS_CATEGORIES),
             Task::ProductRating => None,
+        }
+    }
+
+    /// Every valid answer: the label list, or the ratings `1`-`5`. Answers
+    /// are decoded under this set, so none can be invalid.
+    pub fn choices(self) -> Result<Choices, LampError> {
+        let labels: &[&str] = self.labels().unwrap_or(&RATINGS);
+        Ok(Choices::new(labels)?)
+    }
+
+    /// The kind of history its profiles are, for the user's memory.
+    pub fn memory_kind(self) -> TaskKind {
+        match self {
+            Task::Citation => TaskKind::Citation,
+            Task::MovieTagging => TaskKind::MovieTags,
+            Task::NewsCategorization => TaskKind::NewsCategory,
+            Task::ProductRating => TaskKind::ProductRating,
         }
     }
 
@@ -131,5 +153,13 @@ mod tests {
         assert_eq!(Task::MovieTagging.labels().unwrap().len(), 15);
         assert_eq!(Task::NewsCategorization.labels().unwrap().len(), 15);
         assert!(Task::ProductRating.labels().is_none());
+        for t in Task::ALL {
+            let choices = t.choices().unwrap();
+            assert!(!choices.labels().is_empty());
+            if let Some(labels) = t.labels() {
+                assert_eq!(choices.labels(), labels);
+            }
+        }
+        assert_eq!(Task::ProductRating.choices().unwrap().labels(), RATINGS);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use persona_engine::Encoder;
-use persona_memory::Memory;
+use persona_memory::{Memory, Record, TaskKind};
 use serde_json::{Map, Value};
 
 use super::{clip, CallContext, Tool, ToolSpec};
@@ -73,15 +73,46 @@ impl Tool for MemorySearch<'_> {
         Ok(hits
             .iter()
             .enumerate()
-            .map(|(i, h)| {
-                format!(
-                    "{}. The user was given: {} | The user's response: {}",
-                    i + 1,
-                    clip(&h.record.query, self.max_chars).replace('\n', " "),
-                    clip(&h.record.response, self.max_chars).replace('\n', " ")
-                )
-            })
+            .map(|(i, h)| format!("{}. {}", i + 1, render(&h.record, self.max_chars)))
             .collect::<Vec<_>>()
             .join("\n"))
+    }
+}
+
+/// A record as the model reads it, in its task's shape when the record
+/// says which task it comes from (`lamp_task` metadata): a paper the user
+/// wrote is a paper, not a question answered with its own title.
+fn render(record: &Record, max_chars: usize) -> String {
+    let query = clip(&record.query, max_chars).replace('\n', " ");
+    let response = clip(&record.response, max_chars).replace('\n', " ");
+    match TaskKind::detect(std::slice::from_ref(record)) {
+        TaskKind::Citation => format!("A paper this user wrote: {query}"),
+        TaskKind::MovieTags => format!("Movie: {query} | The user's tag: {response}"),
+        TaskKind::NewsCategory => format!("Article: {query} | The user's category: {response}"),
+        TaskKind::ProductRating => format!("Review: {query} | The user's rating: {response}"),
+        TaskKind::General => format!("The user was given: {query} | The user's response: {response}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn record(task: Option<&str>, query: &str, response: &str) -> Record {
+        let metadata = match task {
+            Some(t) => serde_json::json!({ "lamp_task": t }),
+            None => serde_json::json!({}),
+        };
+        Record { id: 1, query: query.into(), response: response.into(), metadata, timestamp: None, created_at: 0 }
+    }
+
+    #[test]
+    fn records_show_in_their_task_s_shape() {
+        assert_eq!(render(&record(Some("citation"), "Parsing with CRFs", "Parsing with CRFs"), 100), "A paper this user wrote: Parsing with CRFs");
+        assert_eq!(render(&record(Some("news-category"), "Senate votes", "politics"), 100), "Article: Senate votes | The user's category: politics");
+        assert_eq!(render(&record(Some("product-rating"), "Great", "5"), 100), "Review: Great | The user's rating: 5");
+        assert_eq!(render(&record(Some("movie-tags"), "Space", "sci-fi"), 100), "Movie: Space | The user's tag: sci-fi");
+        assert_eq!(render(&record(None, "Q", "A"), 100), "The user was given: Q | The user's response: A");
     }
 }

@@ -52,9 +52,10 @@ impl ToolSpec {
             .params
             .iter()
             .map(|p| {
-                let ty = match p.kind {
-                    ParamKind::String { .. } => "string",
-                    ParamKind::Integer { .. } => "integer",
+                let ty = match &p.kind {
+                    ParamKind::String { .. } => "string".to_string(),
+                    ParamKind::Integer { .. } => "integer".to_string(),
+                    ParamKind::Choice { choices } => format!("exactly one of: {}", choices.joined()),
                 };
                 format!("\"{}\" ({ty}): {}", p.name, p.description)
             })
@@ -64,7 +65,7 @@ impl ToolSpec {
 
     /// The grammar entry of this tool.
     fn grammar_entry(&self) -> (String, Vec<(String, ParamKind)>) {
-        (self.name.clone(), self.params.iter().map(|p| (p.name.clone(), p.kind)).collect())
+        (self.name.clone(), self.params.iter().map(|p| (p.name.clone(), p.kind.clone())).collect())
     }
 
     /// Checks a call's arguments: every parameter present with its type and
@@ -72,13 +73,18 @@ impl ToolSpec {
     pub fn validate(&self, arguments: &Map<String, Value>) -> Result<()> {
         for p in &self.params {
             let value = arguments.get(&p.name).ok_or_else(|| AgentError::ToolCall(format!("`{}` needs argument `{}`", self.name, p.name)))?;
-            match (p.kind, value) {
+            match (&p.kind, value) {
                 (ParamKind::String { max_len }, Value::String(s)) => {
-                    if s.len() > max_len as usize {
+                    if s.len() > *max_len as usize {
                         return Err(AgentError::ToolCall(format!("`{}`: argument `{}` is longer than {max_len} bytes", self.name, p.name)));
                     }
                 }
                 (ParamKind::Integer { .. }, Value::Number(n)) if n.is_u64() => {}
+                (ParamKind::Choice { choices }, Value::String(s)) => {
+                    if choices.find(s) != Some(s.as_str()) {
+                        return Err(AgentError::ToolCall(format!("`{}`: argument `{}` must be one of: {}; got {s:?}", self.name, p.name, choices.joined())));
+                    }
+                }
                 (kind, other) => {
                     return Err(AgentError::ToolCall(format!("`{}`: argument `{}` should be {kind:?}, got {other}", self.name, p.name)));
                 }

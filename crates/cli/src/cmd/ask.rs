@@ -1,7 +1,7 @@
 //! `persona ask`: answer a question as the user would, with the user's
 //! persona, memory and tools.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use persona_agent::{run_agent, standard_tools};
 
@@ -21,12 +21,20 @@ pub struct AskArgs {
     /// with tool (null for the answer) and arguments], stats}.
     #[arg(long)]
     pub json: bool,
+    /// The answer must be exactly one of these labels, comma-separated
+    /// (e.g. `--choices "sci-fi,comedy,romance"`): the final answer is
+    /// decoded under their grammar, so nothing else can be written.
+    #[arg(long, value_name = "A,B,...")]
+    pub choices: Option<String>,
     /// The question.
     pub question: String,
 }
 
 pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
-    let config = args.agent.agent_config();
+    let mut config = args.agent.agent_config();
+    if let Some(list) = &args.choices {
+        config.choices = Some(persona_agent::Choices::parse_list(list).context("--choices")?);
+    }
     config.validate()?;
     let mut loaded = load(ctx, &args.agent)?;
     let persona = persona(&mut loaded, &args.agent)?;

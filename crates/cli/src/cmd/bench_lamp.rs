@@ -45,9 +45,14 @@ pub struct LampArgs {
     /// no-memory, no-action.
     #[arg(long, default_value = "all")]
     pub method: String,
-    /// Use only the first N users of the set (all their queries).
+    /// Use only the first N users of the set (all their queries), after
+    /// --skip-users.
     #[arg(long, value_name = "N")]
     pub users: Option<usize>,
+    /// Leave out the first N users of the set (e.g. the 20 users a design
+    /// was chosen on, to report on the others).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub skip_users: usize,
     /// Chat model: a manifest name (tiny, small, large) or a GGUF path.
     #[arg(short, long, default_value = DEFAULT_CHAT_MODEL)]
     pub model: String,
@@ -75,6 +80,19 @@ pub struct LampArgs {
     /// histories take many summarisation calls).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub summary_records: usize,
+    /// Read answers as free text with the fair reader (the old way, for
+    /// comparison) instead of decoding them under the task's labels.
+    #[arg(long)]
+    pub free_text: bool,
+    /// Alignment: the model that writes feedback and rewrites (a manifest
+    /// name or GGUF path, e.g. `large`); replays and answers stay on
+    /// --model [default: --model].
+    #[arg(long, value_name = "MODEL")]
+    pub align_model: Option<String>,
+    /// Alignment: keep every rewrite that passes the text guards, without
+    /// replaying it to check that it scores at least as well.
+    #[arg(long)]
+    pub no_score_guard: bool,
     /// Do not give the agents the encyclopedia.
     #[arg(long)]
     pub no_encyclopedia: bool,
@@ -105,6 +123,12 @@ pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
     let (_, _, md) = evaluate(ctx, &args)?;
     println!("{md}");
     Ok(())
+}
+
+/// The examples without those of the first `n` users.
+fn skip_users(examples: Vec<persona_lamp::Example>, n: usize) -> Vec<persona_lamp::Example> {
+    let ordinals = user_ordinals(&examples);
+    examples.into_iter().zip(ordinals).filter(|(_, u)| *u >= n).map(|(e, _)| e).collect()
 }
 
 fn task_of_outputs(outputs: &std::path::Path) -> Result<Task> {
@@ -146,6 +170,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         };
         (questions.display().to_string(), read_examples(&questions, &outputs)?, task)
     };
+    let examples = skip_users(examples, args.skip_users);
     let examples = match args.users {
         Some(n) => first_users(examples, n),
         None => examples,
@@ -160,9 +185,11 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.align.lock_step = args.lock_step;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
+    config.align.score_guard = !args.no_score_guard;
+    config.free_text = args.free_text;
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
-    let run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step});
+    let run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users});
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
     let path = ctx.model_path(&args.model, false)?;
@@ -176,7 +203,20 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut memory = persona_memory::Memory::open(&args.out.join("memory"))?;
-    let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: encyclopedia.as_ref(), config: &config, demos: &[] };
+    let mut writer = match &args.align_model {
+        Some(name) => Some(ctx.load_chat_model(&ctx.model_path(name, false)?)?),
+        None => None,
+    };
+    let mut res = Resources {
+        model: &mut model,
+        encoder: &encoder,
+        memory: &mut memory,
+        encyclopedia: encyclopedia.as_ref(),
+        config: &config,
+        demos: &[],
+        writer: writer.as_mut().map(|w| w as &mut dyn persona_agent::AgentLlm),
+        alignments: Vec::new(),
+    };
     let mut bar = item_bar(0, "", "users");
     let rows = run(task, &examples, &methods, &args.out, &mut res, &mut |event| match event {
         RunEvent::Method { method, todo, total } => {
