@@ -10,7 +10,8 @@
 
 use std::path::PathBuf;
 
-use persona_agent::{align, run_agent, run_agents, standard_tools, AgentConfig, AlignConfig, Encyclopedia, Finish, Outcome, Question, ToolConfig, FINAL_ANSWER};
+use persona_agent::{align, align_with, run_agent, run_agents, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, Choices, Encyclopedia, Finish, Outcome, Question, Replay, ToolConfig, FINAL_ANSWER};
+use persona_engine::GenerationParams;
 use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
 use persona_memory::{Memory, NewRecord};
 
@@ -123,7 +124,8 @@ fn end_to_end_history_persona_alignment_and_answer() {
     let mut model = tiny();
 
     // Alignment builds the semantic memory and persona version 1 first.
-    let config = AlignConfig { batch: 2, iterations: 1, ..AlignConfig::default() };
+    // (The score guard is tested on its own below.)
+    let config = AlignConfig { batch: 2, iterations: 1, score_guard: false, ..AlignConfig::default() };
     let mut events = Vec::new();
     let aligned = align(&mut model, &mut memory, &encoder, Some(&wiki), "ann", &config, &mut |e| events.push(format!("{e:?}").chars().take(40).collect::<String>())).unwrap();
     let user = memory.store().require_user("ann").unwrap();
@@ -212,4 +214,79 @@ fn lock_step_runs_give_the_traces_of_single_runs() {
         assert!(!hidden_run.contains(plot), "hidden record returned: {plot}\n{hidden_run}");
     }
     assert!(plots.iter().any(|p| open_run.contains(p)), "the other run sees them: {open_run}");
+}
+
+#[test]
+fn answers_under_labels_are_always_one_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let Fixture { encoder, mut memory, wiki, mut model, persona } = fixture(dir.path());
+    // Direct answers: the tiny model left alone writes sentences; under the
+    // grammar it can only write a label, also where labels share a prefix.
+    let sets = [
+        Choices::parse_list("sci-fi,social commentary,comedy,dark comedy,romance").unwrap(),
+        Choices::parse_list("style & beauty,sports,science & technology,politics").unwrap(),
+        Choices::parse_list("1,2,3,4,5").unwrap(),
+        Choices::parse_list("[1],[2]").unwrap(),
+    ];
+    let prompts = ["Tell me about this movie: two comedians fall in love on a spaceship.", "Which section is this article for? The senate voted on the new budget.", "How many stars for a kettle that broke after a day?", "Which one? [1]: \"Parsing\" [2]: \"Tagging\""];
+    let params = GenerationParams { max_tokens: 16, ..GenerationParams::default() };
+    for (choices, prompt) in sets.iter().zip(prompts) {
+        let answer = model.complete_choice("Answer with the label only.", prompt, choices, &params).unwrap();
+        assert!(choices.labels().contains(&answer), "{answer:?} is not one of {:?}", choices.labels());
+        let free = persona_memory::Summarizer::complete(&mut model, "Answer with the label only.", prompt, &params).unwrap();
+        eprintln!("{prompt}\n  under labels: {answer:?}\n  free text: {free:?}");
+    }
+    // The agent's final answer under labels, with every rule kept.
+    let tags = Choices::parse_list(TAGS).unwrap();
+    let config = AgentConfig { choices: Some(tags.clone()), ..AgentConfig::default() };
+    for plot in ["A lonely astronaut befriends an alien on the Moon.", "Two strangers meet on a train and fall in love.", "A ghost haunts a lighthouse keeper."] {
+        let question = format!("Which tag fits this movie ({TAGS})? {plot}");
+        let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+        let trace = run_agent(&mut model, &persona, &mut tools, &question, &config).unwrap();
+        assert!(tags.labels().contains(&trace.answer), "{:?} is not a tag\n{}", trace.answer, trace.render());
+        assert!(trace.steps.iter().all(|s| s.error.is_none()), "{}", trace.render());
+        assert!(trace.tool_calls().any(|s| s.tool.as_deref() == Some("memory_search")), "{}", trace.render());
+    }
+}
+
+#[test]
+fn the_score_guard_keeps_only_rewrites_that_do_as_well_on_the_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let Fixture { encoder, mut memory, wiki, mut model, .. } = fixture(dir.path());
+    let user = memory.store().require_user("ann").unwrap();
+    let latest = memory.store().latest_records(&user, 2).unwrap();
+    let replays: Vec<Replay> = latest.iter().rev().map(Replay::from_record).collect();
+    let mut config = AlignConfig { batch: 2, iterations: 2, ..AlignConfig::default() };
+    config.agent.choices = Some(Choices::parse_list(TAGS).unwrap());
+    let ctx = AlignContext { model: &mut model, writer: None, memory: &mut memory, encoder: &encoder, encyclopedia: Some(&wiki) };
+    let report = align_with(ctx, "ann", &config, Some(replays.clone()), &mut |_| {}).unwrap();
+    let tags = Choices::parse_list(TAGS).unwrap();
+    let mut score = report.initial_score;
+    for it in &report.iterations {
+        assert_eq!(it.simulations.len(), 2);
+        for (sim, replay) in it.simulations.iter().zip(&replays) {
+            assert_eq!((&sim.query, &sim.real), (&replay.question, &replay.real));
+            assert!(tags.labels().contains(&sim.simulated), "{:?}", sim.simulated);
+        }
+        assert_eq!(it.score(), score, "each iteration starts from the kept persona's replays");
+        match &it.outcome {
+            Outcome::Accepted { .. } => {
+                let s = it.candidate_score.expect("an accepted rewrite was replayed");
+                assert!(s >= score, "accepted a rewrite scoring {s} < {score}");
+                score = s;
+            }
+            Outcome::Rejected { rejection, .. } => {
+                if let Some(s) = it.candidate_score {
+                    assert!(s < score && rejection.guard() == "worse", "{rejection:?} at {s} vs {score}");
+                }
+            }
+        }
+    }
+    assert_eq!(report.final_score, score);
+    assert!(report.final_score >= report.initial_score);
+    let rejected = report.iterations.iter().position(|it| matches!(it.outcome, Outcome::Rejected { .. }));
+    if let Some(i) = rejected {
+        assert_eq!(i + 1, report.iterations.len(), "alignment stops at a rejection");
+    }
+    eprintln!("scores {} -> {}; outcomes {:?}", report.initial_score, report.final_score, report.iterations.iter().map(|i| format!("{:?}", i.outcome).chars().take(40).collect::<String>()).collect::<Vec<_>>());
 }

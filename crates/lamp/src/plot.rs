@@ -198,6 +198,8 @@ struct Bars<'a> {
     labels: &'a Labels,
     groups: &'a [String],
     series: &'a [(String, Vec<Option<f64>>)],
+    /// Per series, per group: the interval drawn as a whisker (may be empty).
+    intervals: &'a [Vec<Option<[f64; 2]>>],
 }
 
 impl Figure for Bars<'_> {
@@ -212,7 +214,8 @@ impl Figure for Bars<'_> {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(err)?;
-        let values = || self.series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
+        let ends = self.intervals.iter().flat_map(|v| v.iter().flatten().flat_map(|i| i.iter().copied()));
+        let values = || self.series.iter().flat_map(|(_, v)| v.iter().flatten().copied()).chain(ends.clone());
         let top = values().fold(0.0f64, f64::max).max(1e-9) * 1.12;
         let bottom = values().fold(0.0f64, f64::min).min(0.0);
         let groups = self.groups.len().max(1);
@@ -249,6 +252,17 @@ impl Figure for Bars<'_> {
                 .map_err(err)?
                 .label(name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+            // The interval as a whisker with caps, centred on the bar.
+            if let Some(intervals) = self.intervals.get(k) {
+                let whiskers = intervals.iter().enumerate().filter_map(|(g, i)| i.map(|i| (g, i)));
+                chart
+                    .draw_series(whiskers.flat_map(|(g, [lo, hi])| {
+                        let x = g as f64 + 0.1 + (k as f64 + 0.46) * width;
+                        let cap = width * 0.2;
+                        [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]].into_iter().map(|p| PathElement::new(p, BLACK.stroke_width(1)))
+                    }))
+                    .map_err(err)?;
+            }
             // The value over each bar: a zero reads "0.00", a missing
             // value shows nothing.
             let style = TextStyle::from((FONT, 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
@@ -265,10 +279,20 @@ impl Figure for Bars<'_> {
 /// Grouped bars: one group per entry of `groups` (e.g. methods), one bar per
 /// series (e.g. backbones); `None` leaves a gap.
 pub fn grouped_bars(stem: &Path, labels: &Labels, groups: &[String], series: &[(String, Vec<Option<f64>>)]) -> Result<Vec<PathBuf>> {
+    grouped_bars_with_intervals(stem, labels, groups, series, &[])
+}
+
+/// [`grouped_bars`] with each bar's interval drawn as a whisker:
+/// `intervals[k][g]` belongs to series `k`, group `g` (`None`: no whisker;
+/// an empty slice: none at all).
+pub fn grouped_bars_with_intervals(stem: &Path, labels: &Labels, groups: &[String], series: &[(String, Vec<Option<f64>>)], intervals: &[Vec<Option<[f64; 2]>>]) -> Result<Vec<PathBuf>> {
     if let Some((name, v)) = series.iter().find(|(_, v)| v.len() != groups.len()) {
         return Err(LampError::Plot { path: stem.to_path_buf(), message: format!("series '{name}' has {} values for {} groups", v.len(), groups.len()) });
     }
-    save(&Bars { labels, groups, series }, stem)
+    if !intervals.is_empty() && (intervals.len() != series.len() || intervals.iter().any(|i| i.len() != groups.len())) {
+        return Err(LampError::Plot { path: stem.to_path_buf(), message: format!("intervals for {} series of {} groups do not match the bars", intervals.len(), groups.len()) });
+    }
+    save(&Bars { labels, groups, series, intervals }, stem)
 }
 
 struct Heatmap<'a> {
@@ -459,6 +483,13 @@ mod tests {
         let bad = vec![("tiny".to_string(), vec![Some(0.2)])];
         let e = grouped_bars(&dir.path().join("b"), &labels(), &groups, &bad).unwrap_err().to_string();
         assert!(e.contains("'tiny' has 1 values for 2 groups"), "{e}");
+        // Whiskers: the SVG gains their lines; mismatched intervals are refused.
+        let intervals = vec![vec![Some([0.1, 0.35]), None], vec![Some([0.15, 0.9]), None]];
+        let plain = std::fs::read_to_string(dir.path().join("backbones.svg")).unwrap();
+        let files = grouped_bars_with_intervals(&dir.path().join("whiskers"), &labels(), &groups, &series, &intervals).unwrap();
+        let svg = std::fs::read_to_string(files.iter().find(|f| f.extension().is_some_and(|e| e == "svg")).unwrap()).unwrap();
+        assert!(svg.matches("<polyline").count() >= plain.matches("<polyline").count() + 6, "two whiskers of three lines each");
+        assert!(grouped_bars_with_intervals(&dir.path().join("w2"), &labels(), &groups, &series, &intervals[..1]).is_err());
     }
 
     #[test]

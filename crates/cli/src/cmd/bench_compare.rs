@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use persona_lamp::plot::{grouped_bars, Labels};
+use persona_lamp::plot::{grouped_bars_with_intervals, Labels};
 use persona_lamp::{Method, Task};
 use serde_json::{json, Value};
 
@@ -55,20 +55,35 @@ fn read_run(spec: &str) -> Result<Run> {
     })
 }
 
-/// The task's main metric and a cell "0.412 [0.30, 0.53] n=20, 5% invalid".
-fn cell(task: Task, scores: Option<&Value>) -> (Option<f64>, String) {
+/// One method of one run: its main metric, its interval and the cell
+/// "0.412 [0.30, 0.53] n=20, 5% invalid; PA − it +0.10 [+0.02, +0.18]".
+struct Cell {
+    value: Option<f64>,
+    ci: Option<[f64; 2]>,
+    text: String,
+}
+
+/// The task's main metric of a method, with its interval and its paired
+/// difference to PersonaAgent when the report has one.
+fn cell(task: Task, scores: Option<&Value>) -> Cell {
     let metric = if task.is_rating() { "mae" } else { "accuracy" };
-    let Some(s) = scores else { return (None, "-".into()) };
-    let Some(v) = s[metric].as_f64() else { return (None, "-".into()) };
+    let empty = Cell { value: None, ci: None, text: "-".into() };
+    let Some(s) = scores else { return empty };
+    let Some(v) = s[metric].as_f64() else { return empty };
     let ci = &s["ci"][metric];
-    let mut text = match (ci["low"].as_f64(), ci["high"].as_f64()) {
-        (Some(lo), Some(hi)) => format!("{v:.3} [{lo:.2}, {hi:.2}] n={}", s["n"]),
-        _ => format!("{v:.3} n={}", s["n"]),
+    let interval = ci["low"].as_f64().zip(ci["high"].as_f64()).map(|(lo, hi)| [lo, hi]);
+    let mut text = match interval {
+        Some([lo, hi]) => format!("{v:.3} [{lo:.2}, {hi:.2}] n={}", s["n"]),
+        None => format!("{v:.3} n={}", s["n"]),
     };
     if let Some(invalid) = s["invalid_rate"].as_f64().filter(|r| *r > 0.0) {
         text.push_str(&format!(", {:.0}% invalid", invalid * 100.0));
     }
-    (Some(v), text)
+    let paired = &s["vs_persona_agent"];
+    if let (Some(d), Some(lo), Some(hi)) = (paired["diff"].as_f64(), paired["ci"][0].as_f64(), paired["ci"][1].as_f64()) {
+        text.push_str(&format!("; PA − it {d:+.3} [{lo:+.2}, {hi:+.2}]"));
+    }
+    Cell { value: Some(v), ci: interval, text }
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
@@ -95,18 +110,20 @@ pub fn run(args: CompareArgs) -> Result<()> {
         // Methods in the paper's order, those that any run has.
         let methods: Vec<&str> = Method::ALL.iter().map(|m| m.name()).filter(|m| of_task.iter().any(|r| r.methods.contains_key(*m))).collect();
         let metric = if task.is_rating() { "MAE (lower is better)" } else { "accuracy" };
-        md.push_str(&format!("\n## {task}: {metric}, 95% CI over users\n\n| method | {} |\n|---|{}\n", of_task.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(" | "), "---|".repeat(of_task.len())));
+        md.push_str(&format!("\n## {task}: {metric}, 95% CI over users (bars' whiskers); PA − it: PersonaAgent minus the method on the same users, paired 95% CI\n\n| method | {} |\n|---|{}\n", of_task.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(" | "), "---|".repeat(of_task.len())));
         let mut series: Vec<(String, Vec<Option<f64>>)> = of_task.iter().map(|r| (r.name.clone(), Vec::new())).collect();
+        let mut intervals: Vec<Vec<Option<[f64; 2]>>> = vec![Vec::new(); of_task.len()];
         for m in &methods {
-            let cells: Vec<(Option<f64>, String)> = of_task.iter().map(|r| cell(task, r.methods.get(*m))).collect();
-            md.push_str(&format!("| {m} | {} |\n", cells.iter().map(|c| c.1.as_str()).collect::<Vec<_>>().join(" | ")));
-            for (s, c) in series.iter_mut().zip(&cells) {
-                s.1.push(c.0);
+            let cells: Vec<Cell> = of_task.iter().map(|r| cell(task, r.methods.get(*m))).collect();
+            md.push_str(&format!("| {m} | {} |\n", cells.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" | ")));
+            for ((s, i), c) in series.iter_mut().zip(&mut intervals).zip(&cells) {
+                s.1.push(c.value);
+                i.push(c.ci);
             }
         }
         let groups: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
         let labels = Labels { title: format!("{task}: {metric} by method"), x: "method".into(), y: metric.into() };
-        files.extend(grouped_bars(&args.out.join(format!("compare-{task}")), &labels, &groups, &series)?);
+        files.extend(grouped_bars_with_intervals(&args.out.join(format!("compare-{task}")), &labels, &groups, &series, &intervals)?);
         json_tasks.push(json!({
             "task": task,
             "runs": of_task.iter().map(|r| json!({"name": r.name, "dir": r.dir.display().to_string(), "model": r.model, "users": r.users, "methods": r.methods})).collect::<Vec<_>>(),
