@@ -25,6 +25,14 @@ pub enum LampError {
     /// An unknown task name.
     #[error("unknown task '{0}' (known: LaMP-1, LaMP-2M, LaMP-2N, LaMP-3)")]
     UnknownTask(String),
+    /// A `--shard I/N` that cannot be read.
+    #[error("shard '{spec}': {reason} (expected I/N with 0 <= I < N, e.g. 0/4)")]
+    Shard {
+        /// What was given.
+        spec: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The agent crate refused a setting or failed.
     #[error("agent: {0}")]
     Agent(#[from] persona_agent::AgentError),

@@ -22,13 +22,14 @@ pub mod plot;
 pub mod replay;
 pub mod report;
 pub mod runner;
+pub mod shard;
 pub mod task;
 
 pub use build::{build, BuildOptions, Built, Manifest};
 pub use error::{LampError, Result};
 pub use format::{first_users, read_examples, read_outputs, read_questions, user_ordinals, write_examples, Example, Gold, Outputs, Question};
 pub use oppu::read_oppu;
-pub use merge::{merge, Report};
+pub use merge::{merge, Part, Report};
 pub use methods::{Method, MethodConfig, Resources};
 pub use metrics::{bootstrap, classification, rating, Classification, Interval, Rating};
 pub use parse::{parse_output, Parsed, Reading};

@@ -1,6 +1,6 @@
-//! Reports of one benchmark split by method into several runs (for example
-//! the cheap baselines on one machine, PersonaAgent on another, or in two
-//! sessions), merged into one report.
+//! Runs of one benchmark split by method (for example the cheap baselines
+//! on one machine, PersonaAgent on another, or in two sessions) or by users
+//! (`--shard I/N`), merged into one report from their result rows.
 //!
 //! Every call of a method is seeded on its own, and only MemBank carries
 //! state from one user to the next (its own memory, inside its run), so a
@@ -9,14 +9,16 @@
 //! settings; [`merge`] checks that and refuses parts that disagree, or that
 //! both hold a method.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::error::{LampError, Result};
-use crate::report::MethodScores;
+use crate::methods::Method;
+use crate::report::{score_all, MethodScores};
+use crate::runner::{read_results, ResultRow};
 use crate::task::Task;
 
 /// A `report.json` as written by `persona bench lamp`.
@@ -38,46 +40,75 @@ impl Report {
     }
 }
 
-/// The meta fields every part must share: the same questions asked of the
-/// same model with the same settings and seed. (`lock_step` only changes
-/// how replays are scheduled, not what they produce, so it may differ.)
-pub const SHARED_META: &[&str] = &["model", "model_sha256", "seed", "users", "questions_asked", "config"];
+/// The meta fields every part must share: the same model, seed and
+/// settings. (`lock_step` only changes how replays are scheduled, not what
+/// they produce, and `shard` is what tells shards apart.)
+pub const SHARED_META: &[&str] = &["model", "model_sha256", "seed", "config"];
 
 fn shared(meta: &Value, key: &str) -> Value {
     let mut v = meta.get(key).cloned().unwrap_or(Value::Null);
     if let Value::Object(config) = &mut v {
         config.remove("lock_step");
+        config.remove("shard");
     }
     v
 }
 
-/// Merges the reports of runs that split one benchmark by method; `parts`
-/// pairs each report with where it came from (named in errors and in the
-/// merged meta's `parts`).
-pub fn merge(parts: &[(PathBuf, Report)]) -> Result<Report> {
-    let Some((first_path, first)) = parts.first() else {
+/// One finished run: its folder's report and result rows.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Where it came from (named in errors and in the merged meta).
+    pub path: PathBuf,
+    /// Its `report.json`.
+    pub report: Report,
+    /// Its `results.jsonl`.
+    pub rows: Vec<ResultRow>,
+}
+
+impl Part {
+    /// Reads a run folder (`report.json` and `results.jsonl`).
+    pub fn read(dir: &Path) -> Result<Part> {
+        let report = Report::read(&dir.join("report.json"))?;
+        let rows = read_results(dir)?;
+        if rows.is_empty() {
+            return Err(LampError::Merge(format!("{} has no results.jsonl rows", dir.display())));
+        }
+        Ok(Part { path: dir.to_path_buf(), report, rows })
+    }
+}
+
+/// Merges runs that split one benchmark by method (the baselines in one
+/// run, PersonaAgent in another) or by users (`--shard I/N`), or both: the
+/// parts must share the task, model, seed and settings; no question may be
+/// answered by one method in two parts; and in the merged rows every method
+/// must have answered the same questions. The scores are computed afresh
+/// from the joined rows (so paired differences pair users across parts).
+/// Returns the report and the joined rows.
+pub fn merge(parts: &[Part]) -> Result<(Report, Vec<ResultRow>)> {
+    let Some(first) = parts.first() else {
         return Err(LampError::Merge("no reports to merge".into()));
     };
-    let mut methods = BTreeMap::new();
-    let mut owner: BTreeMap<String, &Path> = BTreeMap::new();
+    let mut rows: Vec<ResultRow> = Vec::new();
+    let mut owner: BTreeMap<(Method, String), &Path> = BTreeMap::new();
     let mut revisions: Vec<String> = Vec::new();
     let mut sources: Vec<Value> = Vec::new();
     let mut listed = Vec::new();
-    for (path, report) in parts {
-        if report.task != first.task {
-            return Err(LampError::Merge(format!("{} is {} but {} is {}", path.display(), report.task, first_path.display(), first.task)));
+    for part in parts {
+        let (path, report) = (part.path.as_path(), &part.report);
+        if report.task != first.report.task {
+            return Err(LampError::Merge(format!("{} is {} but {} is {}", path.display(), report.task, first.path.display(), first.report.task)));
         }
         for key in SHARED_META {
-            let (a, b) = (shared(&first.meta, key), shared(&report.meta, key));
+            let (a, b) = (shared(&first.report.meta, key), shared(&report.meta, key));
             if a != b {
-                return Err(LampError::Merge(format!("meta.{key} differs: {a} in {} but {b} in {}", first_path.display(), path.display())));
+                return Err(LampError::Merge(format!("meta.{key} differs: {a} in {} but {b} in {}", first.path.display(), path.display())));
             }
         }
-        for (name, scores) in &report.methods {
-            if let Some(other) = owner.insert(name.clone(), path) {
-                return Err(LampError::Merge(format!("method '{name}' is in both {} and {}", other.display(), path.display())));
+        for row in &part.rows {
+            if let Some(other) = owner.insert((row.method, row.id.clone()), path) {
+                return Err(LampError::Merge(format!("method '{}' is in both {} and {} (question {})", row.method, other.display(), path.display(), row.id)));
             }
-            methods.insert(name.clone(), scores.clone());
+            rows.push(row.clone());
         }
         let revision = report.meta.get("git_revision").and_then(Value::as_str).unwrap_or("unknown").to_string();
         if !revisions.contains(&revision) {
@@ -87,58 +118,105 @@ pub fn merge(parts: &[(PathBuf, Report)]) -> Result<Report> {
         if !sources.contains(&source) {
             sources.push(source.clone());
         }
-        listed.push(json!({"report": path.display().to_string(), "git_revision": revision, "questions": source, "methods": report.methods.keys().collect::<Vec<_>>()}));
+        let methods: BTreeSet<&str> = part.rows.iter().map(|r| r.method.name()).collect();
+        listed.push(json!({"report": path.display().to_string(), "git_revision": revision, "questions": source, "methods": methods, "shard": report.meta.get("config").and_then(|c| c.get("shard"))}));
     }
-    let mut meta: Map<String, Value> = first.meta.as_object().cloned().unwrap_or_default();
+    // Every method over the same questions.
+    let mut questions: BTreeMap<Method, BTreeSet<&str>> = BTreeMap::new();
+    for r in &rows {
+        questions.entry(r.method).or_default().insert(r.id.as_str());
+    }
+    if let Some(((m1, q1), (m2, q2))) = questions.iter().next().and_then(|a| questions.iter().find(|b| b.1 != a.1).map(|b| (a, b))) {
+        return Err(LampError::Merge(format!(
+            "method '{m1}' has {} questions and method '{m2}' {}, but the set of questions differs: merge parts that cover the same users for every method",
+            q1.len(),
+            q2.len()
+        )));
+    }
+    let seed = first.report.meta.get("seed").and_then(Value::as_u64).unwrap_or(0);
+    let methods = score_all(first.report.task, &rows, seed)?;
+    let mut meta: Map<String, Value> = first.report.meta.as_object().cloned().unwrap_or_default();
     meta.insert("git_revision".into(), Value::String(revisions.join(", ")));
+    meta.insert("users".into(), json!(rows.iter().map(|r| r.user).collect::<BTreeSet<_>>().len()));
+    meta.insert("questions_asked".into(), json!(rows.iter().map(|r| r.id.as_str()).collect::<BTreeSet<_>>().len()));
+    if let Some(Value::Object(config)) = meta.get_mut("config") {
+        config.remove("shard");
+    }
     if sources.len() > 1 {
         meta.insert("questions".into(), Value::Array(sources));
     }
     meta.insert("parts".into(), Value::Array(listed));
-    Ok(Report { task: first.task, meta: Value::Object(meta), methods })
+    Ok((Report { task: first.report.task, meta: Value::Object(meta), methods }, rows))
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::parse::Reading;
 
-    fn report(task: Task, methods: &[&str], seed: u64, lock_step: bool, rev: &str) -> Report {
-        let scores = MethodScores { n: 20, accuracy: Some(0.5), f1: Some(0.4), mae: None, rmse: None, invalid_rate: 0.0, vs_persona_agent: None, ci: BTreeMap::new() };
-        Report {
+    fn row(method: Method, user: usize, output: &str, gold: &str) -> ResultRow {
+        ResultRow { method, id: format!("q{user}"), user, raw: output.into(), output: output.into(), reading: Reading::Exact, gold: gold.into(), ms: 1 }
+    }
+
+    fn part(dir: &str, task: Task, seed: u64, shard: Option<&str>, rows: Vec<ResultRow>) -> Part {
+        let report = Report {
             task,
-            meta: json!({"model": "small", "model_sha256": "ab", "seed": seed, "users": 20, "questions_asked": 20,
-                         "config": {"n": 3, "E": 3, "K": 4, "lock_step": lock_step}, "git_revision": rev, "questions": "set/questions.json"}),
-            methods: methods.iter().map(|m| (m.to_string(), scores.clone())).collect(),
-        }
+            meta: json!({"model": "small", "model_sha256": "ab", "seed": seed, "users": 2, "questions_asked": 2,
+                         "config": {"n": 3, "E": 3, "K": 4, "lock_step": dir == "b", "shard": shard}, "git_revision": format!("r-{dir}"), "questions": "set/questions.json"}),
+            methods: BTreeMap::new(),
+        };
+        Part { path: PathBuf::from(dir), report, rows }
     }
 
     #[test]
-    fn parts_with_the_same_setup_merge_and_say_where_each_method_came_from() {
-        let a = (PathBuf::from("a/report.json"), report(Task::NewsCategorization, &["prompt", "rag-4"], 42, false, "r1"));
-        let b = (PathBuf::from("b/report.json"), report(Task::NewsCategorization, &["persona-agent"], 42, true, "r2"));
-        let m = merge(&[a, b]).unwrap();
-        assert_eq!(m.methods.keys().collect::<Vec<_>>(), ["persona-agent", "prompt", "rag-4"]);
-        assert_eq!(m.meta["git_revision"], "r1, r2");
+    fn parts_split_by_method_merge_with_paired_differences() {
+        let t = Task::NewsCategorization;
+        let a = part("a", t, 42, None, vec![row(Method::Prompt, 0, "sports", "politics"), row(Method::Prompt, 1, "sports", "sports")]);
+        let b = part("b", t, 42, None, vec![row(Method::PersonaAgent, 0, "politics", "politics"), row(Method::PersonaAgent, 1, "sports", "sports")]);
+        let (m, rows) = merge(&[a, b]).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(m.methods.keys().collect::<Vec<_>>(), ["persona-agent", "prompt"]);
+        assert_eq!(m.methods["prompt"].accuracy, Some(0.5));
+        let d = m.methods["prompt"].vs_persona_agent.as_ref().unwrap();
+        assert_eq!((d.diff, d.users), (0.5, 2), "paired across the two parts");
+        assert_eq!(m.meta["git_revision"], "r-a, r-b");
         assert_eq!(m.meta["parts"][1]["methods"], json!(["persona-agent"]));
         assert_eq!(m.meta["questions"], "set/questions.json", "one source stays a string");
-        // The merged report reads back as a report.
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), m);
     }
 
     #[test]
+    fn shards_merge_into_one_run_over_all_their_users() {
+        let t = Task::ProductRating;
+        let s0 = part("s0", t, 42, Some("0/2"), vec![row(Method::Prompt, 0, "4", "4"), row(Method::PersonaAgent, 0, "4", "4")]);
+        let s1 = part("s1", t, 42, Some("1/2"), vec![row(Method::Prompt, 1, "1", "5"), row(Method::PersonaAgent, 1, "5", "5")]);
+        let (m, _) = merge(&[s0, s1]).unwrap();
+        assert_eq!((m.meta["users"].as_u64(), m.meta["questions_asked"].as_u64()), (Some(2), Some(2)));
+        assert_eq!(m.methods["prompt"].mae, Some(2.0));
+        assert_eq!(m.methods["prompt"].vs_persona_agent.as_ref().unwrap().diff, -2.0);
+        assert!(m.meta["config"].get("shard").is_none());
+        assert_eq!(m.meta["parts"][1]["shard"], "1/2");
+    }
+
+    #[test]
     fn parts_that_disagree_or_overlap_are_refused() {
-        let p = |dir: &str, r: Report| (PathBuf::from(dir), r);
-        let base = || p("a", report(Task::NewsCategorization, &["prompt"], 42, false, "r"));
-        let err = merge(&[base(), p("b", report(Task::NewsCategorization, &["icl"], 7, false, "r"))]).unwrap_err().to_string();
+        let t = Task::NewsCategorization;
+        let base = || part("a", t, 42, None, vec![row(Method::Prompt, 0, "x", "x")]);
+        let err = merge(&[base(), part("b", t, 7, None, vec![row(Method::Icl, 0, "x", "x")])]).unwrap_err().to_string();
         assert!(err.contains("meta.seed differs") && err.contains('b'), "{err}");
-        let err = merge(&[base(), p("b", report(Task::ProductRating, &["icl"], 42, false, "r"))]).unwrap_err().to_string();
+        let err = merge(&[base(), part("b", Task::ProductRating, 42, None, vec![row(Method::Icl, 0, "1", "1")])]).unwrap_err().to_string();
         assert!(err.contains("LaMP-3"), "{err}");
-        let err = merge(&[base(), p("b", report(Task::NewsCategorization, &["prompt"], 42, false, "r"))]).unwrap_err().to_string();
+        let err = merge(&[base(), part("b", t, 42, None, vec![row(Method::Prompt, 0, "y", "x")])]).unwrap_err().to_string();
         assert!(err.contains("method 'prompt' is in both a and b"), "{err}");
-        let mut other_model = report(Task::NewsCategorization, &["icl"], 42, false, "r");
-        other_model.meta["model_sha256"] = json!("cd");
-        assert!(merge(&[base(), p("b", other_model)]).unwrap_err().to_string().contains("model_sha256"));
+        let err = merge(&[base(), part("b", t, 42, None, vec![row(Method::Icl, 1, "x", "x")])]).unwrap_err().to_string();
+        assert!(err.contains("differs"), "other users for another method: {err}");
+        let mut other_model = base();
+        other_model.path = PathBuf::from("b");
+        other_model.report.meta["model_sha256"] = json!("cd");
+        other_model.rows[0].method = Method::Icl;
+        assert!(merge(&[base(), other_model]).unwrap_err().to_string().contains("model_sha256"));
         assert!(merge(&[]).is_err());
     }
 
@@ -150,5 +228,6 @@ mod tests {
         let err = Report::read(&path).unwrap_err().to_string();
         assert!(err.contains("report.json") && err.contains("not a bench lamp report"), "{err}");
         assert!(Report::read(&dir.path().join("none.json")).unwrap_err().to_string().contains("none.json"));
+        assert!(Part::read(dir.path()).is_err());
     }
 }

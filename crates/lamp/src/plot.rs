@@ -497,12 +497,12 @@ mod tests {
         let all = ["prompt", "icl", "rag-1", "rag-4", "pag-4", "react", "membank", "persona-agent", "no-alignment", "no-persona", "no-memory", "no-action"];
         let groups: Vec<String> = all.iter().map(|s| s.to_string()).collect();
         let series = vec![("LaMP-3".to_string(), vec![Some(0.5); groups.len()])];
-        let (w, _) = Bars { labels: &labels(), groups: &groups, series: &series }.size();
+        let (w, _) = Bars { labels: &labels(), groups: &groups, series: &series, intervals: &[] }.size();
         // The plotting area (less the label and margin room) gives every
         // group at least the width of "persona-agent" at 8 px a character.
         assert!((w as usize - 220) / groups.len() >= "persona-agent".len() * 8, "{w} px for {} groups", groups.len());
         let few = vec!["a".to_string(), "b".to_string()];
-        let (w, _) = Bars { labels: &labels(), groups: &few, series: &series }.size();
+        let (w, _) = Bars { labels: &labels(), groups: &few, series: &series, intervals: &[] }.size();
         assert_eq!(w, 700, "small charts keep the minimum width");
     }
 }

@@ -181,7 +181,11 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 }
 
 /// Runs `methods` on `examples`, appending each result to the folder's
-/// results file and skipping those already there. Returns the rows of
+/// results file and skipping those already there. `first_user` is the set
+/// ordinal of the examples' first user (non-zero when they are a later
+/// slice of the set: a shard, or the users after a dev split), so that user
+/// ordinals, and the store's user ids, stay those of the whole set and the
+/// rows of several slices can be merged. Returns the rows of
 /// these examples: the new ones and those already in the file, for every
 /// method the file has.
 pub fn run(
@@ -189,6 +193,7 @@ pub fn run(
     examples: &[Example],
     methods: &[Method],
     out_dir: &Path,
+    first_user: usize,
     res: &mut Resources<'_>,
     progress: &mut dyn FnMut(RunEvent<'_>),
 ) -> Result<Vec<ResultRow>> {
@@ -200,7 +205,7 @@ pub fn run(
     std::fs::write(&path, text).map_err(|source| LampError::Io { path: path.clone(), source })?;
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|source| LampError::Io { path: path.clone(), source })?;
     let done: HashSet<(Method, String)> = rows.iter().map(|r| (r.method, r.id.clone())).collect();
-    let ordinals = user_ordinals(examples);
+    let ordinals: Vec<usize> = user_ordinals(examples).into_iter().map(|u| u + first_user).collect();
     for &method in methods {
         let todo: Vec<usize> = (0..examples.len()).filter(|&i| !done.contains(&(method, examples[i].question.id.clone()))).collect();
         progress(RunEvent::Method { method, todo: todo.len(), total: examples.len() });

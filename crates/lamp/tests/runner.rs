@@ -48,7 +48,7 @@ fn runs_scores_and_resumes() {
     let methods = [Method::Prompt, Method::Rag1];
     let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: None, config: &config, demos: &[], writer: None, alignments: Vec::new() };
     let mut done = 0;
-    let rows = run(Task::ProductRating, &examples, &methods, dir.path(), &mut res, &mut |e| {
+    let rows = run(Task::ProductRating, &examples, &methods, dir.path(), 0, &mut res, &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {
             done += 1;
         }
@@ -67,7 +67,7 @@ fn runs_scores_and_resumes() {
     text.push_str("{\"method\": \"prom");
     std::fs::write(&path, text).unwrap();
     let mut again = 0;
-    let rows2 = run(Task::ProductRating, &examples, &methods, dir.path(), &mut res, &mut |e| {
+    let rows2 = run(Task::ProductRating, &examples, &methods, dir.path(), 0, &mut res, &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {
             again += 1;
         }
@@ -77,7 +77,7 @@ fn runs_scores_and_resumes() {
     assert_eq!(rows2, rows);
     // A smaller selection (the first user) reports only its own rows, for
     // every method the file holds, and runs nothing new.
-    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), &mut res, &mut |e| assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")).unwrap();
+    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), 0, &mut res, &mut |e| assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")).unwrap();
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|r| r.id == "a/q"));
     assert_eq!(score_all(Task::ProductRating, &first, 7).unwrap()["rag-1"].n, 1);
@@ -85,7 +85,7 @@ fn runs_scores_and_resumes() {
     let fresh = tempfile::tempdir().unwrap();
     let mut memory2 = Memory::open(&fresh.path().join("memory")).unwrap();
     let mut res2 = Resources { model: &mut model, encoder: &encoder, memory: &mut memory2, encyclopedia: None, config: &config, demos: &[], writer: None, alignments: Vec::new() };
-    let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), &mut res2, &mut |_| {}).unwrap();
+    let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), 0, &mut res2, &mut |_| {}).unwrap();
     let raw = |rs: &[persona_lamp::ResultRow]| rs.iter().map(|r| r.raw.clone()).collect::<Vec<_>>();
     assert_eq!(raw(&rows3), raw(&rows));
 }

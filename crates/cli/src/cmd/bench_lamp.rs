@@ -49,6 +49,11 @@ pub struct LampArgs {
     /// --skip-users.
     #[arg(long, value_name = "N")]
     pub users: Option<usize>,
+    /// Run shard I of N (0-based): a contiguous block of the users chosen
+    /// by --skip-users/--users, so that N machines (or N runs one after
+    /// another) share a set; `bench merge` joins the shards' folders.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<persona_lamp::shard::Shard>,
     /// Leave out the first N users of the set (e.g. the 20 users a design
     /// was chosen on, to report on the others).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -127,8 +132,7 @@ pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
 
 /// The examples without those of the first `n` users.
 fn skip_users(examples: Vec<persona_lamp::Example>, n: usize) -> Vec<persona_lamp::Example> {
-    let ordinals = user_ordinals(&examples);
-    examples.into_iter().zip(ordinals).filter(|(_, u)| *u >= n).map(|(e, _)| e).collect()
+    persona_lamp::shard::users_in(examples, n..usize::MAX)
 }
 
 fn task_of_outputs(outputs: &std::path::Path) -> Result<Task> {
@@ -170,9 +174,20 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         };
         (questions.display().to_string(), read_examples(&questions, &outputs)?, task)
     };
+    // Users: skip the dev split, keep --users, then this shard's block;
+    // ordinals stay those of the whole set.
     let examples = skip_users(examples, args.skip_users);
     let examples = match args.users {
         Some(n) => first_users(examples, n),
+        None => examples,
+    };
+    let mut first_user = args.skip_users;
+    let examples = match args.shard {
+        Some(shard) => {
+            let range = shard.users(user_ordinals(&examples).into_iter().max().map_or(0, |m| m + 1));
+            first_user += range.start;
+            persona_lamp::shard::users_in(examples, range)
+        }
         None => examples,
     };
     if examples.is_empty() {
@@ -189,7 +204,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.free_text = args.free_text;
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
-    let run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users});
+    let run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users, "shard": args.shard.map(|s| s.to_string())});
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
     let path = ctx.model_path(&args.model, false)?;
@@ -218,7 +233,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         alignments: Vec::new(),
     };
     let mut bar = item_bar(0, "", "users");
-    let rows = run(task, &examples, &methods, &args.out, &mut res, &mut |event| match event {
+    let rows = run(task, &examples, &methods, &args.out, first_user, &mut res, &mut |event| match event {
         RunEvent::Method { method, todo, total } => {
             bar.finish_and_clear();
             bar = item_bar(todo as u64, &format!("{task} {method} ({} of {total} done)", total - todo), "users");

@@ -1,18 +1,20 @@
 //! `persona bench merge`: one report from `bench lamp` runs that split a
 //! benchmark by method (e.g. the baselines in one run, PersonaAgent in
-//! another, on different machines or days).
+//! another, on different machines or days) or by users (`--shard I/N`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use persona_lamp::{markdown, merge, Report};
+use persona_lamp::merge::Part;
+use persona_lamp::{markdown, merge};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// A finished run's folder (it holds report.json). Repeat for each part;
-    /// the parts must share the set, model, seed and settings, and no
-    /// method may be in two parts.
+    /// A finished run's folder (it holds report.json and results.jsonl).
+    /// Repeat for each part; the parts must share the model, seed and
+    /// settings, no question may be answered by one method in two parts,
+    /// and together every method must cover the same questions.
     #[arg(long = "run", value_name = "DIR", required = true)]
     pub runs: Vec<PathBuf>,
     /// Where to write the merged report.json and report.md.
@@ -21,17 +23,13 @@ pub struct MergeArgs {
 }
 
 pub fn run(args: MergeArgs) -> Result<()> {
-    let parts = args
-        .runs
-        .iter()
-        .map(|dir| {
-            let path = dir.join("report.json");
-            Report::read(&path).with_context(|| format!("--run {}", dir.display())).map(|r| (path, r))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let merged = merge(&parts)?;
+    let parts = args.runs.iter().map(|dir| Part::read(dir).with_context(|| format!("--run {}", dir.display()))).collect::<Result<Vec<_>>>()?;
+    let (merged, rows) = merge(&parts)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
+    // The joined rows, so that the merged folder can itself be merged or compared.
+    let lines: Vec<String> = rows.iter().map(serde_json::to_string).collect::<std::result::Result<_, _>>()?;
+    std::fs::write(args.out.join("results.jsonl"), lines.join("\n") + "\n")?;
     // One set, or the same set rebuilt in each part's folder.
     let set = match &merged.meta["questions"] {
         serde_json::Value::String(s) => s.clone(),
