@@ -237,6 +237,30 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("method 'rag-1' is in both"));
     let other_users = persona(&data, &["bench", "merge", "--run", icl.to_str().unwrap(), "--run", out2.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
     assert!(!other_users.status.success() && String::from_utf8_lossy(&other_users.stderr).contains("differs"));
+
+    // A benchmark split by users: two shards give the unsplit run's rows,
+    // with the set's own user ordinals, and merge into its report.
+    let shard = |spec: &str, dir: &std::path::Path| {
+        ok(&persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "prompt,rag-1", "-m", "tiny", "--no-encyclopedia", "--shard", spec, "--out", dir.to_str().unwrap()]))
+    };
+    let (s0, s1) = (tmp.path().join("shard-0"), tmp.path().join("shard-1"));
+    assert!(shard("0/2", &s0).contains("| prompt | 1 |"));
+    shard("1/2", &s1);
+    let rows_of = |dir: &std::path::Path| -> Vec<Value> {
+        let mut rows: Vec<Value> = std::fs::read_to_string(dir.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect();
+        for r in &mut rows {
+            r.as_object_mut().unwrap().remove("ms");
+        }
+        rows.sort_by_key(|r| (r["method"].to_string(), r["id"].to_string()));
+        rows
+    };
+    let joined = tmp.path().join("joined");
+    let md = ok(&persona(&data, &["bench", "merge", "--run", s0.to_str().unwrap(), "--run", s1.to_str().unwrap(), "--out", joined.to_str().unwrap()]));
+    assert!(md.contains("| prompt | 2 |") && md.contains("| rag-1 | 2 |"), "{md}");
+    assert_eq!(rows_of(&joined), rows_of(&out), "the shards' rows are the unsplit run's");
+    assert_eq!(report(&joined)["methods"]["prompt"], report(&out)["methods"]["prompt"]);
+    let bad = persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--shard", "2/2", "--out", tmp.path().join("x").to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("shard '2/2'"));
 }
 
 #[test]

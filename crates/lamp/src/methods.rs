@@ -5,7 +5,8 @@
 
 use persona_agent::{align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Encyclopedia, ToolRegistry};
 use persona_engine::{ContextPolicy, Encoder, GenerationParams, SamplingParams};
-use persona_memory::{Memory, NewRecord};
+use persona_agent::tools::memory_search::render_shaped;
+use persona_memory::{Memory, NewRecord, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -188,8 +189,20 @@ fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// Records of some agent's own past (MemBank's answers): what it was
+/// given and what it answered.
 fn render_items(items: &[(String, String)], max: usize) -> String {
     items.iter().map(|(q, r)| format!("- Given: {}\n  Response: {}", clip(q, max), clip(r, 80))).collect::<Vec<_>>().join("\n")
+}
+
+/// This user's records in the task's shape, as memory search shows them.
+fn render_user_items(task: Task, items: &[(String, String)], max: usize) -> String {
+    items.iter().map(|(q, r)| format!("- {}", render_shaped(task.memory_kind(), q, r, max))).collect::<Vec<_>>().join("\n")
+}
+
+/// Solved questions of the task (ICL): the whole question and its answer.
+fn render_demos(items: &[(String, String)], max: usize) -> String {
+    items.iter().map(|(q, a)| format!("- Question: {}\n  Answer: {}", clip(q, max), a)).collect::<Vec<_>>().join("\n")
 }
 
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
@@ -208,9 +221,10 @@ pub struct Resources<'a> {
     pub encyclopedia: Option<&'a Encyclopedia>,
     /// Settings.
     pub config: &'a MethodConfig,
-    /// ICL's fixed demonstrations (from another user); LaMP-1's replays
-    /// also take their other-user papers from here.
+    /// ICL's fixed demonstrations (from another user).
     pub demos: &'a [(String, String)],
+    /// Papers of another user, for LaMP-1's replays ([`distractors`]).
+    pub distractors: &'a [String],
     /// The model that writes alignment's feedback and rewrites (`None`:
     /// `model` does).
     pub writer: Option<&'a mut dyn AgentLlm>,
@@ -283,8 +297,7 @@ fn aligned_persona(res: &mut Resources<'_>, task: Task, user: &str, choices: Opt
     config.agent.choices = choices.cloned();
     // LaMP-1 replays need one more paper than replays.
     let latest = res.memory.store().latest_records(&u, config.batch + 1).map_err(agent_err)?;
-    let distractors: Vec<String> = res.demos.iter().map(|(q, _)| q.clone()).collect();
-    let replays = replay::task_replays(task, &latest, config.batch, &distractors);
+    let replays = replay::task_replays(task, &latest, config.batch, res.distractors);
     // A profile too short for the task's shape replays its records as they are.
     let replays = (!replays.is_empty()).then_some(replays);
     // With `record_unchanged` (the default here) alignment always stores a
@@ -320,20 +333,21 @@ pub fn answer(method: Method, task: Task, example: &Example, index: usize, res: 
     match method {
         Method::Prompt => direct(res, choices, SYSTEM, input),
         Method::Icl => {
-            let demos = render_items(res.demos, item_chars);
+            // The demonstrations carry the task's instruction and labels too.
+            let demos = render_demos(res.demos, item_chars + 400);
             direct(res, choices, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
         }
         Method::Rag1 | Method::Rag4 => {
             let k = if method == Method::Rag1 { 1 } else { 4 };
             let items = retrieve(res, &user, input, k)?;
-            direct(res, choices, SYSTEM, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
+            direct(res, choices, SYSTEM, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
         Method::Pag4 => {
             persona::current_or_init(res.model, res.memory, &user, &res.config.align.semantic).map_err(agent_err)?;
             let u = res.memory.store().require_user(&user).map_err(agent_err)?;
             let profile = res.memory.store().latest_semantic_profile(&u, None).map_err(agent_err)?.map(|p| p.summary).unwrap_or_default();
             let items = retrieve(res, &user, input, 4)?;
-            direct(res, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_items(&items, item_chars)), ("input", input)]))
+            direct(res, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
         Method::React => {
             let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
@@ -369,21 +383,48 @@ pub fn answer(method: Method, task: Task, example: &Example, index: usize, res: 
         Method::NoAction => {
             let persona_text = aligned_persona(res, task, &user, choices)?;
             let items = retrieve(res, &user, input, res.config.align.tools.k)?;
-            direct(res, choices, &persona_text, &fill(RAG, &[("items", &render_items(&items, item_chars)), ("input", input)]))
+            direct(res, choices, &persona_text, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
     }
 }
 
-/// ICL's fixed demonstrations: the latest profile items of the first user
-/// (by position in the set) other than `exclude`, with their responses.
+/// ICL's fixed demonstrations: the first user (by position in the set)
+/// other than `exclude` with enough history, their latest `n` profile
+/// items asked as the task asks them (see [`replay::task_replays`]), with
+/// their answers. LaMP-1's take their other option from [`distractors`].
 pub fn demonstrations(task: Task, examples: &[Example], exclude: usize, n: usize) -> Vec<(String, String)> {
+    let Some((at, demo)) = examples.iter().enumerate().find(|(i, e)| *i != exclude && e.question.profile.len() > n) else {
+        return Vec::new();
+    };
+    // Newest first, as the store lists them.
+    let records: Vec<Record> = demo
+        .question
+        .profile
+        .iter()
+        .rev()
+        .take(n + 1)
+        .enumerate()
+        .map(|(k, item)| {
+            let r = profile_record(task, item);
+            Record { id: k as i64, query: r.query, response: r.response, metadata: Value::Object(r.metadata), timestamp: r.timestamp, created_at: 0 }
+        })
+        .collect();
+    let others = distractors(task, examples, &[exclude, at]);
+    replay::task_replays(task, &records, n, &others).into_iter().map(|r| (r.question, r.real)).collect()
+}
+
+/// Titles of papers by a user other than those at `exclude` (LaMP-1's
+/// replays and demonstrations need a paper the user did not write): the
+/// profile of the first such user in the set; empty for other tasks.
+pub fn distractors(task: Task, examples: &[Example], exclude: &[usize]) -> Vec<String> {
+    if task != Task::Citation {
+        return Vec::new();
+    }
     examples
         .iter()
         .enumerate()
-        .find(|(i, e)| *i != exclude && e.question.profile.len() >= n)
-        .map(|(_, e)| {
-            e.question.profile.iter().rev().take(n).map(|item| profile_record(task, item)).map(|r| (r.query, r.response)).collect()
-        })
+        .find(|(i, e)| !exclude.contains(i) && !e.question.profile.is_empty())
+        .map(|(_, e)| e.question.profile.iter().map(|item| profile_record(task, item).query).filter(|t| !t.is_empty()).collect())
         .unwrap_or_default()
 }
 
@@ -398,6 +439,28 @@ mod tests {
         }
         assert!("best".parse::<Method>().is_err());
         assert_eq!(Method::ALL.iter().filter(|m| m.is_ablation()).count(), 4);
+    }
+
+    fn example(id: &str, profile: Vec<Value>) -> Example {
+        let profile = profile.into_iter().map(|v| v.as_object().unwrap().clone()).collect();
+        Example { question: crate::format::Question { id: id.into(), input: String::new(), profile }, gold: String::new(), user: None }
+    }
+
+    #[test]
+    fn demonstrations_are_solved_questions_of_another_user() {
+        let news = |t: &str, c: &str| serde_json::json!({"title": t, "text": "", "category": c});
+        let set = [example("a", vec![news("A1", "sports")]), example("b", vec![news("B1", "crime"), news("B2", "politics"), news("B3", "travel")])];
+        let demos = demonstrations(Task::NewsCategorization, &set, 0, 2);
+        assert_eq!(demos.len(), 2);
+        assert_eq!(demos[1], (crate::build::news::instruction("B3"), "travel".to_string()), "newest last");
+        assert!(demonstrations(Task::NewsCategorization, &set, 1, 2).is_empty(), "user a's history is too short");
+        let paper = |t: &str| serde_json::json!({"title": t});
+        let papers = [example("a", vec![paper("A1"), paper("A2"), paper("A3")]), example("b", vec![paper("B1")]), example("c", vec![paper("C1"), paper("C2")])];
+        let demos = demonstrations(Task::Citation, &papers, 2, 2);
+        assert_eq!(demos.len(), 2);
+        assert!(demos.iter().all(|(q, a)| q.contains("\"B1\"") && (a == "[1]" || a == "[2]")), "{demos:?}");
+        assert_eq!(distractors(Task::Citation, &papers, &[0]), ["B1"]);
+        assert!(distractors(Task::ProductRating, &papers, &[0]).is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LampError, Result};
 use crate::format::{user_ordinals, Example};
-use crate::methods::{answer, demonstrations, Method, Resources};
+use crate::methods::{answer, demonstrations, distractors, Method, Resources};
 use crate::parse::{parse_output, Reading};
 use crate::task::Task;
 
@@ -213,6 +213,7 @@ pub fn run(
             let example = &examples[i];
             let start = Instant::now();
             let demos = demonstrations(task, examples, i, res.config.icl_demos);
+            let others = distractors(task, examples, &[i]);
             let (raw, alignments) = {
                 let mut local = Resources {
                     model: &mut *res.model,
@@ -221,6 +222,7 @@ pub fn run(
                     encyclopedia: res.encyclopedia,
                     config: res.config,
                     demos: &demos,
+                    distractors: &others,
                     writer: res.writer.as_mut().map(|w| &mut **w as &mut dyn AgentLlm),
                     alignments: Vec::new(),
                 };

@@ -46,7 +46,7 @@ fn runs_scores_and_resumes() {
     let mut memory = Memory::open(&dir.path().join("memory")).unwrap();
     let config = MethodConfig::with_seed(7);
     let methods = [Method::Prompt, Method::Rag1];
-    let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: None, config: &config, demos: &[], writer: None, alignments: Vec::new() };
+    let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
     let mut done = 0;
     let rows = run(Task::ProductRating, &examples, &methods, dir.path(), 0, &mut res, &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {
@@ -84,7 +84,7 @@ fn runs_scores_and_resumes() {
     // Deterministic for a seed: a fresh run gives the same outputs.
     let fresh = tempfile::tempdir().unwrap();
     let mut memory2 = Memory::open(&fresh.path().join("memory")).unwrap();
-    let mut res2 = Resources { model: &mut model, encoder: &encoder, memory: &mut memory2, encyclopedia: None, config: &config, demos: &[], writer: None, alignments: Vec::new() };
+    let mut res2 = Resources { model: &mut model, encoder: &encoder, memory: &mut memory2, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
     let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), 0, &mut res2, &mut |_| {}).unwrap();
     let raw = |rs: &[persona_lamp::ResultRow]| rs.iter().map(|r| r.raw.clone()).collect::<Vec<_>>();
     assert_eq!(raw(&rows3), raw(&rows));

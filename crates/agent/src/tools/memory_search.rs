@@ -83,9 +83,17 @@ impl Tool for MemorySearch<'_> {
 /// says which task it comes from (`lamp_task` metadata): a paper the user
 /// wrote is a paper, not a question answered with its own title.
 fn render(record: &Record, max_chars: usize) -> String {
-    let query = clip(&record.query, max_chars).replace('\n', " ");
-    let response = clip(&record.response, max_chars).replace('\n', " ");
-    match TaskKind::detect(std::slice::from_ref(record)) {
+    render_shaped(TaskKind::detect(std::slice::from_ref(record)), &record.query, &record.response, max_chars)
+}
+
+/// One of the user's records as a line in the shape of its task kind, each
+/// text cut to `max_chars` characters: `Article: ... | The user's
+/// category: politics`, `A paper this user wrote: ...`, and for other
+/// histories `The user was given: ... | The user's response: ...`.
+pub fn render_shaped(kind: TaskKind, query: &str, response: &str, max_chars: usize) -> String {
+    let query = clip(query, max_chars).replace('\n', " ");
+    let response = clip(response, max_chars).replace('\n', " ");
+    match kind {
         TaskKind::Citation => format!("A paper this user wrote: {query}"),
         TaskKind::MovieTags => format!("Movie: {query} | The user's tag: {response}"),
         TaskKind::NewsCategory => format!("Article: {query} | The user's category: {response}"),

@@ -229,6 +229,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         encyclopedia: encyclopedia.as_ref(),
         config: &config,
         demos: &[],
+        distractors: &[],
         writer: writer.as_mut().map(|w| w as &mut dyn persona_agent::AgentLlm),
         alignments: Vec::new(),
     };
