@@ -130,6 +130,9 @@ pub enum Outcome {
         /// The new version number.
         version: i64,
     },
+    /// Every replay already matched the user's answer: nothing to give
+    /// feedback on, no rewrite written; alignment ends here.
+    NoGap,
     /// Refused by a guard; the previous version stays.
     Rejected {
         /// Why.
@@ -274,6 +277,13 @@ pub fn replay_score(simulated: &str, real: &str) -> f64 {
     }
 }
 
+/// Whether a simulated answer is the user's: the same text (case and
+/// surrounding spaces aside) or the same number.
+fn matched(simulated: &str, real: &str) -> bool {
+    let (s, r) = (simulated.trim(), real.trim());
+    s.eq_ignore_ascii_case(r) || matches!((s.parse::<f64>(), r.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+}
+
 /// The models and stores alignment works with.
 pub struct AlignContext<'a> {
     /// The serving model: it replays the interactions (and answers later).
@@ -333,8 +343,11 @@ fn replay_all(
 /// feedback ([`persona::check_copies`]) and, with
 /// [`AlignConfig::score_guard`], scores at least as well on the same
 /// replays as the persona it would replace (its replays then serve the
-/// next iteration). Sampling is seeded, so an iteration after a rejected
-/// rewrite would write the same rewrite again: alignment stops there.
+/// next iteration). Feedback is written only for replays that missed the
+/// user's answer; when none missed there is nothing to align and
+/// alignment stops ([`Outcome::NoGap`]). Sampling is seeded, so an
+/// iteration after a rejected rewrite would write the same rewrite again:
+/// alignment stops there too.
 pub fn align_with(
     mut ctx: AlignContext<'_>,
     user: &str,
@@ -375,11 +388,12 @@ pub fn align_with(
         for (replay, trace) in replays.iter().zip(&traces) {
             progress(AlignEvent::Simulated { query: &replay.question, simulated: &trace.answer, real: &replay.real });
         }
-        // The feedback calls are independent of each other.
-        let turns: Vec<(String, String)> = replays
+        // Feedback only where the answer missed: a matched replay has no gap.
+        let gaps: Vec<usize> = (0..replays.len()).filter(|&i| !matched(&traces[i].answer, &replays[i].real)).collect();
+        let turns: Vec<(String, String)> = gaps
             .iter()
-            .zip(&traces)
-            .map(|(replay, trace)| {
+            .map(|&i| {
+                let (replay, trace) = (&replays[i], &traces[i]);
                 let prompt = fill(
                     FEEDBACK_USER,
                     &[("persona", persona::profile_of(&text)), ("query", &replay.question), ("simulated", &trace.answer), ("real", &replay.real)],
@@ -389,22 +403,33 @@ pub fn align_with(
             .collect();
         let writer: &mut dyn AgentLlm = ctx.writer.as_deref_mut().unwrap_or(&mut *ctx.model);
         let phase = Instant::now();
-        let feedbacks = writer.complete_batch(&turns, &config.params(config.feedback_tokens))?;
+        // The feedback calls are independent of each other.
+        let written = if turns.is_empty() { Vec::new() } else { writer.complete_batch(&turns, &config.params(config.feedback_tokens))? };
         tracing::info!(user, iteration, calls = turns.len(), ms = ms_since(phase), "alignment: feedback written");
+        let mut feedbacks = vec![String::new(); replays.len()];
+        for (&i, f) in gaps.iter().zip(written) {
+            feedbacks[i] = f.trim().to_string();
+        }
         let simulations: Vec<Simulation> = replays
             .iter()
             .zip(std::mem::take(&mut traces))
-            .zip(&feedbacks)
+            .zip(feedbacks)
             .map(|((replay, trace), feedback)| Simulation {
                 query: replay.question.clone(),
                 simulated: trace.answer.clone(),
                 real: replay.real.clone(),
                 score: replay_score(&trace.answer, &replay.real),
-                feedback: feedback.trim().to_string(),
+                feedback,
                 trace,
             })
             .collect();
-        let feedback = simulations.iter().enumerate().map(|(i, s)| format!("{}. {}", i + 1, s.feedback.replace('\n', " "))).collect::<Vec<_>>().join("\n");
+        if gaps.is_empty() {
+            let it = Iteration { iteration, from_version, simulations, feedback: String::new(), candidate_score: None, outcome: Outcome::NoGap };
+            progress(AlignEvent::IterationEnd(&it));
+            iterations.push(it);
+            break;
+        }
+        let feedback = gaps.iter().enumerate().map(|(k, &i)| format!("{}. {}", k + 1, simulations[i].feedback.replace('\n', " "))).collect::<Vec<_>>().join("\n");
         let rewrite_prompt = fill(REWRITE_USER, &[("profile", persona::profile_of(&text)), ("feedback", &feedback)]);
         let phase = Instant::now();
         let rewrite = writer.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
@@ -517,7 +542,8 @@ mod tests {
         let mut memory = memory_with_user(dir.path());
         let mut model = script(&[
             lock_step(&[replay("tag9"), replay("tag4")]),
-            lines(&["Ann prefers tags about plot.", "Good.", "Ann likes jazz and tags movies by their plot."]),
+            // Feedback on the missed replay only.
+            lines(&["Ann prefers tags about plot.", "Ann likes jazz and tags movies by their plot."]),
             // The rewrite replayed: both right, better than before.
             lock_step(&[replay("tag3"), replay("tag4")]),
         ]);
@@ -543,7 +569,8 @@ mod tests {
         let versions = memory.store().persona_versions(&u).unwrap();
         assert_eq!(versions.len(), 2);
         assert_eq!(versions[1].parent, Some(1));
-        assert_eq!(versions[1].feedback.as_deref(), Some("1. Ann prefers tags about plot.\n2. Good."));
+        assert_eq!(versions[1].feedback.as_deref(), Some("1. Ann prefers tags about plot."));
+        assert_eq!(it.simulations[1].feedback, "", "no feedback where the answer matched");
         assert_eq!(persona::profile_of(&versions[1].text), "Ann likes jazz and tags movies by their plot.");
         assert_eq!(persona::profile_of(&versions[0].text), "Ann likes jazz.");
         assert_eq!(report.final_version, 2);
@@ -556,11 +583,11 @@ mod tests {
         let mut model = script(&[
             replay("tag9"),
             replay("tag4"),
-            lines(&["f1", "f2", "Ann tags by plot."]),
+            lines(&["f1", "Ann tags by plot."]),
             replay("tag9"),
             replay("tag4"),
             // Iteration 2 starts from the accepted rewrite's replays.
-            lines(&["g1", "g2", "Ann tags every movie by its plot."]),
+            lines(&["g1", "Ann tags every movie by its plot."]),
             replay("tag3"),
             replay("tag4"),
         ]);
@@ -569,7 +596,7 @@ mod tests {
         assert_eq!(report.iterations.len(), 2);
         assert_eq!(report.iterations[1].from_version, 2);
         assert!(matches!(report.iterations[1].outcome, Outcome::Accepted { version: 3 }));
-        assert_eq!(report.iterations[1].feedback, "1. g1\n2. g2");
+        assert_eq!(report.iterations[1].feedback, "1. g1");
         assert_eq!(report.final_score, 2.0);
     }
 
@@ -577,8 +604,8 @@ mod tests {
     fn a_worse_scoring_rewrite_is_rejected_and_alignment_stops() {
         let dir = tempfile::tempdir().unwrap();
         let mut memory = memory_with_user(dir.path());
-        let mut model = script(&[replay("tag4"), lines(&["f1", "Ann likes horror films."]), replay("tag0")]);
-        let config = AlignConfig { record_unchanged: true, ..config(1, 3) };
+        let mut model = script(&[replay("tag3"), replay("tag0"), lines(&["f1", "Ann likes horror films."]), replay("tag0"), replay("tag0")]);
+        let config = AlignConfig { record_unchanged: true, ..config(2, 3) };
         let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config, &mut |_| {}).unwrap();
         assert!(model.replies.is_empty(), "no second iteration");
         assert_eq!(report.iterations.len(), 1);
@@ -590,6 +617,7 @@ mod tests {
             other => panic!("expected a worse-score rejection, got {other:?}"),
         }
         assert_eq!(report.final_text, report.initial_text);
+        assert_eq!((report.initial_score, report.final_score), (1.0, 1.0));
         let u = memory.store().require_user("ann").unwrap();
         let versions = memory.store().persona_versions(&u).unwrap();
         assert_eq!(versions.len(), 2);
@@ -645,6 +673,19 @@ mod tests {
             let u = memory.store().require_user("ann").unwrap();
             assert_eq!(memory.store().persona_versions(&u).unwrap().len(), 1, "unchanged personas are not recorded by default");
         }
+    }
+
+    #[test]
+    fn without_a_gap_there_is_no_feedback_and_no_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = memory_with_user(dir.path());
+        let mut model = script(&[replay("tag3"), replay(" TAG4 ")]);
+        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(2, 3), &mut |_| {}).unwrap();
+        assert!(model.replies.is_empty() && model.completions.is_empty(), "no feedback or rewrite call");
+        assert_eq!(report.iterations.len(), 1);
+        assert!(matches!(report.iterations[0].outcome, Outcome::NoGap));
+        assert_eq!((report.initial_score, report.final_score, report.final_version), (2.0, 2.0, 1));
+        assert!(matched("4.0", "4") && !matched("4", "5") && matched("Politics", "politics"));
     }
 
     #[test]

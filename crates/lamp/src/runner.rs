@@ -120,8 +120,9 @@ pub struct AlignmentRow {
     pub initial_score: f64,
     /// The final persona's summed replay score.
     pub final_score: f64,
-    /// Per iteration: `accepted`, or the guard that rejected the rewrite
-    /// (`empty`, `missing_rules`, `too_long`, `copied`, `worse`).
+    /// Per iteration: `accepted`, `no_gap` (every replay matched; alignment
+    /// ended), or the guard that rejected the rewrite (`empty`,
+    /// `missing_rules`, `too_long`, `copied`, `worse`).
     pub outcomes: Vec<String>,
     /// Replays per iteration.
     pub replays: usize,
@@ -135,6 +136,7 @@ impl AlignmentRow {
             .iter()
             .map(|it| match &it.outcome {
                 Outcome::Accepted { .. } => "accepted".to_string(),
+                Outcome::NoGap => "no_gap".to_string(),
                 Outcome::Rejected { rejection, .. } => rejection.guard().to_string(),
             })
             .collect();

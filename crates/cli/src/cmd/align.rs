@@ -66,7 +66,8 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
                 if !json {
                     let line = match &it.outcome {
                         Outcome::Accepted { version } => format!("iteration {}: persona v{} -> v{version}", it.iteration, it.from_version),
-                        Outcome::Rejected { rejection, .. } => format!("iteration {}: rewrite rejected ({rejection}); keeping v{}", it.iteration, it.from_version),
+                        Outcome::Rejected { rejection, .. } => format!("iteration {}: rewrite rejected ({rejection}); keeping v{} and stopping", it.iteration, it.from_version),
+                        Outcome::NoGap => format!("iteration {}: every replay matched the user's answer; nothing to align (v{})", it.iteration, it.from_version),
                     };
                     bar.suspend(|| {
                         println!("{line}");
@@ -84,6 +85,7 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
+    println!("score on the replays: {} -> {} (summed; 1 per matched answer, minus the distance for ratings)", report.initial_score, report.final_score);
     if report.initial_version == report.final_version {
         println!("persona of '{}' unchanged (v{})", report.user, report.final_version);
         return Ok(());
