@@ -281,11 +281,15 @@ fn the_score_guard_keeps_only_rewrites_that_do_as_well_on_the_replays() {
                     assert!(s < score && rejection.guard() == "worse", "{rejection:?} at {s} vs {score}");
                 }
             }
+            Outcome::NoGap => {
+                assert!(it.simulations.iter().all(|s| s.simulated == s.real), "no gap means every replay matched");
+                assert_eq!(score, 2.0);
+            }
         }
     }
     assert_eq!(report.final_score, score);
     assert!(report.final_score >= report.initial_score);
-    let rejected = report.iterations.iter().position(|it| matches!(it.outcome, Outcome::Rejected { .. }));
+    let rejected = report.iterations.iter().position(|it| matches!(it.outcome, Outcome::Rejected { .. } | Outcome::NoGap));
     if let Some(i) = rejected {
         assert_eq!(i + 1, report.iterations.len(), "alignment stops at a rejection");
     }
