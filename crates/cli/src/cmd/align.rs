@@ -1,9 +1,9 @@
 //! `persona align`: test-time alignment of a user's persona (replay the
 //! latest interactions, collect feedback, rewrite the persona).
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
-use persona_agent::{align, AlignConfig, AlignEvent, Outcome};
+use persona_agent::{align_with, AgentLlm, AlignConfig, AlignContext, AlignEvent, Choices, Outcome};
 use similar::TextDiff;
 
 use crate::cmd::agent::{load, persona, AgentArgs};
@@ -29,6 +29,18 @@ pub struct AlignArgs {
     /// GPU; slower on a small CPU, see benches/RESULTS.md).
     #[arg(long)]
     pub lock_step: bool,
+    /// The model that writes feedback and rewrites (a manifest name or GGUF
+    /// path, e.g. `large`); the replays stay on --model [default: --model].
+    #[arg(long, value_name = "MODEL")]
+    pub align_model: Option<String>,
+    /// The replays' answers must be one of these labels (comma-separated),
+    /// as in `persona ask --choices`.
+    #[arg(long, value_name = "A,B,...")]
+    pub choices: Option<String>,
+    /// Keep every rewrite that passes the text guards, without replaying it
+    /// to check that it scores at least as well.
+    #[arg(long)]
+    pub no_score_guard: bool,
     /// Print the report as JSON (iterations, replays with traces,
     /// feedback, outcomes, initial and final persona).
     #[arg(long)]
@@ -44,21 +56,35 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         max_persona_tokens: args.max_persona_tokens,
         semantic: args.agent.semantic_config(),
         lock_step: args.lock_step,
+        score_guard: !args.no_score_guard,
         ..AlignConfig::default()
     };
+    let mut config = config;
+    if let Some(list) = &args.choices {
+        config.agent.choices = Some(Choices::parse_list(list).context("--choices")?);
+    }
     // Refuse bad settings before loading anything.
     config.validate()?;
     let mut loaded = load(ctx, &args.agent)?;
     persona(&mut loaded, &args.agent)?;
     let bar = item_bar((args.batch * args.iterations) as u64, "aligning", "replays");
     let json = args.json;
-    let report = align(
-        &mut loaded.model,
-        &mut loaded.memory,
-        &loaded.encoder,
-        loaded.encyclopedia.as_ref(),
+    let mut writer = match &args.align_model {
+        Some(name) => Some(ctx.load_chat_model(&ctx.model_path(name, false)?)?),
+        None => None,
+    };
+    let align_ctx = AlignContext {
+        model: &mut loaded.model,
+        writer: writer.as_mut().map(|w| w as &mut dyn AgentLlm),
+        memory: &mut loaded.memory,
+        encoder: &loaded.encoder,
+        encyclopedia: loaded.encyclopedia.as_ref(),
+    };
+    let report = align_with(
+        align_ctx,
         &args.agent.user,
         &config,
+        None,
         &mut |event| match event {
             AlignEvent::IterationStart { iteration, of } => bar.set_message(format!("iteration {iteration}/{of}")),
             AlignEvent::Simulated { .. } => bar.inc(1),
