@@ -119,7 +119,7 @@ pub fn merge(parts: &[Part]) -> Result<(Report, Vec<ResultRow>)> {
             sources.push(source.clone());
         }
         let methods: BTreeSet<&str> = part.rows.iter().map(|r| r.method.name()).collect();
-        listed.push(json!({"report": path.display().to_string(), "git_revision": revision, "questions": source, "methods": methods, "shard": report.meta.get("config").and_then(|c| c.get("shard"))}));
+        listed.push(json!({"run": path.display().to_string(), "git_revision": revision, "questions": source, "methods": methods, "shard": report.meta.get("config").and_then(|c| c.get("shard"))}));
     }
     // Every method over the same questions.
     let mut questions: BTreeMap<Method, BTreeSet<&str>> = BTreeMap::new();

@@ -198,6 +198,9 @@ fn paired_cell(d: Option<&PairedDiff>) -> String {
 fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]) -> String {
     let (ha, hb) = metric_heads(task);
     let (metric, _) = metric_heads(task);
+    if !methods.iter().any(|m| scores.contains_key(m.name())) {
+        return "None of these was run.\n".into();
+    }
     let mut out = format!("| method | n | {ha} | {hb} | invalid | PersonaAgent − method, {metric} (paired) |\n|---|---|---|---|---|---|\n");
     for m in methods {
         let Some(s) = scores.get(m.name()) else { continue };
