@@ -40,8 +40,12 @@ pub struct AgentConfig {
     pub answer_bytes: u32,
     /// Sampling temperature (the paper uses 0.1).
     pub temperature: f64,
-    /// Penalty on recently generated tokens.
+    /// Penalty on recently generated tokens, in thoughts.
     pub repeat_penalty: f32,
+    /// The same in tool calls (queries and the final answer). It keeps a
+    /// small model from repeating its last query word for word; it also
+    /// pushes down the label words the observations just showed.
+    pub call_repeat_penalty: f32,
     /// Seed for sampling.
     pub seed: u64,
     /// The labels a final answer must be one of (a task with a label list);
@@ -51,7 +55,7 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, seed: 42, choices: None }
+        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, call_repeat_penalty: 1.1, seed: 42, choices: None }
     }
 }
 
@@ -187,9 +191,10 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
             grammars.push(Some(tools.grammar(&names, &[&final_spec])?));
         }
         // Enough room for the longest string argument at one byte a token.
-        // No repeat penalty on calls: their labels and the words of the
-        // observations they answer from are what the call should repeat.
-        let call_params = GenerationParams { sampling: SamplingParams { repeat_penalty: 1.0, ..config.params(0, &[]).sampling }, ..config.params(config.answer_bytes as usize + 96, &[]) };
+        let call_params = GenerationParams {
+            sampling: SamplingParams { repeat_penalty: config.call_repeat_penalty, ..config.params(0, &[]).sampling },
+            ..config.params(config.answer_bytes as usize + 96, &[])
+        };
         let actions = extend_runs(model, &mut runs, &live, grammars, &call_params)?;
         for ((&i, mut step), action) in live.iter().zip(steps).zip(&actions) {
             let run = &mut runs[i];

@@ -55,7 +55,9 @@ impl ToolSpec {
                 let ty = match &p.kind {
                     ParamKind::String { .. } => "string".to_string(),
                     ParamKind::Integer { .. } => "integer".to_string(),
-                    ParamKind::Choice { choices } => format!("exactly one of: {}", choices.joined()),
+                    // The labels are the question's to state; a bound
+                    // answer reads to the model like any string.
+                    ParamKind::Choice { .. } => "string".to_string(),
                 };
                 format!("\"{}\" ({ty}): {}", p.name, p.description)
             })
