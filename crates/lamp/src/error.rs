@@ -33,9 +33,10 @@ pub enum LampError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The agent crate refused a setting or failed.
-    #[error("agent: {0}")]
-    Agent(#[from] persona_agent::AgentError),
+    /// The agent crate refused a setting or failed (boxed: the agent's
+    /// error carries the engine's and the memory's).
+    #[error(transparent)]
+    Agent(Box<persona_agent::AgentError>),
     /// A method failed (model, memory or agent error).
     #[error("method: {0}")]
     Method(String),
@@ -69,3 +70,9 @@ pub enum LampError {
 
 /// The benchmark crate's result type.
 pub type Result<T, E = LampError> = std::result::Result<T, E>;
+
+impl From<persona_agent::AgentError> for LampError {
+    fn from(e: persona_agent::AgentError) -> Self {
+        LampError::Agent(Box::new(e))
+    }
+}
