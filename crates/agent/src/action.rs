@@ -93,10 +93,17 @@ impl AgentConfig {
     }
 }
 
-/// Which tools a step may call, given what has been done so far.
-pub(crate) fn allowed_tools(tools: &ToolRegistry<'_>, config: &AgentConfig, step: usize, calls: usize, memory_used: bool) -> Vec<String> {
+/// Which tools a step may call, given what has been done so far. A run
+/// that repeated a call word for word (`stuck`) has nothing new to look up:
+/// it must answer next, or search the memory first if the rule still asks
+/// for that (a small model that repeats itself once repeats itself until
+/// the step limit, with sampling seeded).
+pub(crate) fn allowed_tools(tools: &ToolRegistry<'_>, config: &AgentConfig, step: usize, calls: usize, memory_used: bool, stuck: bool) -> Vec<String> {
     let memory_tools = tools.memory_tools();
     let memory_needed = config.require_memory && !memory_used && !memory_tools.is_empty();
+    if stuck {
+        return if memory_needed { memory_tools.iter().map(|s| s.to_string()).collect() } else { vec![FINAL_ANSWER.to_string()] };
+    }
     let calls_needed = config.min_tool_calls.saturating_sub(calls).max(usize::from(memory_needed));
     let steps_left = config.max_steps + 1 - step; // including this one
     let mut allowed: Vec<String> = Vec::new();
@@ -143,6 +150,8 @@ struct Run<'q> {
     steps: Vec<TraceStep>,
     calls: usize,
     memory_used: bool,
+    /// The last call repeated an earlier one word for word.
+    stuck: bool,
     answer: Option<String>,
     finish: Finish,
     model_calls: usize,
@@ -166,7 +175,7 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
     let mut runs = Vec::with_capacity(questions.len());
     for question in questions {
         let transcript = model.start(&system, question.text)?;
-        runs.push(Run { question: *question, transcript, steps: Vec::new(), calls: 0, memory_used: false, answer: None, finish: Finish::Answer, model_calls: 0, ms: 0.0 });
+        runs.push(Run { question: *question, transcript, steps: Vec::new(), calls: 0, memory_used: false, stuck: false, answer: None, finish: Finish::Answer, model_calls: 0, ms: 0.0 });
     }
 
     for step_no in 1..=config.max_steps {
@@ -175,7 +184,7 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
             break;
         }
         let step_start = Instant::now();
-        let mut steps: Vec<TraceStep> = live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used))).collect();
+        let mut steps: Vec<TraceStep> = live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used, runs[i].stuck))).collect();
         for &i in &live {
             model.append(&mut runs[i].transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
         }
@@ -307,7 +316,8 @@ fn resolve(tools: &mut ToolRegistry<'_>, final_spec: &ToolSpec, run: &mut Run<'_
         // A repeated call teaches nothing new and does not count toward
         // the required calls.
         step.repeat_of = Some(earlier.step);
-        return Ok(format!("This is the same call as in step {}; its result is above. Try another tool or other words.", earlier.step));
+        run.stuck = true;
+        return Ok(format!("This is the same call as in step {}; its result is above. Use it now.", earlier.step));
     }
     let context = CallContext { hidden_records: run.question.hidden_records };
     match tools.call_in(&call, &context) {
@@ -412,6 +422,17 @@ mod tests {
         assert_eq!(model.constrained[2].0, ["memory_search"]);
         assert_eq!(trace.answer, "Jazz");
         assert_eq!(trace.tool_calls().filter(|s| s.repeat_of.is_none()).count(), 2);
+    }
+
+    #[test]
+    fn a_run_that_repeats_itself_after_the_memory_search_must_answer() {
+        let mut model = Scripted::new(&["", MEM, "", MEM, "", FINAL]);
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &AgentConfig::default()).unwrap();
+        assert_eq!(trace.steps.len(), 3);
+        assert_eq!(trace.steps[1].repeat_of, Some(1));
+        assert_eq!(model.constrained[2].0, [FINAL_ANSWER], "the step after a repeat answers");
+        assert_eq!((trace.answer.as_str(), trace.finish), ("Jazz", Finish::Answer));
+        assert!(model.replies.is_empty());
     }
 
     #[test]
