@@ -128,3 +128,71 @@ fn chat_is_a_multi_turn_repl_on_stdin() {
     assert!(stdout.matches("> ").count() >= 3, "expected a prompt per turn: {stdout}");
     assert!(stderr.contains("conversation cleared"), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------
+// One binary for every x86-64 CPU it is built for (x86-64-v3: AVX2, FMA,
+// F16C), whatever CPU built it: under `qemu-x86_64 -cpu Haswell` (no
+// AVX-512, no AVX-VNNI) it must pick the AVX2 kernels and generate the same
+// greedy text as natively (every kernel path gives the same bits). Needs
+// `qemu-x86_64` (Debian's `qemu-user`): without it the test says so and
+// passes, unless `PERSONA_REQUIRE_QEMU=1` (CI installs qemu and sets it),
+// where a missing qemu fails loudly.
+
+const PROMPT: &str = "Name three colours.";
+
+fn generate_tiny(prefix: &[&str], simd: Option<&str>) -> Output {
+    let exe = env!("CARGO_BIN_EXE_persona");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["-v", "--threads", "2", "generate", "-m", "tiny", "--max-tokens", "6", PROMPT]);
+    if let Some(cap) = simd {
+        cmd.env("PERSONA_SIMD", cap);
+    }
+    cmd.output().expect("the persona binary starts")
+}
+
+fn text(out: &Output) -> String {
+    assert!(out.status.success(), "failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn qemu() -> Option<String> {
+    let found = Command::new("qemu-x86_64").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some("qemu-x86_64".into());
+    }
+    let required = std::env::var("PERSONA_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+    assert!(!required, "PERSONA_REQUIRE_QEMU=1 but qemu-x86_64 is not installed (apt-get install qemu-user)");
+    eprintln!("SKIPPED: qemu-x86_64 is not installed (apt-get install qemu-user); the binary was not run on an emulated AVX2-only CPU");
+    None
+}
+
+#[test]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn the_binary_runs_on_an_avx2_only_cpu_with_the_same_output() {
+    let Some(qemu) = qemu() else { return };
+    let native = generate_tiny(&[], None);
+    let native_text = text(&native);
+    assert!(!native_text.trim().is_empty(), "no text natively");
+    let emulated = generate_tiny(&[&qemu, "-cpu", "Haswell"], None);
+    let emulated_text = text(&emulated);
+    let log = String::from_utf8_lossy(&emulated.stderr);
+    assert!(log.contains("kernels=\"avx2\"") || log.contains("kernels=avx2"), "the emulated Haswell should run the AVX2 kernels: {log}");
+    assert_eq!(emulated_text, native_text, "AVX2 kernels on an emulated Haswell and this CPU's best kernels disagree");
+}
+
+#[test]
+fn every_kernel_cap_gives_the_same_text() {
+    // PERSONA_SIMD caps the kernels; the portable cap repacks to Q8_0
+    // (candle's kernels), so only the SIMD caps must agree bit for bit.
+    let best = text(&generate_tiny(&[], None));
+    for cap in ["avx2", "avxvnni", "avx512vnni"] {
+        assert_eq!(text(&generate_tiny(&[], Some(cap))), best, "PERSONA_SIMD={cap}");
+    }
+}

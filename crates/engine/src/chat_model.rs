@@ -168,6 +168,9 @@ impl GgufChatModel {
         let context_length = gguf.context_length();
         let name = gguf.model_name();
         let own = crate::decoder::Decoder::supports(arch);
+        if device.is_cpu() {
+            tracing::info!(kernels = crate::decoder::qkernels::isa().name(), "CPU instruction set of the own quantized kernels");
+        }
         // Types the own decoder multiplies natively need no conversion.
         let native: Vec<GgmlDType> = if options.native_kernels && own {
             [GgmlDType::Q4_1, GgmlDType::Q5_0].into_iter().filter(|t| crate::decoder::native_kind(*t, device).is_some()).collect()

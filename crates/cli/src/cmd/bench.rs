@@ -397,12 +397,42 @@ pub fn machine() -> String {
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let features = [("avx2", cfg!(target_feature = "avx2")), ("fma", cfg!(target_feature = "fma")), ("f16c", cfg!(target_feature = "f16c"))]
+    let build = [("avx2", cfg!(target_feature = "avx2")), ("fma", cfg!(target_feature = "fma")), ("f16c", cfg!(target_feature = "f16c")), ("avx512f", cfg!(target_feature = "avx512f"))]
         .iter()
         .map(|(n, on)| format!("{n}={}", if *on { "on" } else { "off" }))
         .collect::<Vec<_>>()
         .join(" ");
-    format!("{cpu}, {cores} cores; build target features: {features}")
+    let kernels = persona_engine::decoder::qkernels::isa().name();
+    let capped = std::env::var(persona_engine::decoder::qkernels::ISA_ENV).map(|v| format!(", capped by PERSONA_SIMD={v}")).unwrap_or_default();
+    format!("{cpu}, {cores} cores; CPU SIMD: {}; build target features: {build}; own kernels: {kernels}{capped}", cpu_simd_flags())
+}
+
+/// The SIMD flags the CPU reports that decide which kernels run.
+pub fn cpu_simd_flags() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let flags = [
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("f16c", has!("f16c")),
+            ("avx-vnni", has!("avxvnni")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vnni", has!("avx512vnni")),
+        ];
+        let on: Vec<&str> = flags.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+        let off: Vec<&str> = flags.iter().filter(|(_, on)| !*on).map(|(n, _)| *n).collect();
+        if off.is_empty() {
+            on.join(" ")
+        } else {
+            format!("{} (no {})", on.join(" "), off.join(", "))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
 }
 
 pub fn git_revision() -> String {

@@ -1,4 +1,5 @@
-//! AVX2 / AVX-512 VNNI matrix multiplication for Q4_1 and Q5_0 weights.
+//! AVX2 / AVX-VNNI / AVX-512 VNNI matrix multiplication for Q4_1 and Q5_0
+//! weights, the instruction set chosen at run time.
 //!
 //! candle 0.11 has SIMD CPU kernels for Q4_0, Q8_0 and the k-quants only;
 //! Q4_1 and Q5_0 (the tiny model is Q4_1, the small model mostly Q5_0) run
@@ -26,10 +27,13 @@
 //! reads each weight row one after the next (reading two side by side was
 //! 3x slower on a matrix larger than the caches: the prefetcher follows
 //! one stream best); a batch of two to seven rows decodes each weight
-//! block once for four of them. From eight rows on (prefill), AVX-512 VNNI
-//! repacks a task's 16 weight rows so that each 512-bit lane holds a
-//! different row ([`super::qtile`]): four activation bytes are broadcast
-//! per `vpdpbusd` for sixteen outputs, with no horizontal sums.
+//! block once for four of them. From eight rows on (prefill; six on AVX2),
+//! a task's 16 weight rows are repacked so that each 32-bit lane of a
+//! register holds a different row ([`super::qtile`]): four activation bytes
+//! are broadcast per `vpdpbusd` (AVX-512 VNNI: sixteen rows; AVX-VNNI:
+//! eight) or per `maddubs` pair (AVX2: eight rows), with no horizontal
+//! sums. On AVX2 that made a 512-row prefill product about 3x faster than
+//! the small-batch path it replaced.
 //!
 //! `cargo run --release -p persona-engine --example qmatmul_speed` times
 //! one product.
@@ -78,52 +82,78 @@ pub struct ActBlock {
     pub(crate) s: f32,
 }
 
-/// The instruction sets the kernels run on, from slowest to fastest.
+/// The instruction sets the kernels run on, from slowest to fastest. Every
+/// one gives the same bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Plain Rust (any CPU).
     Portable,
     /// x86-64 AVX2 + FMA.
     Avx2,
-    /// x86-64 AVX-512 with VNNI (byte dot products in one instruction);
-    /// gives the same bits as [`Isa::Avx2`].
+    /// x86-64 AVX-VNNI: byte dot products in one instruction on 256-bit
+    /// registers (Intel client CPUs since Alder Lake, AMD Zen 5).
+    AvxVnni,
+    /// x86-64 AVX-512 with VNNI (byte dot products in one instruction on
+    /// 512-bit registers).
     Avx512Vnni,
 }
 
-/// The environment variable that caps the instruction set (`avx2` or
-/// `portable`), to compare kernels or to work around a CPU problem.
+impl Isa {
+    /// Every instruction set, slowest first.
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+
+    /// The name [`ISA_ENV`] takes for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
+            Isa::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            match self {
+                Isa::Portable => true,
+                Isa::Avx2 => avx2,
+                Isa::AvxVnni => avx2 && has!("avxvnni"),
+                Isa::Avx512Vnni => avx2 && has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Portable
+        }
+    }
+
+    /// The fastest instruction set this CPU has, at most `self`.
+    pub fn or_supported_below(self) -> Isa {
+        Isa::ALL.into_iter().rev().find(|isa| *isa <= self && isa.supported()).unwrap_or(Isa::Portable)
+    }
+}
+
+/// The environment variable that caps the instruction set (`avx512vnni`,
+/// `avxvnni`, `avx2` or `portable`), to compare kernels or to work around a
+/// CPU problem.
 pub const ISA_ENV: &str = "PERSONA_SIMD";
 
 /// The best instruction set this CPU has.
 pub fn detected_isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if !(has!("avx2") && has!("fma")) {
-            return Isa::Portable;
-        }
-        if has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni") {
-            return Isa::Avx512Vnni;
-        }
-        Isa::Avx2
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        Isa::Portable
-    }
+    Isa::Avx512Vnni.or_supported_below()
 }
 
 /// The instruction set the kernels use: the best detected, capped by
-/// [`ISA_ENV`] (read once).
+/// [`ISA_ENV`] (read once; an unknown value does not cap).
 pub fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = match std::env::var(ISA_ENV).map(|v| v.to_ascii_lowercase()).as_deref() {
-            Ok("portable") => Isa::Portable,
-            Ok("avx2") => Isa::Avx2,
-            _ => Isa::Avx512Vnni,
-        };
-        detected_isa().min(cap)
+        let cap = std::env::var(ISA_ENV).ok().and_then(|v| Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(v.trim()))).unwrap_or(Isa::Avx512Vnni);
+        cap.or_supported_below()
     })
 }
 
@@ -156,6 +186,9 @@ pub fn quantize_rows(x: &[f32], k: usize) -> Vec<ActBlock> {
 /// repacking a task's weights would cost more than it saves).
 const PACK_FROM_ROWS: usize = 8;
 
+/// The same for the 256-bit tiles (AVX2, AVX-VNNI).
+const PACK_FROM_ROWS_256: usize = 6;
+
 /// `out[i * n + j] = dot(x row i, weight row j)` for `m` activation rows and
 /// `n` weight rows of `k` values each. `weights` holds `n * k / 32` blocks of
 /// `kind`. Without AVX2 the portable code runs (same results).
@@ -166,7 +199,7 @@ pub fn matmul(kind: Kind, weights: &[u8], n: usize, k: usize, x: &[f32], m: usiz
 /// [`matmul`] on a given instruction set (one this CPU lacks falls back to
 /// the best it has).
 pub fn matmul_on(isa: Isa, kind: Kind, weights: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
-    let isa = isa.min(detected_isa());
+    let isa = isa.or_supported_below();
     let blocks = k / BLOCK;
     let row_bytes = blocks * kind.block_bytes();
     debug_assert_eq!(weights.len(), n * row_bytes);
@@ -216,18 +249,36 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
             unsafe { super::qtile::times_acts(packed, acts, blocks, weight_rows, out) };
             return;
         }
+        if matches!(isa, Isa::Avx2 | Isa::AvxVnni) && m >= PACK_FROM_ROWS_256 {
+            super::qtile::pack(w, packed);
+            // SAFETY: `isa` was detected on this CPU (AVX2 + FMA, and
+            // AVX-VNNI when it says so).
+            unsafe { super::qtile::times_acts_256(isa == Isa::AvxVnni, packed, acts, blocks, weight_rows, out) };
+            return;
+        }
         if isa > Isa::Portable {
-            let vnni = isa == Isa::Avx512Vnni;
             if m == 1 {
                 // SAFETY: `isa` was detected on this CPU (AVX2 + FMA, and
-                // the AVX-512 VNNI features for `vnni`).
-                unsafe { if vnni { avx2::rows_vnni(w, act(0), out, m, 0) } else { avx2::rows(w, act(0), out, m, 0) } };
+                // the VNNI features of the variant chosen).
+                unsafe {
+                    match isa {
+                        Isa::Avx512Vnni => avx2::rows_vnni(w, act(0), out, m, 0),
+                        Isa::AvxVnni => avx2::rows_avxvnni(w, act(0), out, m, 0),
+                        _ => avx2::rows(w, act(0), out, m, 0),
+                    }
+                };
                 return;
             }
             for i in (0..m).step_by(4) {
                 let group: Vec<&[ActBlock]> = (i..m.min(i + 4)).map(act).collect();
                 // SAFETY: as above.
-                unsafe { if vnni { avx2::group_vnni(w, &group, out, m, i) } else { avx2::group(w, &group, out, m, i) } };
+                unsafe {
+                    match isa {
+                        Isa::Avx512Vnni => avx2::group_vnni(w, &group, out, m, i),
+                        Isa::AvxVnni => avx2::group_avxvnni(w, &group, out, m, i),
+                        _ => avx2::group(w, &group, out, m, i),
+                    }
+                };
             }
             return;
         }
@@ -374,6 +425,13 @@ mod avx2 {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 
+    /// [`idot`] in one AVX-VNNI `vpdpbusd`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    fn idot_avxvnni(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    }
+
     /// Sum of eight integers (exact).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -502,6 +560,7 @@ mod avx2 {
 
     rows_for!(rows, row, group, unpack, "avx2,fma", idot, high_bits);
     rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+    rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);
 }
 
 #[cfg(test)]
@@ -559,10 +618,11 @@ mod tests {
 
     #[test]
     fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
-        // Six rows take the path for small batches, eleven the repacked
-        // prefill path (on AVX-512 VNNI); 20 weight rows leave a partial task.
+        // Five rows take the path for small batches, six the repacked
+        // prefill path on AVX2, eleven on AVX-512 VNNI; 20 weight rows leave
+        // a partial task.
         for kind in [Kind::Q4_1, Kind::Q5_0] {
-            for m in [6, 11] {
+            for m in [5, 6, 11] {
                 let (n, k) = (20, 160);
                 let w = blocks(kind, n * k / BLOCK, 11);
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 17.0).collect();
@@ -577,22 +637,50 @@ mod tests {
 
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
-        // On a CPU without AVX-512 VNNI the fast path falls back to AVX2:
-        // the test still compares what runs with the portable definition.
-        // Nine activation rows: the repacked prefill path (AVX-512 VNNI)
-        // against the small-batch path (AVX2) and plain Rust.
+        // Every instruction set this CPU has against plain Rust (one it
+        // lacks falls back to the best below it, which the loop checks
+        // too). Nine and thirteen activation rows take the repacked tiles
+        // (a full tile plus a remainder); two and one the row paths; 19
+        // weight rows leave a partial task and a partial half.
         for kind in [Kind::Q4_1, Kind::Q5_0] {
-            let (n, k, m) = (19, 128, 9);
-            let w = blocks(kind, n * k / BLOCK, 5);
-            // Activations that reach +-127 after quantization in every block.
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 29 % 89) as f32 - 44.0) / 11.0).collect();
-            let avx2 = matmul_on(Isa::Avx2, kind, &w, n, k, &x, m);
-            let vnni = matmul_on(Isa::Avx512Vnni, kind, &w, n, k, &x, m);
-            assert_eq!(avx2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), vnni.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{kind:?}");
-            let portable = matmul_on(Isa::Portable, kind, &w, n, k, &x, m);
-            assert_eq!(avx2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), portable.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{kind:?}");
+            for m in [1, 2, 9, 13] {
+                let (n, k) = (19, 128);
+                let w = blocks(kind, n * k / BLOCK, 5);
+                // Activations that reach +-127 after quantization in every block.
+                let x: Vec<f32> = (0..m * k).map(|i| ((i * 29 % 89) as f32 - 44.0) / 11.0).collect();
+                let bits = |isa: Isa| matmul_on(isa, kind, &w, n, k, &x, m).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                let portable = bits(Isa::Portable);
+                for isa in Isa::ALL {
+                    assert_eq!(bits(isa), portable, "{kind:?} m={m} {isa:?} (runs as {:?})", isa.or_supported_below());
+                }
+            }
         }
         assert!(isa() <= detected_isa());
+        assert!(Isa::Avx512Vnni.or_supported_below().supported());
+    }
+
+    #[test]
+    fn the_16_bit_sums_of_the_avx2_tile_cannot_overflow() {
+        // All weights at their largest (31) against activations at +-127:
+        // four groups of maddubs pairs summed in 16 bits reach 4 * 2 * 31 *
+        // 127 = 31,496 < 32,767.
+        let kind = Kind::Q5_0;
+        let (n, k, m) = (8, 64, 9);
+        let mut w = Vec::new();
+        for _ in 0..n * k / BLOCK {
+            w.extend_from_slice(&f16::from_f32(0.01).to_le_bytes());
+            w.extend_from_slice(&u32::MAX.to_le_bytes());
+            w.extend_from_slice(&[0xff; 16]);
+        }
+        for sign in [1.0f32, -1.0] {
+            let x = vec![sign; m * k];
+            let y = matmul_on(Isa::Avx2, kind, &w, n, k, &x, m);
+            // Every weight is d * (31 - 16), every input +-1.
+            let expected = sign * f16::from_f32(0.01).to_f32() * 15.0 * k as f32;
+            for v in y {
+                assert!((v - expected).abs() < 1e-4 * expected.abs(), "{v} vs {expected}");
+            }
+        }
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! Prefill on AVX-512 VNNI: a task's weight rows (up to 16) repacked so
-//! that each 32-bit lane of a 512-bit register belongs to a different row.
+//! Prefill tiles: a task's weight rows (up to 16) repacked so that each
+//! 32-bit lane of a register belongs to a different row.
 //!
-//! For every block of 32 weights and every group of four of them, one
-//! register holds those four bytes of all sixteen rows; `vpdpbusd` with the
-//! activation's four bytes broadcast adds them into sixteen integer sums at
-//! once. A block's integer sums are then scaled and accumulated exactly as
+//! For every block of 32 weights and every group of four of them, the
+//! packed layout holds those four bytes of all sixteen rows side by side.
+//! On AVX-512 VNNI one 512-bit register takes all sixteen rows and
+//! `vpdpbusd` with the activation's four bytes broadcast adds them into
+//! sixteen integer sums at once. On AVX2 (and AVX-VNNI, the same
+//! instruction on 256-bit registers) a register takes eight rows, the two
+//! halves of a task run one after the other, and each loaded weight
+//! register serves several activation rows; without VNNI the byte products
+//! are `maddubs` pairs summed in 16 bits over four groups (exact: weights
+//! below 32 and activations within +-127 stay below 2^15) and widened once
+//! per half block. A block's integer sums are then scaled and accumulated exactly as
 //! [`super::qkernels::dot_reference`] does for one row (`fma(isum, d_w *
 //! d_a, acc)`, `fma(m_w, s_a, off)`, `acc + off` at the end), lane by lane,
 //! so the results have the same bits as the row-by-row decode path.
@@ -23,6 +30,10 @@ use super::qkernels::{unsigned_block, ActBlock, Weights, BLOCK};
 
 /// Rows per repacked block (the 32-bit lanes of a 512-bit register).
 pub(crate) const LANES: usize = 16;
+
+/// Rows per 256-bit register (AVX2 and AVX-VNNI tiles).
+#[cfg(target_arch = "x86_64")]
+const HALF: usize = LANES / 2;
 
 /// One block of up to sixteen weight rows, repacked.
 #[derive(Clone, Copy)]
@@ -89,12 +100,146 @@ pub(crate) unsafe fn times_acts(packed: &[Packed], acts: &[ActBlock], blocks: us
     }
 }
 
+/// [`times_acts`] on 256-bit registers: AVX2 + FMA (`vnni` false) or
+/// AVX-VNNI (`vnni` true). Same bits as every other path.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA, and AVX-VNNI when `vnni` is set.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn times_acts_256(vnni: bool, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
+    let m = out.len() / rows.max(1);
+    let act = |i: usize| &acts[i * blocks..(i + 1) * blocks];
+    let halves = rows.div_ceil(HALF);
+    let mut put = |half: usize, i: usize, lanes: &[f32; HALF]| {
+        for (r, &v) in lanes.iter().enumerate().take(rows - half * HALF) {
+            out[(half * HALF + r) * m + i] = v;
+        }
+    };
+    // Both halves of the task for one group of activation rows before the
+    // next group, so that the group stays in the L1 cache.
+    let mut i = 0;
+    while i + TILE_ROWS <= m {
+        let group = std::array::from_fn(|k| act(i + k));
+        for half in 0..halves {
+            // SAFETY: the caller checked the CPU features.
+            let y = unsafe { if vnni { x86::tile_vnni::<TILE_ROWS>(packed, half, group) } else { x86::tile_avx2::<TILE_ROWS>(packed, half, group) } };
+            for (k, lanes) in y.iter().enumerate() {
+                put(half, i + k, lanes);
+            }
+        }
+        i += TILE_ROWS;
+    }
+    while i < m {
+        for half in 0..halves {
+            // SAFETY: as above.
+            let y = unsafe { if vnni { x86::tile_vnni::<1>(packed, half, [act(i)]) } else { x86::tile_avx2::<1>(packed, half, [act(i)]) } };
+            put(half, i, &y[0]);
+        }
+        i += 1;
+    }
+}
+
+/// Activation rows per 256-bit tile: each loaded weight register serves
+/// this many. Two, three and four ran within noise of each other on a
+/// 2-core AVX2 EPYC (`qmatmul_speed`, 512 rows); four keeps the most work
+/// per weight load.
+#[cfg(target_arch = "x86_64")]
+const TILE_ROWS: usize = 4;
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Packed, LANES};
-    use crate::decoder::qkernels::ActBlock;
+    use super::{Packed, HALF, LANES};
+    use crate::decoder::qkernels::{ActBlock, BLOCK};
+
+    /// Activation bytes `4t..4t + 4` in every 32-bit lane (`t < 8`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn four(a: &ActBlock, t: usize) -> __m256i {
+        debug_assert!(t < 8);
+        // SAFETY: `qs` has 32 bytes and `4t + 4 <= 32`; unaligned read.
+        _mm256_set1_epi32(unsafe { std::ptr::read_unaligned(a.qs.as_ptr().add(4 * (t & 7)) as *const i32) })
+    }
+
+    /// Byte group `t` of the eight packed rows of half `half` (`t < 8`,
+    /// `half < 2`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn half_row(p: &Packed, t: usize, half: usize) -> __m256i {
+        debug_assert!(t < 8 && half < 2);
+        // SAFETY: `q[t]` has 64 bytes, this half 32 of them; unaligned load.
+        unsafe { _mm256_loadu_si256(p.q[t & 7].as_ptr().add(4 * HALF * (half & 1)) as *const __m256i) }
+    }
+
+    /// `tile_avx2` / `tile_vnni`: eight outputs (one per row of half `half`
+    /// of the packed rows) for each of `R` activation rows; `$block`
+    /// computes a block's eight integer sums.
+    macro_rules! tile_256 {
+        ($name:ident, $features:literal, $block:ident) => {
+            #[inline]
+            #[target_feature(enable = $features)]
+            pub(super) fn $name<const R: usize>(packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut off = [_mm256_setzero_ps(); R];
+                for (b, p) in packed.iter().enumerate() {
+                    let acts: [&ActBlock; R] = std::array::from_fn(|r| &rows[r][b]);
+                    let isum = $block::<R>(p, half, &acts);
+                    // SAFETY: `d` and `m` hold 16 f32 each, this half 8 of them; unaligned loads.
+                    let (d, m) = unsafe { (_mm256_loadu_ps(p.d[HALF * half..].as_ptr()), _mm256_loadu_ps(p.m[HALF * half..].as_ptr())) };
+                    for r in 0..R {
+                        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, _mm256_set1_ps(acts[r].d)), acc[r]);
+                        off[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(acts[r].s), off[r]);
+                    }
+                }
+                let mut out = [[0f32; HALF]; R];
+                for r in 0..R {
+                    // SAFETY: `out[r]` is 8 writable f32; unaligned store.
+                    unsafe { _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(acc[r], off[r])) };
+                }
+                out
+            }
+        };
+    }
+
+    /// A block's integer sums on AVX2: `maddubs` pairs added in 16 bits
+    /// over four byte groups, then widened.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn block_avx2<const R: usize>(p: &Packed, half: usize, acts: &[&ActBlock; R]) -> [__m256i; R] {
+        let ones = _mm256_set1_epi16(1);
+        let mut isum = [_mm256_setzero_si256(); R];
+        for quarter in 0..2 {
+            let mut s16 = [_mm256_setzero_si256(); R];
+            for t in 4 * quarter..4 * quarter + 4 {
+                let w = half_row(p, t, half);
+                for r in 0..R {
+                    s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(w, four(acts[r], t)));
+                }
+            }
+            for r in 0..R {
+                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(s16[r], ones));
+            }
+        }
+        isum
+    }
+
+    /// A block's integer sums on AVX-VNNI: one `vpdpbusd` per byte group.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    fn block_vnni<const R: usize>(p: &Packed, half: usize, acts: &[&ActBlock; R]) -> [__m256i; R] {
+        let mut isum = [_mm256_setzero_si256(); R];
+        for t in 0..BLOCK / 4 {
+            let w = half_row(p, t, half);
+            for r in 0..R {
+                isum[r] = _mm256_dpbusd_avx_epi32(isum[r], w, four(acts[r], t));
+            }
+        }
+        isum
+    }
+
+    tile_256!(tile_avx2, "avx2,fma", block_avx2);
+    tile_256!(tile_vnni, "avx2,fma,avxvnni", block_vnni);
 
     /// Sixteen outputs (one per packed row) for each of `R` activation rows.
     #[inline]
