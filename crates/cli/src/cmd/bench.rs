@@ -371,7 +371,8 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
     }
     let section = render_section(&args, threads, &rows, encoder_row.as_ref());
     println!("{section}");
-    write_section(&args.out, "engine-bench", &section)?;
+    // One table per CPU class: a run replaces the table of the class it ran on.
+    write_section(&args.out, &format!("engine-bench-{}", persona_engine::decoder::qkernels::isa().name()), &section)?;
     eprintln!("wrote {}", args.out.display());
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -443,7 +444,7 @@ pub fn git_revision() -> String {
 
 fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Option<&Row>) -> String {
     let mut s = String::new();
-    s.push_str("## Engine: persona-engine vs llama.cpp\n\n");
+    s.push_str(&format!("## Engine: persona-engine vs llama.cpp, {} kernels\n\n", persona_engine::decoder::qkernels::isa().name()));
     s.push_str(&format!(
         "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {} --prefix-tokens {} --batches {}{}{}`\n\n",
         args.models.join(","),

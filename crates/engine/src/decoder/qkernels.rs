@@ -442,16 +442,19 @@ mod avx2 {
         _mm_cvtsi128_si32(s)
     }
 
-    /// The sums of four vectors of eight integers each (exact).
+    /// The sums of four vectors of eight integers each, as floats (exact:
+    /// a block's sum stays far below 2^24). The conversion is one vector
+    /// instruction: a scalar `cvtsi2ss` per sum merges into, and so waits
+    /// for, whatever register the compiler picks, often an accumulator.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn hsum4_i32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [i32; 4] {
+    fn hsum4_f32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [f32; 4] {
         // [a b c d partial sums | the same for lanes 4-7] -> add the halves.
         let h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
         let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-        let mut out = [0i32; 4];
+        let mut out = [0f32; 4];
         // SAFETY: `out` is 16 writable bytes; unaligned store.
-        unsafe { _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, s) };
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm_cvtepi32_ps(s)) };
         out
     }
 
@@ -501,10 +504,10 @@ mod avx2 {
                         for k in 0..n {
                             p[k] = $idot(u, load_acts(&acts[k][b]));
                         }
-                        let sums = hsum4_i32(p[0], p[1], p[2], p[3]);
+                        let sums = hsum4_f32(p[0], p[1], p[2], p[3]);
                         for k in 0..n {
                             let a = &acts[k][b];
-                            acc[k] = (sums[k] as f32).mul_add(d * a.d, acc[k]);
+                            acc[k] = sums[k].mul_add(d * a.d, acc[k]);
                             off[k] = m.mul_add(a.s, off[k]);
                         }
                     }
@@ -540,9 +543,9 @@ mod avx2 {
                     else {
                         return 0.0;
                     };
-                    let s = hsum4_i32($idot(u0, load_acts(&a[0])), $idot(u1, load_acts(&a[1])), $idot(u2, load_acts(&a[2])), $idot(u3, load_acts(&a[3])));
+                    let s = hsum4_f32($idot(u0, load_acts(&a[0])), $idot(u1, load_acts(&a[1])), $idot(u2, load_acts(&a[2])), $idot(u3, load_acts(&a[3])));
                     for (k, (d, m)) in [(d0, m0), (d1, m1), (d2, m2), (d3, m3)].into_iter().enumerate() {
-                        acc = (s[k] as f32).mul_add(d * a[k].d, acc);
+                        acc = s[k].mul_add(d * a[k].d, acc);
                         off = m.mul_add(a[k].s, off);
                     }
                 }
