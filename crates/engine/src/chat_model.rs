@@ -173,7 +173,7 @@ impl GgufChatModel {
         }
         // Types the own decoder multiplies natively need no conversion.
         let native: Vec<GgmlDType> = if options.native_kernels && own {
-            [GgmlDType::Q4_1, GgmlDType::Q5_0].into_iter().filter(|t| crate::decoder::native_kind(*t, device).is_some()).collect()
+            [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q4K].into_iter().filter(|t| crate::decoder::native_kind(*t, device).is_some()).collect()
         } else {
             Vec::new()
         };

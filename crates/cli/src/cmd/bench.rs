@@ -191,7 +191,7 @@ fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
     let batches = crate::cmd::bench_reuse::measure_batches(&mut model, &args.batches, args.gen_tokens.min(64), args.runs)?;
     let engine = match &model.info().repacked {
         Some(_) => format!("persona-engine (candle {}, Q8_0 repack)", candle_version()),
-        None => format!("persona-engine (own forward + Q4_1/Q5_0 kernels, candle {})", candle_version()),
+        None => format!("persona-engine (own forward + Q4_1/Q5_0/Q4_K kernels, candle {})", candle_version()),
     };
     Ok(Measurement {
         engine,

@@ -1,5 +1,5 @@
 //! A linear layer over quantized weights: the AVX2 kernels of
-//! [`super::qkernels`] for Q4_1 and Q5_0 on CPUs that have them, candle's
+//! [`super::qkernels`] for Q4_1, Q5_0 and Q4_K on CPUs that have them, candle's
 //! `QMatMul` for every other type and device.
 
 use std::sync::Arc;
@@ -30,6 +30,7 @@ pub(crate) fn native_kind(dtype: GgmlDType, device: &Device) -> Option<Kind> {
     match dtype {
         GgmlDType::Q4_1 => Some(Kind::Q4_1),
         GgmlDType::Q5_0 => Some(Kind::Q5_0),
+        GgmlDType::Q4K => Some(Kind::Q4K),
         _ => None,
     }
 }
@@ -56,7 +57,7 @@ impl Linear {
         }
         let kind = native_kind(dtype, device)?;
         let (out, inner) = shape.dims2().ok()?;
-        (inner % qkernels::BLOCK == 0).then_some((kind, out, inner))
+        (inner % kind.block_values() == 0).then_some((kind, out, inner))
     }
 
     /// A layer over tensor `name` of `content`: read in place from `map`

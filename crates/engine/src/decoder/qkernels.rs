@@ -1,9 +1,12 @@
-//! AVX2 / AVX-VNNI / AVX-512 VNNI matrix multiplication for Q4_1 and Q5_0
-//! weights, the instruction set chosen at run time.
+//! AVX2 / AVX-VNNI / AVX-512 VNNI matrix multiplication for Q4_1, Q5_0 and
+//! Q4_K weights, the instruction set chosen at run time.
 //!
 //! candle 0.11 has SIMD CPU kernels for Q4_0, Q8_0 and the k-quants only;
 //! Q4_1 and Q5_0 (the tiny model is Q4_1, the small model mostly Q5_0) run
-//! scalar code there. Converting them to Q8_0 at load made them fast but
+//! scalar code there. Q4_K (most of the large model) has candle kernels,
+//! but they need the weights in memory (plus a repacked copy); here a Q4_K
+//! super-block is eight blocks of 32 with scale `d * sc` and offset
+//! `-dmin * m`, read in place from the memory-mapped file like the others. Converting them to Q8_0 at load made them fast but
 //! 1.3-1.7x larger, and decoding is bound by memory bandwidth, so every
 //! token read 30-70% more bytes than llama.cpp does. These kernels read the
 //! original blocks: activations are quantized per 32 values to 8 bits (as
@@ -55,15 +58,34 @@ pub enum Kind {
     Q4_1,
     /// `d * (q - 16)`, 5-bit `q`: f16 d, 32 high bits, 16 bytes of nibbles.
     Q5_0,
+    /// k-quant super-blocks of 256 values (144 bytes): f16 `d`, f16 `dmin`,
+    /// twelve bytes of 6-bit scales and mins for eight sub-blocks of 32,
+    /// 128 bytes of nibbles; value `d * sc * q - dmin * m`. Each sub-block
+    /// is one block of these kernels (scale `d * sc`, offset `-dmin * m`).
+    Q4K,
 }
 
 impl Kind {
-    /// Bytes per block of 32 weights.
+    /// Bytes per stored block ([`Kind::block_values`] values).
     pub const fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_1 => 20,
             Kind::Q5_0 => 22,
+            Kind::Q4K => 144,
         }
+    }
+
+    /// Values per stored block (32, or 256 for a k-quant super-block).
+    pub const fn block_values(self) -> usize {
+        match self {
+            Kind::Q4K => 256,
+            _ => BLOCK,
+        }
+    }
+
+    /// Bytes of a row of `k` values (`k` a multiple of [`Kind::block_values`]).
+    pub const fn row_bytes(self, k: usize) -> usize {
+        k / self.block_values() * self.block_bytes()
     }
 }
 
@@ -201,7 +223,7 @@ pub fn matmul(kind: Kind, weights: &[u8], n: usize, k: usize, x: &[f32], m: usiz
 pub fn matmul_on(isa: Isa, kind: Kind, weights: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
     let isa = isa.or_supported_below();
     let blocks = k / BLOCK;
-    let row_bytes = blocks * kind.block_bytes();
+    let row_bytes = kind.row_bytes(k);
     debug_assert_eq!(weights.len(), n * row_bytes);
     debug_assert_eq!(x.len(), m * k);
     let acts = quantize_rows(x, k);
@@ -308,19 +330,47 @@ impl Weights<'_> {
     }
 }
 
-/// The 32 integer weights of a block and its scale(s): `(q, d, m)` meaning
-/// `d * q + m` (Q5_0: `q` already centred, `m = 0`).
-fn decode_block(kind: Kind, b: &[u8]) -> ([i8; BLOCK], f32, f32) {
-    let (u, d, m) = unsigned_block(kind, b);
-    match kind {
-        Kind::Q4_1 => (u.map(|v| v as i8), d, m),
-        Kind::Q5_0 => (u.map(|v| v as i8 - 16), d, 0.0),
+/// Calls `f` with every 32-value block of a row in order, as the dot
+/// products use it (see [`unsigned_block`]); Q4_K super-blocks give eight.
+pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut([u8; BLOCK], f32, f32)) {
+    for b in row.chunks_exact(kind.block_bytes()) {
+        match kind {
+            Kind::Q4K => {
+                let (d, m) = q4k_scales(b);
+                let qs = &b[16..144];
+                for j in 0..8 {
+                    let half = &qs[32 * (j / 2)..32 * (j / 2) + 32];
+                    let u: [u8; BLOCK] = std::array::from_fn(|l| if j % 2 == 0 { half[l] & 0x0f } else { half[l] >> 4 });
+                    f(u, d[j], m[j]);
+                }
+            }
+            _ => {
+                let (u, d, m) = unsigned_block(kind, b);
+                f(u, d, m);
+            }
+        }
     }
 }
 
-/// A block as the dot products use it: unsigned weights `u` (Q4_1 in
-/// 0..16, Q5_0 in 0..32), the scale `d` and the offset `m` per unit of
-/// activation sum, so the block's value is `d * u + m` (Q5_0: `m = -16 d`).
+/// A Q4_K super-block's eight sub-block scales `d * sc` and offsets
+/// `-(dmin * m)` (the 6-bit values packed as GGML packs them).
+pub(crate) fn q4k_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    let q = &b[4..16];
+    let mut scale = [0f32; 8];
+    let mut offset = [0f32; 8];
+    for j in 0..8 {
+        let (sc, m) = if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) };
+        scale[j] = d * sc as f32;
+        offset[j] = -(dmin * m as f32);
+    }
+    (scale, offset)
+}
+
+/// The 32 unsigned weights of a Q4_1 / Q5_0 block and its scale(s):
+/// `(u, d, m)` meaning `d * u + m` (Q4_1 in 0..16, Q5_0 in 0..32 with
+/// `m = -16 d`). Q4_K super-blocks go through [`for_each_block`].
 pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
     let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
     let mut u = [0u8; BLOCK];
@@ -341,6 +391,15 @@ pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
             }
             (u, d, -16.0 * d)
         }
+        Kind::Q4K => {
+            // Only the first sub-block: whole super-blocks go through
+            // `for_each_block`.
+            let (scale, offset) = q4k_scales(b);
+            for (j, &byte) in b[16..48].iter().enumerate() {
+                u[j] = byte & 0x0f;
+            }
+            (u, scale[0], offset[0])
+        }
     }
 }
 
@@ -348,23 +407,22 @@ pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
 /// definition every SIMD path matches bit for bit.
 pub fn dot_reference(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
     let (mut acc, mut off) = (0f32, 0f32);
-    for (b, a) in w.chunks_exact(kind.block_bytes()).zip(acts) {
-        let (u, d, m) = unsigned_block(kind, b);
+    let mut i = 0;
+    for_each_block(kind, w, |u, d, m| {
+        let a = &acts[i];
+        i += 1;
         let isum: i32 = u.iter().zip(&a.qs).map(|(&x, &y)| x as i32 * y as i32).sum();
         acc = (isum as f32).mul_add(d * a.d, acc);
         off = m.mul_add(a.s, off);
-    }
+    });
     acc + off
 }
 
 /// Dequantizes a whole tensor (tests and checks).
 pub fn dequantize(kind: Kind, data: &[u8]) -> Vec<f32> {
-    data.chunks_exact(kind.block_bytes())
-        .flat_map(|b| {
-            let (q, d, min) = decode_block(kind, b);
-            q.map(|v| d * v as f32 + min)
-        })
-        .collect()
+    let mut out = Vec::with_capacity(data.len() / kind.block_bytes() * kind.block_values());
+    for_each_block(kind, data, |u, d, m| out.extend(u.map(|v| d * v as f32 + m)));
+    out
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -468,8 +526,28 @@ mod avx2 {
     /// `rows`/`row` for one instruction set: `$idot` multiplies 32
     /// unsigned weight bytes by 32 signed activation bytes, `$high`
     /// expands Q5_0's high bits.
+    /// A Q4_K super-block's eight sub-blocks as unsigned nibbles, with
+    /// their scales and offsets ([`super::q4k_scales`]); `None` for a short
+    /// block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn unpack_q4k(block: &[u8]) -> Option<([__m256i; 8], [f32; 8], [f32; 8])> {
+        let head = block.get(..16)?;
+        let qs = block.get(16..144)?;
+        let (d, m) = super::q4k_scales(head);
+        let mask = _mm256_set1_epi8(0x0f);
+        let mut u = [_mm256_setzero_si256(); 8];
+        for c in 0..4 {
+            // SAFETY: `qs` is 128 bytes, so `32c..32c + 32` is readable; unaligned load.
+            let v = unsafe { _mm256_loadu_si256(qs[32 * c..32 * c + 32].as_ptr() as *const __m256i) };
+            u[2 * c] = _mm256_and_si256(v, mask);
+            u[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+        }
+        Some((u, d, m))
+    }
+
     macro_rules! rows_for {
-        ($rows:ident, $row:ident, $group:ident, $unpack:ident, $features:literal, $idot:ident, $high:ident) => {
+        ($rows:ident, $row:ident, $group:ident, $unpack:ident, $row_q4k:ident, $group_q4k:ident, $features:literal, $idot:ident, $high:ident) => {
             /// One weight block as the products use it: the 32 unsigned
             /// weights (Q5_0's high bits expanded by `$high`), the scale `d`
             /// and the offset `m` per unit of activation sum (see
@@ -479,6 +557,7 @@ mod avx2 {
             fn $unpack(kind: Kind, block: &[u8]) -> Option<(__m256i, f32, f32)> {
                 let d = f16::from_le_bytes([*block.first()?, *block.get(1)?]).to_f32();
                 Some(match kind {
+                    Kind::Q4K => return None,
                     Kind::Q4_1 => (nibbles(<&[u8; 16]>::try_from(block.get(4..20)?).ok()?), d, f16::from_le_bytes([block[2], block[3]]).to_f32()),
                     Kind::Q5_0 => {
                         let qh = u32::from_le_bytes(<[u8; 4]>::try_from(block.get(2..6)?).ok()?);
@@ -494,6 +573,9 @@ mod avx2 {
             /// (decoding batches of a few sequences).
             #[target_feature(enable = $features)]
             pub(super) fn $group(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
+                if w.kind == Kind::Q4K {
+                    return $group_q4k(w, acts, out, m, i);
+                }
                 let size = w.kind.block_bytes();
                 let n = acts.len().min(4);
                 for r in 0..w.rows() {
@@ -523,8 +605,62 @@ mod avx2 {
             /// loop lives here so that the row product inlines into it.
             #[target_feature(enable = $features)]
             pub(super) fn $rows(w: &Weights<'_>, act: &[ActBlock], out: &mut [f32], m: usize, i: usize) {
+                if w.kind == Kind::Q4K {
+                    for r in 0..w.rows() {
+                        out[r * m + i] = $row_q4k(w.row(r), act);
+                    }
+                    return;
+                }
                 for r in 0..w.rows() {
                     out[r * m + i] = $row(w.kind, w.row(r), act);
+                }
+            }
+
+            /// [`super::dot_reference`] of one Q4_K weight row, same bits:
+            /// a super-block's eight sub-blocks in two groups of four.
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn $row_q4k(w: &[u8], act: &[ActBlock]) -> f32 {
+                let (mut acc, mut off) = (0f32, 0f32);
+                for (sb, a) in w.chunks_exact(Kind::Q4K.block_bytes()).zip(act.chunks_exact(8)) {
+                    let Some((u, d, m)) = unpack_q4k(sb) else { return 0.0 };
+                    for h in 0..2 {
+                        let j = 4 * h;
+                        let s = hsum4_f32($idot(u[j], load_acts(&a[j])), $idot(u[j + 1], load_acts(&a[j + 1])), $idot(u[j + 2], load_acts(&a[j + 2])), $idot(u[j + 3], load_acts(&a[j + 3])));
+                        for k in 0..4 {
+                            acc = s[k].mul_add(d[j + k] * a[j + k].d, acc);
+                            off = m[j + k].mul_add(a[j + k].s, off);
+                        }
+                    }
+                }
+                acc + off
+            }
+
+            /// [`$group`] for Q4_K rows.
+            #[target_feature(enable = $features)]
+            fn $group_q4k(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
+                let n = acts.len().min(4);
+                for r in 0..w.rows() {
+                    let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
+                    for (s, sb) in w.row(r).chunks_exact(Kind::Q4K.block_bytes()).enumerate() {
+                        let Some((u, d, mw)) = unpack_q4k(sb) else { return };
+                        for j in 0..8 {
+                            let b = 8 * s + j;
+                            let mut p = [_mm256_setzero_si256(); 4];
+                            for k in 0..n {
+                                p[k] = $idot(u[j], load_acts(&acts[k][b]));
+                            }
+                            let sums = hsum4_f32(p[0], p[1], p[2], p[3]);
+                            for k in 0..n {
+                                let a = &acts[k][b];
+                                acc[k] = sums[k].mul_add(d[j] * a.d, acc[k]);
+                                off[k] = mw[j].mul_add(a.s, off[k]);
+                            }
+                        }
+                    }
+                    for k in 0..n {
+                        out[r * m + i + k] = acc[k] + off[k];
+                    }
                 }
             }
 
@@ -561,14 +697,21 @@ mod avx2 {
         };
     }
 
-    rows_for!(rows, row, group, unpack, "avx2,fma", idot, high_bits);
-    rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
-    rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);
+    rows_for!(rows, row, group, unpack, row_q4k, group_q4k, "avx2,fma", idot, high_bits);
+    rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, row_q4k_vnni, group_q4k_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+    rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, row_q4k_avxvnni, group_q4k_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: [Kind; 3] = [Kind::Q4_1, Kind::Q5_0, Kind::Q4K];
+
+    /// A row width near `k` that `kind`'s blocks divide.
+    fn width(kind: Kind, k: usize) -> usize {
+        k.div_ceil(kind.block_values()) * kind.block_values()
+    }
 
     /// Random-looking blocks of `kind` with scales around 0.01.
     fn blocks(kind: Kind, count: usize, seed: u32) -> Vec<u8> {
@@ -586,6 +729,16 @@ mod tests {
             match kind {
                 Kind::Q4_1 => out.extend_from_slice(&f16::from_f32(-0.08 + (next() % 100) as f32 * 0.001).to_le_bytes()),
                 Kind::Q5_0 => out.extend_from_slice(&next().to_le_bytes()),
+                Kind::Q4K => {
+                    // d was written with a k-quant's smaller scale in mind: scales go up to 63.
+                    out.extend_from_slice(&f16::from_f32(0.0002 + (next() % 100) as f32 * 0.00001).to_le_bytes());
+                    for _ in 0..12 {
+                        out.push(next() as u8);
+                    }
+                    for _ in 0..112 {
+                        out.push(next() as u8);
+                    }
+                }
             }
             for _ in 0..16 {
                 out.push(next() as u8);
@@ -596,9 +749,9 @@ mod tests {
 
     #[test]
     fn simd_matches_the_reference_and_the_dequantized_product() {
-        for kind in [Kind::Q4_1, Kind::Q5_0] {
-            let (n, k) = (37, 96); // n not a multiple of the task size
-            let w = blocks(kind, n * k / BLOCK, 7);
+        for kind in ALL {
+            let (n, k) = (37, width(kind, 96)); // n not a multiple of the task size
+            let w = blocks(kind, n * k / kind.block_values(), 7);
             for m in [1, 3, 4, 9] {
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
                 let out = matmul(kind, &w, n, k, &x, m);
@@ -606,7 +759,8 @@ mod tests {
                 let dense = dequantize(kind, &w);
                 for i in 0..m {
                     for j in 0..n {
-                        let reference = dot_reference(kind, &w[j * k / BLOCK * kind.block_bytes()..(j + 1) * k / BLOCK * kind.block_bytes()], &acts[i * k / BLOCK..(i + 1) * k / BLOCK]);
+                        let rb = kind.row_bytes(k);
+                        let reference = dot_reference(kind, &w[j * rb..(j + 1) * rb], &acts[i * k / BLOCK..(i + 1) * k / BLOCK]);
                         let got = out[i * n + j];
                         assert!((got - reference).abs() <= 1e-4 * reference.abs().max(1.0), "{kind:?} m={m} ({i},{j}): {got} vs {reference}");
                         let exact: f32 = (0..k).map(|t| dense[j * k + t] * x[i * k + t]).sum();
@@ -624,10 +778,10 @@ mod tests {
         // Five rows take the path for small batches, six the repacked
         // prefill path on AVX2, eleven on AVX-512 VNNI; 20 weight rows leave
         // a partial task.
-        for kind in [Kind::Q4_1, Kind::Q5_0] {
+        for kind in ALL {
             for m in [5, 6, 11] {
-                let (n, k) = (20, 160);
-                let w = blocks(kind, n * k / BLOCK, 11);
+                let (n, k) = (20, width(kind, 160));
+                let w = blocks(kind, n * k / kind.block_values(), 11);
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 17.0).collect();
                 let all = matmul(kind, &w, n, k, &x, m);
                 for i in 0..m {
@@ -645,10 +799,10 @@ mod tests {
         // too). Nine and thirteen activation rows take the repacked tiles
         // (a full tile plus a remainder); two and one the row paths; 19
         // weight rows leave a partial task and a partial half.
-        for kind in [Kind::Q4_1, Kind::Q5_0] {
+        for kind in ALL {
             for m in [1, 2, 9, 13] {
-                let (n, k) = (19, 128);
-                let w = blocks(kind, n * k / BLOCK, 5);
+                let (n, k) = (19, width(kind, 128));
+                let w = blocks(kind, n * k / kind.block_values(), 5);
                 // Activations that reach +-127 after quantization in every block.
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 29 % 89) as f32 - 44.0) / 11.0).collect();
                 let bits = |isa: Isa| matmul_on(isa, kind, &w, n, k, &x, m).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -691,9 +845,27 @@ mod tests {
         let w = blocks(Kind::Q5_0, 4, 3);
         let q8 = crate::repack::q5_0_to_q8_0(&w).unwrap();
         for (b, (q5, q8)) in w.chunks_exact(22).zip(q8.chunks_exact(34)).enumerate() {
-            let (q, _, _) = decode_block(Kind::Q5_0, q5);
+            let (u, _, _) = unsigned_block(Kind::Q5_0, q5);
             let expected: Vec<i8> = q8[2..].iter().map(|&v| v as i8).collect();
-            assert_eq!(q.to_vec(), expected, "block {b}");
+            assert_eq!(u.map(|v| v as i8 - 16).to_vec(), expected, "block {b}");
+        }
+    }
+
+    #[test]
+    fn q4_k_blocks_decode_as_candle_decodes_them() {
+        // candle's own Q4_K dequantization is the reference for the format
+        // (scales and mins packed in 6 bits, nibbles by sub-block pairs).
+        let w = blocks(Kind::Q4K, 3, 9);
+        let theirs = candle_core::quantized::ggml_file::qtensor_from_ggml(candle_core::quantized::GgmlDType::Q4K, &w, vec![3 * 256], &candle_core::Device::Cpu)
+            .unwrap()
+            .dequantize(&candle_core::Device::Cpu)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let ours = dequantize(Kind::Q4K, &w);
+        assert_eq!(ours.len(), theirs.len());
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "value {i}: {a} vs candle {b}");
         }
     }
 }

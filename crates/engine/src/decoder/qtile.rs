@@ -26,7 +26,7 @@
 // access goes through bounds-checked slices and arrays.
 #![allow(unsafe_code)]
 
-use super::qkernels::{unsigned_block, ActBlock, Weights, BLOCK};
+use super::qkernels::{for_each_block, ActBlock, Weights, BLOCK};
 
 /// Rows per repacked block (the 32-bit lanes of a 512-bit register).
 pub(crate) const LANES: usize = 16;
@@ -55,18 +55,21 @@ impl Packed {
 /// Repacks the rows of `w` (at most [`LANES`]) into `out`, one [`Packed`]
 /// per block; missing rows are zero.
 pub(crate) fn pack(w: &Weights<'_>, out: &mut Vec<Packed>) {
-    let blocks = w.row_bytes / w.kind.block_bytes();
+    let blocks = w.row_bytes / w.kind.block_bytes() * (w.kind.block_values() / BLOCK);
     out.clear();
     out.resize(blocks, Packed::ZERO);
     for r in 0..w.rows().min(LANES) {
-        for (p, block) in out.iter_mut().zip(w.row(r).chunks_exact(w.kind.block_bytes())) {
-            let (u, d, m) = unsigned_block(w.kind, block);
-            for (t, quad) in u.chunks_exact(4).enumerate() {
-                p.q[t][4 * r..4 * r + 4].copy_from_slice(quad);
+        let mut b = 0;
+        for_each_block(w.kind, w.row(r), |u, d, m| {
+            if let Some(p) = out.get_mut(b) {
+                for (t, quad) in u.chunks_exact(4).enumerate() {
+                    p.q[t][4 * r..4 * r + 4].copy_from_slice(quad);
+                }
+                p.d[r] = d;
+                p.m[r] = m;
             }
-            p.d[r] = d;
-            p.m[r] = m;
-        }
+            b += 1;
+        });
     }
 }
 
