@@ -1,0 +1,282 @@
+//! The x86-64 row kernels: one weight row (decoding) or a few activation
+//! rows (small batches) at a time, on AVX2, AVX-VNNI or AVX-512 VNNI; each
+//! gives the bits of [`super::dot_reference`].
+
+// SIMD intrinsics need `unsafe`: every entry point is only called after a
+// runtime check of the CPU features it is compiled for, and all memory
+// access goes through bounds-checked slices (loads read exactly one block).
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::{ActBlock, Kind, Weights};
+use half::f16;
+
+/// 32 bytes: nibbles of `qs` in element order (low nibbles are elements
+/// 0-15, high nibbles 16-31).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn nibbles(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: `qs` is 16 readable bytes; unaligned load.
+    let raw = unsafe { _mm_loadu_si128(qs.as_ptr() as *const __m128i) };
+    let low = _mm_set1_epi8(0x0f);
+    let lo = _mm_and_si128(raw, low);
+    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// 32 bytes: 0x10 where bit `i` of `bits` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn high_bits(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    // Byte i of the result looks at byte i / 8 of `bits` (the 32-bit
+    // value is repeated in both 128-bit lanes, so lane-local shuffles
+    // reach bytes 2 and 3 from the upper lane).
+    let pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    let spread = _mm256_shuffle_epi8(v, pick);
+    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// [`high_bits`] with an AVX-512 byte mask: one masked move.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
+fn high_bits_vnni(bits: u32) -> __m256i {
+    _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(0x10))
+}
+
+/// Products of 32 unsigned bytes `u` (< 128) and 32 signed bytes `s`,
+/// summed in groups of four: 8 exact integers (no pair overflows 16 bits
+/// with weights below 32 and activations within +-127).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn idot(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// [`idot`] in one `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
+fn idot_vnni(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// [`idot`] in one AVX-VNNI `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+fn idot_avxvnni(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// Sum of eight integers (exact).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// The sums of four vectors of eight integers each, as floats (exact:
+/// a block's sum stays far below 2^24). The conversion is one vector
+/// instruction: a scalar `cvtsi2ss` per sum merges into, and so waits
+/// for, whatever register the compiler picks, often an accumulator.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum4_f32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [f32; 4] {
+    // [a b c d partial sums | the same for lanes 4-7] -> add the halves.
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    let mut out = [0f32; 4];
+    // SAFETY: `out` is 16 writable bytes; unaligned store.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm_cvtepi32_ps(s)) };
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn load_acts(a: &ActBlock) -> __m256i {
+    // SAFETY: `qs` is 32 readable bytes; unaligned load.
+    unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) }
+}
+
+/// `rows`/`row` for one instruction set: `$idot` multiplies 32
+/// unsigned weight bytes by 32 signed activation bytes, `$high`
+/// expands Q5_0's high bits.
+/// A Q4_K super-block's eight sub-blocks as unsigned nibbles, with
+/// their scales and offsets ([`super::q4k_scales`]); `None` for a short
+/// block.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn unpack_q4k(block: &[u8]) -> Option<([__m256i; 8], [f32; 8], [f32; 8])> {
+    let head = block.get(..16)?;
+    let qs = block.get(16..144)?;
+    let (d, m) = super::q4k_scales(head);
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut u = [_mm256_setzero_si256(); 8];
+    for c in 0..4 {
+        // SAFETY: `qs` is 128 bytes, so `32c..32c + 32` is readable; unaligned load.
+        let v = unsafe { _mm256_loadu_si256(qs[32 * c..32 * c + 32].as_ptr() as *const __m256i) };
+        u[2 * c] = _mm256_and_si256(v, mask);
+        u[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    }
+    Some((u, d, m))
+}
+
+macro_rules! rows_for {
+    ($rows:ident, $row:ident, $group:ident, $unpack:ident, $row_q4k:ident, $group_q4k:ident, $features:literal, $idot:ident, $high:ident) => {
+        /// One weight block as the products use it: the 32 unsigned
+        /// weights (Q5_0's high bits expanded by `$high`), the scale `d`
+        /// and the offset `m` per unit of activation sum (see
+        /// [`super::unsigned_block`]); `None` for a short block.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $unpack(kind: Kind, block: &[u8]) -> Option<(__m256i, f32, f32)> {
+            let d = f16::from_le_bytes([*block.first()?, *block.get(1)?]).to_f32();
+            Some(match kind {
+                Kind::Q4K => return None,
+                Kind::Q4_1 => (nibbles(<&[u8; 16]>::try_from(block.get(4..20)?).ok()?), d, f16::from_le_bytes([block[2], block[3]]).to_f32()),
+                Kind::Q5_0 => {
+                    let qh = u32::from_le_bytes(<[u8; 4]>::try_from(block.get(2..6)?).ok()?);
+                    (_mm256_or_si256(nibbles(<&[u8; 16]>::try_from(block.get(6..22)?).ok()?), $high(qh)), d, -16.0 * d)
+                }
+            })
+        }
+
+        /// Dot products of every weight row of `w` with up to four
+        /// activation rows `acts` (those from `i` on) into `out[r * m +
+        /// i + k]`: each weight block is decoded once for all of them
+        /// and one horizontal reduction gives their four integer sums
+        /// (decoding batches of a few sequences).
+        #[target_feature(enable = $features)]
+        pub(super) fn $group(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
+            if w.kind == Kind::Q4K {
+                return $group_q4k(w, acts, out, m, i);
+            }
+            let size = w.kind.block_bytes();
+            let n = acts.len().min(4);
+            for r in 0..w.rows() {
+                let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
+                for (b, block) in w.row(r).chunks_exact(size).enumerate() {
+                    let Some((u, d, m)) = $unpack(w.kind, block) else { return };
+                    let mut p = [_mm256_setzero_si256(); 4];
+                    for k in 0..n {
+                        p[k] = $idot(u, load_acts(&acts[k][b]));
+                    }
+                    let sums = hsum4_f32(p[0], p[1], p[2], p[3]);
+                    for k in 0..n {
+                        let a = &acts[k][b];
+                        acc[k] = sums[k].mul_add(d * a.d, acc[k]);
+                        off[k] = m.mul_add(a.s, off[k]);
+                    }
+                }
+                for k in 0..n {
+                    out[r * m + i + k] = acc[k] + off[k];
+                }
+            }
+        }
+
+        /// Dot products of every weight row of `w` with the activation
+        /// row `act` into `out[r * m + i]`: one weight row after the
+        /// next (as the weights stream from memory when decoding). The
+        /// loop lives here so that the row product inlines into it.
+        #[target_feature(enable = $features)]
+        pub(super) fn $rows(w: &Weights<'_>, act: &[ActBlock], out: &mut [f32], m: usize, i: usize) {
+            if w.kind == Kind::Q4K {
+                for r in 0..w.rows() {
+                    out[r * m + i] = $row_q4k(w.row(r), act);
+                }
+                return;
+            }
+            for r in 0..w.rows() {
+                out[r * m + i] = $row(w.kind, w.row(r), act);
+            }
+        }
+
+        /// [`super::dot_reference`] of one Q4_K weight row, same bits:
+        /// a super-block's eight sub-blocks in two groups of four.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $row_q4k(w: &[u8], act: &[ActBlock]) -> f32 {
+            let (mut acc, mut off) = (0f32, 0f32);
+            for (sb, a) in w.chunks_exact(Kind::Q4K.block_bytes()).zip(act.chunks_exact(8)) {
+                let Some((u, d, m)) = unpack_q4k(sb) else { return 0.0 };
+                for h in 0..2 {
+                    let j = 4 * h;
+                    let s = hsum4_f32($idot(u[j], load_acts(&a[j])), $idot(u[j + 1], load_acts(&a[j + 1])), $idot(u[j + 2], load_acts(&a[j + 2])), $idot(u[j + 3], load_acts(&a[j + 3])));
+                    for k in 0..4 {
+                        acc = s[k].mul_add(d[j + k] * a[j + k].d, acc);
+                        off = m[j + k].mul_add(a[j + k].s, off);
+                    }
+                }
+            }
+            acc + off
+        }
+
+        /// [`$group`] for Q4_K rows.
+        #[target_feature(enable = $features)]
+        fn $group_q4k(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
+            let n = acts.len().min(4);
+            for r in 0..w.rows() {
+                let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
+                for (s, sb) in w.row(r).chunks_exact(Kind::Q4K.block_bytes()).enumerate() {
+                    let Some((u, d, mw)) = unpack_q4k(sb) else { return };
+                    for j in 0..8 {
+                        let b = 8 * s + j;
+                        let mut p = [_mm256_setzero_si256(); 4];
+                        for k in 0..n {
+                            p[k] = $idot(u[j], load_acts(&acts[k][b]));
+                        }
+                        let sums = hsum4_f32(p[0], p[1], p[2], p[3]);
+                        for k in 0..n {
+                            let a = &acts[k][b];
+                            acc[k] = sums[k].mul_add(d[j] * a.d, acc[k]);
+                            off[k] = mw[j].mul_add(a.s, off[k]);
+                        }
+                    }
+                }
+                for k in 0..n {
+                    out[r * m + i + k] = acc[k] + off[k];
+                }
+            }
+        }
+
+        /// [`super::dot_reference`] of one weight row, same bits. Blocks
+        /// go four at a time so that one horizontal reduction serves
+        /// their four integer sums.
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $row(kind: Kind, w: &[u8], act: &[ActBlock]) -> f32 {
+            let size = kind.block_bytes();
+            let (mut acc, mut off) = (0f32, 0f32);
+            let mut quads = w.chunks_exact(4 * size).zip(act.chunks_exact(4));
+            for (four, a) in quads.by_ref() {
+                let (Some((u0, d0, m0)), Some((u1, d1, m1)), Some((u2, d2, m2)), Some((u3, d3, m3))) =
+                    ($unpack(kind, &four[..size]), $unpack(kind, &four[size..2 * size]), $unpack(kind, &four[2 * size..3 * size]), $unpack(kind, &four[3 * size..]))
+                else {
+                    return 0.0;
+                };
+                let s = hsum4_f32($idot(u0, load_acts(&a[0])), $idot(u1, load_acts(&a[1])), $idot(u2, load_acts(&a[2])), $idot(u3, load_acts(&a[3])));
+                for (k, (d, m)) in [(d0, m0), (d1, m1), (d2, m2), (d3, m3)].into_iter().enumerate() {
+                    acc = s[k].mul_add(d * a[k].d, acc);
+                    off = m.mul_add(a[k].s, off);
+                }
+            }
+            let done = w.len() / (4 * size) * 4;
+            for (block, a) in w[done * size..].chunks_exact(size).zip(&act[done..]) {
+                let Some((u, d, m)) = $unpack(kind, block) else { return 0.0 };
+                let isum = hsum_i32($idot(u, load_acts(a)));
+                acc = (isum as f32).mul_add(d * a.d, acc);
+                off = m.mul_add(a.s, off);
+            }
+            acc + off
+        }
+    };
+}
+
+rows_for!(rows, row, group, unpack, row_q4k, group_q4k, "avx2,fma", idot, high_bits);
+rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, row_q4k_vnni, group_q4k_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, row_q4k_avxvnni, group_q4k_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);
