@@ -162,6 +162,25 @@ fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `text` without terminal colour codes (`ESC [ ... m`), which the log
+/// writer puts between a field's name and its value.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn qemu() -> Option<String> {
     let found = Command::new("qemu-x86_64").arg("--version").output().is_ok_and(|o| o.status.success());
     if found {
@@ -182,7 +201,7 @@ fn the_binary_runs_on_an_avx2_only_cpu_with_the_same_output() {
     assert!(!native_text.trim().is_empty(), "no text natively");
     let emulated = generate_tiny(&[&qemu, "-cpu", "Haswell"], None);
     let emulated_text = text(&emulated);
-    let log = String::from_utf8_lossy(&emulated.stderr);
+    let log = strip_ansi(&String::from_utf8_lossy(&emulated.stderr));
     assert!(log.contains("kernels=\"avx2\"") || log.contains("kernels=avx2"), "the emulated Haswell should run the AVX2 kernels: {log}");
     assert_eq!(emulated_text, native_text, "AVX2 kernels on an emulated Haswell and this CPU's best kernels disagree");
 }
