@@ -22,7 +22,8 @@ fn main() {
     let kind = match arg(0, "q5_0").as_str() {
         "q4_1" => Kind::Q4_1,
         "q5_0" => Kind::Q5_0,
-        other => panic!("kind '{other}': q4_1 or q5_0"),
+        "q4_k" => Kind::Q4K,
+        other => panic!("kind '{other}': q4_1, q5_0 or q4_k"),
     };
     let (n, k, m, reps): (usize, usize, usize, usize) = (arg(1, "4864").parse().unwrap(), arg(2, "896").parse().unwrap(), arg(3, "512").parse().unwrap(), arg(4, "5").parse().unwrap());
     let mut state = 0x9e37_79b9u32;
@@ -33,11 +34,18 @@ fn main() {
         state
     };
     let mut weights = Vec::new();
-    for _ in 0..n * k / 32 {
+    for _ in 0..n * k / kind.block_values() {
         weights.extend_from_slice(&f16::from_f32(0.002 + (next() % 100) as f32 * 0.0001).to_le_bytes());
         match kind {
             Kind::Q4_1 => weights.extend_from_slice(&f16::from_f32(-0.05 + (next() % 100) as f32 * 0.001).to_le_bytes()),
             Kind::Q5_0 => weights.extend_from_slice(&next().to_le_bytes()),
+            // dmin, 12 bytes of scales and mins, the first 112 bytes of nibbles.
+            Kind::Q4K => {
+                weights.extend_from_slice(&f16::from_f32(0.0001).to_le_bytes());
+                for _ in 0..124 {
+                    weights.push(next() as u8);
+                }
+            }
         }
         for _ in 0..16 {
             weights.push(next() as u8);
