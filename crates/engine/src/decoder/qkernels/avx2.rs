@@ -96,6 +96,59 @@ fn hsum4_f32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [f32; 4] {
     out
 }
 
+/// Four activation rows' block scales and scaled sums (a lane per
+/// activation row of a group).
+struct Lanes {
+    d: [f32; 4],
+    s: [f32; 4],
+}
+
+impl Lanes {
+    fn of(acts: &[&[ActBlock]; 4], b: usize) -> Self {
+        Lanes { d: acts.map(|r| r[b].d), s: acts.map(|r| r[b].s) }
+    }
+}
+
+/// Four running sums `acc` and offsets `off`, each lane accumulating as
+/// [`super::dot_reference`] does: `acc = fma(isum, d_w * d_a, acc)`,
+/// `off = fma(m_w, s_a, off)`.
+struct Sums {
+    acc: __m128,
+    off: __m128,
+}
+
+impl Sums {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn new() -> Self {
+        Sums { acc: _mm_setzero_ps(), off: _mm_setzero_ps() }
+    }
+
+    /// Adds one block: the integer products `p` of the weight block (scale
+    /// `d`, offset `mw`) with the four activation rows' blocks.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn add(&mut self, p: [__m256i; 4], d: f32, mw: f32, lanes: &Lanes) {
+        // [p0 p1 p2 p3 partial sums | the same for lanes 4-7] -> add the halves.
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        let isum = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        // SAFETY: both arrays are 16 readable bytes; unaligned loads.
+        let (ad, asum) = unsafe { (_mm_loadu_ps(lanes.d.as_ptr()), _mm_loadu_ps(lanes.s.as_ptr())) };
+        self.acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), _mm_mul_ps(_mm_set1_ps(d), ad), self.acc);
+        self.off = _mm_fmadd_ps(_mm_set1_ps(mw), asum, self.off);
+    }
+
+    /// `acc + off` of every lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn total(&self) -> [f32; 4] {
+        let mut out = [0f32; 4];
+        // SAFETY: `out` is 16 writable bytes; unaligned store.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), _mm_add_ps(self.acc, self.off)) };
+        out
+    }
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn load_acts(a: &ActBlock) -> __m256i {
@@ -103,9 +156,6 @@ fn load_acts(a: &ActBlock) -> __m256i {
     unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) }
 }
 
-/// `rows`/`row` for one instruction set: `$idot` multiplies 32
-/// unsigned weight bytes by 32 signed activation bytes, `$high`
-/// expands Q5_0's high bits.
 /// A Q4_K super-block's eight sub-blocks as unsigned nibbles, with
 /// their scales and offsets ([`super::q4k_scales`]); `None` for a short
 /// block.
@@ -126,8 +176,11 @@ fn unpack_q4k(block: &[u8]) -> Option<([__m256i; 8], [f32; 8], [f32; 8])> {
     Some((u, d, m))
 }
 
+/// The row and group kernels for one instruction set (`$features`):
+/// `$idot` multiplies 32 unsigned weight bytes by 32 signed activation
+/// bytes, `$high` expands Q5_0's high bits.
 macro_rules! rows_for {
-    ($rows:ident, $row:ident, $group:ident, $unpack:ident, $row_q4k:ident, $group_q4k:ident, $features:literal, $idot:ident, $high:ident) => {
+    ($rows:ident, $row:ident, $group:ident, $unpack:ident, $row_q4k:ident, $features:literal, $idot:ident, $high:ident) => {
         /// One weight block as the products use it: the 32 unsigned
         /// weights (Q5_0's high bits expanded by `$high`), the scale `d`
         /// and the offset `m` per unit of activation sum (see
@@ -148,34 +201,37 @@ macro_rules! rows_for {
 
         /// Dot products of every weight row of `w` with up to four
         /// activation rows `acts` (those from `i` on) into `out[r * m +
-        /// i + k]`: each weight block is decoded once for all of them
-        /// and one horizontal reduction gives their four integer sums
-        /// (decoding batches of a few sequences).
+        /// i + k]` (decoding batches of a few sequences): each weight block
+        /// is decoded once for all four activation rows, and their four
+        /// sums share one reduction and one multiply-add in the lanes of
+        /// a register, lane `k` accumulating block after block as
+        /// [`super::dot_reference`] does (same bits).
         #[target_feature(enable = $features)]
         pub(super) fn $group(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
-            if w.kind == Kind::Q4K {
-                return $group_q4k(w, acts, out, m, i);
-            }
-            let size = w.kind.block_bytes();
             let n = acts.len().min(4);
+            let Some(&first) = acts.first() else { return };
+            // Missing activation rows repeat the first; their lanes are dropped.
+            let a4: [&[ActBlock]; 4] = std::array::from_fn(|k| if k < n { acts[k] } else { first });
+            let lanes: Vec<Lanes> = (0..first.len()).map(|b| Lanes::of(&a4, b)).collect();
+            let size = w.kind.block_bytes();
             for r in 0..w.rows() {
-                let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
-                for (b, block) in w.row(r).chunks_exact(size).enumerate() {
-                    let Some((u, d, m)) = $unpack(w.kind, block) else { return };
-                    let mut p = [_mm256_setzero_si256(); 4];
-                    for k in 0..n {
-                        p[k] = $idot(u, load_acts(&acts[k][b]));
-                    }
-                    let sums = hsum4_f32(p[0], p[1], p[2], p[3]);
-                    for k in 0..n {
-                        let a = &acts[k][b];
-                        acc[k] = sums[k].mul_add(d * a.d, acc[k]);
-                        off[k] = m.mul_add(a.s, off[k]);
+                let mut sums = Sums::new();
+                for (s, block) in w.row(r).chunks_exact(size).enumerate() {
+                    if w.kind == Kind::Q4K {
+                        let Some((u, d, mw)) = unpack_q4k(block) else { return };
+                        for j in 0..8 {
+                            let b = 8 * s + j;
+                            let a = a4.map(|act| load_acts(&act[b]));
+                            sums.add([$idot(u[j], a[0]), $idot(u[j], a[1]), $idot(u[j], a[2]), $idot(u[j], a[3])], d[j], mw[j], &lanes[b]);
+                        }
+                    } else {
+                        let Some((u, d, mw)) = $unpack(w.kind, block) else { return };
+                        let a = a4.map(|act| load_acts(&act[s]));
+                        sums.add([$idot(u, a[0]), $idot(u, a[1]), $idot(u, a[2]), $idot(u, a[3])], d, mw, &lanes[s]);
                     }
                 }
-                for k in 0..n {
-                    out[r * m + i + k] = acc[k] + off[k];
-                }
+                let v = sums.total();
+                out[r * m + i..r * m + i + n].copy_from_slice(&v[..n]);
             }
         }
 
@@ -216,34 +272,6 @@ macro_rules! rows_for {
             acc + off
         }
 
-        /// [`$group`] for Q4_K rows.
-        #[target_feature(enable = $features)]
-        fn $group_q4k(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
-            let n = acts.len().min(4);
-            for r in 0..w.rows() {
-                let (mut acc, mut off) = ([0f32; 4], [0f32; 4]);
-                for (s, sb) in w.row(r).chunks_exact(Kind::Q4K.block_bytes()).enumerate() {
-                    let Some((u, d, mw)) = unpack_q4k(sb) else { return };
-                    for j in 0..8 {
-                        let b = 8 * s + j;
-                        let mut p = [_mm256_setzero_si256(); 4];
-                        for k in 0..n {
-                            p[k] = $idot(u[j], load_acts(&acts[k][b]));
-                        }
-                        let sums = hsum4_f32(p[0], p[1], p[2], p[3]);
-                        for k in 0..n {
-                            let a = &acts[k][b];
-                            acc[k] = sums[k].mul_add(d[j] * a.d, acc[k]);
-                            off[k] = mw[j].mul_add(a.s, off[k]);
-                        }
-                    }
-                }
-                for k in 0..n {
-                    out[r * m + i + k] = acc[k] + off[k];
-                }
-            }
-        }
-
         /// [`super::dot_reference`] of one weight row, same bits. Blocks
         /// go four at a time so that one horizontal reduction serves
         /// their four integer sums.
@@ -277,6 +305,6 @@ macro_rules! rows_for {
     };
 }
 
-rows_for!(rows, row, group, unpack, row_q4k, group_q4k, "avx2,fma", idot, high_bits);
-rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, row_q4k_vnni, group_q4k_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
-rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, row_q4k_avxvnni, group_q4k_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);
+rows_for!(rows, row, group, unpack, row_q4k, "avx2,fma", idot, high_bits);
+rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, row_q4k_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, row_q4k_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);

@@ -523,10 +523,11 @@ mod tests {
         // Every instruction set this CPU has against plain Rust (one it
         // lacks falls back to the best below it, which the loop checks
         // too). Nine and thirteen activation rows take the repacked tiles
-        // (a full tile plus a remainder); two and one the row paths; 19
-        // weight rows leave a partial task and a partial half.
+        // (a full tile plus a remainder); one the row path; two, three and
+        // six (on AVX-512) the groups of four; 19 weight rows leave a
+        // partial task and a partial half.
         for kind in ALL {
-            for m in [1, 2, 9, 13] {
+            for m in [1, 2, 3, 6, 9, 13] {
                 let (n, k) = (19, width(kind, 128));
                 let w = blocks(kind, n * k / kind.block_values(), 5);
                 // Activations that reach +-127 after quantization in every block.
