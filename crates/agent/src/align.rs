@@ -339,8 +339,8 @@ fn replay_all(
 /// or, when `None`, the user's `config.batch` latest stored records, oldest
 /// first. Each iteration writes feedback on the gaps of the current
 /// persona's replays and a rewrite from it. A rewrite is kept only if it
-/// passes [`persona::check`], copies neither a replayed record nor a
-/// feedback ([`persona::check_copies`]) and, with
+/// passes [`persona::check`], copies no replayed record and is not mostly
+/// pasted feedback ([`persona::check_copies`]) and, with
 /// [`AlignConfig::score_guard`], scores at least as well on the same
 /// replays as the persona it would replace (its replays then serve the
 /// next iteration). Feedback is written only for replays that missed the

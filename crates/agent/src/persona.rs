@@ -84,11 +84,23 @@ fn words_of(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
+/// Feedback sentences shorter than this many words are not counted as
+/// copies (short phrases recur by chance).
+pub const FEEDBACK_SENTENCE_WORDS: usize = 6;
+
+/// The share of a description's words that may come from whole feedback
+/// sentences pasted into it. A small writer often keeps a sentence of good
+/// advice ("The user tags dark comedies as satire") among its own words,
+/// which is what the feedback is for; a description made mostly of pasted
+/// feedback describes the replays, not the user.
+pub const FEEDBACK_COPY_SHARE: f64 = 0.5;
+
 /// Checks that a persona's description describes the user instead of
 /// copying what alignment showed the writer: no run of
-/// [`COPY_RUN_WORDS`] words of a replayed question (`records`), no whole
-/// feedback sentence of six words or more (`feedback`), and no talk of the
-/// replay's real or simulated answers.
+/// [`COPY_RUN_WORDS`] words of a replayed question (`records`), at most
+/// [`FEEDBACK_COPY_SHARE`] of its words in whole feedback sentences of
+/// [`FEEDBACK_SENTENCE_WORDS`] words or more (`feedback`), and no talk of
+/// the replay's real or simulated answers.
 pub fn check_copies(text: &str, records: &[&str], feedback: &[&str]) -> Result<(), Rejection> {
     let profile = profile_of(text);
     let lower = profile.to_lowercase();
@@ -106,13 +118,20 @@ pub fn check_copies(text: &str, records: &[&str], feedback: &[&str]) -> Result<(
         }
     }
     let joined = format!(" {} ", words.join(" "));
+    let mut pasted = std::collections::HashSet::new();
+    let mut first = None;
     for sentence in feedback.iter().flat_map(|f| f.split(['.', '!', '?', '\n'])) {
         let sentence_words = words_of(sentence);
-        if sentence_words.len() >= 6 && joined.contains(&format!(" {} ", sentence_words.join(" "))) {
-            return Err(Rejection::Copied { from: "feedback", excerpt: sentence.trim().to_string() });
+        let run = sentence_words.join(" ");
+        if sentence_words.len() >= FEEDBACK_SENTENCE_WORDS && joined.contains(&format!(" {run} ")) && pasted.insert(run) {
+            first.get_or_insert_with(|| sentence.trim().to_string());
         }
     }
-    Ok(())
+    let pasted_words: usize = pasted.iter().map(|run| run.split(' ').count()).sum();
+    match first {
+        Some(excerpt) if pasted_words as f64 > FEEDBACK_COPY_SHARE * words.len() as f64 => Err(Rejection::Copied { from: "feedback", excerpt }),
+        _ => Ok(()),
+    }
 }
 
 /// Checks a persona text: a non-empty description, the tool rules intact,
@@ -212,6 +231,10 @@ mod tests {
         assert!(matches!(check_copies(&quoted, &[record], &feedback), Err(Rejection::Copied { from: "replay", .. })));
         let fine = compose("This user files news about government, budgets and elections under politics.");
         assert_eq!(check_copies(&fine, &[record], &feedback), Ok(()));
+        // The pasted sentence of advice above is 7 of 11 words; among more
+        // of the writer's own words (7 of 16) it is kept.
+        let advice = compose("The user files budget stories under politics. Elections, parliaments and taxes go there as well, always.");
+        assert_eq!(check_copies(&advice, &[record], &feedback), Ok(()));
         assert_eq!(Rejection::Copied { from: "record", excerpt: String::new() }.guard(), "copied");
     }
 
