@@ -51,11 +51,16 @@ pub struct AgentConfig {
     /// The labels a final answer must be one of (a task with a label list);
     /// `None` for open questions (any text up to `answer_bytes`).
     pub choices: Option<Choices>,
+    /// Once the required tool calls are made (the memory searched), answer
+    /// at the next step, without another thought: the answer is decoded
+    /// right after the last observation. Off, the agent may go on calling
+    /// tools until the step limit.
+    pub answer_when_done: bool,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, call_repeat_penalty: 1.1, seed: 42, choices: None }
+        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, call_repeat_penalty: 1.1, seed: 42, choices: None, answer_when_done: false }
     }
 }
 
@@ -105,6 +110,9 @@ pub(crate) fn allowed_tools(tools: &ToolRegistry<'_>, config: &AgentConfig, step
         return if memory_needed { memory_tools.iter().map(|s| s.to_string()).collect() } else { vec![FINAL_ANSWER.to_string()] };
     }
     let calls_needed = config.min_tool_calls.saturating_sub(calls).max(usize::from(memory_needed));
+    if config.answer_when_done && calls_needed == 0 {
+        return vec![FINAL_ANSWER.to_string()];
+    }
     let steps_left = config.max_steps + 1 - step; // including this one
     let mut allowed: Vec<String> = Vec::new();
     if steps_left > 1 && !tools.specs().is_empty() {
@@ -185,14 +193,20 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
         }
         let step_start = Instant::now();
         let mut steps: Vec<TraceStep> = live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used, runs[i].stuck))).collect();
-        for &i in &live {
+        // A step that can only answer goes straight to the action when the
+        // run answers once its calls are done.
+        let thinking: Vec<usize> = live.iter().zip(&steps).filter(|(_, step)| !(config.answer_when_done && step.allowed == [FINAL_ANSWER])).map(|(&i, _)| i).collect();
+        for &i in &thinking {
             model.append(&mut runs[i].transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
         }
-        let thoughts = extend_runs(model, &mut runs, &live, vec![None; live.len()], &config.params(config.thought_tokens, &["\n", "Action:"]))?;
+        let mut thoughts = extend_runs(model, &mut runs, &thinking, vec![None; thinking.len()], &config.params(config.thought_tokens, &["\n", "Action:"]))?.into_iter();
         let mut grammars = Vec::with_capacity(live.len());
-        for ((&i, step), thought) in live.iter().zip(&mut steps).zip(&thoughts) {
-            account(step, thought);
-            step.thought = thought.text.trim().to_string();
+        for (&i, step) in live.iter().zip(&mut steps) {
+            if thinking.contains(&i) {
+                let Some(thought) = thoughts.next() else { break };
+                account(step, &thought);
+                step.thought = thought.text.trim().to_string();
+            }
             let transcript = &mut runs[i].transcript;
             let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
             model.append(transcript, label)?;
@@ -207,7 +221,7 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
         let actions = extend_runs(model, &mut runs, &live, grammars, &call_params)?;
         for ((&i, mut step), action) in live.iter().zip(steps).zip(&actions) {
             let run = &mut runs[i];
-            run.model_calls += 2;
+            run.model_calls += 1 + usize::from(thinking.contains(&i));
             account(&mut step, action);
             let observation = resolve(tools, &final_spec, run, &mut step, &action.text)?;
             if run.answer.is_none() {
@@ -381,6 +395,20 @@ mod tests {
         assert!(!model.constrained[0].0.contains(&FINAL_ANSWER.to_string()));
         assert!(!model.constrained[1].0.contains(&FINAL_ANSWER.to_string()));
         assert!(model.constrained[2].0.contains(&FINAL_ANSWER.to_string()));
+        assert!(model.replies.is_empty());
+    }
+
+    #[test]
+    fn a_run_that_answers_when_done_answers_right_after_its_calls() {
+        // No thought before the answer: the script has none to give.
+        let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, FINAL]);
+        let config = AgentConfig { answer_when_done: true, ..AgentConfig::default() };
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &config).unwrap();
+        assert_eq!(trace.answer, "Jazz");
+        assert_eq!(trace.steps.len(), 3);
+        assert_eq!(trace.steps[2].thought, "");
+        assert_eq!(model.constrained[2].0, [FINAL_ANSWER], "only the answer once the calls are done");
+        assert_eq!(trace.model_calls, 5);
         assert!(model.replies.is_empty());
     }
 

@@ -77,6 +77,10 @@ pub struct LampArgs {
     /// per step (see `persona align --lock-step`).
     #[arg(long)]
     pub lock_step: bool,
+    /// Agents answer right after their required tool calls (the memory
+    /// searched), without another thought (see `AgentConfig::answer_when_done`).
+    #[arg(long)]
+    pub answer_when_done: bool,
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
@@ -198,13 +202,18 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.align.batch = args.batch;
     config.align.iterations = args.iterations;
     config.align.lock_step = args.lock_step;
+    config.align.agent.answer_when_done = args.answer_when_done;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.score_guard = !args.no_score_guard;
     config.free_text = args.free_text;
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
-    let run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users, "shard": args.shard.map(|s| s.to_string())});
+    let mut run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users, "shard": args.shard.map(|s| s.to_string())});
+    if args.answer_when_done {
+        // Only when set, so that the settings of earlier runs still match.
+        run_config["answer_when_done"] = json!(true);
+    }
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
     let path = ctx.model_path(&args.model, false)?;
