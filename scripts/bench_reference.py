@@ -20,6 +20,18 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def llama_simd(llama_cpp):
+    """The x86/ARM SIMD features this llama.cpp build uses, from its system info."""
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    names = []
+    for part in info.replace("|", "\n").splitlines():
+        name, _, value = part.partition("=")
+        name = name.split(":")[-1].strip()
+        if value.strip() == "1" and any(k in name for k in ("AVX", "FMA", "F16C", "NEON", "DOTPROD", "MATMUL_INT8", "SVE")):
+            names.append(name)
+    return " ".join(names) if names else "no SIMD features reported"
+
+
 def bench_llama(args):
     import llama_cpp
     import numpy as np
@@ -55,7 +67,7 @@ def bench_llama(args):
         ttft.append((t1 - t0) * 1000)
         decode.append((args.gen_tokens - 1) / (t2 - t1))
     return {
-        "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__})",
+        "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__}; {llama_simd(llama_cpp)})",
         "load_ms": load_ms,
         "prompt_tokens": len(tokens),
         "prefill_tok_s": statistics.median(prefill),

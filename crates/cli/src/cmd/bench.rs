@@ -371,8 +371,10 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
     }
     let section = render_section(&args, threads, &rows, encoder_row.as_ref());
     println!("{section}");
-    // One table per CPU class: a run replaces the table of the class it ran on.
-    write_section(&args.out, &format!("engine-bench-{}", persona_engine::decoder::qkernels::isa().name()), &section)?;
+    // One table per CPU class and kernel choice: a run replaces the table
+    // of the class it ran on (with `PERSONA_SIMD` below the CPU's best, a
+    // table of its own).
+    write_section(&args.out, &format!("engine-bench-{}", kernel_class().0), &section)?;
     eprintln!("wrote {}", args.out.display());
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -442,9 +444,22 @@ pub fn git_revision() -> String {
     env!("PERSONA_GIT_REVISION").to_string()
 }
 
+/// The kernels this run uses and the CPU's best: a section key
+/// (`avx2`, or `avx2-on-avx512vnni` when `PERSONA_SIMD` caps them) and
+/// the heading's words for it.
+fn kernel_class() -> (String, String) {
+    use persona_engine::decoder::qkernels::{detected_isa, isa};
+    let (used, best) = (isa(), detected_isa());
+    if used == best {
+        (used.name().to_string(), format!("{} kernels ({} CPU)", used.name(), best.name()))
+    } else {
+        (format!("{}-on-{}", used.name(), best.name()), format!("{} kernels on a {} CPU (`PERSONA_SIMD={}`)", used.name(), best.name(), used.name()))
+    }
+}
+
 fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Option<&Row>) -> String {
     let mut s = String::new();
-    s.push_str(&format!("## Engine: persona-engine vs llama.cpp, {} kernels\n\n", persona_engine::decoder::qkernels::isa().name()));
+    s.push_str(&format!("## Engine: persona-engine vs llama.cpp, {}\n\n", kernel_class().1));
     s.push_str(&format!(
         "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {} --prefix-tokens {} --batches {}{}{}`\n\n",
         args.models.join(","),
