@@ -162,9 +162,9 @@ fn load_acts(a: &ActBlock) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn unpack_q4k(block: &[u8]) -> Option<([__m256i; 8], [f32; 8], [f32; 8])> {
-    let head = block.get(..16)?;
+    let head = <&[u8; 16]>::try_from(block.get(..16)?).ok()?;
     let qs = block.get(16..144)?;
-    let (d, m) = super::q4k_scales(head);
+    let (d, m) = q4k_scales(head);
     let mask = _mm256_set1_epi8(0x0f);
     let mut u = [_mm256_setzero_si256(); 8];
     for c in 0..4 {
@@ -179,6 +179,37 @@ fn unpack_q4k(block: &[u8]) -> Option<([__m256i; 8], [f32; 8], [f32; 8])> {
 /// The row and group kernels for one instruction set (`$features`):
 /// `$idot` multiplies 32 unsigned weight bytes by 32 signed activation
 /// bytes, `$high` expands Q5_0's high bits.
+/// [`super::q4k_scales`] in vector registers, same bits: the twelve bytes
+/// of 6-bit scales and mins rearranged with 32-bit masks (as GGML does)
+/// into eight scale bytes and eight min bytes, each widened and converted
+/// as one vector. (The scalar version's per-value conversions and bit
+/// picking took a third of a Q4_K decode row.)
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn q4k_scales(head: &[u8; 16]) -> ([f32; 8], [f32; 8]) {
+    let d = f16::from_le_bytes([head[0], head[1]]).to_f32();
+    let dmin = f16::from_le_bytes([head[2], head[3]]).to_f32();
+    let word = |i: usize| u32::from_le_bytes([head[4 + 4 * i], head[5 + 4 * i], head[6 + 4 * i], head[7 + 4 * i]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    // Scales: bytes 0-3 low 6 bits of w0; 4-7 low nibbles of w2 with the
+    // top two bits of w0's bytes above them. Mins: the same of w1, and
+    // the high nibbles of w2 with the top bits of w1's bytes.
+    let scales = (w0 & LOW6) as u64 | (((w2 & LOW4) | (((w0 >> 6) & TOP2) << 4)) as u64) << 32;
+    let mins = (w1 & LOW6) as u64 | ((((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4)) as u64) << 32;
+    let widen = |bytes: u64, by: f32| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes as i64))), _mm256_set1_ps(by));
+    let (mut sc, mut mn) = ([0f32; 8], [0f32; 8]);
+    // SAFETY: both arrays are 32 writable bytes; unaligned stores.
+    unsafe {
+        _mm256_storeu_ps(sc.as_mut_ptr(), widen(scales, d));
+        // -(dmin * m): the product's sign flipped, as the scalar negation does.
+        _mm256_storeu_ps(mn.as_mut_ptr(), _mm256_xor_ps(widen(mins, dmin), _mm256_set1_ps(-0.0)));
+    }
+    (sc, mn)
+}
+
 macro_rules! rows_for {
     ($rows:ident, $row:ident, $group:ident, $unpack:ident, $row_q4k:ident, $features:literal, $idot:ident, $high:ident) => {
         /// One weight block as the products use it: the 32 unsigned
