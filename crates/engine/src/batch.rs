@@ -1,16 +1,19 @@
-//! Batched generation: several independent prompts decoded together.
+//! Batched generation: several independent sequences decoded together, with
+//! sequences joining and leaving between steps (continuous batching).
 //!
-//! Each prompt gets its own KV cache (seeded from the prefix cache when it
-//! shares a prefix with an earlier call of the same scope); the prompts'
-//! uncached tokens are prefilled together, and then every decode step runs
-//! the new tokens of each unfinished sequence in a single forward, so the
-//! weights are read once per step for the whole batch instead of once per
-//! sequence. Each sequence may carry its own token constraint (a grammar):
-//! the agent runs several tool-using conversations in lock step this way.
+//! Each sequence gets its own KV cache (seeded from the prefix cache when it
+//! shares a prefix with an earlier call of the same scope). A step runs one
+//! forward for every sequence that has tokens to feed, a chunk of a new
+//! prompt or the token sampled at the previous step, so the weights are read
+//! once per step for the whole batch instead of once per sequence; then each
+//! sequence whose prompt is fed samples its next token. Each sequence has its
+//! own parameters, scope and optional token constraint (a grammar): the agent
+//! runs several tool-using conversations in lock step this way, and a server
+//! lets requests join a running batch.
 
 use std::time::Instant;
 
-use crate::backend::{Backend, PREFILL_CHUNK};
+use crate::backend::{Backend, Own, PREFILL_CHUNK};
 use crate::chat_model::{ChatModel, GgufChatModel};
 use crate::constraint::TokenConstraint;
 use crate::decoder::{KvCache, SeqInput};
@@ -19,18 +22,103 @@ use crate::generation::{fit_context, FinishReason, Generation, GenerationParams,
 use crate::sampling::Sampler;
 use crate::tokenizer::GgufTokenizer;
 
-/// The streaming decoder of the HuggingFace tokenizer.
-type TextStream<'t> = tokenizers::DecodeStream<
-    't,
-    tokenizers::ModelWrapper,
-    tokenizers::NormalizerWrapper,
-    tokenizers::PreTokenizerWrapper,
-    tokenizers::PostProcessorWrapper,
-    tokenizers::DecoderWrapper,
->;
+/// Names a sequence of a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeqId(u64);
+
+/// A sequence to add to a [`Batch`].
+pub struct SeqRequest<'c> {
+    /// The tokenized prompt.
+    pub prompt: Vec<u32>,
+    /// Limits, stop strings, sampling and context policy of this sequence.
+    pub params: GenerationParams,
+    /// An optional constraint on the generated tokens (see
+    /// [`GgufChatModel::generate_constrained`]).
+    pub constraint: Option<Box<dyn TokenConstraint + 'c>>,
+    /// Who the sequence works for: a cached prefix is reused, and the
+    /// sequence's own prefix remembered, only within this scope (see
+    /// [`ChatModel::set_cache_scope`]).
+    pub scope: String,
+}
+
+/// What a [`GgufChatModel::step`] produced for one sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeqEvent {
+    /// Text that is safe to stream (no stop string can begin in it).
+    Text {
+        /// The sequence.
+        id: SeqId,
+        /// The new text.
+        text: String,
+    },
+    /// The sequence ended and left the batch.
+    Done {
+        /// The sequence.
+        id: SeqId,
+        /// Its whole result.
+        generation: Generation,
+    },
+}
+
+/// Sequences being decoded together. Add them with [`GgufChatModel::join`],
+/// advance them all with [`GgufChatModel::step`].
+#[derive(Default)]
+pub struct Batch<'c> {
+    seqs: Vec<Seq<'c>>,
+    next: u64,
+}
+
+impl Batch<'_> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sequences still running.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Whether no sequence is running.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// Whether the sequence is still running.
+    pub fn contains(&self, id: SeqId) -> bool {
+        self.seqs.iter().any(|s| s.id == id)
+    }
+
+    /// Whether the sequence has produced its first token (its prompt is
+    /// prefilled); `false` for one that is not in the batch.
+    pub fn started(&self, id: SeqId) -> bool {
+        self.seqs.iter().any(|s| s.id == id && s.first_token.is_some())
+    }
+
+    /// Drops a sequence at once (a client went away), wherever it is, even
+    /// in the middle of its prompt; its KV cache is freed. Returns whether
+    /// it was running.
+    pub fn cancel(&mut self, id: SeqId) -> bool {
+        let before = self.seqs.len();
+        self.seqs.retain(|s| s.id != id);
+        self.seqs.len() != before
+    }
+}
+
+/// The incremental detokenizer's state (see
+/// `tokenizers::tokenizer::step_decode_stream`).
+#[derive(Default)]
+struct DecodeState {
+    ids: Vec<u32>,
+    prefix: String,
+    prefix_index: usize,
+}
 
 /// One sequence's decoding state.
-struct Seq<'t, 'c> {
+struct Seq<'c> {
+    id: SeqId,
+    scope: String,
+    params: GenerationParams,
     prompt_tokens: usize,
     cached_tokens: usize,
     history: Vec<u32>,
@@ -41,54 +129,63 @@ struct Seq<'t, 'c> {
     logits: Vec<f32>,
     sampler: Sampler,
     stops: StopMatcher,
-    stream: TextStream<'t>,
-    constraint: Option<&'c mut dyn TokenConstraint>,
+    decode: DecodeState,
+    constraint: Option<Box<dyn TokenConstraint + 'c>>,
     finish: Option<FinishReason>,
+    /// Text produced this step that may be streamed.
+    out: String,
+    joined: Instant,
+    first_token: Option<Instant>,
 }
 
-impl Seq<'_, '_> {
+impl Seq<'_> {
     /// Appends tokens the sequence produced (sampled or forced), ending it
     /// at a stop string or the length limit.
-    fn push(&mut self, ids: &[u32], max_tokens: usize) -> Result<()> {
+    fn push(&mut self, tokenizer: &GgufTokenizer, ids: &[u32]) -> Result<()> {
         for &id in ids {
             self.history.push(id);
             self.generated.push(id);
-            let piece = self.stream.step(id).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
-            if self.stops.push(&piece).1 {
+            let d = &mut self.decode;
+            let piece = tokenizers::tokenizer::step_decode_stream(std::ops::Deref::deref(tokenizer.inner()), vec![id], true, &mut d.ids, &mut d.prefix, &mut d.prefix_index)
+                .map_err(|e| EngineError::Tokenizer(e.to_string()))?
+                .unwrap_or_default();
+            let (out, hit_stop) = self.stops.push(&piece);
+            self.out.push_str(&out);
+            if hit_stop {
                 self.finish = Some(FinishReason::StopString);
                 return Ok(());
             }
         }
         if self.constraint.as_deref().is_some_and(|c| c.is_complete()) {
             self.finish = Some(FinishReason::Complete);
-        } else if self.generated.len() >= max_tokens {
+        } else if self.generated.len() >= self.params.max_tokens {
             self.finish = Some(FinishReason::Length);
         }
         Ok(())
     }
 
-    /// One decoding step: a sampled token when the logits are fresh and
-    /// the constraint forces nothing, then any text the constraint forces.
+    /// One decoding step on fresh logits: a sampled token when the
+    /// constraint forces nothing, then any text the constraint forces.
     /// Afterwards an unfinished sequence has tokens to feed.
-    fn step(&mut self, tokenizer: &GgufTokenizer, params: &GenerationParams) -> Result<()> {
+    fn step(&mut self, tokenizer: &GgufTokenizer) -> Result<()> {
         let forced = |s: &Self| s.constraint.as_deref().and_then(|c| c.forced_text());
         if self.constraint.as_deref().is_some_and(|c| c.is_complete()) {
             self.finish = Some(FinishReason::Complete);
             return Ok(());
         }
-        if self.fed == self.history.len() && forced(self).is_none() {
+        if forced(self).is_none() {
             if let Some(c) = self.constraint.as_deref_mut() {
                 c.mask_logits(&mut self.logits)?;
             }
             let next = self.sampler.sample(&mut self.logits, &self.history);
-            if !params.ignore_eos && tokenizer.is_end_of_generation(next) {
+            if !self.params.ignore_eos && tokenizer.is_end_of_generation(next) {
                 self.finish = Some(FinishReason::EndOfTurn);
                 return Ok(());
             }
             if let Some(c) = self.constraint.as_deref_mut() {
                 c.accept_token(next)?;
             }
-            self.push(&[next], params.max_tokens)?;
+            self.push(tokenizer, &[next])?;
         }
         while self.finish.is_none() {
             let Some(text) = forced(self) else { break };
@@ -96,38 +193,149 @@ impl Seq<'_, '_> {
             if let Some(c) = self.constraint.as_deref_mut() {
                 c.accept_text(&text)?;
             }
-            self.push(&ids, params.max_tokens)?;
+            self.push(tokenizer, &ids)?;
         }
         Ok(())
     }
-}
 
-/// Runs every listed sequence's unfed tokens (at most `PREFILL_CHUNK` of
-/// each per forward) until all are fed, leaving each one's last logits.
-fn feed_all(own: &mut crate::backend::Own, seqs: &mut [Seq<'_, '_>], which: &[usize]) -> Result<()> {
-    loop {
-        let mut picked: Vec<usize> = which.iter().copied().filter(|&i| seqs[i].fed < seqs[i].history.len()).collect();
-        if picked.is_empty() {
-            return Ok(());
-        }
-        picked.sort_unstable();
-        let mut inputs: Vec<SeqInput<'_>> = Vec::with_capacity(picked.len());
-        let mut ends = Vec::with_capacity(picked.len());
-        for (i, seq) in seqs.iter_mut().enumerate().filter(|(i, _)| picked.contains(i)) {
-            let end = seq.history.len().min(seq.fed + PREFILL_CHUNK);
-            ends.push((i, end));
-            inputs.push(SeqInput { tokens: &seq.history[seq.fed..end], cache: &mut seq.cache });
-        }
-        let logits = own.decoder.forward(&mut inputs).during("running the batched forward")?;
-        let rows = logits.to_vec2::<f32>().during("reading logits")?;
-        for ((i, end), row) in ends.into_iter().zip(rows) {
-            seqs[i].fed = end;
-            seqs[i].logits = row;
-        }
+    /// The sequence's result once it has ended, and the text held back
+    /// for stop strings that may now be streamed.
+    fn finish(mut self, now: Instant) -> (Generation, String) {
+        let finish = self.finish.unwrap_or(FinishReason::Length);
+        let tail = if finish == FinishReason::StopString { String::new() } else { self.stops.flush() };
+        let first = self.first_token.unwrap_or(now);
+        let generation = Generation {
+            text: self.stops.text().to_string(),
+            completion_tokens: self.generated.len(),
+            tokens: self.generated,
+            prompt_tokens: self.prompt_tokens,
+            cached_tokens: self.cached_tokens,
+            finish_reason: finish,
+            prefill_ms: first.duration_since(self.joined).as_secs_f64() * 1000.0,
+            decode_ms: now.duration_since(first).as_secs_f64() * 1000.0,
+        };
+        (generation, tail)
     }
 }
 
+/// One forward for the unfed tokens of every sequence that has some (at
+/// most `PREFILL_CHUNK` of each), leaving each one's last logits.
+fn feed(own: &mut Own, seqs: &mut [Seq<'_>]) -> Result<()> {
+    let mut inputs: Vec<SeqInput<'_>> = Vec::new();
+    let mut ends = Vec::new();
+    for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.finish.is_none() && s.fed < s.history.len()) {
+        let end = seq.history.len().min(seq.fed + PREFILL_CHUNK);
+        ends.push((i, end));
+        inputs.push(SeqInput { tokens: &seq.history[seq.fed..end], cache: &mut seq.cache });
+    }
+    if inputs.is_empty() {
+        return Ok(());
+    }
+    let logits = own.decoder.forward(&mut inputs).during("running the batched forward")?;
+    let rows = logits.to_vec2::<f32>().during("reading logits")?;
+    for ((i, end), row) in ends.into_iter().zip(rows) {
+        seqs[i].fed = end;
+        seqs[i].logits = row;
+    }
+    Ok(())
+}
+
 impl GgufChatModel {
+    fn own_decoder(&mut self) -> Result<&mut Own> {
+        let architecture = &self.info.architecture;
+        match &mut self.backend {
+            Backend::Own(own) => Ok(own),
+            Backend::Candle(..) => Err(EngineError::InvalidParameter { name: "model", reason: format!("batched decoding runs on the own decoder (Llama, Qwen2); this model is {architecture}") }),
+        }
+    }
+
+    /// Adds a sequence to the batch; its prompt is fed by the next
+    /// [`GgufChatModel::step`]s (a chunk per step), together with the other
+    /// sequences' tokens. The longest cached prefix of the prompt in the
+    /// request's scope is reused. Fails for architectures that run on
+    /// candle-transformers' models, and for a prompt that does not fit the
+    /// context under the request's policy.
+    pub fn join<'c>(&mut self, batch: &mut Batch<'c>, request: SeqRequest<'c>) -> Result<SeqId> {
+        let SeqRequest { prompt, params, constraint, scope } = request;
+        if params.max_tokens == 0 {
+            return Err(EngineError::InvalidParameter { name: "max_tokens", reason: "must be at least 1".into() });
+        }
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidParameter { name: "prompt", reason: "the prompt is empty".into() });
+        }
+        let prompt = fit_context(prompt, params.max_tokens, self.info().context_length, params.context_policy)?;
+        let sampler = Sampler::new(params.sampling.clone())?;
+        let own = self.own_decoder()?;
+        let mut cache = own.decoder.new_cache();
+        let mut cached = 0;
+        if let Some((entry, len)) = own.prefixes.lookup(&scope, &prompt) {
+            // The last prompt token is always fed: its logits start decoding.
+            cached = len.min(prompt.len() - 1);
+            cache.restore_from(entry, cached).during("restoring a cached prefix")?;
+        }
+        let id = SeqId(batch.next);
+        batch.next += 1;
+        batch.seqs.push(Seq {
+            id,
+            stops: StopMatcher::new(&params.stop),
+            generated: Vec::with_capacity(params.max_tokens),
+            scope,
+            params,
+            prompt_tokens: prompt.len(),
+            cached_tokens: cached,
+            fed: cached,
+            history: prompt,
+            cache,
+            logits: Vec::new(),
+            sampler,
+            decode: DecodeState::default(),
+            constraint,
+            finish: None,
+            out: String::new(),
+            joined: Instant::now(),
+            first_token: None,
+        });
+        Ok(id)
+    }
+
+    /// Advances every sequence of the batch by one forward: prompt chunks
+    /// of new sequences and the latest token of the others run together;
+    /// each sequence whose prompt is fed then samples its next token. Text
+    /// is reported as [`SeqEvent::Text`]; a sequence that ends leaves the
+    /// batch with [`SeqEvent::Done`] (after its last text), and its prompt
+    /// and output are remembered in its scope's prefix cache.
+    pub fn step(&mut self, batch: &mut Batch<'_>, events: &mut Vec<SeqEvent>) -> Result<()> {
+        let own = self.own_decoder()?;
+        feed(own, &mut batch.seqs)?;
+        let tokenizer = &self.tokenizer;
+        let now = Instant::now();
+        for seq in batch.seqs.iter_mut().filter(|s| s.finish.is_none() && s.fed == s.history.len() && !s.logits.is_empty()) {
+            seq.first_token.get_or_insert(now);
+            seq.step(tokenizer)?;
+            if !seq.out.is_empty() {
+                events.push(SeqEvent::Text { id: seq.id, text: std::mem::take(&mut seq.out) });
+            }
+        }
+        let Backend::Own(own) = &mut self.backend else { return Ok(()) };
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.seqs).into_iter().partition(|s| s.finish.is_some());
+        batch.seqs = running;
+        let now = Instant::now();
+        for seq in done {
+            let fed = &seq.history[..seq.fed];
+            if !own.prefixes.covers(&seq.scope, fed) {
+                let snapshot = seq.cache.snapshot(seq.fed).during("copying the KV cache")?;
+                own.prefixes.insert(&seq.scope, fed.to_vec(), snapshot);
+            }
+            let id = seq.id;
+            let (generation, tail) = seq.finish(now);
+            if !tail.is_empty() {
+                events.push(SeqEvent::Text { id, text: tail });
+            }
+            events.push(SeqEvent::Done { id, generation });
+        }
+        Ok(())
+    }
+
     /// Generates a continuation of each tokenized prompt, decoding them
     /// together. Every sequence follows `params` on its own (its own
     /// sampler, seeded alike, stop strings, end of turn, length limit);
@@ -159,77 +367,31 @@ impl GgufChatModel {
         if let Some(i) = prompts.iter().position(Vec::is_empty) {
             return Err(EngineError::InvalidParameter { name: "prompt", reason: format!("prompt {i} of the batch is empty") });
         }
-        let context = self.info().context_length;
-        let prompts = prompts.into_iter().map(|p| fit_context(p, params.max_tokens, context, params.context_policy)).collect::<Result<Vec<_>>>()?;
-        let own = match &mut self.backend {
-            Backend::Own(own) => own,
-            Backend::Candle(..) => {
-                return prompts.into_iter().zip(constraints).map(|(p, c)| self.generate_constrained(p, params, c, &mut |_| true)).collect();
-            }
-        };
-        let tokenizer = &self.tokenizer;
-        let start = Instant::now();
-        let mut seqs = Vec::with_capacity(prompts.len());
+        if let Backend::Candle(..) = self.backend {
+            return prompts.into_iter().zip(constraints).map(|(p, c)| self.generate_constrained(p, params, c, &mut |_| true)).collect();
+        }
+        let mut batch = Batch::new();
+        let mut ids = Vec::with_capacity(prompts.len());
         for (prompt, constraint) in prompts.into_iter().zip(constraints) {
-            let mut cache = own.decoder.new_cache();
-            let mut cached = 0;
-            if let Some((entry, len)) = own.prefixes.lookup(&self.scope, &prompt) {
-                cached = len.min(prompt.len() - 1);
-                cache.restore_from(entry, cached).during("restoring a cached prefix")?;
-            }
-            seqs.push(Seq {
-                prompt_tokens: prompt.len(),
-                cached_tokens: cached,
-                fed: cached,
-                history: prompt,
-                generated: Vec::with_capacity(params.max_tokens),
-                cache,
-                logits: Vec::new(),
-                sampler: Sampler::new(params.sampling.clone())?,
-                stops: StopMatcher::new(&params.stop),
-                stream: tokenizer.inner().decode_stream(true),
-                constraint,
-                finish: None,
-            });
+            let constraint = constraint.map(|c| Box::new(c) as Box<dyn TokenConstraint + '_>);
+            ids.push(self.join(&mut batch, SeqRequest { prompt, params: params.clone(), constraint, scope: self.scope.clone() })?);
         }
-        let all: Vec<usize> = (0..seqs.len()).collect();
-        feed_all(own, &mut seqs, &all)?;
-        let prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
-        let decode_start = Instant::now();
-        loop {
-            for seq in seqs.iter_mut().filter(|s| s.finish.is_none()) {
-                seq.step(tokenizer, params)?;
+        let mut results: Vec<Option<Generation>> = vec![None; ids.len()];
+        let mut events = Vec::new();
+        while !batch.is_empty() {
+            self.step(&mut batch, &mut events)?;
+            for event in events.drain(..) {
+                if let SeqEvent::Done { id, generation } = event {
+                    results[id.0 as usize] = Some(generation);
+                }
             }
-            // One forward for the new tokens of all unfinished sequences.
-            let live: Vec<usize> = (0..seqs.len()).filter(|&i| seqs[i].finish.is_none()).collect();
-            if live.is_empty() {
-                break;
-            }
-            feed_all(own, &mut seqs, &live)?;
         }
-        let decode_ms = decode_start.elapsed().as_secs_f64() * 1000.0;
-        let mut out = Vec::with_capacity(seqs.len());
-        for mut seq in seqs {
-            let finish = seq.finish.unwrap_or(FinishReason::Length);
-            if finish != FinishReason::StopString {
-                seq.stops.flush();
-            }
-            let fed = &seq.history[..seq.fed];
-            if !own.prefixes.covers(&self.scope, fed) {
-                let snapshot = seq.cache.snapshot(seq.fed).during("copying the KV cache")?;
-                own.prefixes.insert(&self.scope, fed.to_vec(), snapshot);
-            }
-            out.push(Generation {
-                text: seq.stops.text().to_string(),
-                completion_tokens: seq.generated.len(),
-                tokens: seq.generated,
-                prompt_tokens: seq.prompt_tokens,
-                cached_tokens: seq.cached_tokens,
-                finish_reason: finish,
-                prefill_ms,
-                decode_ms,
-            });
-        }
-        Ok(out)
+        Ok(results.into_iter().map(|g| g.unwrap_or_else(|| unreachable_generation())).collect())
     }
+}
+
+/// Every joined sequence ends with a `Done` event before the batch is
+/// empty; this stands in for the impossible other case.
+fn unreachable_generation() -> Generation {
+    Generation { text: String::new(), tokens: Vec::new(), prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, finish_reason: FinishReason::Cancelled, prefill_ms: 0.0, decode_ms: 0.0 }
 }

@@ -131,7 +131,7 @@ pub struct GgufChatModel {
     pub(crate) tokenizer: GgufTokenizer,
     template: ChatTemplate,
     add_bos: bool,
-    info: ModelInfo,
+    pub(crate) info: ModelInfo,
     logits: Vec<f32>,
     /// The tokens in the working KV cache, in order.
     kv_tokens: Vec<u32>,

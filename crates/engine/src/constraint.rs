@@ -31,6 +31,26 @@ pub trait TokenConstraint {
     fn is_complete(&self) -> bool;
 }
 
+/// A borrowed constraint constrains like the constraint itself (so callers
+/// can lend one to a [`crate::Batch`] for a call).
+impl<T: TokenConstraint + ?Sized> TokenConstraint for &mut T {
+    fn mask_logits(&mut self, logits: &mut [f32]) -> Result<()> {
+        (**self).mask_logits(logits)
+    }
+    fn accept_token(&mut self, token: u32) -> Result<()> {
+        (**self).accept_token(token)
+    }
+    fn forced_text(&self) -> Option<String> {
+        (**self).forced_text()
+    }
+    fn accept_text(&mut self, text: &str) -> Result<()> {
+        (**self).accept_text(text)
+    }
+    fn is_complete(&self) -> bool {
+        (**self).is_complete()
+    }
+}
+
 /// A deterministic automaton over bytes. Cloning must be cheap: the masking
 /// loop clones the state once per vocabulary entry.
 pub trait ByteGrammar: Clone {

@@ -37,6 +37,7 @@ pub mod repack;
 pub mod sampling;
 pub mod tokenizer;
 
+pub use batch::{Batch, SeqEvent, SeqId, SeqRequest};
 pub use chat::{ChatMessage, ChatTemplate, Role};
 pub use decoder::prefix::PrefixStats;
 pub use constraint::{ByteGrammar, GrammarConstraint, TokenBytes, TokenConstraint};

@@ -178,3 +178,68 @@ fn a_bad_batch_is_a_clear_error() {
     assert!(err.contains("max_tokens"), "{err}");
     assert!(model.generate_batch(Vec::new(), &greedy(4)).unwrap().is_empty());
 }
+
+#[test]
+fn sequences_join_a_running_batch_and_leave_it() {
+    use persona_engine::{Batch, SeqEvent, SeqRequest};
+    let mut model = load("tiny");
+    let params = GenerationParams { max_tokens: 20, stop: vec!["\n\n".into()], ..Default::default() };
+    let prompts = [prompt(&model, PERSONA, "Name two noble gases."), prompt(&model, PERSONA, "What is the capital of France?")];
+    let one_by_one: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            model.clear_caches();
+            model.generate_tokens(p.clone(), &params, None, &mut |_| true).unwrap()
+        })
+        .collect();
+    model.clear_caches();
+    let request = |p: &Vec<u32>, scope: &str| SeqRequest { prompt: p.clone(), params: params.clone(), constraint: None, scope: scope.into() };
+    // Longer than one prefill chunk (512 tokens): two steps to start.
+    let long = prompt(&model, &PERSONA.repeat(14), "Say hi.");
+    assert!(long.len() > 512, "{}", long.len());
+
+    let mut batch = Batch::new();
+    let mut events = Vec::new();
+    let a = model.join(&mut batch, request(&prompts[0], "alice")).unwrap();
+    for _ in 0..3 {
+        model.step(&mut batch, &mut events).unwrap();
+    }
+    assert!(batch.started(a));
+    let b = model.join(&mut batch, request(&prompts[1], "bob")).unwrap();
+    let c = model.join(&mut batch, request(&long, "carol")).unwrap();
+    model.step(&mut batch, &mut events).unwrap();
+    assert!(batch.started(b) && !batch.started(c), "the long prompt is still being prefilled");
+    assert!(batch.cancel(c), "a sequence is dropped in the middle of its prompt");
+    assert!(!batch.contains(c) && !batch.cancel(c));
+    while !batch.is_empty() {
+        model.step(&mut batch, &mut events).unwrap();
+    }
+    for (id, want) in [(a, &one_by_one[0]), (b, &one_by_one[1])] {
+        let streamed: String = events.iter().filter_map(|e| match e {
+            SeqEvent::Text { id: i, text } if *i == id => Some(text.as_str()),
+            _ => None,
+        }).collect();
+        let done: Vec<_> = events.iter().filter_map(|e| match e {
+            SeqEvent::Done { id: i, generation } if *i == id => Some(generation),
+            _ => None,
+        }).collect();
+        assert_eq!(done.len(), 1, "one Done per sequence");
+        assert_eq!(done[0].tokens, want.tokens, "joining a running batch changed the output: {:?} vs {:?}", done[0].text, want.text);
+        assert_eq!(streamed, want.text, "the streamed pieces make the text");
+        assert_eq!(done[0].finish_reason, want.finish_reason);
+    }
+    assert!(events.iter().all(|e| !matches!(e, SeqEvent::Done { id, .. } | SeqEvent::Text { id, .. } if *id == c)), "a cancelled sequence reports nothing");
+
+    // Each sequence keeps to its own scope in the prefix cache.
+    let shared = shared_prefix(&prompts[0], &prompts[1]);
+    for (scope, cached) in [("dave", 0), ("bob", shared), ("alice", prompts[0].len() - 1)] {
+        let mut batch = Batch::new();
+        model.join(&mut batch, request(&prompts[0], scope)).unwrap();
+        let mut events = Vec::new();
+        while !batch.is_empty() {
+            model.step(&mut batch, &mut events).unwrap();
+        }
+        let Some(SeqEvent::Done { generation, .. }) = events.last() else { panic!("no result: {events:?}") };
+        assert_eq!(generation.cached_tokens, cached, "scope {scope}");
+    }
+}
