@@ -12,7 +12,9 @@
 //!   ([`grammar`]) and the memory rule enforced by the loop, leaving a
 //!   [`trace::Trace`];
 //! - [`choice`]: answers bound to a task's labels (constrained decoding);
-//! - [`align`]: test-time persona alignment (the paper's Algorithm 1).
+//! - [`align`]: test-time persona alignment (the paper's Algorithm 1);
+//! - [`runtime`]: the model, encoder, user store and encyclopedia owned
+//!   together, used for one user at a time under that user's cache scope.
 
 pub mod action;
 pub mod align;
@@ -22,6 +24,7 @@ pub mod grammar;
 pub mod llm;
 pub mod persona;
 pub mod prompts;
+pub mod runtime;
 pub mod tools;
 pub mod trace;
 
@@ -35,5 +38,6 @@ pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};
 pub use persona::Rejection;
+pub use runtime::{Runtime, UserScope, ANONYMOUS_SCOPE};
 pub use tools::{CallContext, Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
 pub use trace::{Finish, Trace, TraceStep};

@@ -78,6 +78,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Serve an OpenAI-compatible API on this machine: requests that name
+    /// a user are answered with their persona and memory.
+    Serve(cmd::serve::ServeArgs),
 }
 
 /// Restores the default action of SIGPIPE (Rust ignores it, so `persona
@@ -124,6 +127,7 @@ fn main() {
         Command::Persona(c) => cmd::persona::run(&ctx, c),
         Command::Data(c) => cmd::data::run(&ctx, c),
         Command::Bench(c) => cmd::bench::run(&ctx, c),
+        Command::Serve(a) => cmd::serve::run(&ctx, a),
     });
     if let Err(e) = result {
         eprintln!("error: {e}");

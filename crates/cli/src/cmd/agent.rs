@@ -5,19 +5,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use persona_agent::{AgentConfig, Encyclopedia, ToolConfig};
-use persona_engine::{BertEncoder, GgufChatModel};
-use persona_memory::{Memory, PersonaVersion, SemanticConfig};
+use persona_agent::{AgentConfig, Encyclopedia, Runtime, ToolConfig, UserScope};
+use persona_engine::GgufChatModel;
+use persona_memory::{PersonaVersion, SemanticConfig};
 
 use crate::progress::spinner;
 use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
 
-/// Options of the agent (shared by `ask` and `align`).
+/// The models and the encyclopedia (shared by `ask`, `align` and `serve`).
 #[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// The user id.
-    #[arg(long)]
-    pub user: String,
+pub struct RuntimeArgs {
     /// Chat model: a manifest name (tiny, small, large) or a GGUF path.
     #[arg(short, long, default_value = DEFAULT_CHAT_MODEL)]
     pub model: String,
@@ -32,6 +29,29 @@ pub struct AgentArgs {
     /// Do not offer the encyclopedia tool.
     #[arg(long, conflicts_with = "corpus")]
     pub no_encyclopedia: bool,
+}
+
+impl RuntimeArgs {
+    /// The encyclopedia corpus file (installed if needed), `None` without one.
+    pub fn corpus_path(&self, ctx: &Context) -> Result<Option<PathBuf>> {
+        if self.no_encyclopedia {
+            return Ok(None);
+        }
+        Ok(Some(match &self.corpus {
+            Some(p) => p.clone(),
+            None => ctx.model_path("wiki", false)?,
+        }))
+    }
+}
+
+/// Options of the agent (shared by `ask` and `align`).
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The user id.
+    #[arg(long)]
+    pub user: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Records returned by a memory search (K).
     #[arg(short, default_value_t = ToolConfig::default().k)]
     pub k: usize,
@@ -64,49 +84,40 @@ impl AgentArgs {
     }
 }
 
-/// Everything loaded for an agent command.
-pub struct Loaded {
-    pub memory: Memory,
-    pub model: GgufChatModel,
-    pub encoder: BertEncoder,
-    pub encyclopedia: Option<Encyclopedia>,
-}
-
-pub fn load(ctx: &Context, args: &AgentArgs) -> Result<Loaded> {
+/// Loads the model, the encoder, the user store and the encyclopedia for
+/// an agent command; the user must exist.
+pub fn load(ctx: &Context, args: &AgentArgs) -> Result<Runtime<GgufChatModel>> {
     let memory = ctx.memory()?;
     memory.store().require_user(&args.user)?;
-    let path = ctx.model_path(&args.model, false)?;
-    let bar = spinner(&format!("loading {}", args.model));
+    let path = ctx.model_path(&args.runtime.model, false)?;
+    let bar = spinner(&format!("loading {}", args.runtime.model));
     let model = ctx.load_chat_model(&path);
     bar.finish_and_clear();
-    let mut model = model?;
-    // Cached prompt state (the persona prefix) is only reused for this user.
-    persona_engine::ChatModel::set_cache_scope(&mut model, &args.user);
-    let encoder = ctx.load_encoder(&args.encoder, false)?;
-    let encyclopedia = if args.no_encyclopedia {
-        None
-    } else {
-        let corpus = match &args.corpus {
-            Some(p) => p.clone(),
-            None => ctx.model_path("wiki", false)?,
-        };
-        let bar = spinner(&format!("opening the encyclopedia {}", corpus.display()));
-        let e = Encyclopedia::open(&corpus, Some(&ctx.data_dir.join("encyclopedia")));
-        bar.finish_and_clear();
-        Some(e.with_context(|| format!("opening the encyclopedia corpus {}", corpus.display()))?)
+    let model = model?;
+    let encoder = ctx.load_encoder(&args.runtime.encoder, false)?;
+    let encyclopedia = match args.runtime.corpus_path(ctx)? {
+        None => None,
+        Some(corpus) => {
+            let bar = spinner(&format!("opening the encyclopedia {}", corpus.display()));
+            let e = Encyclopedia::open(&corpus, Some(&ctx.data_dir.join("encyclopedia")));
+            bar.finish_and_clear();
+            Some(e.with_context(|| format!("opening the encyclopedia corpus {}", corpus.display()))?)
+        }
     };
-    Ok(Loaded { memory, model, encoder, encyclopedia })
+    let mut runtime = Runtime::new(model, Box::new(encoder), memory, encyclopedia);
+    runtime.tools = args.tool_config();
+    runtime.semantic = args.semantic_config();
+    Ok(runtime)
 }
 
 /// The user's current persona, building it (and the semantic memory) on
 /// first use.
-pub fn persona(loaded: &mut Loaded, args: &AgentArgs) -> Result<PersonaVersion> {
-    let user = loaded.memory.store().require_user(&args.user)?;
-    if let Some(p) = loaded.memory.store().latest_persona(&user)? {
+pub fn persona(user: &mut UserScope<'_, GgufChatModel>) -> Result<PersonaVersion> {
+    if let Some(p) = user.latest_persona()? {
         return Ok(p);
     }
-    let bar = spinner(&format!("building the persona of '{}' from its history (first use)", args.user));
-    let p = persona_agent::persona::current_or_init(&mut loaded.model, &mut loaded.memory, &args.user, &args.semantic_config());
+    let bar = spinner(&format!("building the persona of '{}' from its history (first use)", user.id()));
+    let p = user.persona();
     bar.finish_and_clear();
     Ok(p?)
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use persona_agent::{align_with, AgentLlm, AlignConfig, AlignContext, AlignEvent, Choices, Outcome};
+use persona_agent::{AgentLlm, AlignConfig, AlignEvent, Choices, Outcome};
 use similar::TextDiff;
 
 use crate::cmd::agent::{load, persona, AgentArgs};
@@ -65,25 +65,18 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
     }
     // Refuse bad settings before loading anything.
     config.validate()?;
-    let mut loaded = load(ctx, &args.agent)?;
-    persona(&mut loaded, &args.agent)?;
+    let mut runtime = load(ctx, &args.agent)?;
+    let mut user = runtime.user(&args.agent.user)?;
+    persona(&mut user)?;
     let bar = item_bar((args.batch * args.iterations) as u64, "aligning", "replays");
     let json = args.json;
     let mut writer = match &args.align_model {
         Some(name) => Some(ctx.load_chat_model(&ctx.model_path(name, false)?)?),
         None => None,
     };
-    let align_ctx = AlignContext {
-        model: &mut loaded.model,
-        writer: writer.as_mut().map(|w| w as &mut dyn AgentLlm),
-        memory: &mut loaded.memory,
-        encoder: &loaded.encoder,
-        encyclopedia: loaded.encyclopedia.as_ref(),
-    };
-    let report = align_with(
-        align_ctx,
-        &args.agent.user,
+    let report = user.align(
         &config,
+        writer.as_mut().map(|w| w as &mut dyn AgentLlm),
         None,
         &mut |event| match event {
             AlignEvent::IterationStart { iteration, of } => bar.set_message(format!("iteration {iteration}/{of}")),

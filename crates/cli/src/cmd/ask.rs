@@ -3,7 +3,6 @@
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use persona_agent::{run_agent, standard_tools};
 
 use crate::cmd::agent::{load, persona, AgentArgs};
 use crate::progress::spinner;
@@ -36,15 +35,13 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
         config.choices = Some(persona_agent::Choices::parse_list(list).context("--choices")?);
     }
     config.validate()?;
-    let mut loaded = load(ctx, &args.agent)?;
-    let persona = persona(&mut loaded, &args.agent)?;
-    let trace = {
-        let mut tools = standard_tools(&mut loaded.memory, &loaded.encoder, loaded.encyclopedia.as_ref(), &args.agent.user, &args.agent.tool_config(), &[])?;
-        let bar = spinner(&format!("thinking as '{}' (persona v{})", args.agent.user, persona.version));
-        let trace = run_agent(&mut loaded.model, &persona.text, &mut tools, &args.question, &config);
-        bar.finish_and_clear();
-        trace?
-    };
+    let mut runtime = load(ctx, &args.agent)?;
+    let mut user = runtime.user(&args.agent.user)?;
+    let persona = persona(&mut user)?;
+    let bar = spinner(&format!("thinking as '{}' (persona v{})", args.agent.user, persona.version));
+    let trace = user.ask(&persona.text, &args.question, &config);
+    bar.finish_and_clear();
+    let trace = trace?;
     if args.json {
         let out = serde_json::json!({
             "user": args.agent.user,

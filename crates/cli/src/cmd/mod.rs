@@ -17,4 +17,5 @@ pub mod generate;
 pub mod memory;
 pub mod models;
 pub mod persona;
+pub mod serve;
 pub mod user;

@@ -1,0 +1,283 @@
+//! The engine thread: it owns the [`Runtime`] (one model in memory) and
+//! serves every request that touches the model, the encoder or the store.
+//! Chat requests join one running batch (the engine's continuous batching)
+//! up to `--parallel` at a time; the others wait in order. A request whose
+//! client went away leaves the batch at the next step, also during its
+//! prompt. A user's exchange is written to their memory before the reply's
+//! end is sent, so every answered exchange is stored.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use persona_agent::{AgentConfig, Runtime, ANONYMOUS_SCOPE};
+use persona_engine::{Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, SeqEvent, SeqId, SeqRequest};
+use persona_memory::NewRecord;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::error::ApiError;
+use crate::openai::Usage;
+use crate::state::{SlotGuard, State};
+
+/// The runtime the engine thread serves with.
+pub type ServeRuntime = Runtime<GgufChatModel>;
+
+/// Work for the engine thread that is not a chat (it runs between steps).
+pub type Work = Box<dyn FnOnce(&mut ServeRuntime) + Send>;
+
+/// A job for the engine thread.
+pub enum Job {
+    /// A chat completion.
+    Chat(Box<ChatJob>),
+    /// Anything else (imports, searches, embeddings...).
+    Run(Work),
+}
+
+/// A chat request, checked and ready for the model.
+pub struct ChatJob {
+    /// The completion id (stored with the exchange).
+    pub id: String,
+    /// Who it is for.
+    pub user: Option<String>,
+    /// The conversation as the client sent it.
+    pub messages: Vec<ChatMessage>,
+    /// Limits and sampling.
+    pub params: GenerationParams,
+    /// Run the full tool loop (`persona-agent`) instead of one generation.
+    pub agent: bool,
+    /// Store the exchange in the user's memory.
+    pub store: bool,
+    /// Where the reply goes.
+    pub events: UnboundedSender<ChatEvent>,
+    /// When the server received it.
+    pub received: Instant,
+    /// Its place in the server's limit of running and queued requests,
+    /// given back when the job is dropped.
+    pub _slot: SlotGuard,
+}
+
+/// What the engine thread reports about a chat.
+#[derive(Debug)]
+pub enum ChatEvent {
+    /// The prompt is built and joined the batch.
+    Started,
+    /// Reply text.
+    Text(String),
+    /// The reply is complete (and stored).
+    Done {
+        /// The whole text.
+        text: String,
+        /// OpenAI's finish reason.
+        finish: &'static str,
+        /// Token counts.
+        usage: Usage,
+    },
+    /// The request failed.
+    Failed(ApiError),
+}
+
+/// A chat in the batch.
+struct Running {
+    job: Box<ChatJob>,
+    query: String,
+    first: bool,
+}
+
+/// The engine thread's loop; returns when every sender is gone.
+pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>) {
+    let mut batch = Batch::new();
+    let mut waiting: VecDeque<Box<ChatJob>> = VecDeque::new();
+    let mut running: HashMap<SeqId, Running> = HashMap::new();
+    let mut events = Vec::new();
+    loop {
+        if batch.is_empty() && waiting.is_empty() {
+            match jobs.recv() {
+                Ok(job) => take(job, runtime, &mut waiting),
+                Err(_) => return,
+            }
+        }
+        loop {
+            match jobs.try_recv() {
+                Ok(job) => take(job, runtime, &mut waiting),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        // Clients that went away free their place at once.
+        waiting.retain(|j| !j.events.is_closed());
+        let gone: Vec<SeqId> = running.iter().filter(|(_, r)| r.job.events.is_closed()).map(|(id, _)| *id).collect();
+        for id in gone {
+            batch.cancel(id);
+            running.remove(&id);
+            state.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        while batch.len() < state.limits.parallel {
+            let Some(job) = waiting.pop_front() else { break };
+            admit(job, runtime, &mut batch, &mut running, state);
+        }
+        state.metrics.running.store(batch.len(), Ordering::Relaxed);
+        state.metrics.queued.store(waiting.len(), Ordering::Relaxed);
+        if batch.is_empty() {
+            continue;
+        }
+        events.clear();
+        if let Err(e) = runtime.scoped_model().step(&mut batch, &mut events) {
+            tracing::error!(error = %e, "a batched step failed; failing its requests");
+            for (id, r) in running.drain() {
+                batch.cancel(id);
+                let _ = r.job.events.send(ChatEvent::Failed(ApiError::internal(format!("the model failed: {e}"))));
+            }
+            continue;
+        }
+        for event in events.drain(..) {
+            match event {
+                SeqEvent::Text { id, text } => {
+                    if let Some(r) = running.get_mut(&id) {
+                        if r.first {
+                            r.first = false;
+                            state.metrics.observe_ttft(r.job.received.elapsed().as_secs_f64());
+                        }
+                        let _ = r.job.events.send(ChatEvent::Text(text));
+                    }
+                }
+                SeqEvent::Done { id, generation } => {
+                    let Some(r) = running.remove(&id) else { continue };
+                    if r.first {
+                        state.metrics.observe_ttft(r.job.received.elapsed().as_secs_f64());
+                    }
+                    let usage = Usage { prompt_tokens: generation.prompt_tokens, completion_tokens: generation.completion_tokens, cached_tokens: generation.cached_tokens };
+                    state.metrics.count(&usage);
+                    finish(runtime, r.job, &r.query, generation.text, crate::openai::finish_reason(generation.finish_reason), usage);
+                }
+            }
+        }
+    }
+}
+
+/// Runs other work now; queues a chat.
+fn take(job: Job, runtime: &mut ServeRuntime, waiting: &mut VecDeque<Box<ChatJob>>) {
+    match job {
+        Job::Chat(chat) => waiting.push_back(chat),
+        Job::Run(work) => work(runtime),
+    }
+}
+
+/// The last user message: what a stored exchange and a memory search read.
+fn last_user_text(messages: &[ChatMessage]) -> String {
+    messages.iter().rev().find(|m| m.role == persona_engine::Role::User).map(|m| m.content.clone()).unwrap_or_default()
+}
+
+/// The user's persona (built on first use when they have history) and
+/// their records nearest to the question, as one system prompt; the
+/// client's own system messages follow it.
+fn personal_system(runtime: &mut ServeRuntime, user: &str, query: &str) -> Result<String, ApiError> {
+    let k = runtime.tools.k;
+    let mut scope = runtime.user(user)?;
+    let has_history = scope.latest_persona()?.is_some() || !scope.search(query, 1)?.is_empty();
+    let mut parts = Vec::new();
+    if has_history {
+        parts.push(scope.persona()?.text);
+    }
+    let hits = if query.trim().is_empty() { Vec::new() } else { scope.search(query, k)? };
+    if !hits.is_empty() {
+        let lines: Vec<String> = hits.iter().map(|h| format!("- {} -> {}", clip(&h.record.query, 300), clip(&h.record.response, 300))).collect();
+        parts.push(format!("Earlier exchanges of this user that may be relevant (what they were asked or said -> their response):\n{}", lines.join("\n")));
+    }
+    Ok(parts.join("\n\n"))
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &flat[..i]),
+        None => flat,
+    }
+}
+
+/// Builds the prompt and joins the batch, or answers an agent request at
+/// once; a failure is reported to the client.
+fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'static>, running: &mut HashMap<SeqId, Running>, state: &State) {
+    let query = last_user_text(&job.messages);
+    if job.agent {
+        let result = answer_as_agent(runtime, &job, &query);
+        match result {
+            Ok((text, usage)) => {
+                let _ = job.events.send(ChatEvent::Started);
+                let _ = job.events.send(ChatEvent::Text(text.clone()));
+                state.metrics.count(&usage);
+                finish(runtime, job, &query, text, "stop", usage);
+            }
+            Err(e) => {
+                let _ = job.events.send(ChatEvent::Failed(e));
+            }
+        }
+        return;
+    }
+    match join(runtime, &job, &query, batch) {
+        Ok(id) => {
+            let _ = job.events.send(ChatEvent::Started);
+            running.insert(id, Running { job, query, first: true });
+        }
+        Err(e) => {
+            let _ = job.events.send(ChatEvent::Failed(e));
+        }
+    }
+}
+
+fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batch<'static>) -> Result<SeqId, ApiError> {
+    let mut messages = job.messages.clone();
+    if let Some(user) = &job.user {
+        runtime.memory_mut().0.store().ensure_user(user)?;
+        let personal = personal_system(runtime, user, query)?;
+        if !personal.is_empty() {
+            // One system turn: the persona and memory, then the client's own.
+            let client: Vec<String> = messages.iter().filter(|m| m.role == persona_engine::Role::System).map(|m| m.content.clone()).collect();
+            messages.retain(|m| m.role != persona_engine::Role::System);
+            let system = std::iter::once(personal).chain(client).collect::<Vec<_>>().join("\n\n");
+            messages.insert(0, ChatMessage::system(system));
+        }
+    }
+    let model = runtime.scoped_model();
+    let prompt = model.render_chat(&messages)?;
+    let tokens = model.encode_prompt(&prompt)?;
+    let scope = job.user.clone().unwrap_or_else(|| ANONYMOUS_SCOPE.to_string());
+    Ok(model.join(batch, SeqRequest { prompt: tokens, params: job.params.clone(), constraint: None, scope })?)
+}
+
+/// The full method: the action loop with the user's persona, memory and
+/// tools; the answer is the reply.
+fn answer_as_agent(runtime: &mut ServeRuntime, job: &ChatJob, query: &str) -> Result<(String, Usage), ApiError> {
+    let Some(user) = &job.user else {
+        return Err(ApiError::bad_request("the `persona-agent` model answers as a user: name one with `user`, `safety_identifier` or the X-User-Id header").with_param("user"));
+    };
+    runtime.memory_mut().0.store().ensure_user(user)?;
+    let mut scope = runtime.user(user)?;
+    let persona = scope.persona()?;
+    let config = AgentConfig { temperature: job.params.sampling.temperature, seed: job.params.sampling.seed, ..AgentConfig::default() };
+    let trace = scope.ask(&persona.text, query, &config)?;
+    let usage = Usage { prompt_tokens: trace.prefilled_tokens + trace.cached_tokens, completion_tokens: trace.completion_tokens, cached_tokens: trace.cached_tokens };
+    Ok((trace.answer, usage))
+}
+
+/// Stores the exchange (when asked) and then sends the end of the reply.
+fn finish(runtime: &mut ServeRuntime, job: Box<ChatJob>, query: &str, text: String, finish: &'static str, usage: Usage) {
+    if let (Some(user), true) = (&job.user, job.store) {
+        if !query.trim().is_empty() && !text.trim().is_empty() {
+            let mut metadata = Map::new();
+            metadata.insert("source".into(), Value::String("persona serve".into()));
+            metadata.insert("completion_id".into(), Value::String(job.id.clone()));
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
+            let record = NewRecord { timestamp: Some(now), metadata, ..NewRecord::new(query, text.trim()) };
+            let (memory, encoder) = runtime.memory_mut();
+            if let Err(e) = memory.import(user, &[record], encoder, 1, &mut |_, _| {}) {
+                tracing::error!(user = %user, error = %e, "storing the exchange failed");
+                let _ = job.events.send(ChatEvent::Failed(ApiError::internal(format!("the reply could not be stored in the user's memory: {e}"))));
+                return;
+            }
+        }
+    }
+    let _ = job.events.send(ChatEvent::Done { text, finish, usage });
+}
