@@ -36,7 +36,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let param = (path != "." && !path.is_empty()).then_some(path.clone());
+        let data = inner.classify() == serde_json::error::Category::Data;
+        let param = (data && path != "." && !path.is_empty()).then_some(path.clone());
         let message = match &param {
             Some(p) => format!("field `{p}`: {inner}"),
             None => format!("malformed JSON body: {inner}"),
@@ -251,6 +252,8 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("messages[0].role"), "{e}");
         let e = parse_json::<ChatRequest>(b"{not json").unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let e = parse_json::<ChatRequest>(br#"{"messages": [}"#).unwrap_err();
+        assert!(e.message.starts_with("malformed JSON") && e.param.is_none(), "{e}");
         let e = parse_json::<ChatRequest>(b"{}").unwrap_err();
         assert!(e.message.contains("messages"), "{e}");
         let ok = parse_json::<ChatRequest>(br#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}], "stop": "x"}"#).unwrap();

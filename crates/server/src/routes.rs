@@ -150,11 +150,11 @@ pub async fn chat(Shared(state): Shared<Arc<State>>, headers: HeaderMap, JsonBod
     state.send(Job::Chat(Box::new(job)))?;
     // Nothing is sent before the prompt is checked: a prompt over the
     // context is a 400, not a broken stream.
-    match rx.recv().await {
-        Some(ChatEvent::Started) => {}
+    let context = match rx.recv().await {
+        Some(ChatEvent::Started(context)) => context,
         Some(ChatEvent::Failed(e)) => return Err(e),
         _ => return Err(ApiError::internal("the engine thread dropped the request")),
-    }
+    };
     let created = unix_now();
     if req.stream.unwrap_or(false) {
         let usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
@@ -163,8 +163,15 @@ pub async fn chat(Shared(state): Shared<Arc<State>>, headers: HeaderMap, JsonBod
     }
     loop {
         match rx.recv().await {
-            Some(ChatEvent::Text(_) | ChatEvent::Started) => {}
-            Some(ChatEvent::Done { text, finish, usage }) => return Ok(Json(openai::completion(&id, created, &model, &text, finish, &usage)).into_response()),
+            Some(ChatEvent::Text(_) | ChatEvent::Started(_)) => {}
+            Some(ChatEvent::Done { text, finish, usage }) => {
+                let mut body = openai::completion(&id, created, &model, &text, finish, &usage);
+                if let Some(c) = &context {
+                    // An extension field; OpenAI clients ignore it.
+                    body["persona_context"] = json!(c);
+                }
+                return Ok(Json(body).into_response());
+            }
             Some(ChatEvent::Failed(e)) => return Err(e),
             None => return Err(ApiError::internal("the engine thread dropped the request")),
         }
@@ -199,7 +206,7 @@ fn sse_stream(rx: UnboundedReceiver<ChatEvent>, id: String, created: u64, model:
                     }
                     match s.rx.recv().await {
                         Some(ChatEvent::Text(t)) => s.pending.push_back(openai::chunk(&id, created, &model, json!({"content": t}), None).to_string()),
-                        Some(ChatEvent::Started) => {}
+                        Some(ChatEvent::Started(_)) => {}
                         Some(ChatEvent::Done { finish, usage, .. }) => {
                             s.pending.push_back(openai::chunk(&id, created, &model, json!({}), Some(finish)).to_string());
                             if include_usage {

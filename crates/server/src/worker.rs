@@ -59,11 +59,23 @@ pub struct ChatJob {
     pub _slot: SlotGuard,
 }
 
+/// What of a user's went into a prompt (answered as `persona_context`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PersonalContext {
+    /// The user.
+    pub user: String,
+    /// The persona version used as the system prompt (none for a user
+    /// without history).
+    pub persona_version: Option<i64>,
+    /// Ids of the user's records put in the prompt.
+    pub records: Vec<i64>,
+}
+
 /// What the engine thread reports about a chat.
 #[derive(Debug)]
 pub enum ChatEvent {
     /// The prompt is built and joined the batch.
-    Started,
+    Started(Option<PersonalContext>),
     /// Reply text.
     Text(String),
     /// The reply is complete (and stored).
@@ -173,20 +185,24 @@ fn last_user_text(messages: &[ChatMessage]) -> String {
 /// The user's persona (built on first use when they have history) and
 /// their records nearest to the question, as one system prompt; the
 /// client's own system messages follow it.
-fn personal_system(runtime: &mut ServeRuntime, user: &str, query: &str) -> Result<String, ApiError> {
+fn personal_system(runtime: &mut ServeRuntime, user: &str, query: &str) -> Result<(String, PersonalContext), ApiError> {
     let k = runtime.tools.k;
     let mut scope = runtime.user(user)?;
     let has_history = scope.latest_persona()?.is_some() || !scope.search(query, 1)?.is_empty();
     let mut parts = Vec::new();
+    let mut context = PersonalContext { user: user.to_string(), ..PersonalContext::default() };
     if has_history {
-        parts.push(scope.persona()?.text);
+        let persona = scope.persona()?;
+        context.persona_version = Some(persona.version);
+        parts.push(persona.text);
     }
     let hits = if query.trim().is_empty() { Vec::new() } else { scope.search(query, k)? };
     if !hits.is_empty() {
         let lines: Vec<String> = hits.iter().map(|h| format!("- {} -> {}", clip(&h.record.query, 300), clip(&h.record.response, 300))).collect();
         parts.push(format!("Earlier exchanges of this user that may be relevant (what they were asked or said -> their response):\n{}", lines.join("\n")));
+        context.records = hits.iter().map(|h| h.record.id).collect();
     }
-    Ok(parts.join("\n\n"))
+    Ok((parts.join("\n\n"), context))
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -204,8 +220,8 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
     if job.agent {
         let result = answer_as_agent(runtime, &job, &query);
         match result {
-            Ok((text, usage)) => {
-                let _ = job.events.send(ChatEvent::Started);
+            Ok((text, usage, context)) => {
+                let _ = job.events.send(ChatEvent::Started(Some(context)));
                 let _ = job.events.send(ChatEvent::Text(text.clone()));
                 state.metrics.count(&usage);
                 finish(runtime, job, &query, text, "stop", usage);
@@ -217,8 +233,8 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
         return;
     }
     match join(runtime, &job, &query, batch) {
-        Ok(id) => {
-            let _ = job.events.send(ChatEvent::Started);
+        Ok((id, context)) => {
+            let _ = job.events.send(ChatEvent::Started(context));
             running.insert(id, Running { job, query, first: true });
         }
         Err(e) => {
@@ -227,11 +243,15 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
     }
 }
 
-fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batch<'static>) -> Result<SeqId, ApiError> {
+fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batch<'static>) -> Result<(SeqId, Option<PersonalContext>), ApiError> {
     let mut messages = job.messages.clone();
+    let mut context = None;
     if let Some(user) = &job.user {
-        runtime.memory_mut().0.store().ensure_user(user)?;
-        let personal = personal_system(runtime, user, query)?;
+        // A new user is created when their first exchange is stored, not
+        // before: a refused request leaves nothing behind.
+        let known = runtime.memory().store().user(user)?.is_some();
+        let (personal, used) = if known { personal_system(runtime, user, query)? } else { (String::new(), PersonalContext { user: user.clone(), ..PersonalContext::default() }) };
+        context = Some(used);
         if !personal.is_empty() {
             // One system turn: the persona and memory, then the client's own.
             let client: Vec<String> = messages.iter().filter(|m| m.role == persona_engine::Role::System).map(|m| m.content.clone()).collect();
@@ -244,22 +264,23 @@ fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batc
     let prompt = model.render_chat(&messages)?;
     let tokens = model.encode_prompt(&prompt)?;
     let scope = job.user.clone().unwrap_or_else(|| ANONYMOUS_SCOPE.to_string());
-    Ok(model.join(batch, SeqRequest { prompt: tokens, params: job.params.clone(), constraint: None, scope })?)
+    let id = model.join(batch, SeqRequest { prompt: tokens, params: job.params.clone(), constraint: None, scope })?;
+    Ok((id, context))
 }
 
 /// The full method: the action loop with the user's persona, memory and
 /// tools; the answer is the reply.
-fn answer_as_agent(runtime: &mut ServeRuntime, job: &ChatJob, query: &str) -> Result<(String, Usage), ApiError> {
+fn answer_as_agent(runtime: &mut ServeRuntime, job: &ChatJob, query: &str) -> Result<(String, Usage, PersonalContext), ApiError> {
     let Some(user) = &job.user else {
         return Err(ApiError::bad_request("the `persona-agent` model answers as a user: name one with `user`, `safety_identifier` or the X-User-Id header").with_param("user"));
     };
-    runtime.memory_mut().0.store().ensure_user(user)?;
     let mut scope = runtime.user(user)?;
     let persona = scope.persona()?;
     let config = AgentConfig { temperature: job.params.sampling.temperature, seed: job.params.sampling.seed, ..AgentConfig::default() };
     let trace = scope.ask(&persona.text, query, &config)?;
     let usage = Usage { prompt_tokens: trace.prefilled_tokens + trace.cached_tokens, completion_tokens: trace.completion_tokens, cached_tokens: trace.cached_tokens };
-    Ok((trace.answer, usage))
+    let context = PersonalContext { user: user.clone(), persona_version: Some(persona.version), records: Vec::new() };
+    Ok((trace.answer, usage, context))
 }
 
 /// Stores the exchange (when asked) and then sends the end of the reply.
