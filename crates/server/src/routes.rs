@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State as Shared;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -236,9 +238,11 @@ pub async fn embeddings(Shared(state): Shared<Arc<State>>, JsonBody(req): JsonBo
     if texts.is_empty() {
         return Err(ApiError::bad_request("`input` is empty").with_param("input"));
     }
-    if let Some(f) = req.encoding_format.as_deref().filter(|f| *f != "float") {
-        return Err(ApiError::bad_request(format!("encoding_format '{f}' is not served (only float)")).with_param("encoding_format"));
-    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(f) => return Err(ApiError::bad_request(format!("encoding_format '{f}' is not served (float or base64)")).with_param("encoding_format")),
+    };
     if let Some(m) = req.model.as_deref().filter(|m| !m.is_empty() && *m != state.encoder_name) {
         return Err(ApiError::not_found(format!("unknown embedding model '{m}' (served: {})", state.encoder_name), "model", "model_not_found"));
     }
@@ -251,7 +255,15 @@ pub async fn embeddings(Shared(state): Shared<Arc<State>>, JsonBody(req): JsonBo
             Ok((vectors, tokens))
         })
         .await?;
-    let data: Vec<Value> = vectors.into_iter().enumerate().map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v})).collect();
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // base64: the little-endian f32 bytes, as OpenAI sends them.
+            let embedding = if base64 { json!(BASE64.encode(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())) } else { json!(v) };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
     Ok(Json(json!({"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})))
 }
 

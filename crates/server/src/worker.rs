@@ -182,13 +182,22 @@ fn last_user_text(messages: &[ChatMessage]) -> String {
     messages.iter().rev().find(|m| m.role == persona_engine::Role::User).map(|m| m.content.clone()).unwrap_or_default()
 }
 
+/// Records a user needs before a persona is built from them (a summary of
+/// one or two exchanges would describe nothing stable); their records are
+/// in the prompt before that.
+const PERSONA_MIN_RECORDS: i64 = 5;
+
 /// The user's persona (built on first use when they have history) and
 /// their records nearest to the question, as one system prompt; the
 /// client's own system messages follow it.
 fn personal_system(runtime: &mut ServeRuntime, user: &str, query: &str) -> Result<(String, PersonalContext), ApiError> {
     let k = runtime.tools.k;
+    let records = {
+        let store = runtime.memory().store();
+        store.record_count(&store.require_user(user)?)?
+    };
     let mut scope = runtime.user(user)?;
-    let has_history = scope.latest_persona()?.is_some() || !scope.search(query, 1)?.is_empty();
+    let has_history = scope.latest_persona()?.is_some() || records >= PERSONA_MIN_RECORDS;
     let mut parts = Vec::new();
     let mut context = PersonalContext { user: user.to_string(), ..PersonalContext::default() };
     if has_history {
