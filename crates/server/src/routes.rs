@@ -97,8 +97,10 @@ fn parameters(req: &ChatRequest) -> Result<(Vec<ChatMessage>, GenerationParams),
         return Err(ApiError::bad_request("only n = 1 is served").with_param("n"));
     }
     match &req.response_format {
-        None | Some(ResponseFormat::Text) => {}
-        Some(_) => return Err(ApiError::bad_request("response_format json_object and json_schema are not served yet; ask for JSON in the prompt").with_param("response_format")),
+        None | Some(ResponseFormat::Text | ResponseFormat::JsonObject) => {}
+        Some(ResponseFormat::JsonSchema {}) => {
+            return Err(ApiError::bad_request("response_format json_schema is not enforced yet; use {\"type\": \"json_object\"} (any JSON object) and describe the schema in the prompt").with_param("response_format"))
+        }
     }
     let max_tokens = req.max_completion_tokens.or(req.max_tokens).map_or(DEFAULT_MAX_TOKENS, |n| n as usize);
     if max_tokens == 0 {
@@ -148,7 +150,11 @@ pub async fn chat(Shared(state): Shared<Arc<State>>, headers: HeaderMap, JsonBod
     let slot = state.slot()?;
     let (tx, mut rx) = unbounded_channel();
     let id = completion_id();
-    let job = ChatJob { id: id.clone(), user, messages, params, agent, store: req.store.unwrap_or(true), events: tx, received: Instant::now(), _slot: slot };
+    let json = matches!(req.response_format, Some(ResponseFormat::JsonObject));
+    if json && agent {
+        return Err(ApiError::bad_request("the persona-agent model answers in text; response_format json_object needs the chat model").with_param("response_format"));
+    }
+    let job = ChatJob { id: id.clone(), user, messages, params, agent, store: req.store.unwrap_or(true), json, events: tx, received: Instant::now(), _slot: slot };
     state.send(Job::Chat(Box::new(job)))?;
     // Nothing is sent before the prompt is checked: a prompt over the
     // context is a 400, not a broken stream.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use persona_agent::{AgentConfig, Runtime, ANONYMOUS_SCOPE};
-use persona_engine::{Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, SeqEvent, SeqId, SeqRequest};
+use persona_engine::{Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint};
 use persona_memory::NewRecord;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
@@ -50,6 +50,8 @@ pub struct ChatJob {
     pub agent: bool,
     /// Store the exchange in the user's memory.
     pub store: bool,
+    /// Decode under the JSON grammar (`response_format: json_object`).
+    pub json: bool,
     /// Where the reply goes.
     pub events: UnboundedSender<ChatEvent>,
     /// When the server received it.
@@ -104,6 +106,8 @@ pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>)
     let mut waiting: VecDeque<Box<ChatJob>> = VecDeque::new();
     let mut running: HashMap<SeqId, Running> = HashMap::new();
     let mut events = Vec::new();
+    // The vocabulary's bytes, for JSON mode (built at its first use).
+    let mut vocab: Option<Arc<TokenBytes>> = None;
     loop {
         if batch.is_empty() && waiting.is_empty() {
             match jobs.recv() {
@@ -128,7 +132,7 @@ pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>)
         }
         while batch.len() < state.limits.parallel {
             let Some(job) = waiting.pop_front() else { break };
-            admit(job, runtime, &mut batch, &mut running, state);
+            admit(job, runtime, &mut batch, &mut running, state, &mut vocab);
         }
         state.metrics.running.store(batch.len(), Ordering::Relaxed);
         state.metrics.queued.store(waiting.len(), Ordering::Relaxed);
@@ -224,7 +228,7 @@ fn clip(s: &str, max: usize) -> String {
 
 /// Builds the prompt and joins the batch, or answers an agent request at
 /// once; a failure is reported to the client.
-fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'static>, running: &mut HashMap<SeqId, Running>, state: &State) {
+fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'static>, running: &mut HashMap<SeqId, Running>, state: &State, vocab: &mut Option<Arc<TokenBytes>>) {
     let query = last_user_text(&job.messages);
     if job.agent {
         let result = answer_as_agent(runtime, &job, &query);
@@ -241,7 +245,7 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
         }
         return;
     }
-    match join(runtime, &job, &query, batch) {
+    match join(runtime, &job, &query, batch, vocab) {
         Ok((id, context)) => {
             let _ = job.events.send(ChatEvent::Started(context));
             running.insert(id, Running { job, query, first: true });
@@ -252,7 +256,7 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
     }
 }
 
-fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batch<'static>) -> Result<(SeqId, Option<PersonalContext>), ApiError> {
+fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batch<'static>, vocab: &mut Option<Arc<TokenBytes>>) -> Result<(SeqId, Option<PersonalContext>), ApiError> {
     let mut messages = job.messages.clone();
     let mut context = None;
     if let Some(user) = &job.user {
@@ -273,7 +277,13 @@ fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batc
     let prompt = model.render_chat(&messages)?;
     let tokens = model.encode_prompt(&prompt)?;
     let scope = job.user.clone().unwrap_or_else(|| ANONYMOUS_SCOPE.to_string());
-    let id = model.join(batch, SeqRequest { prompt: tokens, params: job.params.clone(), constraint: None, scope })?;
+    let constraint: Option<Box<dyn TokenConstraint>> = if job.json {
+        let vocab = vocab.get_or_insert_with(|| Arc::new(TokenBytes::from_tokenizer(model.tokenizer()))).clone();
+        Some(Box::new(GrammarConstraint::new(JsonGrammar::object(), vocab)))
+    } else {
+        None
+    };
+    let id = model.join(batch, SeqRequest { prompt: tokens, params: job.params.clone(), constraint, scope })?;
     Ok((id, context))
 }
 

@@ -373,3 +373,18 @@ fn health_waits_for_loading_and_the_key_is_required() {
     assert_eq!(status, 200);
     go.send(()).unwrap();
 }
+
+#[test]
+fn json_mode_writes_one_json_object() {
+    let url = server();
+    let mut body = chat("Describe a cat as JSON with the keys name and age.", 120);
+    body["response_format"] = json!({"type": "json_object"});
+    let (status, reply) = post(url, "/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{reply}");
+    let text = content(&reply);
+    let parsed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    assert!(parsed.is_object(), "{text}");
+    assert_eq!(reply["choices"][0]["finish_reason"], "stop", "the object closed before the limit");
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type": "object"}}});
+    assert_eq!(post(url, "/v1/chat/completions", &body).0, 400, "a schema is refused, not ignored");
+}
