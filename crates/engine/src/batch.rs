@@ -386,7 +386,7 @@ impl GgufChatModel {
                 }
             }
         }
-        Ok(results.into_iter().map(|g| g.unwrap_or_else(|| unreachable_generation())).collect())
+        Ok(results.into_iter().map(|g| g.unwrap_or_else(unreachable_generation)).collect())
     }
 }
 
