@@ -13,6 +13,7 @@
 //! `POST /v1/chat/completions`, `POST /v1/embeddings`, and the user's own:
 //! `POST /v1/users/{id}/records`, `GET /v1/users/{id}/records/search`,
 //! `GET /v1/users/{id}/persona`, `POST /v1/users/{id}/feedback`,
+//! `POST /v1/users/{id}/align` (a background job, `GET /v1/jobs/{job}`),
 //! `DELETE /v1/users/{id}`.
 
 mod error;
@@ -117,6 +118,7 @@ impl Server {
             limits: config.limits,
             inflight: Arc::new(AtomicUsize::new(0)),
             metrics: Default::default(),
+            jobs_state: Mutex::new(Default::default()),
         });
         Ok(Server { listener, state, receiver, cors })
     }
@@ -180,6 +182,8 @@ fn router(state: Arc<State>, cors: &[HeaderValue]) -> Router {
         .route("/v1/users/{id}/records/search", get(users::search))
         .route("/v1/users/{id}/persona", get(users::persona))
         .route("/v1/users/{id}/feedback", post(users::feedback))
+        .route("/v1/users/{id}/align", post(users::align))
+        .route("/v1/jobs/{job}", get(users::job))
         .route("/v1/users/{id}", delete(users::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let mut app = Router::new()

@@ -1,11 +1,13 @@
 //! What the request handlers share: the way to the engine thread, the
 //! limits, the metrics and background jobs.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
@@ -50,6 +52,8 @@ pub struct State {
     pub inflight: Arc<AtomicUsize>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Background jobs (alignment) by id: their last state.
+    pub jobs_state: Mutex<HashMap<String, Value>>,
 }
 
 impl State {
@@ -76,6 +80,18 @@ impl State {
             let _ = tx.send(f(rt));
         })))?;
         rx.await.map_err(|_| ApiError::internal("the engine thread dropped the request"))?
+    }
+
+    /// Records a background job's state.
+    pub fn set_job(&self, id: &str, state: Value) {
+        if let Ok(mut jobs) = self.jobs_state.lock() {
+            jobs.insert(id.to_string(), state);
+        }
+    }
+
+    /// A background job's last state.
+    pub fn job(&self, id: &str) -> Option<Value> {
+        self.jobs_state.lock().ok().and_then(|j| j.get(id).cloned())
     }
 
     /// Takes a place for a chat request, or answers 503 when the running

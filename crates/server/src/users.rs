@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State as Shared};
 use axum::http::StatusCode;
 use axum::Json;
+use persona_agent::AlignConfig;
 use persona_memory::import::parse_import;
 use persona_memory::{ImportOptions, MemoryError, NewRecord};
 use serde::Deserialize;
@@ -149,4 +150,72 @@ pub async fn delete(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Stri
         })
         .await?;
     Ok(Json(json!({"user": id, "deleted": true})))
+}
+
+/// `POST /v1/users/{id}/align` options (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlignRequest {
+    /// Interactions replayed per iteration (n).
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Iterations (E).
+    #[serde(default)]
+    pub iterations: Option<usize>,
+}
+
+/// `POST /v1/users/{id}/align`: test-time alignment of the user's persona
+/// as a background job on the engine thread (chats wait while a replay or
+/// rewrite runs); answers 202 with the job, whose state `GET
+/// /v1/jobs/{job}` gives.
+pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = checked(&id)?;
+    let request: AlignRequest = if body.iter().all(u8::is_ascii_whitespace) { AlignRequest::default() } else { crate::openai::parse_json(&body)? };
+    let defaults = AlignConfig::default();
+    let config = AlignConfig { batch: request.batch.unwrap_or(defaults.batch), iterations: request.iterations.unwrap_or(defaults.iterations), ..defaults };
+    config.validate().map_err(ApiError::from)?;
+    state.ready()?;
+    // The user must exist before a job is made.
+    let user = id.clone();
+    state.run(move |rt| Ok(rt.memory().store().require_user(&user).map(|_| ())?)).await?;
+    let job = format!("align-{:016x}", rand::random::<u64>());
+    let record = |status: &str, extra: Value| {
+        let mut v = json!({"id": job, "object": "job", "kind": "align", "user": id, "status": status});
+        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+            v.extend(extra);
+        }
+        v
+    };
+    state.set_job(&job, record("queued", json!({})));
+    let (shared, job_id, user) = (state.clone(), job.clone(), id.clone());
+    let queued = record("queued", json!({}));
+    state.send(crate::worker::Job::Run(Box::new(move |rt| {
+        let with = |status: &str, extra: Value| {
+            let mut v = queued.clone();
+            v["status"] = json!(status);
+            if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
+                v.extend(extra);
+            }
+            v
+        };
+        shared.set_job(&job_id, with("running", json!({})));
+        let result = rt.user(&user).and_then(|mut scope| {
+            scope.persona()?;
+            scope.align(&config, None, None, &mut |_| {})
+        });
+        let done = match result {
+            Ok(report) => with(
+                "succeeded",
+                json!({"result": {"initial_version": report.initial_version, "final_version": report.final_version, "initial_score": report.initial_score, "final_score": report.final_score, "iterations": report.iterations.len()}}),
+            ),
+            Err(e) => with("failed", json!({"error": ApiError::from(e).message})),
+        };
+        shared.set_job(&job_id, done);
+    })))?;
+    Ok((StatusCode::ACCEPTED, Json(state.job(&job).unwrap_or_else(|| record("queued", json!({}))))))
+}
+
+/// `GET /v1/jobs/{job}`: a background job's state.
+pub async fn job(Shared(state): Shared<Arc<State>>, UrlPath(job): UrlPath<String>) -> Result<Json<Value>, ApiError> {
+    state.job(&job).map(Json).ok_or_else(|| ApiError::not_found(format!("no job '{job}'"), "job", "job_not_found"))
 }

@@ -388,3 +388,33 @@ fn json_mode_writes_one_json_object() {
     body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type": "object"}}});
     assert_eq!(post(url, "/v1/chat/completions", &body).0, 400, "a schema is refused, not ignored");
 }
+
+#[test]
+fn alignment_runs_as_a_background_job() {
+    let url = server();
+    let (author, _) = two_authors(12);
+    let user = "aligned-reader";
+    assert_eq!(import(url, user, &author_records(&author, 12)).0, 201);
+    let (status, job) = post(url, &format!("/v1/users/{user}/align"), &json!({"batch": 1, "iterations": 1}));
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let done = loop {
+        let (status, state) = get(url, &format!("/v1/jobs/{id}"));
+        assert_eq!(status, 200);
+        if state["status"] == "succeeded" || state["status"] == "failed" {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["iterations"], 1, "{done}");
+    let (_, history) = get(url, &format!("/v1/users/{user}/persona?history=true"));
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.last().unwrap()["version"], done["result"]["final_version"], "{history}");
+    assert_eq!(post(url, "/v1/users/nobody-at-all/align", &json!({})).0, 404);
+    assert_eq!(post(url, &format!("/v1/users/{user}/align"), &json!({"iterations": "many"})).0, 422);
+    assert_eq!(post(url, &format!("/v1/users/{user}/align"), &json!({"iterations": 0})).0, 400);
+    assert_eq!(get(url, "/v1/jobs/align-0").0, 404);
+}
