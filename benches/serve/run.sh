@@ -10,7 +10,10 @@
 #   LLAMA_PYTHON: a Python with llama-cpp-python[server]
 #   CLIENT_PYTHON: a Python with httpx
 #   defaults: 120 seconds, clients 8 and 32; model small, 2 threads
-#   (MODEL=..., THREADS=... to change).
+#   (MODEL=..., THREADS=... to change; SERVERS="persona llama" picks which run).
+# llama_cpp.server runs with --interrupt_requests False: by default a new
+# request cancels the one it is streaming, which empties every stream of a
+# concurrent load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 llama_py="$1"; client_py="$2"; seconds="${3:-120}"
@@ -36,12 +39,17 @@ run_load() {
 }
 data="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$data"' EXIT
+servers="${SERVERS:-persona llama}"
+if [[ " $servers " == *" persona "* ]]; then
 $persona --threads "$threads" --data-dir "$data" serve -m "$model" --port $port --no-encyclopedia > "$data/persona.out" 2> "$data/persona.err" &
 pid=$!
 wait_ready /health
 run_load "persona serve" $pid "$model"
 kill $pid; wait $pid 2>/dev/null || true
-"$llama_py" -m llama_cpp.server --model "$gguf" --n_threads "$threads" --n_ctx 4096 --host 127.0.0.1 --port $port > "$data/llama.out" 2>&1 &
+fi
+if [[ " $servers " == *" llama "* ]]; then
+"$llama_py" -m llama_cpp.server --model "$gguf" --n_threads "$threads" --n_ctx 4096 --interrupt_requests False --host 127.0.0.1 --port $port > "$data/llama.out" 2>&1 &
 pid=$!
 wait_ready /v1/models
 run_load "llama_cpp.server" $pid "$gguf"
+fi
