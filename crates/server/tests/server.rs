@@ -418,3 +418,52 @@ fn alignment_runs_as_a_background_job() {
     assert_eq!(post(url, &format!("/v1/users/{user}/align"), &json!({"iterations": 0})).0, 400);
     assert_eq!(get(url, "/v1/jobs/align-0").0, 404);
 }
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    // One place to run and none to wait: a second chat while a long one
+    // streams is refused at once, and served again once the first ends.
+    let data = tempfile::tempdir().unwrap().keep();
+    let loader: Loader = Box::new(move || {
+        let model = GgufChatModel::load(model_path("tiny"), &Device::Cpu).map_err(|e| e.to_string())?;
+        let encoder = BertEncoder::load(model_path("minilm").parent().unwrap(), "minilm", &Device::Cpu).map_err(|e| e.to_string())?;
+        Ok(Runtime::new(model, Box::new(encoder), Memory::open(&data).map_err(|e| e.to_string())?, None))
+    });
+    let config = ServerConfig { limits: Limits { parallel: 1, queue: 0, max_body_bytes: BODY_LIMIT }, ..config() };
+    let url = format!("http://{}", start(config, loader));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while get(&url, "/health").0 != 200 {
+        assert!(Instant::now() < deadline, "the server did not get ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let addr = url.trim_start_matches("http://").to_string();
+    let body = json!({"messages": [{"role": "user", "content": "Tell me a very long story about the sea."}], "max_tokens": 400, "stream": true, "temperature": 0.7}).to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    while !seen.contains("\"content\"") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let refused = match agent().post(&format!("{url}/v1/chat/completions")).send_json(chat("hi", 2)) {
+        Err(ureq::Error::Status(503, r)) => r,
+        other => panic!("expected 503, got {:?}", other.map(|r| r.status())),
+    };
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let body: Value = serde_json::from_str(&refused.into_string().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    drop(stream);
+    // The disconnected stream gives its place back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, reply) = post(&url, "/v1/chat/completions", &chat("hi", 2));
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{reply}");
+        assert!(Instant::now() < deadline, "the place was never given back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
