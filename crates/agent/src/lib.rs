@@ -25,6 +25,7 @@ pub mod llm;
 pub mod persona;
 pub mod prompts;
 pub mod runtime;
+pub mod shared;
 pub mod tools;
 pub mod trace;
 
@@ -39,5 +40,6 @@ pub use grammar::{ParamKind, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};
 pub use persona::Rejection;
 pub use runtime::{Runtime, UserScope, ANONYMOUS_SCOPE};
+pub use shared::SharedLlm;
 pub use tools::{CallContext, Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
 pub use trace::{Finish, Trace, TraceStep};

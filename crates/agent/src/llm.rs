@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use persona_engine::{ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, GrammarConstraint, TokenConstraint};
+use persona_engine::{ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, GgufTokenizer, GrammarConstraint, TokenConstraint};
 use persona_memory::Summarizer;
 use serde::Serialize;
 
@@ -120,7 +120,7 @@ impl<M: ChatModel> AgentLlm for M {
         let prompts = transcripts.iter().map(|t| t.tokens.clone()).collect();
         let generations = self.generate_batch_constrained(prompts, params, refs)?;
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        transcripts.iter_mut().zip(generations).map(|(t, g)| append_generation(self, t, g, ms)).collect()
+        transcripts.iter_mut().zip(generations).map(|(t, g)| append_generation(self.tokenizer(), t, g, ms)).collect()
     }
 
     fn complete_batch(&mut self, turns: &[(String, String)], params: &GenerationParams) -> Result<Vec<String>> {
@@ -139,12 +139,7 @@ impl<M: ChatModel> AgentLlm for M {
         let tokens = self.encode_prompt(&text)?;
         let mut constraint = GrammarConstraint::new(ChoiceGrammar::new(choices), self.tokenizer().token_bytes());
         let generation = self.generate_tokens(tokens, params, Some(&mut constraint), &mut |_| true)?;
-        let answer = generation.text.trim();
-        // The grammar admits labels only; a length cut is the one way out.
-        choices.find(answer).map(str::to_string).ok_or_else(|| AgentError::Config {
-            name: "max_tokens",
-            reason: format!("{} tokens ended the answer {answer:?} before it was a whole label", params.max_tokens),
-        })
+        choice_answer(&generation, choices, params)
     }
 
     fn set_scope(&mut self, scope: &str) {
@@ -160,14 +155,14 @@ fn run<M: ChatModel>(
 ) -> Result<Continuation> {
     let start = Instant::now();
     let generation = model.generate_tokens(transcript.tokens.clone(), params, constraint, &mut |_| true)?;
-    append_generation(model, transcript, generation, start.elapsed().as_secs_f64() * 1000.0)
+    append_generation(model.tokenizer(), transcript, generation, start.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Adds what the model generated to the transcript. Everything it produced
 /// stays (also what follows a stop string inside the last token), so the
 /// next call extends exactly the tokens in the KV cache.
-fn append_generation<M: ChatModel>(model: &M, transcript: &mut Transcript, generation: Generation, ms: f64) -> Result<Continuation> {
-    let full = model.tokenizer().decode(&generation.tokens, false)?;
+pub(crate) fn append_generation(tokenizer: &GgufTokenizer, transcript: &mut Transcript, generation: Generation, ms: f64) -> Result<Continuation> {
+    let full = tokenizer.decode(&generation.tokens, false)?;
     transcript.tokens.extend_from_slice(&generation.tokens);
     transcript.text.push_str(&full);
     Ok(Continuation {
@@ -180,7 +175,17 @@ fn append_generation<M: ChatModel>(model: &M, transcript: &mut Transcript, gener
     })
 }
 
-fn check_batch(transcripts: usize, grammars: usize) -> Result<()> {
+/// The label a generation under a [`ChoiceGrammar`] wrote.
+pub(crate) fn choice_answer(generation: &Generation, choices: &Choices, params: &GenerationParams) -> Result<String> {
+    let answer = generation.text.trim();
+    // The grammar admits labels only; a length cut is the one way out.
+    choices.find(answer).map(str::to_string).ok_or_else(|| AgentError::Config {
+        name: "max_tokens",
+        reason: format!("{} tokens ended the answer {answer:?} before it was a whole label", params.max_tokens),
+    })
+}
+
+pub(crate) fn check_batch(transcripts: usize, grammars: usize) -> Result<()> {
     if transcripts == grammars {
         return Ok(());
     }

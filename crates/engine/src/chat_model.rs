@@ -39,6 +39,17 @@ pub struct ModelInfo {
     pub repacked: Option<PathBuf>,
 }
 
+/// Tokenizes templated text for generation: special tokens parsed, BOS
+/// first when the model asks for it.
+pub(crate) fn prompt_ids(tokenizer: &GgufTokenizer, add_bos: bool, prompt: &str) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    if add_bos {
+        ids.extend(tokenizer.bos_id());
+    }
+    ids.extend(tokenizer.encode(prompt, true)?);
+    Ok(ids)
+}
+
 /// How a model is loaded.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -129,8 +140,8 @@ pub trait ChatModel {
 pub struct GgufChatModel {
     pub(crate) backend: Backend,
     pub(crate) tokenizer: GgufTokenizer,
-    template: ChatTemplate,
-    add_bos: bool,
+    pub(crate) template: ChatTemplate,
+    pub(crate) add_bos: bool,
     pub(crate) info: ModelInfo,
     logits: Vec<f32>,
     /// The tokens in the working KV cache, in order.
@@ -226,12 +237,7 @@ impl GgufChatModel {
     /// Tokenizes a templated prompt the way [`ChatModel::generate`] does
     /// (special tokens parsed, BOS added when the model asks for it).
     pub fn prompt_tokens(&self, prompt: &str) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        if self.add_bos {
-            ids.extend(self.tokenizer.bos_id());
-        }
-        ids.extend(self.tokenizer.encode(prompt, true)?);
-        Ok(ids)
+        prompt_ids(&self.tokenizer, self.add_bos, prompt)
     }
 
     /// Generates from already tokenized input.

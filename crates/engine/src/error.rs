@@ -154,6 +154,10 @@ pub enum EngineError {
     /// The HuggingFace Hub path failed.
     #[error("huggingface hub: {0}")]
     Hub(String),
+    /// The thread of a [`crate::SharedModel`] failed a step of its batch
+    /// (every sequence in it gets this error) or has stopped.
+    #[error("shared model: {0}")]
+    Shared(String),
     /// The encoder's config or weights are malformed.
     #[error("encoder {path}: {reason}")]
     Encoder {

@@ -36,6 +36,7 @@ pub mod json_grammar;
 pub mod registry;
 pub mod repack;
 pub mod sampling;
+pub mod shared;
 pub mod tokenizer;
 
 pub use batch::{Batch, SeqEvent, SeqId, SeqRequest};
@@ -51,6 +52,7 @@ pub use gguf::{Architecture, GgufFile};
 pub use json_grammar::JsonGrammar;
 pub use registry::{Manifest, ModelEntry, ModelRole, ModelStore};
 pub use sampling::{Sampler, SamplingParams};
+pub use shared::{ModelClient, SharedModel};
 pub use tokenizer::GgufTokenizer;
 
 /// Re-exported so callers can name devices without depending on candle.

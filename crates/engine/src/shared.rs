@@ -1,0 +1,253 @@
+//! One model shared by several threads: a thread owns the
+//! [`GgufChatModel`] and decodes every request it gets in one running batch
+//! (continuous batching), so that several independent callers, such as
+//! benchmark users in flight together or a server's agent requests, have
+//! their calls decoded together instead of one after another. Each caller
+//! holds a [`ModelClient`]: it renders and tokenizes prompts on its own
+//! thread, sends them with their parameters, constraint and cache scope,
+//! and blocks until its sequences are done.
+//!
+//! A sequence gets the same tokens here as in a batch of
+//! [`GgufChatModel::generate_batch_constrained`]: its own sampler seeded by
+//! its parameters, its own stop strings and constraint. The prefix cache is
+//! kept per scope, as always, so callers working for different users never
+//! share cached prompt state.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::backend::Backend;
+use crate::batch::{Batch, SeqEvent, SeqId, SeqRequest};
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::chat_model::{prompt_ids, GgufChatModel, ModelInfo};
+use crate::constraint::TokenConstraint;
+use crate::error::{EngineError, Result};
+use crate::generation::{Generation, GenerationParams};
+use crate::tokenizer::GgufTokenizer;
+
+/// A constraint that can travel to the model's thread.
+pub type SendConstraint = Box<dyn TokenConstraint + Send>;
+
+/// What callers need besides the model's thread: facts, tokenizer and
+/// template, to build prompts on their own threads.
+struct Prompter {
+    info: ModelInfo,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    add_bos: bool,
+}
+
+/// A sequence for the model's thread.
+struct Request {
+    prompt: Vec<u32>,
+    params: GenerationParams,
+    constraint: Option<SendConstraint>,
+    scope: String,
+    reply: Sender<Result<Generation>>,
+}
+
+/// A model running on its own thread, decoding the requests of every
+/// [`ModelClient`] together. The thread ends when the `SharedModel` and
+/// every client are gone (sequences still running are finished first).
+pub struct SharedModel {
+    requests: Sender<Request>,
+    prompter: Arc<Prompter>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SharedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedModel").field("model", &self.prompter.info.name).finish()
+    }
+}
+
+impl SharedModel {
+    /// Moves `model` to a thread of its own that decodes at most `parallel`
+    /// sequences in one batch (more wait their turn, in order). Fails for
+    /// architectures that do not run on the own decoder (batched decoding
+    /// needs it) and for `parallel == 0`.
+    pub fn spawn(model: GgufChatModel, parallel: usize) -> Result<SharedModel> {
+        if parallel == 0 {
+            return Err(EngineError::InvalidParameter { name: "parallel", reason: "must be at least 1".into() });
+        }
+        if let Backend::Candle(..) = model.backend {
+            return Err(EngineError::InvalidParameter {
+                name: "model",
+                reason: format!("a shared model decodes in batches, which runs on the own decoder (Llama, Qwen2); this model is {}", model.info.architecture),
+            });
+        }
+        let prompter = Arc::new(Prompter { info: model.info.clone(), tokenizer: model.tokenizer.clone(), template: model.template.clone(), add_bos: model.add_bos });
+        let (requests, inbox) = channel();
+        let thread = std::thread::Builder::new()
+            .name("persona-shared-model".into())
+            .spawn(move || serve(model, &inbox, parallel))
+            .map_err(|e| EngineError::Shared(format!("cannot start the model's thread: {e}")))?;
+        Ok(SharedModel { requests, prompter, thread: Some(thread) })
+    }
+
+    /// A new caller of the model (default cache scope: the empty string).
+    pub fn client(&self) -> ModelClient {
+        ModelClient { requests: self.requests.clone(), prompter: Arc::clone(&self.prompter), scope: String::new() }
+    }
+
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.prompter.info
+    }
+
+    /// Waits for the model's thread to end: when every client is dropped
+    /// and the sequences they sent are done.
+    pub fn join(mut self) -> Result<()> {
+        let thread = self.thread.take();
+        drop(self);
+        match thread.map(JoinHandle::join) {
+            Some(Err(_)) => Err(EngineError::Shared("the model's thread panicked".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One caller of a [`SharedModel`]: cheap to clone, and `Send`, so each
+/// thread holds its own. Calls block until their sequences are done;
+/// sequences of different clients are decoded together.
+#[derive(Clone)]
+pub struct ModelClient {
+    requests: Sender<Request>,
+    prompter: Arc<Prompter>,
+    scope: String,
+}
+
+impl std::fmt::Debug for ModelClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelClient").field("model", &self.prompter.info.name).field("scope", &self.scope).finish()
+    }
+}
+
+impl ModelClient {
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        &self.prompter.info
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.prompter.tokenizer
+    }
+
+    /// Renders messages with the model's chat template, ending where the
+    /// assistant's reply starts.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.prompter.template.render(messages, true)
+    }
+
+    /// Tokenizes templated text the way generation does (special tokens
+    /// parsed, BOS added when the model asks for it).
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        prompt_ids(&self.prompter.tokenizer, self.prompter.add_bos, prompt)
+    }
+
+    /// Whose work this client's calls are: cached prompt state is reused
+    /// only within one scope (see [`crate::ChatModel::set_cache_scope`]).
+    pub fn set_scope(&mut self, scope: &str) {
+        scope.clone_into(&mut self.scope);
+    }
+
+    /// The client's cache scope.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Continues a tokenized prompt, optionally under a constraint, in the
+    /// model's running batch.
+    pub fn generate(&self, prompt: Vec<u32>, params: &GenerationParams, constraint: Option<SendConstraint>) -> Result<Generation> {
+        let reply = self.submit(prompt, params, constraint)?;
+        receive(&reply)
+    }
+
+    /// Continues several prompts (each with an optional constraint) in the
+    /// running batch, all at once; results in the order of `prompts`.
+    pub fn generate_many(&self, prompts: Vec<(Vec<u32>, Option<SendConstraint>)>, params: &GenerationParams) -> Result<Vec<Generation>> {
+        let replies = prompts.into_iter().map(|(prompt, constraint)| self.submit(prompt, params, constraint)).collect::<Result<Vec<_>>>()?;
+        replies.iter().map(receive).collect()
+    }
+
+    fn submit(&self, prompt: Vec<u32>, params: &GenerationParams, constraint: Option<SendConstraint>) -> Result<Receiver<Result<Generation>>> {
+        let (reply, answer) = channel();
+        let request = Request { prompt, params: params.clone(), constraint, scope: self.scope.clone(), reply };
+        self.requests.send(request).map_err(|_| stopped())?;
+        Ok(answer)
+    }
+}
+
+fn stopped() -> EngineError {
+    EngineError::Shared("the model's thread has stopped".into())
+}
+
+fn receive(answer: &Receiver<Result<Generation>>) -> Result<Generation> {
+    answer.recv().map_err(|_| stopped())?
+}
+
+/// The model's thread: admits requests into the batch (at most `parallel`
+/// running), steps it, and answers each sequence when it is done. Returns
+/// when every sender is gone and nothing is left to run.
+fn serve(mut model: GgufChatModel, inbox: &Receiver<Request>, parallel: usize) {
+    let mut batch: Batch<'static> = Batch::new();
+    let mut waiting: VecDeque<Request> = VecDeque::new();
+    let mut running: HashMap<SeqId, Sender<Result<Generation>>> = HashMap::new();
+    let mut events = Vec::new();
+    let mut open = true;
+    loop {
+        if batch.is_empty() && waiting.is_empty() {
+            if !open {
+                return;
+            }
+            match inbox.recv() {
+                Ok(request) => waiting.push_back(request),
+                Err(_) => return,
+            }
+        }
+        loop {
+            match inbox.try_recv() {
+                Ok(request) => waiting.push_back(request),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        while batch.len() < parallel {
+            let Some(Request { prompt, params, constraint, scope, reply }) = waiting.pop_front() else { break };
+            let constraint = constraint.map(|c| c as Box<dyn TokenConstraint>);
+            match model.join(&mut batch, SeqRequest { prompt, params, constraint, scope }) {
+                Ok(id) => {
+                    running.insert(id, reply);
+                }
+                // A caller that went away needs no answer.
+                Err(e) => drop(reply.send(Err(e))),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(e) = model.step(&mut batch, &mut events) {
+            let reason = e.to_string();
+            tracing::error!(error = %reason, sequences = running.len(), "a step of the shared model's batch failed");
+            for (_, reply) in running.drain() {
+                drop(reply.send(Err(EngineError::Shared(format!("a batched step failed: {reason}")))));
+            }
+            batch = Batch::new();
+            events.clear();
+            continue;
+        }
+        for event in events.drain(..) {
+            if let SeqEvent::Done { id, generation } = event {
+                if let Some(reply) = running.remove(&id) {
+                    drop(reply.send(Ok(generation)));
+                }
+            }
+        }
+    }
+}
