@@ -66,6 +66,14 @@ pub enum LampError {
     /// Predictions and golds do not line up.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// A run setting that cannot work.
+    #[error("invalid setting `{name}`: {reason}")]
+    Config {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The benchmark crate's result type.

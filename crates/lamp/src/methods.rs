@@ -212,9 +212,9 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// Everything a method needs besides the example.
 pub struct Resources<'a> {
     /// The model.
-    pub model: &'a mut dyn AgentLlm,
+    pub model: &'a mut (dyn AgentLlm + Send),
     /// The encoder (retrieval).
-    pub encoder: &'a dyn Encoder,
+    pub encoder: &'a (dyn Encoder + Sync),
     /// The user store (one user per benchmark user, plus MemBank's own).
     pub memory: &'a mut Memory,
     /// The encyclopedia for the agents' general tool.
@@ -227,7 +227,7 @@ pub struct Resources<'a> {
     pub distractors: &'a [String],
     /// The model that writes alignment's feedback and rewrites (`None`:
     /// `model` does).
-    pub writer: Option<&'a mut dyn AgentLlm>,
+    pub writer: Option<&'a mut (dyn AgentLlm + Send)>,
     /// Where each alignment run's report goes (the runner logs them).
     pub alignments: Vec<AlignReport>,
 }

@@ -1,7 +1,9 @@
 //! Running methods over a set, resumably: every finished query is appended
 //! to `results.jsonl` in the output folder, and a rerun skips what is done.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -190,15 +192,25 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 /// rows of several slices can be merged. Returns the rows of
 /// these examples: the new ones and those already in the file, for every
 /// method the file has.
+///
+/// `workers` holds one set of resources per user in flight: with more
+/// than one, that many users run at once, each on its own thread (their
+/// models are clients of one shared model, so their calls are decoded
+/// together), and rows are written as users finish. A user's questions
+/// stay on one worker, in order. MemBank, whose memory carries over from
+/// one user to the next, always runs its users one after another.
 pub fn run(
     task: Task,
     examples: &[Example],
     methods: &[Method],
     out_dir: &Path,
     first_user: usize,
-    res: &mut Resources<'_>,
+    workers: &mut [Resources<'_>],
     progress: &mut dyn FnMut(RunEvent<'_>),
 ) -> Result<Vec<ResultRow>> {
+    if workers.is_empty() {
+        return Err(LampError::Config { name: "jobs", reason: "at least one worker is needed".into() });
+    }
     std::fs::create_dir_all(out_dir).map_err(|source| LampError::Io { path: out_dir.to_path_buf(), source })?;
     let mut rows = read_results(out_dir)?;
     // Rewrite the file without a torn last line before appending to it.
@@ -211,35 +223,23 @@ pub fn run(
     for &method in methods {
         let todo: Vec<usize> = (0..examples.len()).filter(|&i| !done.contains(&(method, examples[i].question.id.clone()))).collect();
         progress(RunEvent::Method { method, todo: todo.len(), total: examples.len() });
-        for i in todo {
-            let example = &examples[i];
-            let start = Instant::now();
-            let demos = demonstrations(task, examples, i, res.config.icl_demos);
-            let others = distractors(task, examples, &[i]);
-            let (raw, alignments) = {
-                let mut local = Resources {
-                    model: &mut *res.model,
-                    encoder: res.encoder,
-                    memory: &mut *res.memory,
-                    encyclopedia: res.encyclopedia,
-                    config: res.config,
-                    demos: &demos,
-                    distractors: &others,
-                    writer: res.writer.as_mut().map(|w| &mut **w as &mut dyn AgentLlm),
-                    alignments: Vec::new(),
-                };
-                let raw = answer(method, task, example, ordinals[i], &mut local)?;
-                (raw, local.alignments)
-            };
-            for report in &alignments {
-                log_alignment(out_dir, &AlignmentRow::new(method, ordinals[i], report))?;
+        let mut finish = |finished: Finished| -> Result<()> {
+            for report in &finished.alignments {
+                log_alignment(out_dir, &AlignmentRow::new(method, finished.row.user, report))?;
             }
-            let parsed = parse_output(task, &raw);
-            let row = ResultRow { method, id: example.question.id.clone(), user: ordinals[i], raw, output: parsed.output, reading: parsed.reading, gold: example.gold.clone(), ms: start.elapsed().as_millis() as u64 };
-            let line = serde_json::to_string(&row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+            let line = serde_json::to_string(&finished.row).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
             writeln!(file, "{line}").and_then(|()| file.sync_data()).map_err(|source| LampError::Io { path: path.clone(), source })?;
-            progress(RunEvent::Done(&row));
-            rows.push(row);
+            progress(RunEvent::Done(&finished.row));
+            rows.push(finished.row);
+            Ok(())
+        };
+        let job = Job { task, method, examples, ordinals: &ordinals };
+        if workers.len() == 1 || method == Method::Membank {
+            for i in todo {
+                finish(job.answer(i, &mut workers[0])?)?;
+            }
+        } else {
+            job.run_parallel(todo, workers, &mut finish)?;
         }
     }
     // The report covers these examples only (the file may hold more users
@@ -247,6 +247,103 @@ pub fn run(
     let ids: HashSet<&str> = examples.iter().map(|e| e.question.id.as_str()).collect();
     rows.retain(|r| ids.contains(r.id.as_str()));
     Ok(rows)
+}
+
+/// A question answered: its row and the alignment runs it made.
+struct Finished {
+    row: ResultRow,
+    alignments: Vec<AlignReport>,
+}
+
+/// One method over a set's questions.
+struct Job<'j> {
+    task: Task,
+    method: Method,
+    examples: &'j [Example],
+    ordinals: &'j [usize],
+}
+
+impl Job<'_> {
+    /// Answers question `i` with one worker's resources and scores it.
+    fn answer(&self, i: usize, res: &mut Resources<'_>) -> Result<Finished> {
+        let example = &self.examples[i];
+        let start = Instant::now();
+        let demos = demonstrations(self.task, self.examples, i, res.config.icl_demos);
+        let others = distractors(self.task, self.examples, &[i]);
+        let mut local = Resources {
+            model: &mut *res.model,
+            encoder: res.encoder,
+            memory: &mut *res.memory,
+            encyclopedia: res.encyclopedia,
+            config: res.config,
+            demos: &demos,
+            distractors: &others,
+            writer: res.writer.as_mut().map(|w| &mut **w as &mut (dyn AgentLlm + Send)),
+            alignments: Vec::new(),
+        };
+        let raw = answer(self.method, self.task, example, self.ordinals[i], &mut local)?;
+        let alignments = local.alignments;
+        let parsed = parse_output(self.task, &raw);
+        let row = ResultRow {
+            method: self.method,
+            id: example.question.id.clone(),
+            user: self.ordinals[i],
+            raw,
+            output: parsed.output,
+            reading: parsed.reading,
+            gold: example.gold.clone(),
+            ms: start.elapsed().as_millis() as u64,
+        };
+        Ok(Finished { row, alignments })
+    }
+
+    /// Runs the questions `todo` with one thread per worker, a user at a
+    /// time per thread (a user's questions in order, on one thread), and
+    /// hands each finished question to `finish` on this thread. The first
+    /// error stops every thread after its current question.
+    fn run_parallel(&self, todo: Vec<usize>, workers: &mut [Resources<'_>], finish: &mut dyn FnMut(Finished) -> Result<()>) -> Result<()> {
+        let mut users: Vec<(usize, Vec<usize>)> = Vec::new();
+        for i in todo {
+            match users.last_mut() {
+                Some((user, questions)) if *user == self.ordinals[i] => questions.push(i),
+                _ => users.push((self.ordinals[i], vec![i])),
+            }
+        }
+        let queue = Mutex::new(users.into_iter().collect::<VecDeque<_>>());
+        let stop = AtomicBool::new(false);
+        let (sender, results) = mpsc::channel::<Result<Finished>>();
+        std::thread::scope(|s| {
+            for res in workers.iter_mut() {
+                let (sender, queue, stop) = (sender.clone(), &queue, &stop);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                        let Some((_, questions)) = next else { return };
+                        for i in questions {
+                            let result = self.answer(i, res);
+                            let failed = result.is_err();
+                            if sender.send(result).is_err() || failed {
+                                stop.store(true, Ordering::Relaxed);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut first_error = None;
+            for result in results {
+                match result.and_then(&mut *finish) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
 }
 
 #[cfg(test)]

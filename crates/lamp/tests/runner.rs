@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
+use persona_agent::SharedLlm;
+use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore, SharedModel};
 use persona_lamp::{read_results, run, score_all, Example, Method, MethodConfig, Question, Resources, Task};
 use persona_memory::Memory;
 
@@ -48,7 +49,7 @@ fn runs_scores_and_resumes() {
     let methods = [Method::Prompt, Method::Rag1];
     let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
     let mut done = 0;
-    let rows = run(Task::ProductRating, &examples, &methods, dir.path(), 0, &mut res, &mut |e| {
+    let rows = run(Task::ProductRating, &examples, &methods, dir.path(), 0, std::slice::from_mut(&mut res), &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {
             done += 1;
         }
@@ -67,7 +68,7 @@ fn runs_scores_and_resumes() {
     text.push_str("{\"method\": \"prom");
     std::fs::write(&path, text).unwrap();
     let mut again = 0;
-    let rows2 = run(Task::ProductRating, &examples, &methods, dir.path(), 0, &mut res, &mut |e| {
+    let rows2 = run(Task::ProductRating, &examples, &methods, dir.path(), 0, std::slice::from_mut(&mut res), &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {
             again += 1;
         }
@@ -77,7 +78,7 @@ fn runs_scores_and_resumes() {
     assert_eq!(rows2, rows);
     // A smaller selection (the first user) reports only its own rows, for
     // every method the file holds, and runs nothing new.
-    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), 0, &mut res, &mut |e| assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")).unwrap();
+    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), 0, std::slice::from_mut(&mut res), &mut |e| assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")).unwrap();
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|r| r.id == "a/q"));
     assert_eq!(score_all(Task::ProductRating, &first, 7).unwrap()["rag-1"].n, 1);
@@ -85,7 +86,35 @@ fn runs_scores_and_resumes() {
     let fresh = tempfile::tempdir().unwrap();
     let mut memory2 = Memory::open(&fresh.path().join("memory")).unwrap();
     let mut res2 = Resources { model: &mut model, encoder: &encoder, memory: &mut memory2, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
-    let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), 0, &mut res2, &mut |_| {}).unwrap();
+    let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), 0, std::slice::from_mut(&mut res2), &mut |_| {}).unwrap();
     let raw = |rs: &[persona_lamp::ResultRow]| rs.iter().map(|r| r.raw.clone()).collect::<Vec<_>>();
     assert_eq!(raw(&rows3), raw(&rows));
+
+    // Users in flight together (two workers on clients of one shared
+    // model, one store connection each) give the same answers, whatever
+    // order they finish in; every row is on disk once.
+    let parallel = tempfile::tempdir().unwrap();
+    let shared = SharedModel::spawn(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), 8).unwrap();
+    let mut clients = [SharedLlm(shared.client()), SharedLlm(shared.client())];
+    let mut memories = [Memory::open(&parallel.path().join("memory")).unwrap(), Memory::open(&parallel.path().join("memory")).unwrap()];
+    let mut workers: Vec<Resources<'_>> = clients
+        .iter_mut()
+        .zip(memories.iter_mut())
+        .map(|(model, memory)| Resources { model, encoder: &encoder, memory, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() })
+        .collect();
+    let mut finished = 0;
+    let rows4 = run(Task::ProductRating, &examples, &methods, parallel.path(), 0, &mut workers, &mut |e| {
+        if let persona_lamp::RunEvent::Done(_) = e {
+            finished += 1;
+        }
+    })
+    .unwrap();
+    assert_eq!(finished, 4);
+    let by_id = |rs: &[persona_lamp::ResultRow]| {
+        let mut v: Vec<_> = rs.iter().map(|r| (r.method, r.id.clone(), r.user, r.raw.clone())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(by_id(&rows4), by_id(&rows));
+    assert_eq!(by_id(&read_results(parallel.path()).unwrap()), by_id(&rows));
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use persona_agent::Encyclopedia;
+use persona_agent::{Encyclopedia, SharedLlm};
+use persona_engine::{GgufChatModel, SharedModel};
 use std::collections::BTreeMap;
 
 use persona_lamp::plot::{line_chart, Labels, Point, Series};
@@ -105,6 +106,12 @@ pub struct LampArgs {
     /// Do not give the agents the encyclopedia.
     #[arg(long)]
     pub no_encyclopedia: bool,
+    /// Users in flight at once, each on its own thread: their model calls
+    /// are decoded together in one batch (a shared model per model), which
+    /// raises users per hour on the same cores. MemBank always runs its
+    /// users one after another. Results are written as users finish.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     /// Output folder: results.jsonl (appended as queries finish),
     /// report.json, report.md, and the users' memory.
     #[arg(long)]
@@ -217,7 +224,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
     let path = ctx.model_path(&args.model, false)?;
-    let mut model = ctx.load_chat_model(&path)?;
+    let model = ctx.load_chat_model(&path)?;
     let encoder = ctx.load_encoder(&args.encoder, false)?;
     let encyclopedia = if args.no_encyclopedia {
         None
@@ -226,24 +233,32 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         Some(Encyclopedia::open(&corpus, Some(&ctx.data_dir.join("encyclopedia")))?)
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let mut memory = persona_memory::Memory::open(&args.out.join("memory"))?;
-    let mut writer = match &args.align_model {
+    let writer = match &args.align_model {
         Some(name) => Some(ctx.load_chat_model(&ctx.model_path(name, false)?)?),
         None => None,
     };
-    let mut res = Resources {
-        model: &mut model,
-        encoder: &encoder,
-        memory: &mut memory,
-        encyclopedia: encyclopedia.as_ref(),
-        config: &config,
-        demos: &[],
-        distractors: &[],
-        writer: writer.as_mut().map(|w| w as &mut dyn persona_agent::AgentLlm),
-        alignments: Vec::new(),
-    };
+    let jobs = usize::from(args.jobs);
+    let (mut models, mut writers) = agent_models(model, writer, jobs)?;
+    // One store connection per worker (the store is made for several).
+    let mut memories = (0..jobs).map(|_| persona_memory::Memory::open(&args.out.join("memory"))).collect::<persona_memory::Result<Vec<_>>>()?;
+    let mut workers: Vec<Resources<'_>> = models
+        .iter_mut()
+        .zip(writers.iter_mut())
+        .zip(memories.iter_mut())
+        .map(|((model, writer), memory)| Resources {
+            model: &mut **model,
+            encoder: &encoder,
+            memory,
+            encyclopedia: encyclopedia.as_ref(),
+            config: &config,
+            demos: &[],
+            distractors: &[],
+            writer: writer.as_mut().map(|w| &mut **w as &mut (dyn persona_agent::AgentLlm + Send)),
+            alignments: Vec::new(),
+        })
+        .collect();
     let mut bar = item_bar(0, "", "users");
-    let rows = run(task, &examples, &methods, &args.out, first_user, &mut res, &mut |event| match event {
+    let rows = run(task, &examples, &methods, &args.out, first_user, &mut workers, &mut |event| match event {
         RunEvent::Method { method, todo, total } => {
             bar.finish_and_clear();
             bar = item_bar(todo as u64, &format!("{task} {method} ({} of {total} done)", total - todo), "users");
@@ -261,12 +276,31 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         "users": users,
         "questions_asked": examples.len(),
         "git_revision": git_revision(),
+        "jobs": jobs,
     });
     let report = json!({"task": task, "meta": meta, "methods": scores});
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     let md = markdown(task, &source, &scores, &meta);
     std::fs::write(args.out.join("report.md"), &md)?;
     Ok((task, scores, md))
+}
+
+/// The model each worker answers with, and the alignment writer's: the
+/// models themselves for one worker; for several, clients of one shared
+/// model each (their calls decoded together).
+type AgentModels = (Vec<Box<dyn persona_agent::AgentLlm + Send>>, Vec<Option<Box<dyn persona_agent::AgentLlm + Send>>>);
+
+fn agent_models(model: GgufChatModel, writer: Option<GgufChatModel>, jobs: usize) -> Result<AgentModels> {
+    if jobs == 1 {
+        return Ok((vec![Box::new(model)], vec![writer.map(|w| Box::new(w) as Box<dyn persona_agent::AgentLlm + Send>)]));
+    }
+    // Room for every worker's lock-step replays at once.
+    let parallel = 4 * jobs;
+    let shared = SharedModel::spawn(model, parallel).context("sharing the chat model between workers")?;
+    let writer = writer.map(|w| SharedModel::spawn(w, parallel)).transpose().context("sharing the alignment model between workers")?;
+    let models = (0..jobs).map(|_| Box::new(SharedLlm(shared.client())) as Box<dyn persona_agent::AgentLlm + Send>).collect();
+    let writers = (0..jobs).map(|_| writer.as_ref().map(|w| Box::new(SharedLlm(w.client())) as Box<dyn persona_agent::AgentLlm + Send>)).collect();
+    Ok((models, writers))
 }
 
 /// Which alignment setting a scaling sweep varies.
