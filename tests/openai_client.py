@@ -1,5 +1,6 @@
 """Drives a running `persona serve` (tiny model) with the real `openai`
-Python client: models, chat, streaming with usage, embeddings, the personal
+Python client: models, chat, streaming with usage, embeddings, structured
+output (json_schema from a pydantic model), the personal
 flow with two users from the shared data, and errors as the SDK's typed
 exceptions. Run by scripts/test-openai, which starts the server.
 
@@ -53,6 +54,29 @@ emb = client.embeddings.create(model="minilm", input=["a cat sat on the mat", "s
 check(len(emb.data) == 2 and len(emb.data[0].embedding) == 384, f"embeddings: {len(emb.data)} x {len(emb.data[0].embedding)}")
 norm = sum(x * x for x in emb.data[0].embedding) ** 0.5
 check(abs(norm - 1.0) < 1e-3, f"unit vectors ({norm:.4f})")
+
+# Structured output: a pydantic model through the SDK's parse helper (it
+# sends a strict json_schema); the reply is always a valid instance.
+from typing import Literal
+
+import pydantic
+
+
+class Cat(pydantic.BaseModel):
+    mood: Literal["happy", "hungry", "sleepy"]
+    indoor: bool
+
+
+parse = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+parsed = parse(model="tiny", messages=[{"role": "user", "content": "Describe my cat."}], response_format=Cat, max_tokens=60, temperature=0)
+cat = parsed.choices[0].message.parsed
+check(isinstance(cat, Cat), f"json_schema from a pydantic model: {cat!r}")
+check(parsed.choices[0].message.content.startswith('{"mood":"'), "properties in declared order")
+try:
+    client.chat.completions.create(model="tiny", messages=question, max_tokens=8, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"type": "string", "minLength": 3}}}}})
+    check(False, "an unenforceable schema is refused")
+except openai.BadRequestError as e:
+    check(e.body["param"] == "response_format.json_schema.schema" and "minLength" in e.body["message"], "an unenforceable schema: BadRequestError naming the keyword")
 
 # Two users from the shared data: their own records and personas.
 rows = [json.loads(l) for l in open(f"{DATA}/news/huffpost_news_category_subset.jsonl")]

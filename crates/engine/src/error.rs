@@ -154,6 +154,14 @@ pub enum EngineError {
     /// The HuggingFace Hub path failed.
     #[error("huggingface hub: {0}")]
     Hub(String),
+    /// A JSON Schema that cannot be enforced (see [`crate::json_schema`]).
+    #[error("json schema at {path}: {reason}")]
+    Schema {
+        /// The schema node (`#/properties/name`).
+        path: String,
+        /// What is wrong or unsupported.
+        reason: String,
+    },
     /// The thread of a [`crate::SharedModel`] failed a step of its batch
     /// (every sequence in it gets this error) or has stopped.
     #[error("shared model: {0}")]

@@ -44,7 +44,7 @@ enum At {
 
 /// Escapes inside a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Escape {
+pub(crate) enum Escape {
     /// Plain text.
     None,
     /// After `\`.
@@ -55,7 +55,7 @@ enum Escape {
 
 /// The parts of a number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Num {
+pub(crate) enum Num {
     /// After `-`.
     Minus,
     /// After a leading `0`.
@@ -76,8 +76,59 @@ enum Num {
 
 impl Num {
     /// Whether the number may end here.
-    fn complete(self) -> bool {
+    pub(crate) fn complete(self) -> bool {
         matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
+    }
+
+    /// Where a number starting with `b` is, if `b` can start one.
+    pub(crate) fn start(b: u8) -> Option<Num> {
+        match b {
+            b'-' => Some(Num::Minus),
+            b'0' => Some(Num::Zero),
+            b'1'..=b'9' => Some(Num::Int),
+            _ => None,
+        }
+    }
+
+    /// The part after byte `b`, if `b` continues the number (an integer
+    /// has no fraction and no exponent).
+    pub(crate) fn next(self, b: u8, integer: bool) -> Option<Num> {
+        match (self, b) {
+            (Num::Minus, b'0') => Some(Num::Zero),
+            (Num::Minus, b'1'..=b'9') | (Num::Int, b'0'..=b'9') => Some(Num::Int),
+            (Num::Zero | Num::Int, b'.') if !integer => Some(Num::Dot),
+            (Num::Dot | Num::Frac, b'0'..=b'9') => Some(Num::Frac),
+            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') if !integer => Some(Num::Exp),
+            (Num::Exp, b'+' | b'-') => Some(Num::ExpSign),
+            (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Some(Num::ExpDigits),
+            _ => None,
+        }
+    }
+}
+
+/// What a byte inside a JSON string does.
+pub(crate) enum InString {
+    /// The closing quote.
+    End,
+    /// Still in the string, in this escape state.
+    Go(Escape),
+    /// Not allowed.
+    Reject,
+}
+
+impl Escape {
+    /// The effect of byte `b` inside a string in this escape state.
+    pub(crate) fn step(self, b: u8) -> InString {
+        match (self, b) {
+            (Escape::None, b'"') => InString::End,
+            (Escape::None, b'\\') => InString::Go(Escape::Backslash),
+            (Escape::None, 0x00..=0x1f) => InString::Reject,
+            (Escape::None, _) => InString::Go(Escape::None),
+            (Escape::Backslash, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => InString::Go(Escape::None),
+            (Escape::Backslash, b'u') => InString::Go(Escape::Hex(4)),
+            (Escape::Hex(n), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => InString::Go(if n == 1 { Escape::None } else { Escape::Hex(n - 1) }),
+            _ => InString::Reject,
+        }
     }
 }
 
@@ -89,6 +140,8 @@ pub struct JsonGrammar {
     stack: u64,
     depth: u8,
     whitespace: u8,
+    /// Any JSON value at the top level, not only an object.
+    any_value: bool,
 }
 
 impl Default for JsonGrammar {
@@ -100,7 +153,29 @@ impl Default for JsonGrammar {
 impl JsonGrammar {
     /// A grammar of one JSON object.
     pub fn object() -> Self {
-        JsonGrammar { at: At::Start, stack: 0, depth: 0, whitespace: 0 }
+        JsonGrammar { at: At::Start, stack: 0, depth: 0, whitespace: 0, any_value: false }
+    }
+
+    /// A grammar of one JSON value of any kind. A top-level number is
+    /// complete once it could end ([`JsonGrammar::is_complete`]) but may
+    /// still go on ([`JsonGrammar::may_continue`]); the byte after it ends it.
+    pub fn value() -> Self {
+        JsonGrammar { any_value: true, ..Self::object() }
+    }
+
+    /// Whether more bytes may extend a complete value (a number's digits).
+    pub fn may_continue(&self) -> bool {
+        matches!(self.at, At::Number(_))
+    }
+
+    /// Where the automaton goes after a value: the next separator, or the
+    /// end at the top level.
+    fn after_scalar(&self) -> At {
+        if self.depth == 0 {
+            At::Done
+        } else {
+            At::AfterValue
+        }
     }
 
     fn in_array(&self) -> bool {
@@ -131,7 +206,7 @@ impl JsonGrammar {
     }
 
     /// The start of a value.
-    fn value(&mut self, b: u8) -> bool {
+    fn value_start(&mut self, b: u8) -> bool {
         match b {
             b'{' => self.open(false),
             b'[' => self.open(true),
@@ -139,16 +214,8 @@ impl JsonGrammar {
                 self.at = At::Str { key: false, escape: Escape::None };
                 true
             }
-            b'-' => {
-                self.at = At::Number(Num::Minus);
-                true
-            }
-            b'0' => {
-                self.at = At::Number(Num::Zero);
-                true
-            }
-            b'1'..=b'9' => {
-                self.at = At::Number(Num::Int);
+            b'-' | b'0'..=b'9' => {
+                self.at = At::Number(Num::start(b).unwrap_or(Num::Int));
                 true
             }
             b't' | b'f' | b'n' => {
@@ -178,23 +245,14 @@ impl JsonGrammar {
     }
 
     fn number(&mut self, n: Num, b: u8) -> bool {
-        let next = match (n, b) {
-            (Num::Minus, b'0') => Num::Zero,
-            (Num::Minus, b'1'..=b'9') => Num::Int,
-            (Num::Int, b'0'..=b'9') => Num::Int,
-            (Num::Zero | Num::Int, b'.') => Num::Dot,
-            (Num::Dot | Num::Frac, b'0'..=b'9') => Num::Frac,
-            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Num::Exp,
-            (Num::Exp, b'+' | b'-') => Num::ExpSign,
-            (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Num::ExpDigits,
-            _ => {
-                // The number ends at the first byte that cannot continue it.
-                if !n.complete() {
-                    return false;
-                }
-                self.at = At::AfterValue;
-                return self.step(b);
+        let Some(next) = n.next(b, false) else {
+            // The number ends at the first byte that cannot continue it
+            // (at the top level nothing may follow it).
+            if !n.complete() || self.depth == 0 {
+                return false;
             }
+            self.at = At::AfterValue;
+            return self.step(b);
         };
         self.at = At::Number(next);
         true
@@ -213,9 +271,10 @@ impl ByteGrammar for JsonGrammar {
             self.whitespace = 0;
         }
         match self.at {
+            At::Start if self.any_value => self.value_start(b),
             At::Start => b == b'{' && self.open(false),
-            At::Value => self.value(b),
-            At::FirstValue => b == b']' && self.close(true) || b != b']' && self.value(b),
+            At::Value => self.value_start(b),
+            At::FirstValue => b == b']' && self.close(true) || b != b']' && self.value_start(b),
             At::FirstKey | At::Key => {
                 if b == b'"' {
                     self.at = At::Str { key: true, escape: Escape::None };
@@ -236,44 +295,31 @@ impl ByteGrammar for JsonGrammar {
                 if word.get(at as usize) != Some(&b) {
                     return false;
                 }
-                self.at = if at as usize + 1 == word.len() { At::AfterValue } else { At::Word { word, at: at + 1 } };
+                self.at = if at as usize + 1 == word.len() { self.after_scalar() } else { At::Word { word, at: at + 1 } };
                 true
             }
-            At::Str { key, escape } => {
-                let escape = match (escape, b) {
-                    (Escape::None, b'"') => {
-                        self.at = if key { At::Colon } else { At::AfterValue };
-                        return true;
-                    }
-                    (Escape::None, b'\\') => Escape::Backslash,
-                    (Escape::None, 0x00..=0x1f) => return false,
-                    (Escape::None, _) => Escape::None,
-                    (Escape::Backslash, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Escape::None,
-                    (Escape::Backslash, b'u') => Escape::Hex(4),
-                    (Escape::Backslash, _) => return false,
-                    (Escape::Hex(n), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
-                        if n == 1 {
-                            Escape::None
-                        } else {
-                            Escape::Hex(n - 1)
-                        }
-                    }
-                    (Escape::Hex(_), _) => return false,
-                };
-                self.at = At::Str { key, escape };
-                true
-            }
+            At::Str { key, escape } => match escape.step(b) {
+                InString::End => {
+                    self.at = if key { At::Colon } else { self.after_scalar() };
+                    true
+                }
+                InString::Go(escape) => {
+                    self.at = At::Str { key, escape };
+                    true
+                }
+                InString::Reject => false,
+            },
             At::Done => false,
         }
     }
 
     fn is_complete(&self) -> bool {
-        self.at == At::Done
+        self.at == At::Done || self.depth == 0 && matches!(self.at, At::Number(n) if n.complete())
     }
 
     fn forced(&self) -> Vec<u8> {
         match self.at {
-            At::Start => b"{".to_vec(),
+            At::Start if !self.any_value => b"{".to_vec(),
             At::Colon => b":".to_vec(),
             At::Word { word, at } => word[at as usize..].to_vec(),
             _ => Vec::new(),
@@ -333,5 +379,22 @@ mod tests {
         let mut g = JsonGrammar::object();
         assert!(!deep.bytes().all(|b| g.step(b)), "nesting is bounded");
         assert_eq!(JsonGrammar::object().forced(), b"{");
+    }
+
+    #[test]
+    fn any_value_at_the_top_level() {
+        let accepts_value = |text: &str| {
+            let mut g = JsonGrammar::value();
+            text.bytes().all(|b| g.step(b)) && g.is_complete()
+        };
+        for ok in ["1", "-0.5", "\"s\"", "true", "null", "[1,{}]", "{\"a\":[]}"] {
+            assert!(accepts_value(ok), "{ok}");
+        }
+        for bad in ["", "-", "tru", "1 2", "\"s\" x", "[1,"] {
+            assert!(!accepts_value(bad), "{bad}");
+        }
+        let mut g = JsonGrammar::value();
+        assert!(g.step(b'4') && g.is_complete() && g.may_continue());
+        assert!(!g.step(b','), "nothing follows a top-level value");
     }
 }

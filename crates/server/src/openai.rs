@@ -115,7 +115,22 @@ pub enum ResponseFormat {
     /// Any JSON object.
     JsonObject,
     /// JSON that matches a schema.
-    JsonSchema {},
+    JsonSchema {
+        /// The schema and its name.
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+/// `response_format.json_schema` (its `description` and `strict` are
+/// accepted and change nothing: the schema is always enforced).
+#[derive(Debug, Clone, Deserialize)]
+pub struct JsonSchemaFormat {
+    /// The schema's name (required by the API; named in errors).
+    pub name: String,
+    /// The schema (read in order: properties are written as declared).
+    /// Without one, any JSON object.
+    #[serde(default)]
+    pub schema: Option<persona_engine::Schema>,
 }
 
 /// `POST /v1/chat/completions`.

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use persona_engine::{ChatMessage, ContextPolicy, GenerationParams, Role, SamplingParams};
+use persona_engine::{ChatMessage, ContextPolicy, GenerationParams, JsonSchemaGrammar, Role, SamplingParams};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use futures_util::stream::{self, Stream, StreamExt as _};
@@ -20,7 +20,20 @@ use futures_util::stream::{self, Stream, StreamExt as _};
 use crate::error::ApiError;
 use crate::openai::{self, ChatRequest, EmbeddingRequest, JsonBody, ResponseFormat, Stop};
 use crate::state::{State, READY};
-use crate::worker::{ChatEvent, ChatJob, Job};
+use crate::worker::{ChatEvent, ChatJob, Job, JsonMode};
+
+/// The grammar a `response_format` asks for: none for text, any JSON
+/// object, or the documents of a JSON Schema (compiled here, so that a
+/// schema that cannot be enforced is a 400 naming where it fails).
+fn json_mode(format: Option<&ResponseFormat>) -> Result<Option<JsonMode>, ApiError> {
+    match format {
+        None | Some(ResponseFormat::Text) => Ok(None),
+        Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { json_schema: openai::JsonSchemaFormat { schema: None, .. } }) => Ok(Some(JsonMode::Object)),
+        Some(ResponseFormat::JsonSchema { json_schema: openai::JsonSchemaFormat { schema: Some(schema), name } }) => JsonSchemaGrammar::new(schema)
+            .map(|g| Some(JsonMode::Schema(Box::new(g))))
+            .map_err(|e| ApiError::bad_request(format!("json_schema `{name}`: {e}")).with_param("response_format.json_schema.schema")),
+    }
+}
 
 /// The model name that runs the full PersonaAgent tool loop.
 pub const AGENT_MODEL: &str = "persona-agent";
@@ -96,12 +109,6 @@ fn parameters(req: &ChatRequest) -> Result<(Vec<ChatMessage>, GenerationParams),
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("only n = 1 is served").with_param("n"));
     }
-    match &req.response_format {
-        None | Some(ResponseFormat::Text | ResponseFormat::JsonObject) => {}
-        Some(ResponseFormat::JsonSchema {}) => {
-            return Err(ApiError::bad_request("response_format json_schema is not enforced yet; use {\"type\": \"json_object\"} (any JSON object) and describe the schema in the prompt").with_param("response_format"))
-        }
-    }
     let max_tokens = req.max_completion_tokens.or(req.max_tokens).map_or(DEFAULT_MAX_TOKENS, |n| n as usize);
     if max_tokens == 0 {
         let param = if req.max_completion_tokens.is_some() { "max_completion_tokens" } else { "max_tokens" };
@@ -150,9 +157,9 @@ pub async fn chat(Shared(state): Shared<Arc<State>>, headers: HeaderMap, JsonBod
     let slot = state.slot()?;
     let (tx, mut rx) = unbounded_channel();
     let id = completion_id();
-    let json = matches!(req.response_format, Some(ResponseFormat::JsonObject));
-    if json && agent {
-        return Err(ApiError::bad_request("the persona-agent model answers in text; response_format json_object needs the chat model").with_param("response_format"));
+    let json = json_mode(req.response_format.as_ref())?;
+    if json.is_some() && agent {
+        return Err(ApiError::bad_request("the persona-agent model answers in text; a JSON response_format needs the chat model").with_param("response_format"));
     }
     let job = ChatJob { id: id.clone(), user, messages, params, agent, store: req.store.unwrap_or(true), json, events: tx, received: Instant::now(), _slot: slot };
     state.send(Job::Chat(Box::new(job)))?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use persona_agent::{AgentConfig, Runtime, ANONYMOUS_SCOPE};
-use persona_engine::{Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint};
+use persona_engine::{Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, JsonSchemaGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint};
 use persona_memory::NewRecord;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
@@ -50,8 +50,8 @@ pub struct ChatJob {
     pub agent: bool,
     /// Store the exchange in the user's memory.
     pub store: bool,
-    /// Decode under the JSON grammar (`response_format: json_object`).
-    pub json: bool,
+    /// Decode under a JSON grammar (`response_format`), or free text.
+    pub json: Option<JsonMode>,
     /// Where the reply goes.
     pub events: UnboundedSender<ChatEvent>,
     /// When the server received it.
@@ -59,6 +59,15 @@ pub struct ChatJob {
     /// Its place in the server's limit of running and queued requests,
     /// given back when the job is dropped.
     pub _slot: SlotGuard,
+}
+
+/// The JSON a reply must be.
+#[derive(Debug, Clone)]
+pub enum JsonMode {
+    /// Any JSON object (`json_object`).
+    Object,
+    /// A document of a schema (`json_schema`).
+    Schema(Box<JsonSchemaGrammar>),
 }
 
 /// What of a user's went into a prompt (answered as `persona_context`).
@@ -277,11 +286,11 @@ fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batc
     let prompt = model.render_chat(&messages)?;
     let tokens = model.encode_prompt(&prompt)?;
     let scope = job.user.clone().unwrap_or_else(|| ANONYMOUS_SCOPE.to_string());
-    let constraint: Option<Box<dyn TokenConstraint>> = if job.json {
-        let vocab = vocab.get_or_insert_with(|| Arc::new(TokenBytes::from_tokenizer(model.tokenizer()))).clone();
-        Some(Box::new(GrammarConstraint::new(JsonGrammar::object(), vocab)))
-    } else {
-        None
+    let mut vocab = || vocab.get_or_insert_with(|| Arc::new(TokenBytes::from_tokenizer(model.tokenizer()))).clone();
+    let constraint: Option<Box<dyn TokenConstraint>> = match &job.json {
+        None => None,
+        Some(JsonMode::Object) => Some(Box::new(GrammarConstraint::new(JsonGrammar::object(), vocab()))),
+        Some(JsonMode::Schema(grammar)) => Some(Box::new(GrammarConstraint::new((**grammar).clone(), vocab()))),
     };
     let id = model.join(batch, SeqRequest { prompt: tokens, params: job.params.clone(), constraint, scope })?;
     Ok((id, context))

@@ -60,7 +60,7 @@ fn server() -> &'static str {
             let model = GgufChatModel::load(model_path("tiny"), &Device::Cpu).map_err(|e| e.to_string())?;
             let encoder = BertEncoder::load(model_path("minilm").parent().unwrap(), "minilm", &Device::Cpu).map_err(|e| e.to_string())?;
             let memory = Memory::open(&data).map_err(|e| e.to_string())?;
-            Ok(Runtime::new(model, Box::new(encoder), memory, None))
+            Ok(Runtime::new(model, std::sync::Arc::new(encoder), memory, None))
         });
         let url = format!("http://{}", start(config(), loader));
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -375,7 +375,7 @@ fn health_waits_for_loading_and_the_key_is_required() {
 }
 
 #[test]
-fn json_mode_writes_one_json_object() {
+fn json_mode_and_json_schema_write_what_they_ask_for() {
     let url = server();
     let mut body = chat("Describe a cat as JSON with the keys name and age.", 120);
     body["response_format"] = json!({"type": "json_object"});
@@ -385,8 +385,34 @@ fn json_mode_writes_one_json_object() {
     let parsed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     assert!(parsed.is_object(), "{text}");
     assert_eq!(reply["choices"][0]["finish_reason"], "stop", "the object closed before the limit");
-    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type": "object"}}});
-    assert_eq!(post(url, "/v1/chat/completions", &body).0, 400, "a schema is refused, not ignored");
+    // A schema: its properties in declared order (not alphabetical), typed,
+    // an enum that decides the label.
+    let schema = r#"{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
+        "mood": {"enum": ["happy", "hungry", "sleepy"]}, "toys": {"type": "array", "items": {"type": "string"}, "maxItems": 2}},
+        "required": ["name", "age", "mood", "toys"], "additionalProperties": false}"#;
+    // Sent as written: a `Value` would sort the properties.
+    body["max_tokens"] = json!(200);
+    body.as_object_mut().unwrap().remove("response_format");
+    let text = body.to_string();
+    let raw = format!(r#"{},"response_format":{{"type":"json_schema","json_schema":{{"name":"cat","strict":true,"schema":{schema}}}}}}}"#, &text[..text.len() - 1]);
+    let (status, reply) = read(agent().post(&format!("{url}/v1/chat/completions")).set("Content-Type", "application/json").send_string(&raw));
+    assert_eq!(status, 200, "{reply}");
+    let text = content(&reply);
+    assert!(text.starts_with(r#"{"name":""#), "declared order, compact: {text}");
+    if reply["choices"][0]["finish_reason"] == "stop" {
+        let parsed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        assert!(parsed["age"].is_i64() && ["happy", "hungry", "sleepy"].contains(&parsed["mood"].as_str().unwrap()) && parsed["toys"].as_array().unwrap().len() <= 2, "{text}");
+        let keys: Vec<&str> = text.match_indices("\":").map(|(i, _)| text[..i].rsplit('"').next().unwrap()).collect();
+        assert_eq!(keys, ["name", "age", "mood", "toys"], "{text}");
+    }
+    // A schema that cannot be enforced is a 400 naming where, never ignored.
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type": "object", "properties": {"name": {"type": "string", "pattern": "^[A-Z]"}}}}});
+    let (status, reply) = post(url, "/v1/chat/completions", &body);
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["error"]["param"], "response_format.json_schema.schema");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("#/properties/name: the keyword `pattern`"), "{reply}");
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "cat", "schema": {"type": "string"}}});
+    assert_eq!(post(url, "/v1/chat/completions", &body).0, 400, "the root must be an object");
 }
 
 #[test]
@@ -427,7 +453,7 @@ fn a_full_queue_answers_503_with_retry_after() {
     let loader: Loader = Box::new(move || {
         let model = GgufChatModel::load(model_path("tiny"), &Device::Cpu).map_err(|e| e.to_string())?;
         let encoder = BertEncoder::load(model_path("minilm").parent().unwrap(), "minilm", &Device::Cpu).map_err(|e| e.to_string())?;
-        Ok(Runtime::new(model, Box::new(encoder), Memory::open(&data).map_err(|e| e.to_string())?, None))
+        Ok(Runtime::new(model, std::sync::Arc::new(encoder), Memory::open(&data).map_err(|e| e.to_string())?, None))
     });
     let config = ServerConfig { limits: Limits { parallel: 1, queue: 0, max_body_bytes: BODY_LIMIT }, ..config() };
     let url = format!("http://{}", start(config, loader));
