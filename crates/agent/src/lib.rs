@@ -39,7 +39,7 @@ pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};
 pub use persona::Rejection;
-pub use runtime::{Runtime, UserScope, ANONYMOUS_SCOPE};
+pub use runtime::{Parts, Runtime, SharedEncoder, UserScope, ANONYMOUS_SCOPE};
 pub use shared::SharedLlm;
 pub use tools::{CallContext, Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
 pub use trace::{Finish, Trace, TraceStep};

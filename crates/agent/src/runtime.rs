@@ -5,6 +5,8 @@
 //! user's scope, so no caller can serve user B from user A's cache by
 //! forgetting a step.
 
+use std::sync::Arc;
+
 use persona_engine::Encoder;
 use persona_memory::{Hit, Memory, PersonaVersion, SemanticConfig};
 
@@ -19,12 +21,18 @@ use crate::trace::Trace;
 /// The cache scope of work done for no user (plain chat).
 pub const ANONYMOUS_SCOPE: &str = "";
 
-/// The loaded parts that answer users (see the module docs).
+/// The sentence encoder, shareable between runtimes on several threads.
+pub type SharedEncoder = Arc<dyn Encoder + Send + Sync>;
+
+/// The loaded parts that answer users (see the module docs). The encoder
+/// and the encyclopedia are read-only and may be shared by several
+/// runtimes (one per thread, each with its own store connection and a
+/// client of one shared model).
 pub struct Runtime<M> {
     model: M,
-    encoder: Box<dyn Encoder>,
+    encoder: SharedEncoder,
     memory: Memory,
-    encyclopedia: Option<Encyclopedia>,
+    encyclopedia: Option<Arc<Encyclopedia>>,
     /// Settings of the tools (K records per memory search...).
     pub tools: ToolConfig,
     /// Settings of the semantic memory written on a user's first use.
@@ -33,7 +41,7 @@ pub struct Runtime<M> {
 
 impl<M: AgentLlm> Runtime<M> {
     /// Puts the parts together, with default tool and semantic settings.
-    pub fn new(model: M, encoder: Box<dyn Encoder>, memory: Memory, encyclopedia: Option<Encyclopedia>) -> Self {
+    pub fn new(model: M, encoder: SharedEncoder, memory: Memory, encyclopedia: Option<Arc<Encyclopedia>>) -> Self {
         Runtime { model, encoder, memory, encyclopedia, tools: ToolConfig::default(), semantic: SemanticConfig::default() }
     }
 
@@ -77,8 +85,31 @@ impl<M: AgentLlm> Runtime<M> {
 
     /// The encyclopedia, when one is loaded.
     pub fn encyclopedia(&self) -> Option<&Encyclopedia> {
-        self.encyclopedia.as_ref()
+        self.encyclopedia.as_deref()
     }
+
+    /// Makes sure the user `id` is in the store (an empty history if new).
+    pub fn ensure_user(&mut self, id: &str) -> Result<()> {
+        self.memory.store().ensure_user(id)?;
+        Ok(())
+    }
+}
+
+/// The parts of a runtime, lent for one user's work (see
+/// [`UserScope::parts`]): the model is scoped to the user.
+pub struct Parts<'p, M> {
+    /// The model, its cache scope set to the user.
+    pub model: &'p mut M,
+    /// The user store.
+    pub memory: &'p mut Memory,
+    /// The sentence encoder.
+    pub encoder: &'p dyn Encoder,
+    /// The encyclopedia, when one is loaded.
+    pub encyclopedia: Option<&'p Encyclopedia>,
+    /// Tool settings.
+    pub tools: &'p ToolConfig,
+    /// Semantic memory settings.
+    pub semantic: &'p SemanticConfig,
 }
 
 /// The runtime working for one user (see [`Runtime::user`]).
@@ -117,7 +148,7 @@ impl<M: AgentLlm> UserScope<'_, M> {
     /// user's persona, memory and the encyclopedia.
     pub fn ask(&mut self, persona_text: &str, question: &str, config: &AgentConfig) -> Result<Trace> {
         let rt = &mut *self.runtime;
-        let mut tools = standard_tools(&mut rt.memory, rt.encoder.as_ref(), rt.encyclopedia.as_ref(), &self.user, &rt.tools, &[])?;
+        let mut tools = standard_tools(&mut rt.memory, rt.encoder.as_ref(), rt.encyclopedia.as_deref(), &self.user, &rt.tools, &[])?;
         run_agent(&mut rt.model, persona_text, &mut tools, question, config)
     }
 
@@ -127,12 +158,19 @@ impl<M: AgentLlm> UserScope<'_, M> {
     /// interactions.
     pub fn align<'w>(&'w mut self, config: &AlignConfig, writer: Option<&'w mut dyn AgentLlm>, replays: Option<Vec<Replay>>, on_event: &mut dyn FnMut(AlignEvent<'_>)) -> Result<AlignReport> {
         let rt = &mut *self.runtime;
-        let ctx = AlignContext { model: &mut rt.model, writer, memory: &mut rt.memory, encoder: rt.encoder.as_ref(), encyclopedia: rt.encyclopedia.as_ref() };
+        let ctx = AlignContext { model: &mut rt.model, writer, memory: &mut rt.memory, encoder: rt.encoder.as_ref(), encyclopedia: rt.encyclopedia.as_deref() };
         align_with(ctx, &self.user, config, replays, on_event)
     }
 
     /// The model, scoped to this user.
     pub fn model(&mut self) -> &mut M {
         &mut self.runtime.model
+    }
+
+    /// Every part at once, for work the methods above do not cover (the
+    /// benchmark's baselines); the model stays scoped to this user.
+    pub fn parts(&mut self) -> Parts<'_, M> {
+        let rt = &mut *self.runtime;
+        Parts { model: &mut rt.model, memory: &mut rt.memory, encoder: rt.encoder.as_ref(), encyclopedia: rt.encyclopedia.as_deref(), tools: &rt.tools, semantic: &rt.semantic }
     }
 }

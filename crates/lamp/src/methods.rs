@@ -3,10 +3,10 @@
 //! PersonaAgent, and its ablations (no alignment, no persona, no memory, no
 //! action). ARCHITECTURE.md section 4 defines each.
 
-use persona_agent::{align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Encyclopedia, ToolRegistry};
-use persona_engine::{ContextPolicy, Encoder, GenerationParams, SamplingParams};
+use persona_agent::{align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Parts, Runtime, ToolRegistry};
+use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use persona_agent::tools::memory_search::render_shaped;
-use persona_memory::{Memory, NewRecord, Record};
+use persona_memory::{NewRecord, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -210,15 +210,12 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 /// Everything a method needs besides the example.
-pub struct Resources<'a> {
-    /// The model.
-    pub model: &'a mut (dyn AgentLlm + Send),
-    /// The encoder (retrieval).
-    pub encoder: &'a (dyn Encoder + Sync),
-    /// The user store (one user per benchmark user, plus MemBank's own).
-    pub memory: &'a mut Memory,
-    /// The encyclopedia for the agents' general tool.
-    pub encyclopedia: Option<&'a Encyclopedia>,
+pub struct Resources<'a, M> {
+    /// The model, encoder, user store (one user per benchmark user, plus
+    /// MemBank's own) and encyclopedia. Every method works for its user
+    /// through [`Runtime::user`], which scopes the model's caches to that
+    /// user first.
+    pub runtime: &'a mut Runtime<M>,
     /// Settings.
     pub config: &'a MethodConfig,
     /// ICL's fixed demonstrations (from another user).
@@ -238,13 +235,13 @@ pub fn user_id(index: usize) -> String {
 }
 
 /// Makes sure the user's profile is in the store (imports are idempotent).
-fn ensure_profile(res: &mut Resources<'_>, task: Task, example: &Example, user: &str) -> Result<()> {
+fn ensure_profile<M: AgentLlm>(runtime: &mut Runtime<M>, task: Task, example: &Example, user: &str) -> Result<()> {
     let records: Vec<NewRecord> = example.question.profile.iter().map(|item| profile_record(task, item)).filter(|r| !r.query.is_empty()).collect();
     if records.is_empty() {
-        res.memory.store().ensure_user(user).map_err(agent_err)?;
-        return Ok(());
+        return runtime.ensure_user(user).map_err(agent_err);
     }
-    res.memory.import(user, &records, res.encoder, 32, &mut |_, _| {}).map_err(agent_err)?;
+    let (memory, encoder) = runtime.memory_mut();
+    memory.import(user, &records, encoder, 32, &mut |_, _| {}).map_err(agent_err)?;
     Ok(())
 }
 
@@ -252,138 +249,151 @@ fn agent_err(e: impl Into<persona_agent::AgentError>) -> LampError {
     LampError::Method(e.into().to_string())
 }
 
-fn retrieve(res: &mut Resources<'_>, user: &str, input: &str, k: usize) -> Result<Vec<(String, String)>> {
-    let hits = res.memory.search(user, input, k, res.encoder).map_err(agent_err)?;
+fn retrieve<M>(p: &mut Parts<'_, M>, user: &str, input: &str, k: usize) -> Result<Vec<(String, String)>> {
+    let hits = p.memory.search(user, input, k, p.encoder).map_err(agent_err)?;
     Ok(hits.into_iter().map(|h| (h.record.query, h.record.response)).collect())
 }
 
 /// One model call; under the task's labels unless the run reads free text.
-fn direct(res: &mut Resources<'_>, choices: Option<&Choices>, system: &str, prompt: &str) -> Result<String> {
-    let params = res.config.params();
+fn direct<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, choices: Option<&Choices>, system: &str, prompt: &str) -> Result<String> {
+    let params = config.params();
     match choices {
-        Some(c) => Ok(res.model.complete_choice(system, prompt, c, &params)?),
-        None => res.model.complete(system, prompt, &params).map_err(agent_err),
+        Some(c) => Ok(p.model.complete_choice(system, prompt, c, &params)?),
+        None => p.model.complete(system, prompt, &params).map_err(agent_err),
     }
 }
 
-fn agent(res: &mut Resources<'_>, persona_text: &str, user: Option<&str>, question: &str, config: &AgentConfig) -> Result<String> {
+/// The action loop; with `user`, its memory is one of the tools.
+fn agent<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, persona_text: &str, user: Option<&str>, question: &str, agent_config: &AgentConfig) -> Result<String> {
     let trace = match user {
         Some(u) => {
-            let mut tools = standard_tools(res.memory, res.encoder, res.encyclopedia, u, &res.config.align.tools, &[]).map_err(agent_err)?;
-            run_agent(res.model, persona_text, &mut tools, question, config).map_err(agent_err)?
+            let mut tools = standard_tools(p.memory, p.encoder, p.encyclopedia, u, &config.align.tools, &[]).map_err(agent_err)?;
+            run_agent(p.model, persona_text, &mut tools, question, agent_config).map_err(agent_err)?
         }
         None => {
             let mut tools = ToolRegistry::new();
-            if let Some(e) = res.encyclopedia {
-                tools.register(persona_agent::EncyclopediaSearch::new(e, res.config.align.tools.encyclopedia_k, res.config.align.tools.observation_chars)).map_err(agent_err)?;
+            if let Some(e) = p.encyclopedia {
+                tools.register(persona_agent::EncyclopediaSearch::new(e, config.align.tools.encyclopedia_k, config.align.tools.observation_chars)).map_err(agent_err)?;
             }
-            run_agent(res.model, persona_text, &mut tools, question, config).map_err(agent_err)?
+            run_agent(p.model, persona_text, &mut tools, question, agent_config).map_err(agent_err)?
         }
     };
     Ok(trace.answer)
+}
+
+/// What alignment needs besides the runtime's parts.
+struct AlignInputs<'r, 'a> {
+    config: &'r MethodConfig,
+    writer: Option<&'r mut (dyn AgentLlm + Send + 'a)>,
+    distractors: &'r [String],
+    alignments: &'r mut Vec<AlignReport>,
 }
 
 /// The user's aligned persona: the latest version if alignment has run for
 /// this user (any version after the first), else align now (initialising
 /// from the semantic memory) on replays in the task's shape, answered
 /// under the task's labels like the questions themselves.
-fn aligned_persona(res: &mut Resources<'_>, task: Task, user: &str, choices: Option<&Choices>) -> Result<String> {
-    let u = res.memory.store().require_user(user).map_err(agent_err)?;
-    let versions = res.memory.store().persona_versions(&u).map_err(agent_err)?;
+fn aligned_persona<M: AgentLlm>(p: &mut Parts<'_, M>, inputs: AlignInputs<'_, '_>, task: Task, user: &str, choices: Option<&Choices>) -> Result<String> {
+    let u = p.memory.store().require_user(user).map_err(agent_err)?;
+    let versions = p.memory.store().persona_versions(&u).map_err(agent_err)?;
     if versions.len() > 1 {
         return Ok(versions.last().map(|v| v.text.clone()).unwrap_or_default());
     }
-    let mut config = res.config.align.clone();
+    let mut config = inputs.config.align.clone();
     config.agent.choices = choices.cloned();
     // LaMP-1 replays need one more paper than replays.
-    let latest = res.memory.store().latest_records(&u, config.batch + 1).map_err(agent_err)?;
-    let replays = replay::task_replays(task, &latest, config.batch, res.distractors);
+    let latest = p.memory.store().latest_records(&u, config.batch + 1).map_err(agent_err)?;
+    let replays = replay::task_replays(task, &latest, config.batch, inputs.distractors);
     // A profile too short for the task's shape replays its records as they are.
     let replays = (!replays.is_empty()).then_some(replays);
     // With `record_unchanged` (the default here) alignment always stores a
     // version, so the next method finds this user aligned.
-    let ctx = AlignContext { model: &mut *res.model, writer: res.writer.as_mut().map(|w| &mut **w as &mut dyn AgentLlm), memory: &mut *res.memory, encoder: res.encoder, encyclopedia: res.encyclopedia };
+    let writer = inputs.writer.map(|w| w as &mut dyn AgentLlm);
+    let ctx = AlignContext { model: &mut *p.model, writer, memory: &mut *p.memory, encoder: p.encoder, encyclopedia: p.encyclopedia };
     let report = align_with(ctx, user, &config, replays, &mut |_| {})?;
     let text = report.final_text.clone();
-    res.alignments.push(report);
+    inputs.alignments.push(report);
     Ok(text)
 }
 
 /// The user's initial persona (version 1, built from the semantic memory).
-fn initial_persona(res: &mut Resources<'_>, user: &str) -> Result<String> {
-    persona::current_or_init(res.model, res.memory, user, &res.config.align.semantic).map_err(agent_err)?;
-    let u = res.memory.store().require_user(user).map_err(agent_err)?;
-    let versions = res.memory.store().persona_versions(&u).map_err(agent_err)?;
+fn initial_persona<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, user: &str) -> Result<String> {
+    persona::current_or_init(&mut *p.model, p.memory, user, &config.align.semantic).map_err(agent_err)?;
+    let u = p.memory.store().require_user(user).map_err(agent_err)?;
+    let versions = p.memory.store().persona_versions(&u).map_err(agent_err)?;
     Ok(versions.first().map(|v| v.text.clone()).unwrap_or_default())
 }
 
 /// Runs one method on one example of user `index`; returns the raw output.
-pub fn answer(method: Method, task: Task, example: &Example, index: usize, res: &mut Resources<'_>) -> Result<String> {
+pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index: usize, res: &mut Resources<'_, M>) -> Result<String> {
     let user = user_id(index);
-    // Cached prompt state (a persona prefix) never serves another user.
-    res.model.set_scope(&user);
-    let input = example.question.input.as_str();
     if method.needs_memory() {
-        ensure_profile(res, task, example, &user)?;
+        ensure_profile(res.runtime, task, example, &user)?;
+    } else {
+        res.runtime.ensure_user(&user).map_err(agent_err)?;
     }
-    let item_chars = res.config.item_chars;
-    let choices = if res.config.free_text { None } else { Some(task.choices()?) };
+    if method == Method::Membank {
+        res.runtime.ensure_user(MEMBANK_USER).map_err(agent_err)?;
+    }
+    let Resources { runtime, config, demos, distractors, writer, alignments } = res;
+    let config: &MethodConfig = config;
+    // Cached prompt state (a persona prefix) never serves another user:
+    // the scope sets the model's cache scope to this user.
+    let mut scope = runtime.user(&user).map_err(agent_err)?;
+    let p = &mut scope.parts();
+    let input = example.question.input.as_str();
+    let item_chars = config.item_chars;
+    let choices = if config.free_text { None } else { Some(task.choices()?) };
     let choices = choices.as_ref();
-    let agent_config = AgentConfig { choices: choices.cloned(), ..res.config.align.agent.clone() };
+    let agent_config = AgentConfig { choices: choices.cloned(), ..config.align.agent.clone() };
     match method {
-        Method::Prompt => direct(res, choices, SYSTEM, input),
+        Method::Prompt => direct(p, config, choices, SYSTEM, input),
         Method::Icl => {
             // The demonstrations carry the task's instruction and labels too.
-            let demos = render_demos(res.demos, item_chars + 400);
-            direct(res, choices, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
+            let demos = render_demos(demos, item_chars + 400);
+            direct(p, config, choices, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
         }
         Method::Rag1 | Method::Rag4 => {
             let k = if method == Method::Rag1 { 1 } else { 4 };
-            let items = retrieve(res, &user, input, k)?;
-            direct(res, choices, SYSTEM, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
+            let items = retrieve(p, &user, input, k)?;
+            direct(p, config, choices, SYSTEM, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
         Method::Pag4 => {
-            persona::current_or_init(res.model, res.memory, &user, &res.config.align.semantic).map_err(agent_err)?;
-            let u = res.memory.store().require_user(&user).map_err(agent_err)?;
-            let profile = res.memory.store().latest_semantic_profile(&u, None).map_err(agent_err)?.map(|p| p.summary).unwrap_or_default();
-            let items = retrieve(res, &user, input, 4)?;
-            direct(res, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
+            persona::current_or_init(&mut *p.model, p.memory, &user, &config.align.semantic).map_err(agent_err)?;
+            let u = p.memory.store().require_user(&user).map_err(agent_err)?;
+            let profile = p.memory.store().latest_semantic_profile(&u, None).map_err(agent_err)?.map(|p| p.summary).unwrap_or_default();
+            let items = retrieve(p, &user, input, 4)?;
+            direct(p, config, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
         Method::React => {
-            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
-            agent(res, GENERIC_PERSONA, None, input, &config)
+            let agent_config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
+            agent(p, config, GENERIC_PERSONA, None, input, &agent_config)
         }
         Method::Membank => {
-            res.memory.store().ensure_user(MEMBANK_USER).map_err(agent_err)?;
-            let items = retrieve(res, MEMBANK_USER, input, 4)?;
-            let out = direct(res, choices, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
+            let items = retrieve(p, MEMBANK_USER, input, 4)?;
+            let out = direct(p, config, choices, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
             // The agent remembers its own answer (not the user's).
-            res.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], res.encoder, 1, &mut |_, _| {}).map_err(agent_err)?;
+            p.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], p.encoder, 1, &mut |_, _| {}).map_err(agent_err)?;
             Ok(out)
         }
         Method::PersonaAgent => {
-            let persona_text = aligned_persona(res, task, &user, choices)?;
-            let config = agent_config.clone();
-            agent(res, &persona_text, Some(&user), input, &config)
+            let persona_text = aligned_persona(p, AlignInputs { config, writer: writer.as_deref_mut(), distractors, alignments }, task, &user, choices)?;
+            agent(p, config, &persona_text, Some(&user), input, &agent_config)
         }
         Method::NoAlignment => {
-            let persona_text = initial_persona(res, &user)?;
-            let config = agent_config.clone();
-            agent(res, &persona_text, Some(&user), input, &config)
+            let persona_text = initial_persona(p, config, &user)?;
+            agent(p, config, &persona_text, Some(&user), input, &agent_config)
         }
-        Method::NoPersona => {
-            let config = agent_config.clone();
-            agent(res, GENERIC_PERSONA, Some(&user), input, &config)
-        }
+        Method::NoPersona => agent(p, config, GENERIC_PERSONA, Some(&user), input, &agent_config),
         Method::NoMemory => {
             let persona_text = persona::compose("(nothing is known about this user)");
-            let config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
-            agent(res, &persona_text, None, input, &config)
+            let agent_config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
+            agent(p, config, &persona_text, None, input, &agent_config)
         }
         Method::NoAction => {
-            let persona_text = aligned_persona(res, task, &user, choices)?;
-            let items = retrieve(res, &user, input, res.config.align.tools.k)?;
-            direct(res, choices, &persona_text, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
+            let persona_text = aligned_persona(p, AlignInputs { config, writer: writer.as_deref_mut(), distractors, alignments }, task, &user, choices)?;
+            let items = retrieve(p, &user, input, config.align.tools.k)?;
+            direct(p, config, choices, &persona_text, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
     }
 }

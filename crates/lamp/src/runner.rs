@@ -199,13 +199,13 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 /// together), and rows are written as users finish. A user's questions
 /// stay on one worker, in order. MemBank, whose memory carries over from
 /// one user to the next, always runs its users one after another.
-pub fn run(
+pub fn run<M: AgentLlm + Send>(
     task: Task,
     examples: &[Example],
     methods: &[Method],
     out_dir: &Path,
     first_user: usize,
-    workers: &mut [Resources<'_>],
+    workers: &mut [Resources<'_, M>],
     progress: &mut dyn FnMut(RunEvent<'_>),
 ) -> Result<Vec<ResultRow>> {
     if workers.is_empty() {
@@ -265,16 +265,13 @@ struct Job<'j> {
 
 impl Job<'_> {
     /// Answers question `i` with one worker's resources and scores it.
-    fn answer(&self, i: usize, res: &mut Resources<'_>) -> Result<Finished> {
+    fn answer<M: AgentLlm>(&self, i: usize, res: &mut Resources<'_, M>) -> Result<Finished> {
         let example = &self.examples[i];
         let start = Instant::now();
         let demos = demonstrations(self.task, self.examples, i, res.config.icl_demos);
         let others = distractors(self.task, self.examples, &[i]);
         let mut local = Resources {
-            model: &mut *res.model,
-            encoder: res.encoder,
-            memory: &mut *res.memory,
-            encyclopedia: res.encyclopedia,
+            runtime: &mut *res.runtime,
             config: res.config,
             demos: &demos,
             distractors: &others,
@@ -301,7 +298,7 @@ impl Job<'_> {
     /// time per thread (a user's questions in order, on one thread), and
     /// hands each finished question to `finish` on this thread. The first
     /// error stops every thread after its current question.
-    fn run_parallel(&self, todo: Vec<usize>, workers: &mut [Resources<'_>], finish: &mut dyn FnMut(Finished) -> Result<()>) -> Result<()> {
+    fn run_parallel<M: AgentLlm + Send>(&self, todo: Vec<usize>, workers: &mut [Resources<'_, M>], finish: &mut dyn FnMut(Finished) -> Result<()>) -> Result<()> {
         let mut users: Vec<(usize, Vec<usize>)> = Vec::new();
         for i in todo {
             match users.last_mut() {

@@ -8,7 +8,9 @@
 
 use std::path::PathBuf;
 
-use persona_agent::SharedLlm;
+use std::sync::Arc;
+
+use persona_agent::{Runtime, SharedEncoder, SharedLlm};
 use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore, SharedModel};
 use persona_lamp::{read_results, run, score_all, Example, Method, MethodConfig, Question, Resources, Task};
 use persona_memory::Memory;
@@ -18,6 +20,11 @@ fn installed(name: &str) -> PathBuf {
     ModelStore::from_env()
         .require(manifest.get(name).unwrap())
         .unwrap_or_else(|e| panic!("`{name}` is needed by the runner test: {e}. Run `persona models fetch` (or .ci/run) first."))
+}
+
+/// A runtime on `model` with its own store in `dir`.
+fn runtime<M: persona_agent::AgentLlm>(model: M, encoder: &SharedEncoder, dir: &std::path::Path) -> Runtime<M> {
+    Runtime::new(model, Arc::clone(encoder), Memory::open(&dir.join("memory")).unwrap(), None)
 }
 
 fn example(user: &str, review: &str, gold: &str) -> Example {
@@ -41,13 +48,12 @@ fn example(user: &str, review: &str, gold: &str) -> Example {
 fn runs_scores_and_resumes() {
     let examples = vec![example("a", "Excellent cable, no noise at all.", "5"), example("b", "The strap snapped on day one.", "1")];
     let dir = tempfile::tempdir().unwrap();
-    let mut model = GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap();
     let minilm = installed("minilm");
-    let encoder = BertEncoder::load(minilm.parent().unwrap(), "minilm", &Device::Cpu).unwrap();
-    let mut memory = Memory::open(&dir.path().join("memory")).unwrap();
+    let encoder: SharedEncoder = Arc::new(BertEncoder::load(minilm.parent().unwrap(), "minilm", &Device::Cpu).unwrap());
+    let mut local = runtime(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), &encoder, dir.path());
     let config = MethodConfig::with_seed(7);
     let methods = [Method::Prompt, Method::Rag1];
-    let mut res = Resources { model: &mut model, encoder: &encoder, memory: &mut memory, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
+    let mut res = Resources { runtime: &mut local, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
     let mut done = 0;
     let rows = run(Task::ProductRating, &examples, &methods, dir.path(), 0, std::slice::from_mut(&mut res), &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {
@@ -84,8 +90,8 @@ fn runs_scores_and_resumes() {
     assert_eq!(score_all(Task::ProductRating, &first, 7).unwrap()["rag-1"].n, 1);
     // Deterministic for a seed: a fresh run gives the same outputs.
     let fresh = tempfile::tempdir().unwrap();
-    let mut memory2 = Memory::open(&fresh.path().join("memory")).unwrap();
-    let mut res2 = Resources { model: &mut model, encoder: &encoder, memory: &mut memory2, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
+    let mut again_runtime = runtime(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), &encoder, fresh.path());
+    let mut res2 = Resources { runtime: &mut again_runtime, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
     let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), 0, std::slice::from_mut(&mut res2), &mut |_| {}).unwrap();
     let raw = |rs: &[persona_lamp::ResultRow]| rs.iter().map(|r| r.raw.clone()).collect::<Vec<_>>();
     assert_eq!(raw(&rows3), raw(&rows));
@@ -95,13 +101,9 @@ fn runs_scores_and_resumes() {
     // order they finish in; every row is on disk once.
     let parallel = tempfile::tempdir().unwrap();
     let shared = SharedModel::spawn(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), 8).unwrap();
-    let mut clients = [SharedLlm(shared.client()), SharedLlm(shared.client())];
-    let mut memories = [Memory::open(&parallel.path().join("memory")).unwrap(), Memory::open(&parallel.path().join("memory")).unwrap()];
-    let mut workers: Vec<Resources<'_>> = clients
-        .iter_mut()
-        .zip(memories.iter_mut())
-        .map(|(model, memory)| Resources { model, encoder: &encoder, memory, encyclopedia: None, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() })
-        .collect();
+    let mut runtimes = [runtime(SharedLlm(shared.client()), &encoder, parallel.path()), runtime(SharedLlm(shared.client()), &encoder, parallel.path())];
+    let mut workers: Vec<Resources<'_, SharedLlm>> =
+        runtimes.iter_mut().map(|runtime| Resources { runtime, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() }).collect();
     let mut finished = 0;
     let rows4 = run(Task::ProductRating, &examples, &methods, parallel.path(), 0, &mut workers, &mut |e| {
         if let persona_lamp::RunEvent::Done(_) = e {

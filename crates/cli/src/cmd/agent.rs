@@ -104,7 +104,7 @@ pub fn load(ctx: &Context, args: &AgentArgs) -> Result<Runtime<GgufChatModel>> {
             Some(e.with_context(|| format!("opening the encyclopedia corpus {}", corpus.display()))?)
         }
     };
-    let mut runtime = Runtime::new(model, Box::new(encoder), memory, encyclopedia);
+    let mut runtime = Runtime::new(model, std::sync::Arc::new(encoder), memory, encyclopedia.map(std::sync::Arc::new));
     runtime.tools = args.tool_config();
     runtime.semantic = args.semantic_config();
     Ok(runtime)

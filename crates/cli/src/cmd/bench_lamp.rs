@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use persona_agent::{Encyclopedia, SharedLlm};
-use persona_engine::{GgufChatModel, SharedModel};
+use std::sync::Arc;
+
+use persona_agent::{AgentLlm, Encyclopedia, Runtime, SharedEncoder, SharedLlm};
+use persona_engine::SharedModel;
 use std::collections::BTreeMap;
 
 use persona_lamp::plot::{line_chart, Labels, Point, Series};
@@ -225,12 +227,12 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     pin_settings(&args.out, &settings)?;
     let path = ctx.model_path(&args.model, false)?;
     let model = ctx.load_chat_model(&path)?;
-    let encoder = ctx.load_encoder(&args.encoder, false)?;
+    let encoder: SharedEncoder = Arc::new(ctx.load_encoder(&args.encoder, false)?);
     let encyclopedia = if args.no_encyclopedia {
         None
     } else {
         let corpus = ctx.model_path("wiki", false)?;
-        Some(Encyclopedia::open(&corpus, Some(&ctx.data_dir.join("encyclopedia")))?)
+        Some(Arc::new(Encyclopedia::open(&corpus, Some(&ctx.data_dir.join("encyclopedia")))?))
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let writer = match &args.align_model {
@@ -238,34 +240,18 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
         None => None,
     };
     let jobs = usize::from(args.jobs);
-    let (mut models, mut writers) = agent_models(model, writer, jobs)?;
-    // One store connection per worker (the store is made for several).
-    let mut memories = (0..jobs).map(|_| persona_memory::Memory::open(&args.out.join("memory"))).collect::<persona_memory::Result<Vec<_>>>()?;
-    let mut workers: Vec<Resources<'_>> = models
-        .iter_mut()
-        .zip(writers.iter_mut())
-        .zip(memories.iter_mut())
-        .map(|((model, writer), memory)| Resources {
-            model: &mut **model,
-            encoder: &encoder,
-            memory,
-            encyclopedia: encyclopedia.as_ref(),
-            config: &config,
-            demos: &[],
-            distractors: &[],
-            writer: writer.as_mut().map(|w| &mut **w as &mut (dyn persona_agent::AgentLlm + Send)),
-            alignments: Vec::new(),
-        })
-        .collect();
-    let mut bar = item_bar(0, "", "users");
-    let rows = run(task, &examples, &methods, &args.out, first_user, &mut workers, &mut |event| match event {
-        RunEvent::Method { method, todo, total } => {
-            bar.finish_and_clear();
-            bar = item_bar(todo as u64, &format!("{task} {method} ({} of {total} done)", total - todo), "users");
-        }
-        RunEvent::Done(_) => bar.inc(1),
-    })?;
-    bar.finish_and_clear();
+    let inputs = RunInputs { task, examples: &examples, methods: &methods, out: &args.out, first_user, config: &config, encoder, encyclopedia };
+    let rows = if jobs == 1 {
+        run_workers(vec![model], vec![writer.map(boxed)], &inputs)?
+    } else {
+        // Room for every worker's lock-step replays at once.
+        let parallel = 4 * jobs;
+        let shared = SharedModel::spawn(model, parallel).context("sharing the chat model between workers")?;
+        let writer = writer.map(|w| SharedModel::spawn(w, parallel)).transpose().context("sharing the alignment model between workers")?;
+        let models = (0..jobs).map(|_| SharedLlm(shared.client())).collect();
+        let writers = (0..jobs).map(|_| writer.as_ref().map(|w| boxed(SharedLlm(w.client())))).collect();
+        run_workers(models, writers, &inputs)?
+    };
     let scores = score_all(task, &rows, args.seed)?;
     let meta = json!({
         "questions": source,
@@ -285,22 +271,46 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     Ok((task, scores, md))
 }
 
-/// The model each worker answers with, and the alignment writer's: the
-/// models themselves for one worker; for several, clients of one shared
-/// model each (their calls decoded together).
-type AgentModels = (Vec<Box<dyn persona_agent::AgentLlm + Send>>, Vec<Option<Box<dyn persona_agent::AgentLlm + Send>>>);
+/// What every worker of a run shares.
+struct RunInputs<'a> {
+    task: Task,
+    examples: &'a [persona_lamp::Example],
+    methods: &'a [Method],
+    out: &'a std::path::Path,
+    first_user: usize,
+    config: &'a MethodConfig,
+    encoder: SharedEncoder,
+    encyclopedia: Option<Arc<Encyclopedia>>,
+}
 
-fn agent_models(model: GgufChatModel, writer: Option<GgufChatModel>, jobs: usize) -> Result<AgentModels> {
-    if jobs == 1 {
-        return Ok((vec![Box::new(model)], vec![writer.map(|w| Box::new(w) as Box<dyn persona_agent::AgentLlm + Send>)]));
-    }
-    // Room for every worker's lock-step replays at once.
-    let parallel = 4 * jobs;
-    let shared = SharedModel::spawn(model, parallel).context("sharing the chat model between workers")?;
-    let writer = writer.map(|w| SharedModel::spawn(w, parallel)).transpose().context("sharing the alignment model between workers")?;
-    let models = (0..jobs).map(|_| Box::new(SharedLlm(shared.client())) as Box<dyn persona_agent::AgentLlm + Send>).collect();
-    let writers = (0..jobs).map(|_| writer.as_ref().map(|w| Box::new(SharedLlm(w.client())) as Box<dyn persona_agent::AgentLlm + Send>)).collect();
-    Ok((models, writers))
+fn boxed(model: impl AgentLlm + Send + 'static) -> Box<dyn AgentLlm + Send> {
+    Box::new(model)
+}
+
+/// Runs the methods with one worker per model: its own runtime (model,
+/// store connection; the encoder and encyclopedia shared) and writer.
+fn run_workers<M: AgentLlm + Send>(models: Vec<M>, mut writers: Vec<Option<Box<dyn AgentLlm + Send>>>, inputs: &RunInputs<'_>) -> Result<Vec<persona_lamp::ResultRow>> {
+    let memory_dir = inputs.out.join("memory");
+    let mut runtimes = models
+        .into_iter()
+        .map(|m| Ok(Runtime::new(m, Arc::clone(&inputs.encoder), persona_memory::Memory::open(&memory_dir)?, inputs.encyclopedia.clone())))
+        .collect::<Result<Vec<_>>>()?;
+    let mut workers: Vec<Resources<'_, M>> = runtimes
+        .iter_mut()
+        .zip(writers.iter_mut())
+        .map(|(runtime, writer)| Resources { runtime, config: inputs.config, demos: &[], distractors: &[], writer: writer.as_deref_mut().map(|w| w as &mut (dyn AgentLlm + Send)), alignments: Vec::new() })
+        .collect();
+    let task = inputs.task;
+    let mut bar = item_bar(0, "", "users");
+    let rows = run(task, inputs.examples, inputs.methods, inputs.out, inputs.first_user, &mut workers, &mut |event| match event {
+        RunEvent::Method { method, todo, total } => {
+            bar.finish_and_clear();
+            bar = item_bar(todo as u64, &format!("{task} {method} ({} of {total} done)", total - todo), "users");
+        }
+        RunEvent::Done(_) => bar.inc(1),
+    })?;
+    bar.finish_and_clear();
+    Ok(rows)
 }
 
 /// Which alignment setting a scaling sweep varies.

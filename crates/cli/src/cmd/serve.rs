@@ -75,7 +75,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
             Some(c) => Some(Encyclopedia::open(c, Some(&data_dir.join("encyclopedia"))).map_err(|e| format!("opening the encyclopedia {}: {e}", c.display()))?),
             None => None,
         };
-        Ok(Runtime::new(model, Box::new(encoder), memory, encyclopedia))
+        Ok(Runtime::new(model, std::sync::Arc::new(encoder), memory, encyclopedia.map(std::sync::Arc::new)))
     });
     let config = ServerConfig {
         host: args.host,
