@@ -244,8 +244,16 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     let rows = if jobs == 1 {
         run_workers(vec![model], vec![writer.map(boxed)], &inputs)?
     } else {
-        // Room for every worker's lock-step replays at once.
+        // Room for every worker's lock-step replays at once, and for every
+        // user in flight's prompts in the prefix cache (one user's worth
+        // each, as with one worker).
         let parallel = 4 * jobs;
+        let (mut model, mut writer) = (model, writer);
+        for m in std::iter::once(&mut model).chain(writer.as_mut()) {
+            if let Some(stats) = m.prefix_cache_stats() {
+                m.set_prefix_cache_budget(stats.budget * jobs);
+            }
+        }
         let shared = SharedModel::spawn(model, parallel).context("sharing the chat model between workers")?;
         let writer = writer.map(|w| SharedModel::spawn(w, parallel)).transpose().context("sharing the alignment model between workers")?;
         let models = (0..jobs).map(|_| SharedLlm(shared.client())).collect();
