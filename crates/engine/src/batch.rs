@@ -42,7 +42,7 @@ pub struct SeqRequest<'c> {
 }
 
 /// What a [`GgufChatModel::step`] produced for one sequence.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum SeqEvent {
     /// Text that is safe to stream (no stop string can begin in it).
     Text {
@@ -57,6 +57,15 @@ pub enum SeqEvent {
         id: SeqId,
         /// Its whole result.
         generation: Generation,
+    },
+    /// The sequence failed on its own (its constraint allowed no token, a
+    /// forced text would not tokenize...) and left the batch; the others
+    /// go on.
+    Failed {
+        /// The sequence.
+        id: SeqId,
+        /// Why.
+        error: EngineError,
     },
 }
 
@@ -132,6 +141,8 @@ struct Seq<'c> {
     decode: DecodeState,
     constraint: Option<Box<dyn TokenConstraint + 'c>>,
     finish: Option<FinishReason>,
+    /// Why the sequence failed, if it did (it leaves at the end of the step).
+    failed: Option<EngineError>,
     /// Text produced this step that may be streamed.
     out: String,
     joined: Instant,
@@ -291,6 +302,7 @@ impl GgufChatModel {
             decode: DecodeState::default(),
             constraint,
             finish: None,
+            failed: None,
             out: String::new(),
             joined: Instant::now(),
             first_token: None,
@@ -311,16 +323,23 @@ impl GgufChatModel {
         let now = Instant::now();
         for seq in batch.seqs.iter_mut().filter(|s| s.finish.is_none() && s.fed == s.history.len() && !s.logits.is_empty()) {
             seq.first_token.get_or_insert(now);
-            seq.step(tokenizer)?;
+            if let Err(error) = seq.step(tokenizer) {
+                seq.failed = Some(error);
+                continue;
+            }
             if !seq.out.is_empty() {
                 events.push(SeqEvent::Text { id: seq.id, text: std::mem::take(&mut seq.out) });
             }
         }
         let Backend::Own(own) = &mut self.backend else { return Ok(()) };
-        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.seqs).into_iter().partition(|s| s.finish.is_some());
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.seqs).into_iter().partition(|s| s.finish.is_some() || s.failed.is_some());
         batch.seqs = running;
         let now = Instant::now();
-        for seq in done {
+        for mut seq in done {
+            if let Some(error) = seq.failed.take() {
+                events.push(SeqEvent::Failed { id: seq.id, error });
+                continue;
+            }
             let fed = &seq.history[..seq.fed];
             if !own.prefixes.covers(&seq.scope, fed) {
                 let snapshot = seq.cache.snapshot(seq.fed).during("copying the KV cache")?;
@@ -381,8 +400,10 @@ impl GgufChatModel {
         while !batch.is_empty() {
             self.step(&mut batch, &mut events)?;
             for event in events.drain(..) {
-                if let SeqEvent::Done { id, generation } = event {
-                    results[id.0 as usize] = Some(generation);
+                match event {
+                    SeqEvent::Done { id, generation } => results[id.0 as usize] = Some(generation),
+                    SeqEvent::Failed { error, .. } => return Err(error),
+                    SeqEvent::Text { .. } => {}
                 }
             }
         }

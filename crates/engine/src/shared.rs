@@ -243,10 +243,13 @@ fn serve(mut model: GgufChatModel, inbox: &Receiver<Request>, parallel: usize) {
             continue;
         }
         for event in events.drain(..) {
-            if let SeqEvent::Done { id, generation } = event {
-                if let Some(reply) = running.remove(&id) {
-                    drop(reply.send(Ok(generation)));
-                }
+            let (id, result) = match event {
+                SeqEvent::Done { id, generation } => (id, Ok(generation)),
+                SeqEvent::Failed { id, error } => (id, Err(error)),
+                SeqEvent::Text { .. } => continue,
+            };
+            if let Some(reply) = running.remove(&id) {
+                drop(reply.send(result));
             }
         }
     }

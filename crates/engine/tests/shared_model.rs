@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use persona_engine::{ChatMessage, ChatModel, Device, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, Manifest, ModelStore, SharedModel};
+use persona_engine::{ChatMessage, ChatModel, Device, EngineError, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, Manifest, ModelStore, SharedModel, TokenConstraint};
 
 fn load(name: &str) -> GgufChatModel {
     let manifest = Manifest::builtin().unwrap();
@@ -96,4 +96,49 @@ fn a_constraint_travels_with_its_sequence_and_a_bad_request_fails_alone() {
 fn parallel_must_be_positive() {
     let err = SharedModel::spawn(load("tiny"), 0).unwrap_err().to_string();
     assert!(err.contains("parallel"), "{err}");
+}
+
+/// A constraint that allows everything for `left` tokens, then fails.
+struct FailsAfter {
+    left: usize,
+}
+
+impl TokenConstraint for FailsAfter {
+    fn mask_logits(&mut self, _logits: &mut [f32]) -> persona_engine::Result<()> {
+        if self.left == 0 {
+            return Err(EngineError::Constraint("no token may follow (test)".into()));
+        }
+        self.left -= 1;
+        Ok(())
+    }
+    fn accept_token(&mut self, _token: u32) -> persona_engine::Result<()> {
+        Ok(())
+    }
+    fn accept_text(&mut self, _text: &str) -> persona_engine::Result<()> {
+        Ok(())
+    }
+    fn is_complete(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_sequence_whose_constraint_fails_leaves_alone_and_the_others_go_on() {
+    let mut alone = load("tiny");
+    let text = alone.render_chat(&[ChatMessage::user(QUESTIONS[1])]).unwrap();
+    let prompt = alone.encode_prompt(&text).unwrap();
+    let params = GenerationParams { max_tokens: 20, ignore_eos: true, ..Default::default() };
+    let expected = alone.generate_tokens(prompt.clone(), &params, None, &mut |_| true).unwrap();
+
+    let shared = SharedModel::spawn(load("tiny"), 4).unwrap();
+    let (failed, fine) = std::thread::scope(|s| {
+        let failing = s.spawn(|| shared.client().generate(prompt.clone(), &params, Some(Box::new(FailsAfter { left: 3 }))));
+        let fine = s.spawn(|| shared.client().generate(prompt.clone(), &params, None));
+        (failing.join().unwrap(), fine.join().unwrap())
+    });
+    let err = failed.unwrap_err().to_string();
+    assert!(err.contains("no token may follow (test)"), "{err}");
+    let fine = fine.unwrap();
+    assert_eq!(fine.tokens, expected.tokens, "the other sequence is untouched");
+    assert_eq!(fine.completion_tokens, 20);
 }

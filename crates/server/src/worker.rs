@@ -168,6 +168,11 @@ pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>)
                         let _ = r.job.events.send(ChatEvent::Text(text));
                     }
                 }
+                SeqEvent::Failed { id, error } => {
+                    let Some(r) = running.remove(&id) else { continue };
+                    tracing::warn!(completion = %r.job.id, %error, "a request failed during decoding");
+                    let _ = r.job.events.send(ChatEvent::Failed(ApiError::internal(format!("the model failed on this request: {error}"))));
+                }
                 SeqEvent::Done { id, generation } => {
                     let Some(r) = running.remove(&id) else { continue };
                     if r.first {
