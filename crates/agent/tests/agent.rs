@@ -8,31 +8,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::path::PathBuf;
 
 use persona_agent::{align, align_with, run_agent, run_agents, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, Choices, Encyclopedia, Finish, Outcome, Question, Replay, ToolConfig, FINAL_ANSWER};
 use persona_engine::GenerationParams;
-use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
+use persona_engine::{BertEncoder, Device, GgufChatModel};
 use persona_memory::{Memory, NewRecord};
-
-fn installed(name: &str) -> PathBuf {
-    let manifest = Manifest::builtin().unwrap();
-    ModelStore::from_env()
-        .require(manifest.get(name).unwrap())
-        .unwrap_or_else(|e| panic!("`{name}` is needed by the agent tests: {e}. Run `persona models fetch` (or .ci/run) first."))
-}
+use persona_testkit::model_path;
 
 fn encoder() -> BertEncoder {
-    let dir = installed("minilm");
+    let dir = model_path("minilm");
     BertEncoder::load(dir.parent().unwrap(), "minilm", &Device::Cpu).unwrap()
 }
 
 fn tiny() -> GgufChatModel {
-    GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap()
+    GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap()
 }
 
 fn encyclopedia(dir: &std::path::Path) -> Encyclopedia {
-    Encyclopedia::open(&installed("wiki"), Some(&dir.join("encyclopedia"))).unwrap()
+    Encyclopedia::open(&model_path("wiki"), Some(&dir.join("encyclopedia"))).unwrap()
 }
 
 const TAGS: &str = "sci-fi, comedy, romance, horror, documentary";

@@ -1,7 +1,7 @@
 //! Progress bars for long work (downloads, verification, imports).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use persona_engine::registry::FetchProgress;
+use persona_models::FetchProgress;
 use std::sync::Mutex;
 
 /// Draws one bar per phase on stderr (hidden when stderr is not a terminal).

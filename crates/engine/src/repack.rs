@@ -114,16 +114,15 @@ pub fn repack(original: &Path, content: &Content, dest: &Path) -> Result<()> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     }
-    let partial = crate::registry::partial_path(dest);
-    let out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
-    let mut writer = BufWriter::new(out);
-    let written = gguf_file::write(&mut writer, &metadata, &refs).during("writing the repacked GGUF");
-    let flushed = writer.flush().map_err(|e| EngineError::io(&partial, e));
-    if let Err(e) = written.and(flushed) {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    std::fs::rename(&partial, dest).map_err(|e| EngineError::io(dest, e))?;
+    // Written to a temporary file beside `dest` and renamed into place, so
+    // two processes repacking the same model never share a half-written one.
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let partial = tempfile::Builder::new().suffix(".partial").tempfile_in(dir).map_err(|e| EngineError::io(dir, e))?;
+    let mut writer = BufWriter::new(partial.as_file());
+    gguf_file::write(&mut writer, &metadata, &refs).during("writing the repacked GGUF")?;
+    writer.flush().map_err(|e| EngineError::io(partial.path(), e))?;
+    drop(writer);
+    partial.persist(dest).map_err(|e| EngineError::io(dest, e.error))?;
     remove_stale_copies(dest);
     Ok(())
 }

@@ -3,19 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::path::PathBuf;
 
 use persona_engine::{
-    ByteGrammar, ChatMessage, ChatModel, Device, FinishReason, GenerationParams, GgufChatModel, GgufFile, GgufTokenizer, GrammarConstraint, Manifest,
-    ModelStore, SamplingParams,
+    ByteGrammar, ChatMessage, ChatModel, Device, FinishReason, GenerationParams, GgufChatModel, GgufFile, GgufTokenizer, GrammarConstraint, 
+    SamplingParams,
 };
-
-fn model_path(name: &str) -> PathBuf {
-    let manifest = Manifest::builtin().unwrap();
-    ModelStore::from_env()
-        .require(manifest.get(name).unwrap())
-        .unwrap_or_else(|e| panic!("model `{name}` is needed by these tests: {e}. Run `persona models fetch` (or .ci/run) first."))
-}
+use persona_testkit::model_path;
 
 fn tiny() -> GgufChatModel {
     GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap()

@@ -7,23 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use persona_engine::registry::{hub_file_from_cache, HubFetcher, NoProgress};
 use persona_engine::{
     BertEncoder, ChatMessage, ChatModel, ContextPolicy, Device, Encoder, EngineError, FinishReason, GenerationParams, GgufChatModel, GgufFile,
-    GgufTokenizer, Manifest, ModelStore, SamplingParams,
+    GgufTokenizer, SamplingParams,
 };
 use serde_json::Value;
-
-fn model_path(name: &str) -> PathBuf {
-    let manifest = Manifest::builtin().unwrap();
-    let entry = manifest.get(name).unwrap();
-    ModelStore::from_env()
-        .require(entry)
-        .unwrap_or_else(|e| panic!("model `{name}` is needed by the engine tests: {e}. Run `persona models fetch` (or .ci/run) first."))
-}
+use persona_testkit::{manifest_entry, model_path};
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -47,8 +39,7 @@ fn ids(v: &Value) -> Vec<u32> {
 
 fn check_tokenizer_parity(model: &str, fixture_name: &str) {
     let fx = fixture(fixture_name);
-    let manifest = Manifest::builtin().unwrap();
-    assert_eq!(fx["model_sha256"], manifest.get(model).unwrap().files[0].sha256.as_str(), "fixture made from another file");
+    assert_eq!(fx["model_sha256"], manifest_entry(model).files[0].sha256.as_str(), "fixture made from another file");
     let gguf = GgufFile::open(model_path(model)).unwrap();
     let tok = GgufTokenizer::from_gguf(&gguf).unwrap();
     for case in fx["tokenize"].as_array().unwrap() {
@@ -249,45 +240,13 @@ fn encoder_matches_sentence_transformers() {
 }
 
 #[test]
-fn hf_hub_offline_cache_path_loads_the_model() {
-    let manifest = Manifest::builtin().unwrap();
-    let entry = manifest.get("tiny").unwrap();
-    let repo = entry.hf_repo.clone().unwrap();
-    let file = entry.files[0].hf_file.clone().unwrap();
-    // Lay out a HuggingFace cache folder: refs/main -> snapshots/<commit>/<file>.
-    let hf = tempfile::tempdir().unwrap();
-    let repo_dir = hf.path().join(format!("models--{}", repo.replace('/', "--")));
-    let commit = "0123456789abcdef0123456789abcdef01234567";
-    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
-    std::fs::write(repo_dir.join("refs/main"), commit).unwrap();
-    let snapshot = repo_dir.join("snapshots").join(commit);
-    std::fs::create_dir_all(&snapshot).unwrap();
-    std::os::unix::fs::symlink(model_path("tiny"), snapshot.join(&file)).unwrap();
-    assert_eq!(hub_file_from_cache(hf.path(), &repo, &file), Some(snapshot.join(&file)));
-    // The hub itself is unreachable: everything must come from the cache.
-    let fetcher = HubFetcher::new(hf.path(), "http://127.0.0.1:9").unwrap();
-    let store = ModelStore::new(tempfile::tempdir().unwrap().keep());
-    let paths = fetcher.install(entry, &store, &NoProgress).unwrap();
-    assert!(store.is_installed(entry));
-    let scratch = tempfile::tempdir().unwrap();
-    let opts = persona_engine::LoadOptions { repack: true, repack_dir: scratch.path().into(), native_kernels: true };
-    let mut model = GgufChatModel::load_with(&paths[0], &Device::Cpu, &opts).unwrap();
-    let g = model.generate("Hello", &GenerationParams { max_tokens: 3, ..Default::default() }, &mut |_| true).unwrap();
-    assert!(g.completion_tokens > 0);
-    // A file missing from the cache fails (no network), naming the file.
-    let err = fetcher.install(manifest.get("small").unwrap(), &store, &NoProgress).unwrap_err();
-    assert!(err.to_string().contains("huggingface"), "{err}");
-    let _ = std::fs::remove_dir_all(store.root());
-}
-
-#[test]
 fn a_tokenizer_json_beside_the_model_wins() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("model.gguf");
     std::os::unix::fs::symlink(model_path("tiny"), &link).unwrap();
     // A broken tokenizer.json is read (and reported) instead of the GGUF metadata.
     std::fs::write(dir.path().join("tokenizer.json"), b"{ not json").unwrap();
-    let opts = persona_engine::LoadOptions { repack: true, repack_dir: dir.path().join("repacked"), native_kernels: true };
+    let opts = persona_engine::LoadOptions { repack: true, repack_dir: Some(dir.path().join("repacked")), native_kernels: true };
     let err = GgufChatModel::load_with(&link, &Device::Cpu, &opts).unwrap_err();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
     // A valid one (here: the GGUF tokenizer saved as JSON) loads and tokenizes the same.
@@ -307,13 +266,13 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
     let params = GenerationParams { max_tokens: 6, ..Default::default() };
     // The own Q4_1/Q5_0 kernels off: the repack path is what runs on CPUs
     // without AVX2 and for architectures on candle's models.
-    let plain_opts = LoadOptions { repack: false, repack_dir: dir.path().into(), native_kernels: false };
+    let plain_opts = LoadOptions { repack: false, repack_dir: Some(dir.path().into()), native_kernels: false };
     let mut plain = GgufChatModel::load_with(&path, &Device::Cpu, &plain_opts).unwrap();
     assert!(plain.info().repacked.is_none());
     let want = plain.generate(prompt, &params, &mut |_| true).unwrap().tokens;
     drop(plain);
 
-    let opts = LoadOptions { repack: true, repack_dir: dir.path().into(), native_kernels: false };
+    let opts = LoadOptions { repack: true, repack_dir: Some(dir.path().into()), native_kernels: false };
     let mut packed = GgufChatModel::load_with(&path, &Device::Cpu, &opts).unwrap();
     let copy = packed.info().repacked.clone().expect("the small model has Q5_0 tensors to repack");
     assert!(copy.starts_with(dir.path()));
@@ -332,7 +291,7 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
 fn concurrent_first_loads_repack_safely() {
     use persona_engine::LoadOptions;
     let dir = tempfile::tempdir().unwrap();
-    let opts = LoadOptions { repack: true, repack_dir: dir.path().into(), native_kernels: false };
+    let opts = LoadOptions { repack: true, repack_dir: Some(dir.path().into()), native_kernels: false };
     let loads: Vec<_> = (0..3)
         .map(|_| {
             let opts = opts.clone();

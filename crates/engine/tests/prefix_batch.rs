@@ -7,14 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use persona_engine::{ChatMessage, ChatModel, Device, GenerationParams, GgufChatModel, Manifest, ModelStore, SamplingParams};
+use persona_engine::{ChatMessage, ChatModel, Device, GenerationParams, GgufChatModel, SamplingParams};
 
 fn load(name: &str) -> GgufChatModel {
-    let manifest = Manifest::builtin().unwrap();
-    let path = ModelStore::from_env()
-        .require(manifest.get(name).unwrap())
-        .unwrap_or_else(|e| panic!("model `{name}` is needed by these tests: {e}. Run `persona models fetch` (or .ci/run) first."));
-    GgufChatModel::load(path, &Device::Cpu).unwrap()
+    GgufChatModel::load(persona_testkit::model_path(name), &Device::Cpu).unwrap()
 }
 
 const PERSONA: &str = "You are the assistant of a reader who follows technology and science news closely, \

@@ -3,17 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::path::PathBuf;
 
 use persona_lamp::{build, read_examples, BuildOptions, Task};
-
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("PERSONA_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(dir.join("news").is_dir(), "the real data folder {} is missing: set PERSONA_SHARED_DATA", dir.display());
-    dir
-}
+use persona_testkit::shared_data;
 
 #[test]
 fn rebuilt_sets_keep_the_invariants() {

@@ -6,21 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::path::PathBuf;
 
 use std::sync::Arc;
 
 use persona_agent::{Runtime, SharedEncoder, SharedLlm};
-use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore, SharedModel};
+use persona_engine::{BertEncoder, Device, GgufChatModel, SharedModel};
 use persona_lamp::{read_results, run, score_all, Example, Method, MethodConfig, Question, Resources, Task};
 use persona_memory::Memory;
-
-fn installed(name: &str) -> PathBuf {
-    let manifest = Manifest::builtin().unwrap();
-    ModelStore::from_env()
-        .require(manifest.get(name).unwrap())
-        .unwrap_or_else(|e| panic!("`{name}` is needed by the runner test: {e}. Run `persona models fetch` (or .ci/run) first."))
-}
+use persona_testkit::model_path;
 
 /// A runtime on `model` with its own store in `dir`.
 fn runtime<M: persona_agent::AgentLlm>(model: M, encoder: &SharedEncoder, dir: &std::path::Path) -> Runtime<M> {
@@ -48,9 +41,9 @@ fn example(user: &str, review: &str, gold: &str) -> Example {
 fn runs_scores_and_resumes() {
     let examples = vec![example("a", "Excellent cable, no noise at all.", "5"), example("b", "The strap snapped on day one.", "1")];
     let dir = tempfile::tempdir().unwrap();
-    let minilm = installed("minilm");
+    let minilm = model_path("minilm");
     let encoder: SharedEncoder = Arc::new(BertEncoder::load(minilm.parent().unwrap(), "minilm", &Device::Cpu).unwrap());
-    let mut local = runtime(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), &encoder, dir.path());
+    let mut local = runtime(GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap(), &encoder, dir.path());
     let config = MethodConfig::with_seed(7);
     let methods = [Method::Prompt, Method::Rag1];
     let mut res = Resources { runtime: &mut local, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
@@ -90,7 +83,7 @@ fn runs_scores_and_resumes() {
     assert_eq!(score_all(Task::ProductRating, &first, 7).unwrap()["rag-1"].n, 1);
     // Deterministic for a seed: a fresh run gives the same outputs.
     let fresh = tempfile::tempdir().unwrap();
-    let mut again_runtime = runtime(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), &encoder, fresh.path());
+    let mut again_runtime = runtime(GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap(), &encoder, fresh.path());
     let mut res2 = Resources { runtime: &mut again_runtime, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() };
     let rows3 = run(Task::ProductRating, &examples, &methods, fresh.path(), 0, std::slice::from_mut(&mut res2), &mut |_| {}).unwrap();
     let raw = |rs: &[persona_lamp::ResultRow]| rs.iter().map(|r| r.raw.clone()).collect::<Vec<_>>();
@@ -100,7 +93,7 @@ fn runs_scores_and_resumes() {
     // model, one store connection each) give the same answers, whatever
     // order they finish in; every row is on disk once.
     let parallel = tempfile::tempdir().unwrap();
-    let shared = SharedModel::spawn(GgufChatModel::load(installed("tiny"), &Device::Cpu).unwrap(), 8).unwrap();
+    let shared = SharedModel::spawn(GgufChatModel::load(model_path("tiny"), &Device::Cpu).unwrap(), 8).unwrap();
     let mut runtimes = [runtime(SharedLlm(shared.client()), &encoder, parallel.path()), runtime(SharedLlm(shared.client()), &encoder, parallel.path())];
     let mut workers: Vec<Resources<'_, SharedLlm>> =
         runtimes.iter_mut().map(|runtime| Resources { runtime, config: &config, demos: &[], distractors: &[], writer: None, alignments: Vec::new() }).collect();

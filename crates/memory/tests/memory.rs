@@ -7,31 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 
-use persona_engine::{BertEncoder, Device, Encoder, GgufChatModel, Manifest, ModelStore};
+use persona_engine::{BertEncoder, Device, Encoder, GgufChatModel};
 use persona_memory::memory::IndexSource;
 use persona_memory::semantic::{summarize, SemanticConfig, TaskKind};
 use persona_memory::{IndexParams, Memory, NewRecord, VectorIndex};
 use serde_json::Value;
-
-fn model_path(name: &str) -> PathBuf {
-    let entry = Manifest::builtin().unwrap().get(name).unwrap().clone();
-    ModelStore::from_env()
-        .require(&entry)
-        .unwrap_or_else(|e| panic!("model `{name}` is needed by the memory tests: {e}. Run `persona models fetch` (or .ci/run) first."))
-}
-
-/// The real-data folder: `PERSONA_SHARED_DATA`, else `../shared/data` beside the checkout.
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("PERSONA_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(dir.join("news").is_dir(), "the real data folder {} is missing: set PERSONA_SHARED_DATA", dir.display());
-    dir
-}
+use persona_testkit::{model_path, shared_data};
 
 fn encoder() -> &'static BertEncoder {
     static ENCODER: OnceLock<BertEncoder> = OnceLock::new();

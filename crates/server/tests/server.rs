@@ -8,28 +8,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use persona_agent::Runtime;
-use persona_engine::{BertEncoder, Device, GgufChatModel, Manifest, ModelStore};
+use persona_engine::{BertEncoder, Device, GgufChatModel};
 use persona_memory::Memory;
 use persona_server::{Limits, Loader, Server, ServerConfig};
 use serde_json::{json, Value};
-
-fn model_path(name: &str) -> PathBuf {
-    let manifest = Manifest::builtin().unwrap();
-    ModelStore::from_env()
-        .require(manifest.get(name).unwrap())
-        .unwrap_or_else(|e| panic!("model `{name}` is needed by these tests: {e}. Run `persona models fetch` (or .ci/run) first."))
-}
-
-fn shared_data() -> PathBuf {
-    let dir = std::env::var_os("PERSONA_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    assert!(dir.join("news").is_dir(), "the real data folder {} is missing: set PERSONA_SHARED_DATA", dir.display());
-    dir
-}
+use persona_testkit::{model_path, shared_data};
 
 const BODY_LIMIT: usize = 256 << 10;
 

@@ -405,8 +405,8 @@ pub fn machine() -> String {
         .map(|(n, on)| format!("{n}={}", if *on { "on" } else { "off" }))
         .collect::<Vec<_>>()
         .join(" ");
-    let kernels = persona_engine::decoder::qkernels::isa().name();
-    let capped = std::env::var(persona_engine::decoder::qkernels::ISA_ENV).map(|v| format!(", capped by PERSONA_SIMD={v}")).unwrap_or_default();
+    let kernels = persona_engine::kernels::isa().name();
+    let capped = std::env::var(persona_engine::kernels::ISA_ENV).map(|v| format!(", capped by PERSONA_SIMD={v}")).unwrap_or_default();
     format!("{cpu}, {cores} cores; CPU SIMD: {}; build target features: {build}; own kernels: {kernels}{capped}", cpu_simd_flags())
 }
 
@@ -448,7 +448,7 @@ pub fn git_revision() -> String {
 /// (`avx2`, or `avx2-on-avx512vnni` when `PERSONA_SIMD` caps them) and
 /// the heading's words for it.
 fn kernel_class() -> (String, String) {
-    use persona_engine::decoder::qkernels::{detected_isa, isa};
+    use persona_engine::kernels::{detected_isa, isa};
     let (used, best) = (isa(), detected_isa());
     if used == best {
         (used.name().to_string(), format!("{} kernels ({} CPU)", used.name(), best.name()))

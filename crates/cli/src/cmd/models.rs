@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
-use persona_engine::registry::{FetchOptions, FileStatus, HubFetcher};
+use persona_models::{FetchOptions, FileStatus, HubFetcher};
 use serde::Serialize;
 
 use crate::progress::Bars;
@@ -64,7 +64,7 @@ pub enum ModelsCommand {
 #[derive(Serialize)]
 struct ListedModel<'a> {
     name: &'a str,
-    role: persona_engine::ModelRole,
+    role: persona_models::ModelRole,
     architecture: &'a str,
     description: &'a str,
     size: u64,

@@ -38,11 +38,6 @@ impl KvCache {
         self.len
     }
 
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Forgets every position after the first `len` (no copy).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);

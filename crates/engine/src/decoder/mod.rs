@@ -173,11 +173,6 @@ impl Decoder {
         Ok(Decoder { config, embeddings, layers, norm, output, cos, sin, device: device.clone(), masks: HashMap::new() })
     }
 
-    /// The model's shape.
-    pub fn config(&self) -> &DecoderConfig {
-        &self.config
-    }
-
     /// An empty cache for one sequence of this model.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.config.layers, self.config.kv_heads, self.config.head_dim, self.config.context_length, &self.device)

@@ -419,6 +419,7 @@ pub fn dot_reference(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
 }
 
 /// Dequantizes a whole tensor (tests and checks).
+#[cfg(test)]
 pub fn dequantize(kind: Kind, data: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(data.len() / kind.block_bytes() * kind.block_values());
     for_each_block(kind, data, |u, d, m| out.extend(u.map(|v| d * v as f32 + m)));

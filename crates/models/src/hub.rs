@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Cache, Repo};
 
-use super::manifest::ModelEntry;
-use super::progress::FetchProgress;
-use super::store::{FileStatus, ModelStore};
-use crate::error::{EngineError, Result};
+use crate::manifest::ModelEntry;
+use crate::progress::FetchProgress;
+use crate::store::{FileStatus, ModelStore};
+use crate::error::{ModelsError, Result};
 
 /// Looks a file up in an HF cache folder without any network access.
 pub fn hub_file_from_cache(cache_dir: &Path, repo_id: &str, file: &str) -> Option<PathBuf> {
@@ -28,7 +28,7 @@ pub struct HubFetcher {
 impl HubFetcher {
     /// Uses the environment (`HF_HOME`, `HF_ENDPOINT`, token file).
     pub fn from_env() -> Result<Self> {
-        let api = ApiBuilder::from_env().with_progress(false).build().map_err(|e| EngineError::Hub(e.to_string()))?;
+        let api = ApiBuilder::from_env().with_progress(false).build().map_err(|e| ModelsError::Hub(e.to_string()))?;
         Ok(HubFetcher { api })
     }
 
@@ -39,7 +39,7 @@ impl HubFetcher {
             .with_progress(false)
             .with_retries(0)
             .build()
-            .map_err(|e| EngineError::Hub(e.to_string()))?;
+            .map_err(|e| ModelsError::Hub(e.to_string()))?;
         Ok(HubFetcher { api })
     }
 
@@ -49,9 +49,9 @@ impl HubFetcher {
         let repo = entry
             .hf_repo
             .as_ref()
-            .ok_or_else(|| EngineError::Hub(format!("model `{}` has no HuggingFace repo in the manifest", entry.name)))?;
+            .ok_or_else(|| ModelsError::Hub(format!("model `{}` has no HuggingFace repo in the manifest", entry.name)))?;
         let dir = store.model_dir(entry);
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| ModelsError::io(&dir, e))?;
         let mut paths = Vec::new();
         for file in &entry.files {
             let dest = store.file_path(entry, file);
@@ -61,10 +61,10 @@ impl HubFetcher {
             }
             let remote = file.hf_file.as_deref().unwrap_or(&file.name);
             progress.message(&format!("getting {repo}/{remote} from the HuggingFace cache or hub"));
-            let source = self.api.model(repo.clone()).get(remote).map_err(|e| EngineError::Hub(format!("{repo}/{remote}: {e}")))?;
-            let partial = super::store::partial_path(&dest);
-            std::fs::copy(&source, &partial).map_err(|e| EngineError::io(&partial, e))?;
-            std::fs::rename(&partial, &dest).map_err(|e| EngineError::io(&dest, e))?;
+            let source = self.api.model(repo.clone()).get(remote).map_err(|e| ModelsError::Hub(format!("{repo}/{remote}: {e}")))?;
+            let partial = crate::store::partial_path(&dest);
+            std::fs::copy(&source, &partial).map_err(|e| ModelsError::io(&partial, e))?;
+            std::fs::rename(&partial, &dest).map_err(|e| ModelsError::io(&dest, e))?;
             store.verify(&dest, file, progress)?;
         }
         Ok(paths)

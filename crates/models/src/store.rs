@@ -13,9 +13,9 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{ModelEntry, ModelFile};
-use super::progress::FetchProgress;
-use crate::error::{EngineError, Result};
+use crate::manifest::{ModelEntry, ModelFile};
+use crate::progress::FetchProgress;
+use crate::error::{ModelsError, Result};
 
 /// Environment variable that overrides the models cache folder.
 pub const MODELS_DIR_ENV: &str = "PERSONA_MODELS_DIR";
@@ -96,25 +96,25 @@ impl ModelStore {
     pub fn require(&self, entry: &ModelEntry) -> Result<PathBuf> {
         for f in &entry.files {
             if self.status(entry, f) != FileStatus::Verified {
-                return Err(EngineError::NotInstalled { name: entry.name.clone(), path: self.file_path(entry, f) });
+                return Err(ModelsError::NotInstalled { name: entry.name.clone(), path: self.file_path(entry, f) });
             }
         }
-        let primary = entry.primary_file().ok_or_else(|| EngineError::Manifest(format!("model `{}` lists no files", entry.name)))?;
+        let primary = entry.primary_file().ok_or_else(|| ModelsError::Manifest(format!("model `{}` lists no files", entry.name)))?;
         Ok(self.file_path(entry, primary))
     }
 
     /// Re-hashes `path` against `file`; on a match writes the marker, on a
     /// mismatch removes the file (and its marker) and returns
-    /// [`EngineError::ChecksumMismatch`].
+    /// [`ModelsError::ChecksumMismatch`].
     pub fn verify(&self, path: &Path, file: &ModelFile, progress: &dyn FetchProgress) -> Result<()> {
-        let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| ModelsError::io(path, e))?;
         let remove = || {
             let _ = std::fs::remove_file(path);
             let _ = std::fs::remove_file(Self::marker_path(path));
         };
         if meta.len() != file.size {
             remove();
-            return Err(EngineError::ChecksumMismatch {
+            return Err(ModelsError::ChecksumMismatch {
                 path: path.to_path_buf(),
                 expected: format!("{} bytes", file.size),
                 actual: format!("{} bytes", meta.len()),
@@ -125,16 +125,16 @@ impl ModelStore {
         progress.end();
         if digest != file.sha256.to_ascii_lowercase() {
             remove();
-            return Err(EngineError::ChecksumMismatch { path: path.to_path_buf(), expected: file.sha256.clone(), actual: digest });
+            return Err(ModelsError::ChecksumMismatch { path: path.to_path_buf(), expected: file.sha256.clone(), actual: digest });
         }
         self.mark_verified(path, &file.sha256)
     }
 
     /// Writes the verified marker for a file whose hash was just checked.
     pub(crate) fn mark_verified(&self, path: &Path, sha256: &str) -> Result<()> {
-        let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+        let meta = std::fs::metadata(path).map_err(|e| ModelsError::io(path, e))?;
         let marker = Self::marker_path(path);
-        std::fs::write(&marker, marker_text(sha256, meta.len(), mtime(&meta))).map_err(|e| EngineError::io(&marker, e))
+        std::fs::write(&marker, marker_text(sha256, meta.len(), mtime(&meta))).map_err(|e| ModelsError::io(&marker, e))
     }
 }
 
@@ -160,11 +160,11 @@ fn mtime(meta: &std::fs::Metadata) -> u64 {
 
 /// The lowercase hex sha256 of a file, reporting bytes to `progress`.
 pub fn sha256_file(path: &Path, progress: &dyn FetchProgress) -> Result<String> {
-    let mut f = File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let mut f = File::open(path).map_err(|e| ModelsError::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| EngineError::io(path, e))?;
+        let n = f.read(&mut buf).map_err(|e| ModelsError::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -177,7 +177,7 @@ pub fn sha256_file(path: &Path, progress: &dyn FetchProgress) -> Result<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Manifest, NoProgress};
+    use crate::{Manifest, NoProgress};
 
     fn entry_for(content: &[u8]) -> ModelEntry {
         let sha = hex::encode(Sha256::digest(content));
@@ -206,7 +206,7 @@ mod tests {
 
         std::fs::write(&path, b"jello").unwrap();
         let err = store.verify(&path, file, &NoProgress).unwrap_err();
-        assert!(matches!(err, EngineError::ChecksumMismatch { .. }), "{err}");
+        assert!(matches!(err, ModelsError::ChecksumMismatch { .. }), "{err}");
         assert!(err.to_string().contains("removed"));
         assert!(!path.exists(), "a bad file must be removed");
         assert_eq!(store.status(&entry, file), FileStatus::Missing);

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::progress::FetchProgress;
-use crate::error::{EngineError, Result};
+use crate::progress::FetchProgress;
+use crate::error::{ModelsError, Result};
 
 /// Environment variable naming another simple index (a mirror).
 pub const INDEX_ENV: &str = "PERSONA_PYPI_INDEX";
@@ -101,10 +101,10 @@ impl PypiIndex {
             .get(&url)
             .set("Accept", "application/vnd.pypi.simple.v1+json")
             .call()
-            .map_err(|e| EngineError::Download { url: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| ModelsError::Download { url: url.clone(), reason: e.to_string() })?;
         let project: SimpleProject = response
             .into_json()
-            .map_err(|e| EngineError::Download { url: url.clone(), reason: format!("unreadable index page: {e}") })?;
+            .map_err(|e| ModelsError::Download { url: url.clone(), reason: format!("unreadable index page: {e}") })?;
         let prefix = wheel_prefix(package, version);
         let file = project
             .files
@@ -112,7 +112,7 @@ impl PypiIndex {
             .filter(|f| f.filename.starts_with(&prefix) && f.filename.ends_with(".whl"))
             .filter(|f| f.yanked.is_null() || f.yanked == serde_json::Value::Bool(false))
             .min_by_key(|f| !f.filename.ends_with("py3-none-any.whl"))
-            .ok_or_else(|| EngineError::Download { url: url.clone(), reason: format!("no wheel for {package}=={version}") })?;
+            .ok_or_else(|| ModelsError::Download { url: url.clone(), reason: format!("no wheel for {package}=={version}") })?;
         let url = if file.url.starts_with("http") { file.url } else { format!("{}/{}", url.trim_end_matches('/'), file.url) };
         Ok(WheelRef { filename: file.filename, url, sha256: file.hashes.get("sha256").cloned(), size: file.size })
     }
@@ -123,25 +123,25 @@ impl PypiIndex {
             .agent
             .get(&wheel.url)
             .call()
-            .map_err(|e| EngineError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
+            .map_err(|e| ModelsError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
         let total = wheel.size.or_else(|| response.header("Content-Length").and_then(|v| v.parse().ok()));
         progress.begin(&format!("downloading {}", wheel.filename), total);
-        let partial = super::store::partial_path(dest);
+        let partial = crate::store::partial_path(dest);
         let copied = (|| -> Result<String> {
-            let mut out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
+            let mut out = File::create(&partial).map_err(|e| ModelsError::io(&partial, e))?;
             let mut reader = response.into_reader();
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = reader.read(&mut buf).map_err(|e| EngineError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
+                let n = reader.read(&mut buf).map_err(|e| ModelsError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
                 if n == 0 {
                     break;
                 }
                 hasher.update(&buf[..n]);
-                out.write_all(&buf[..n]).map_err(|e| EngineError::io(&partial, e))?;
+                out.write_all(&buf[..n]).map_err(|e| ModelsError::io(&partial, e))?;
                 progress.advance(n as u64);
             }
-            out.flush().map_err(|e| EngineError::io(&partial, e))?;
+            out.flush().map_err(|e| ModelsError::io(&partial, e))?;
             Ok(hex::encode(hasher.finalize()))
         })();
         let digest = match copied {
@@ -157,10 +157,10 @@ impl PypiIndex {
         if let Some(expected) = &wheel.sha256 {
             if !expected.eq_ignore_ascii_case(&digest) {
                 let _ = std::fs::remove_file(&partial);
-                return Err(EngineError::ChecksumMismatch { path: dest.to_path_buf(), expected: expected.clone(), actual: digest });
+                return Err(ModelsError::ChecksumMismatch { path: dest.to_path_buf(), expected: expected.clone(), actual: digest });
             }
         }
-        std::fs::rename(&partial, dest).map_err(|e| EngineError::io(dest, e))
+        std::fs::rename(&partial, dest).map_err(|e| ModelsError::io(dest, e))
     }
 }
 

@@ -1,10 +1,10 @@
-//! The models manifest (`models/manifest.toml`, compiled in).
+//! The models manifest (`crates/models/manifest.toml`, compiled in).
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::{ModelsError, Result};
 
-const BUILTIN: &str = include_str!("../../../../models/manifest.toml");
+const BUILTIN: &str = include_str!("../manifest.toml");
 
 /// What a model is used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,17 +96,17 @@ impl Manifest {
 
     /// Parses and checks a manifest.
     pub fn parse(text: &str) -> Result<Self> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| EngineError::Manifest(e.to_string()))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ModelsError::Manifest(e.to_string()))?;
         for m in &manifest.models {
             if m.files.is_empty() {
-                return Err(EngineError::Manifest(format!("model `{}` lists no files", m.name)));
+                return Err(ModelsError::Manifest(format!("model `{}` lists no files", m.name)));
             }
             for f in &m.files {
                 if f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(EngineError::Manifest(format!("model `{}` file `{}`: sha256 `{}` is not 64 hex digits", m.name, f.name, f.sha256)));
+                    return Err(ModelsError::Manifest(format!("model `{}` file `{}`: sha256 `{}` is not 64 hex digits", m.name, f.name, f.sha256)));
                 }
                 if f.parts.is_empty() {
-                    return Err(EngineError::Manifest(format!("model `{}` file `{}` has no parts", m.name, f.name)));
+                    return Err(ModelsError::Manifest(format!("model `{}` file `{}` has no parts", m.name, f.name)));
                 }
             }
         }
@@ -119,7 +119,7 @@ impl Manifest {
         self.models
             .iter()
             .find(|m| m.name == wanted || m.aliases.iter().any(|a| a.eq_ignore_ascii_case(&wanted)))
-            .ok_or_else(|| EngineError::UnknownModel { name: name.to_string(), known: self.names().join(", ") })
+            .ok_or_else(|| ModelsError::UnknownModel { name: name.to_string(), known: self.names().join(", ") })
     }
 
     /// The short names.

