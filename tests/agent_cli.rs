@@ -95,7 +95,8 @@ fn persona_analysis_compares_the_users_personas() {
     let data = tmp.path().join("data");
     {
         let mut store = persona_memory::Store::open(&data).unwrap();
-        for (id, text) in [("ann", "This user loves science fiction films."), ("bob", "This user loves horror films."), ("cy", "Cooking, gardening and bees.")] {
+        for (id, text) in [("ann", "This user loves science fiction films."), ("bob", "This user loves horror films."), ("cy", "Cooking, gardening and bees.")]
+        {
             let user = store.ensure_user(id).unwrap();
             store.add_persona_version(&user, text, None, None).unwrap();
         }
@@ -158,7 +159,21 @@ fn bench_lamp_runs_scores_and_resumes() {
     let data = tmp.path().join("data");
     let (q, o, questions) = rating_set(tmp.path());
     let out = tmp.path().join("run");
-    let args = ["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "prompt,rag-1", "-m", "tiny", "--no-encyclopedia", "--out", out.to_str().unwrap()];
+    let args = [
+        "bench",
+        "lamp",
+        "--questions",
+        q.to_str().unwrap(),
+        "--outputs",
+        o.to_str().unwrap(),
+        "--method",
+        "prompt,rag-1",
+        "-m",
+        "tiny",
+        "--no-encyclopedia",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let md = ok(&persona(&data, &args));
     assert!(md.contains("| prompt | 2 |") && md.contains("| rag-1 | 2 |"), "{md}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -178,7 +193,10 @@ fn bench_lamp_runs_scores_and_resumes() {
     let e = String::from_utf8_lossy(&other.stderr);
     assert!(!other.status.success() && e.contains("config.K = 4, this run has config.K = 2"), "{e}");
     assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results, "the results are kept");
-    let bad = persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "best", "--out", out.to_str().unwrap()]);
+    let bad = persona(
+        &data,
+        &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "best", "--out", out.to_str().unwrap()],
+    );
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown method 'best'"));
 
     // The same users in the OPPU layout: one user with two queries.
@@ -191,7 +209,26 @@ fn bench_lamp_runs_scores_and_resumes() {
     ]);
     std::fs::write(&oppu, users.to_string()).unwrap();
     let out2 = tmp.path().join("run-oppu");
-    let md = ok(&persona(&data, &["bench", "lamp", "--oppu", oppu.to_str().unwrap(), "--task", "LaMP-3", "--users", "1", "--method", "prompt", "-m", "tiny", "--no-encyclopedia", "--out", out2.to_str().unwrap()]));
+    let md = ok(&persona(
+        &data,
+        &[
+            "bench",
+            "lamp",
+            "--oppu",
+            oppu.to_str().unwrap(),
+            "--task",
+            "LaMP-3",
+            "--users",
+            "1",
+            "--method",
+            "prompt",
+            "-m",
+            "tiny",
+            "--no-encyclopedia",
+            "--out",
+            out2.to_str().unwrap(),
+        ],
+    ));
     assert!(md.contains("| prompt | 1 |"), "one user scored: {md}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out2.join("report.json")).unwrap()).unwrap();
     assert_eq!((report["meta"]["users"].as_u64(), report["meta"]["questions_asked"].as_u64()), (Some(1), Some(2)));
@@ -201,13 +238,19 @@ fn bench_lamp_runs_scores_and_resumes() {
 
     // Runs side by side: a table per task and a bar chart.
     let cmp = tmp.path().join("cmp");
-    let md = ok(&persona(&data, &["bench", "compare", "--run", &format!("official={}", out.display()), "--run", &format!("oppu={}", out2.display()), "--out", cmp.to_str().unwrap()]));
+    let md = ok(&persona(
+        &data,
+        &["bench", "compare", "--run", &format!("official={}", out.display()), "--run", &format!("oppu={}", out2.display()), "--out", cmp.to_str().unwrap()],
+    ));
     assert!(md.contains("| method | official | oppu |") && md.contains(" n=2") && md.contains(" n=1"), "{md}");
     assert!(md.contains("| rag-1 |") && md.contains("| - |"), "rag-1 is missing from the OPPU run: {md}");
     for f in ["compare.md", "compare.json", "compare-LaMP-3.svg", "compare-LaMP-3.png"] {
         assert!(cmp.join(f).is_file(), "{f}");
     }
-    let dup = persona(&data, &["bench", "compare", "--run", &format!("a={}", out.display()), "--run", &format!("a={}", out2.display()), "--out", cmp.to_str().unwrap()]);
+    let dup = persona(
+        &data,
+        &["bench", "compare", "--run", &format!("a={}", out.display()), "--run", &format!("a={}", out2.display()), "--out", cmp.to_str().unwrap()],
+    );
     assert!(!dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("'a' is given twice"));
     let missing = persona(&data, &["bench", "compare", "--run", &format!("x={}", tmp.path().join("nowhere").display()), "--out", cmp.to_str().unwrap()]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("report.json"));
@@ -215,7 +258,24 @@ fn bench_lamp_runs_scores_and_resumes() {
     // A benchmark split by method: a method run alone gives the same outputs
     // as beside others, and the parts merge into one report.
     let lamp = |method: &str, dir: &std::path::Path| {
-        ok(&persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", method, "-m", "tiny", "--no-encyclopedia", "--out", dir.to_str().unwrap()]))
+        ok(&persona(
+            &data,
+            &[
+                "bench",
+                "lamp",
+                "--questions",
+                q.to_str().unwrap(),
+                "--outputs",
+                o.to_str().unwrap(),
+                "--method",
+                method,
+                "-m",
+                "tiny",
+                "--no-encyclopedia",
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+        ))
     };
     let raw_of = |dir: &std::path::Path, method: &str| -> Vec<Value> {
         let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
@@ -241,13 +301,33 @@ fn bench_lamp_runs_scores_and_resumes() {
     // A benchmark split by users: two shards give the unsplit run's rows,
     // with the set's own user ordinals, and merge into its report.
     let shard = |spec: &str, dir: &std::path::Path| {
-        ok(&persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "prompt,rag-1", "-m", "tiny", "--no-encyclopedia", "--shard", spec, "--out", dir.to_str().unwrap()]))
+        ok(&persona(
+            &data,
+            &[
+                "bench",
+                "lamp",
+                "--questions",
+                q.to_str().unwrap(),
+                "--outputs",
+                o.to_str().unwrap(),
+                "--method",
+                "prompt,rag-1",
+                "-m",
+                "tiny",
+                "--no-encyclopedia",
+                "--shard",
+                spec,
+                "--out",
+                dir.to_str().unwrap(),
+            ],
+        ))
     };
     let (s0, s1) = (tmp.path().join("shard-0"), tmp.path().join("shard-1"));
     assert!(shard("0/2", &s0).contains("| prompt | 1 |"));
     shard("1/2", &s1);
     let rows_of = |dir: &std::path::Path| -> Vec<Value> {
-        let mut rows: Vec<Value> = std::fs::read_to_string(dir.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect();
+        let mut rows: Vec<Value> =
+            std::fs::read_to_string(dir.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect();
         for r in &mut rows {
             r.as_object_mut().unwrap().remove("ms");
         }
@@ -259,7 +339,21 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert!(md.contains("| prompt | 2 |") && md.contains("| rag-1 | 2 |"), "{md}");
     assert_eq!(rows_of(&joined), rows_of(&out), "the shards' rows are the unsplit run's");
     assert_eq!(report(&joined)["methods"]["prompt"], report(&out)["methods"]["prompt"]);
-    let bad = persona(&data, &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--shard", "2/2", "--out", tmp.path().join("x").to_str().unwrap()]);
+    let bad = persona(
+        &data,
+        &[
+            "bench",
+            "lamp",
+            "--questions",
+            q.to_str().unwrap(),
+            "--outputs",
+            o.to_str().unwrap(),
+            "--shard",
+            "2/2",
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+    );
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("shard '2/2'"));
 }
 
@@ -270,7 +364,30 @@ fn bench_scaling_sweeps_a_setting_and_plots_it() {
     let (q, o, _) = rating_set(tmp.path());
     let out = tmp.path().join("scaling");
     let sweep = |values: &str| {
-        persona(&data, &["bench", "scaling", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--users", "1", "--method", "no-alignment", "-m", "tiny", "--no-encyclopedia", "--param", "K", "--values", values, "--out", out.to_str().unwrap()])
+        persona(
+            &data,
+            &[
+                "bench",
+                "scaling",
+                "--questions",
+                q.to_str().unwrap(),
+                "--outputs",
+                o.to_str().unwrap(),
+                "--users",
+                "1",
+                "--method",
+                "no-alignment",
+                "-m",
+                "tiny",
+                "--no-encyclopedia",
+                "--param",
+                "K",
+                "--values",
+                values,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
     };
     let md = ok(&sweep("1,2"));
     assert!(md.contains("| K | method |") && md.contains("| 1 | no-alignment | 1 |") && md.contains("| 2 | no-alignment | 1 |"), "{md}");

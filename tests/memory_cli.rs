@@ -114,9 +114,7 @@ fn check_store(data: &Path, batch: i64, total: i64) -> i64 {
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(integrity, "ok");
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0)).unwrap();
-    let bad: i64 = conn
-        .query_row("SELECT COUNT(*) FROM records WHERE length(embedding) != 384 * 4 OR embedding_model != 'minilm'", [], |r| r.get(0))
-        .unwrap();
+    let bad: i64 = conn.query_row("SELECT COUNT(*) FROM records WHERE length(embedding) != 384 * 4 OR embedding_model != 'minilm'", [], |r| r.get(0)).unwrap();
     assert_eq!(bad, 0, "records without a full vector");
     let distinct: i64 = conn.query_row("SELECT COUNT(DISTINCT query) FROM records", [], |r| r.get(0)).unwrap();
     assert_eq!(distinct, count, "duplicate records");

@@ -81,19 +81,25 @@ fn sigkill_during_concurrent_chats_loses_and_duplicates_nothing() {
     let db = rusqlite::Connection::open(data.path().join("persona.sqlite3")).unwrap();
     let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
-    let stored = |id: &str| -> i64 { db.query_row("SELECT COUNT(*) FROM records WHERE json_extract(metadata, '$.completion_id') = ?1", [id], |r| r.get(0)).unwrap() };
+    let stored =
+        |id: &str| -> i64 { db.query_row("SELECT COUNT(*) FROM records WHERE json_extract(metadata, '$.completion_id') = ?1", [id], |r| r.get(0)).unwrap() };
     for id in &answered {
         assert_eq!(stored(id), 1, "answered exchange {id} is stored exactly once");
     }
     let total: i64 = db.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0)).unwrap();
-    assert!(total as usize >= answered.len() && total as usize <= answered.len() + 8, "{total} records for {} answered chats (at most one per writer was stored but not yet answered)", answered.len());
+    assert!(
+        total as usize >= answered.len() && total as usize <= answered.len() + 8,
+        "{total} records for {} answered chats (at most one per writer was stored but not yet answered)",
+        answered.len()
+    );
     drop(db);
 
     // The server comes back on the same data and finds every record.
     let (mut child, url) = serve(data.path());
     let mut found = 0;
     for user in ["user-0", "user-1"] {
-        let v: Value = ureq::get(&format!("{url}/v1/users/{user}/records/search")).query("q", "name a fruit").query("k", "100").call().unwrap().into_json().unwrap();
+        let v: Value =
+            ureq::get(&format!("{url}/v1/users/{user}/records/search")).query("q", "name a fruit").query("k", "100").call().unwrap().into_json().unwrap();
         found += v["data"].as_array().unwrap().len();
     }
     assert_eq!(found as i64, total, "every stored record is found after the restart");

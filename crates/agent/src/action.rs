@@ -60,7 +60,19 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { max_steps: 4, min_tool_calls: 2, require_memory: true, thought_tokens: 48, answer_bytes: 300, temperature: 0.1, repeat_penalty: 1.1, call_repeat_penalty: 1.1, seed: 42, choices: None, answer_when_done: false }
+        AgentConfig {
+            max_steps: 4,
+            min_tool_calls: 2,
+            require_memory: true,
+            thought_tokens: 48,
+            answer_bytes: 300,
+            temperature: 0.1,
+            repeat_penalty: 1.1,
+            call_repeat_penalty: 1.1,
+            seed: 42,
+            choices: None,
+            answer_when_done: false,
+        }
     }
 }
 
@@ -69,7 +81,10 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<()> {
         let needed = self.min_tool_calls.max(usize::from(self.require_memory)) + 1;
         if self.max_steps < needed {
-            return Err(AgentError::Config { name: "max_steps", reason: format!("{} steps cannot fit {} tool calls and an answer", self.max_steps, needed - 1) });
+            return Err(AgentError::Config {
+                name: "max_steps",
+                reason: format!("{} steps cannot fit {} tool calls and an answer", self.max_steps, needed - 1),
+            });
         }
         if self.answer_bytes == 0 {
             return Err(AgentError::Config { name: "answer_bytes", reason: "must be at least 1".into() });
@@ -90,7 +105,13 @@ impl AgentConfig {
     /// The final-answer pseudo-tool: its answer is one of the labels when
     /// the run has [`AgentConfig::choices`], else a string.
     pub fn final_answer_spec(&self) -> ToolSpec {
-        let mut spec = ToolSpec::with_string(FINAL_ANSWER, "Gives the final answer and ends.", "answer", "the answer alone, in the form the question asks for", self.answer_bytes);
+        let mut spec = ToolSpec::with_string(
+            FINAL_ANSWER,
+            "Gives the final answer and ends.",
+            "answer",
+            "the answer alone, in the form the question asks for",
+            self.answer_bytes,
+        );
         if let Some(choices) = &self.choices {
             spec.params[0].kind = ParamKind::Choice { choices: choices.clone() };
         }
@@ -175,7 +196,13 @@ struct Run<'q> {
 /// the trace it would get alone, up to the last bits of the engine's
 /// batched arithmetic. A step's `ms` is the wall time of that step for
 /// the whole batch.
-pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegistry<'_>, questions: &[Question<'_>], config: &AgentConfig) -> Result<Vec<Trace>> {
+pub fn run_agents(
+    model: &mut dyn AgentLlm,
+    persona: &str,
+    tools: &mut ToolRegistry<'_>,
+    questions: &[Question<'_>],
+    config: &AgentConfig,
+) -> Result<Vec<Trace>> {
     config.validate()?;
     let start = Instant::now();
     let final_spec = config.final_answer_spec();
@@ -183,7 +210,18 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
     let mut runs = Vec::with_capacity(questions.len());
     for question in questions {
         let transcript = model.start(&system, question.text)?;
-        runs.push(Run { question: *question, transcript, steps: Vec::new(), calls: 0, memory_used: false, stuck: false, answer: None, finish: Finish::Answer, model_calls: 0, ms: 0.0 });
+        runs.push(Run {
+            question: *question,
+            transcript,
+            steps: Vec::new(),
+            calls: 0,
+            memory_used: false,
+            stuck: false,
+            answer: None,
+            finish: Finish::Answer,
+            model_calls: 0,
+            ms: 0.0,
+        });
     }
 
     for step_no in 1..=config.max_steps {
@@ -192,14 +230,17 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
             break;
         }
         let step_start = Instant::now();
-        let mut steps: Vec<TraceStep> = live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used, runs[i].stuck))).collect();
+        let mut steps: Vec<TraceStep> =
+            live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used, runs[i].stuck))).collect();
         // A step that can only answer goes straight to the action when the
         // run answers once its calls are done.
-        let thinking: Vec<usize> = live.iter().zip(&steps).filter(|(_, step)| !(config.answer_when_done && step.allowed == [FINAL_ANSWER])).map(|(&i, _)| i).collect();
+        let thinking: Vec<usize> =
+            live.iter().zip(&steps).filter(|(_, step)| !(config.answer_when_done && step.allowed == [FINAL_ANSWER])).map(|(&i, _)| i).collect();
         for &i in &thinking {
             model.append(&mut runs[i].transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
         }
-        let mut thoughts = extend_runs(model, &mut runs, &thinking, vec![None; thinking.len()], &config.params(config.thought_tokens, &["\n", "Action:"]))?.into_iter();
+        let mut thoughts =
+            extend_runs(model, &mut runs, &thinking, vec![None; thinking.len()], &config.params(config.thought_tokens, &["\n", "Action:"]))?.into_iter();
         let mut grammars = Vec::with_capacity(live.len());
         for (&i, step) in live.iter().zip(&mut steps) {
             if thinking.contains(&i) {
@@ -254,7 +295,9 @@ pub fn run_agents(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegis
             let run = &mut runs[i];
             run.model_calls += 1;
             let answer = match config.choices {
-                Some(_) => parse_call(&c.text).ok().and_then(|call| call.arguments.get("answer").and_then(Value::as_str).map(str::to_string)).unwrap_or_default(),
+                Some(_) => {
+                    parse_call(&c.text).ok().and_then(|call| call.arguments.get("answer").and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
+                }
                 None => c.text.trim().to_string(),
             };
             run.answer = Some(answer);
@@ -284,7 +327,13 @@ fn new_step(step: usize, allowed: Vec<String>) -> TraceStep {
 
 /// Continues the transcripts of the runs `which` (ascending) together; a
 /// single run keeps the engine's one-sequence path (its working KV cache).
-fn extend_runs(model: &mut dyn AgentLlm, runs: &mut [Run<'_>], which: &[usize], mut grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+fn extend_runs(
+    model: &mut dyn AgentLlm,
+    runs: &mut [Run<'_>],
+    which: &[usize],
+    mut grammars: Vec<Option<ToolCallGrammar>>,
+    params: &GenerationParams,
+) -> Result<Vec<Continuation>> {
     if let ([i], [_]) = (which, grammars.as_slice()) {
         let transcript = &mut runs[*i].transcript;
         return Ok(vec![match grammars.pop().flatten() {
@@ -309,7 +358,11 @@ fn resolve(tools: &mut ToolRegistry<'_>, final_spec: &ToolSpec, run: &mut Run<'_
     step.arguments = Value::Object(call.arguments.clone());
     if !step.allowed.contains(&call.tool) {
         step.tool = (call.tool != FINAL_ANSWER).then(|| call.tool.clone());
-        let why = if call.tool == FINAL_ANSWER { "you must first search the user's memory and make the required tool calls".to_string() } else { format!("allowed now: {}", step.allowed.join(", ")) };
+        let why = if call.tool == FINAL_ANSWER {
+            "you must first search the user's memory and make the required tool calls".to_string()
+        } else {
+            format!("allowed now: {}", step.allowed.join(", "))
+        };
         step.error = Some(format!("`{}` is not allowed at this step: {why}", call.tool));
         return Ok(format!("Not allowed now: {why}."));
     }

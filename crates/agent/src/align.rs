@@ -80,7 +80,13 @@ impl Default for AlignConfig {
 impl AlignConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        let values = [("batch", self.batch), ("iterations", self.iterations), ("k", self.tools.k), ("feedback_tokens", self.feedback_tokens), ("rewrite_tokens", self.rewrite_tokens)];
+        let values = [
+            ("batch", self.batch),
+            ("iterations", self.iterations),
+            ("k", self.tools.k),
+            ("feedback_tokens", self.feedback_tokens),
+            ("rewrite_tokens", self.rewrite_tokens),
+        ];
         for (name, v) in values {
             if v == 0 {
                 return Err(AgentError::Config { name, reason: "must be at least 1".into() });
@@ -314,13 +320,7 @@ pub fn align(
 }
 
 /// Replays `replays` with `persona` and scores each answer.
-fn replay_all(
-    ctx: &mut AlignContext<'_>,
-    user: &str,
-    persona: &str,
-    replays: &[Replay],
-    config: &AlignConfig,
-) -> Result<(Vec<Trace>, f64)> {
+fn replay_all(ctx: &mut AlignContext<'_>, user: &str, persona: &str, replays: &[Replay], config: &AlignConfig) -> Result<(Vec<Trace>, f64)> {
     let questions: Vec<Question<'_>> = replays.iter().map(|r| Question { text: &r.question, hidden_records: &r.hidden }).collect();
     let group = if config.lock_step { questions.len().max(1) } else { 1 };
     let mut traces = Vec::with_capacity(questions.len());
@@ -429,7 +429,8 @@ pub fn align_with(
             iterations.push(it);
             break;
         }
-        let feedback = gaps.iter().enumerate().map(|(k, &i)| format!("{}. {}", k + 1, simulations[i].feedback.replace('\n', " "))).collect::<Vec<_>>().join("\n");
+        let feedback =
+            gaps.iter().enumerate().map(|(k, &i)| format!("{}. {}", k + 1, simulations[i].feedback.replace('\n', " "))).collect::<Vec<_>>().join("\n");
         let rewrite_prompt = fill(REWRITE_USER, &[("profile", persona::profile_of(&text)), ("feedback", &feedback)]);
         let phase = Instant::now();
         let rewrite = writer.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
@@ -484,7 +485,16 @@ pub fn align_with(
     if version == initial_version && config.record_unchanged {
         version = ctx.memory.store_mut().add_persona_version(&u, &text, Some(initial_version), Some(UNCHANGED_NOTE))?.version;
     }
-    Ok(AlignReport { user: user.to_string(), initial_version, final_version: version, initial_text, final_text: text, initial_score: iterations.first().map_or(score, Iteration::score), final_score: score, iterations })
+    Ok(AlignReport {
+        user: user.to_string(),
+        initial_version,
+        final_version: version,
+        initial_text,
+        final_text: text,
+        initial_score: iterations.first().map_or(score, Iteration::score),
+        final_score: score,
+        iterations,
+    })
 }
 
 #[cfg(test)]
@@ -495,7 +505,8 @@ mod tests {
 
     fn memory_with_user(dir: &std::path::Path) -> Memory {
         let mut memory = Memory::open(dir).unwrap();
-        let records: Vec<NewRecord> = (0..5).map(|i| NewRecord { timestamp: Some(1_000 + i), ..NewRecord::new(format!("movie {i} plot"), format!("tag{i}")) }).collect();
+        let records: Vec<NewRecord> =
+            (0..5).map(|i| NewRecord { timestamp: Some(1_000 + i), ..NewRecord::new(format!("movie {i} plot"), format!("tag{i}")) }).collect();
         memory.import("ann", &records, &WordEncoder, 8, &mut |_, _| {}).unwrap();
         let u = memory.store().require_user("ann").unwrap();
         memory.store_mut().add_semantic_profile(&u, "general", "p", "scripted", "Ann likes jazz.", 5).unwrap();

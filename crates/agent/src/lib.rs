@@ -33,7 +33,10 @@ pub mod trace;
 mod scripted;
 
 pub use action::{run_agent, run_agents, AgentConfig, Question, FINAL_ANSWER};
-pub use align::{align, align_with, replay_score, standard_tools, AlignConfig, AlignContext, Replay, AlignEvent, AlignReport, Iteration, Outcome, Simulation, ToolConfig, UNCHANGED_NOTE};
+pub use align::{
+    align, align_with, replay_score, standard_tools, AlignConfig, AlignContext, AlignEvent, AlignReport, Iteration, Outcome, Replay, Simulation, ToolConfig,
+    UNCHANGED_NOTE,
+};
 pub use choice::{ChoiceGrammar, Choices};
 pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, ToolCallGrammar};

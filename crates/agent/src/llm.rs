@@ -59,7 +59,12 @@ pub trait AgentLlm: Summarizer {
     /// [`AgentLlm::extend`] and [`AgentLlm::extend_constrained`] would one
     /// after another (which is what the default does); an engine that
     /// batches sequences decodes them in one batch.
-    fn extend_batch(&mut self, transcripts: &mut [&mut Transcript], grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+    fn extend_batch(
+        &mut self,
+        transcripts: &mut [&mut Transcript],
+        grammars: Vec<Option<ToolCallGrammar>>,
+        params: &GenerationParams,
+    ) -> Result<Vec<Continuation>> {
         check_batch(transcripts.len(), grammars.len())?;
         transcripts
             .iter_mut()
@@ -111,11 +116,17 @@ impl<M: ChatModel> AgentLlm for M {
         run(self, transcript, params, Some(&mut constraint))
     }
 
-    fn extend_batch(&mut self, transcripts: &mut [&mut Transcript], grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+    fn extend_batch(
+        &mut self,
+        transcripts: &mut [&mut Transcript],
+        grammars: Vec<Option<ToolCallGrammar>>,
+        params: &GenerationParams,
+    ) -> Result<Vec<Continuation>> {
         check_batch(transcripts.len(), grammars.len())?;
         let start = Instant::now();
         let vocab = self.tokenizer().token_bytes();
-        let mut constraints: Vec<Option<GrammarConstraint<ToolCallGrammar>>> = grammars.into_iter().map(|g| g.map(|g| GrammarConstraint::new(g, vocab.clone()))).collect();
+        let mut constraints: Vec<Option<GrammarConstraint<ToolCallGrammar>>> =
+            grammars.into_iter().map(|g| g.map(|g| GrammarConstraint::new(g, vocab.clone()))).collect();
         let refs: Vec<Option<&mut dyn TokenConstraint>> = constraints.iter_mut().map(|c| c.as_mut().map(|c| c as &mut dyn TokenConstraint)).collect();
         let prompts = transcripts.iter().map(|t| t.tokens.clone()).collect();
         let generations = self.generate_batch_constrained(prompts, params, refs)?;

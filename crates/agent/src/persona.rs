@@ -181,7 +181,10 @@ pub fn current_or_init(model: &mut dyn Summarizer, memory: &mut Memory, user: &s
         None => {
             let records = memory.store().records(&u)?;
             if records.is_empty() {
-                return Err(AgentError::NoPersona { user: user.to_string(), reason: "no history to learn from; import some with `persona user import`".into() });
+                return Err(AgentError::NoPersona {
+                    user: user.to_string(),
+                    reason: "no history to learn from; import some with `persona user import`".into(),
+                });
             }
             let task = TaskKind::detect(&records);
             let summary = persona_memory::semantic::summarize(model, &records, task, semantic)?;

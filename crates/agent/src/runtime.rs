@@ -156,7 +156,13 @@ impl<M: AgentLlm> UserScope<'_, M> {
     /// writes feedback and rewrites when given (it is scoped to the user
     /// too), `replays` replace the user's latest records as the replayed
     /// interactions.
-    pub fn align<'w>(&'w mut self, config: &AlignConfig, writer: Option<&'w mut dyn AgentLlm>, replays: Option<Vec<Replay>>, on_event: &mut dyn FnMut(AlignEvent<'_>)) -> Result<AlignReport> {
+    pub fn align<'w>(
+        &'w mut self,
+        config: &AlignConfig,
+        writer: Option<&'w mut dyn AgentLlm>,
+        replays: Option<Vec<Replay>>,
+        on_event: &mut dyn FnMut(AlignEvent<'_>),
+    ) -> Result<AlignReport> {
         let rt = &mut *self.runtime;
         let ctx = AlignContext { model: &mut rt.model, writer, memory: &mut rt.memory, encoder: rt.encoder.as_ref(), encyclopedia: rt.encyclopedia.as_deref() };
         align_with(ctx, &self.user, config, replays, on_event)
@@ -171,6 +177,13 @@ impl<M: AgentLlm> UserScope<'_, M> {
     /// benchmark's baselines); the model stays scoped to this user.
     pub fn parts(&mut self) -> Parts<'_, M> {
         let rt = &mut *self.runtime;
-        Parts { model: &mut rt.model, memory: &mut rt.memory, encoder: rt.encoder.as_ref(), encyclopedia: rt.encyclopedia.as_deref(), tools: &rt.tools, semantic: &rt.semantic }
+        Parts {
+            model: &mut rt.model,
+            memory: &mut rt.memory,
+            encoder: rt.encoder.as_ref(),
+            encyclopedia: rt.encyclopedia.as_deref(),
+            tools: &rt.tools,
+            semantic: &rt.semantic,
+        }
     }
 }

@@ -90,10 +90,18 @@ pub(crate) struct FakeTool {
 
 impl FakeTool {
     pub fn memory() -> Self {
-        FakeTool { spec: ToolSpec::with_string("memory_search", "Searches the user's memory.", "query", "what", 100), memory: true, reply: "1. liked: jazz".into() }
+        FakeTool {
+            spec: ToolSpec::with_string("memory_search", "Searches the user's memory.", "query", "what", 100),
+            memory: true,
+            reply: "1. liked: jazz".into(),
+        }
     }
     pub fn encyclopedia() -> Self {
-        FakeTool { spec: ToolSpec::with_string("encyclopedia_search", "Looks things up.", "query", "what", 100), memory: false, reply: "1. Jazz: a music genre".into() }
+        FakeTool {
+            spec: ToolSpec::with_string("encyclopedia_search", "Looks things up.", "query", "what", 100),
+            memory: false,
+            reply: "1. Jazz: a music genre".into(),
+        }
     }
 }
 

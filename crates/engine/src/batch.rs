@@ -157,9 +157,16 @@ impl Seq<'_> {
             self.history.push(id);
             self.generated.push(id);
             let d = &mut self.decode;
-            let piece = tokenizers::tokenizer::step_decode_stream(std::ops::Deref::deref(tokenizer.inner()), vec![id], true, &mut d.ids, &mut d.prefix, &mut d.prefix_index)
-                .map_err(|e| EngineError::Tokenizer(e.to_string()))?
-                .unwrap_or_default();
+            let piece = tokenizers::tokenizer::step_decode_stream(
+                std::ops::Deref::deref(tokenizer.inner()),
+                vec![id],
+                true,
+                &mut d.ids,
+                &mut d.prefix,
+                &mut d.prefix_index,
+            )
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?
+            .unwrap_or_default();
             let (out, hit_stop) = self.stops.push(&piece);
             self.out.push_str(&out);
             if hit_stop {
@@ -256,7 +263,10 @@ impl GgufChatModel {
         let architecture = &self.info.architecture;
         match &mut self.backend {
             Backend::Own(own) => Ok(own),
-            Backend::Candle(..) => Err(EngineError::InvalidParameter { name: "model", reason: format!("batched decoding runs on the own decoder (Llama, Qwen2); this model is {architecture}") }),
+            Backend::Candle(..) => Err(EngineError::InvalidParameter {
+                name: "model",
+                reason: format!("batched decoding runs on the own decoder (Llama, Qwen2); this model is {architecture}"),
+            }),
         }
     }
 
@@ -381,7 +391,10 @@ impl GgufChatModel {
             return Err(EngineError::InvalidParameter { name: "max_tokens", reason: "must be at least 1".into() });
         }
         if constraints.len() != prompts.len() {
-            return Err(EngineError::InvalidParameter { name: "constraints", reason: format!("{} constraints for {} prompts", constraints.len(), prompts.len()) });
+            return Err(EngineError::InvalidParameter {
+                name: "constraints",
+                reason: format!("{} constraints for {} prompts", constraints.len(), prompts.len()),
+            });
         }
         if let Some(i) = prompts.iter().position(Vec::is_empty) {
             return Err(EngineError::InvalidParameter { name: "prompt", reason: format!("prompt {i} of the batch is empty") });
@@ -414,5 +427,14 @@ impl GgufChatModel {
 /// Every joined sequence ends with a `Done` event before the batch is
 /// empty; this stands in for the impossible other case.
 fn unreachable_generation() -> Generation {
-    Generation { text: String::new(), tokens: Vec::new(), prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, finish_reason: FinishReason::Cancelled, prefill_ms: 0.0, decode_ms: 0.0 }
+    Generation {
+        text: String::new(),
+        tokens: Vec::new(),
+        prompt_tokens: 0,
+        cached_tokens: 0,
+        completion_tokens: 0,
+        finish_reason: FinishReason::Cancelled,
+        prefill_ms: 0.0,
+        decode_ms: 0.0,
+    }
 }

@@ -118,9 +118,17 @@ pub trait ChatModel {
     /// [`ChatModel::generate_batch`] with an optional token constraint per
     /// prompt (`constraints[i]` applies to `prompts[i]`). The default runs
     /// them one after another.
-    fn generate_batch_constrained(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams, constraints: Vec<Option<&mut dyn TokenConstraint>>) -> Result<Vec<Generation>> {
+    fn generate_batch_constrained(
+        &mut self,
+        prompts: Vec<Vec<u32>>,
+        params: &GenerationParams,
+        constraints: Vec<Option<&mut dyn TokenConstraint>>,
+    ) -> Result<Vec<Generation>> {
         if constraints.len() != prompts.len() {
-            return Err(EngineError::InvalidParameter { name: "constraints", reason: format!("{} constraints for {} prompts", constraints.len(), prompts.len()) });
+            return Err(EngineError::InvalidParameter {
+                name: "constraints",
+                reason: format!("{} constraints for {} prompts", constraints.len(), prompts.len()),
+            });
         }
         prompts.into_iter().zip(constraints).map(|(p, c)| self.generate_tokens(p, params, c, &mut |_| true)).collect()
     }
@@ -173,10 +181,7 @@ impl GgufChatModel {
         let beside = path.with_file_name("tokenizer.json");
         let make_tokenizer = |gguf: &GgufFile| if beside.exists() { GgufTokenizer::from_file(&beside, Some(gguf)) } else { GgufTokenizer::from_gguf(gguf) };
         let chat_template = gguf.get_str("tokenizer.chat_template").map(str::to_string);
-        let add_bos = gguf
-            .get("tokenizer.ggml.add_bos_token")
-            .and_then(|v| v.to_bool().ok())
-            .unwrap_or(gguf.get_str("tokenizer.ggml.model") == Some("llama"));
+        let add_bos = gguf.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(gguf.get_str("tokenizer.ggml.model") == Some("llama"));
         let context_length = gguf.context_length();
         let name = gguf.model_name();
         let own = crate::decoder::Decoder::supports(arch);
@@ -429,7 +434,12 @@ impl ChatModel for GgufChatModel {
         GgufChatModel::generate_batch(self, prompts, params)
     }
 
-    fn generate_batch_constrained(&mut self, prompts: Vec<Vec<u32>>, params: &GenerationParams, constraints: Vec<Option<&mut dyn TokenConstraint>>) -> Result<Vec<Generation>> {
+    fn generate_batch_constrained(
+        &mut self,
+        prompts: Vec<Vec<u32>>,
+        params: &GenerationParams,
+        constraints: Vec<Option<&mut dyn TokenConstraint>>,
+    ) -> Result<Vec<Generation>> {
         GgufChatModel::generate_batch_constrained(self, prompts, params, constraints)
     }
 

@@ -79,8 +79,7 @@ impl TokenBytes {
     /// replaced by a space and `<0xNN>` read as one byte.
     pub fn from_tokenizer(tokenizer: &GgufTokenizer) -> TokenBytes {
         let inner = tokenizer.inner();
-        let specials: std::collections::HashSet<u32> =
-            inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let specials: std::collections::HashSet<u32> = inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
         let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
         let unicode_to_byte = gpt2_unicode_to_byte();
         let n = tokenizer.vocab_size();
@@ -224,10 +223,7 @@ impl<G: ByteGrammar> TokenConstraint for GrammarConstraint<G> {
         if any {
             Ok(())
         } else {
-            Err(EngineError::Constraint(format!(
-                "no token of the vocabulary may follow {:?}",
-                String::from_utf8_lossy(&self.text)
-            )))
+            Err(EngineError::Constraint(format!("no token of the vocabulary may follow {:?}", String::from_utf8_lossy(&self.text))))
         }
     }
 

@@ -24,10 +24,7 @@ impl FromStr for DeviceChoice {
     fn from_str(s: &str) -> Result<Self> {
         let (kind, ordinal) = match s.split_once(':') {
             Some((k, o)) => {
-                let n = o.parse::<usize>().map_err(|_| EngineError::Device {
-                    device: s.to_string(),
-                    reason: format!("`{o}` is not a device ordinal"),
-                })?;
+                let n = o.parse::<usize>().map_err(|_| EngineError::Device { device: s.to_string(), reason: format!("`{o}` is not a device ordinal") })?;
                 (k, n)
             }
             None => (s, 0),
@@ -64,10 +61,7 @@ impl DeviceChoice {
                 DeviceChoice::Metal(_) => "metal",
                 _ => "cuda",
             };
-            EngineError::Device {
-                device: self.to_string(),
-                reason: format!("{e} (build with `--features {feature}` on a machine that has one)"),
-            }
+            EngineError::Device { device: self.to_string(), reason: format!("{e} (build with `--features {feature}` on a machine that has one)") }
         })
     }
 }

@@ -89,16 +89,10 @@ impl BertEncoder {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         let rows = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> Result<Tensor> {
-            let data: Vec<Tensor> = encodings
-                .iter()
-                .map(|e| Tensor::new(f(e).as_slice(), &self.device))
-                .collect::<candle_core::Result<_>>()
-                .during("building encoder inputs")?;
+            let data: Vec<Tensor> =
+                encodings.iter().map(|e| Tensor::new(f(e).as_slice(), &self.device)).collect::<candle_core::Result<_>>().during("building encoder inputs")?;
             Tensor::stack(&data, 0).during("stacking encoder inputs")
         };
         let ids = rows(&|e| e.get_ids().to_vec())?;

@@ -25,13 +25,7 @@ pub enum Architecture {
 
 impl Architecture {
     /// Every supported architecture.
-    pub const ALL: [Architecture; 5] = [
-        Architecture::Llama,
-        Architecture::Qwen2,
-        Architecture::Qwen3,
-        Architecture::Phi3,
-        Architecture::Gemma3,
-    ];
+    pub const ALL: [Architecture; 5] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Phi3, Architecture::Gemma3];
 
     /// The `general.architecture` string used in GGUF metadata.
     pub fn gguf_name(self) -> &'static str {
@@ -81,18 +75,14 @@ impl GgufFile {
         let file = File::open(&path).map_err(|e| EngineError::io(&path, e))?;
         let file_len = file.metadata().map_err(|e| EngineError::io(&path, e))?.len();
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| EngineError::InvalidGguf {
-            path: path.clone(),
-            reason: describe_read_error(&e, file_len),
-        })?;
+        let content = Content::read(&mut reader).map_err(|e| EngineError::InvalidGguf { path: path.clone(), reason: describe_read_error(&e, file_len) })?;
         check_tensor_extents(&path, &content, file_len)?;
         let arch_name = metadata_str(&content, "general.architecture")?;
-        let architecture =
-            Architecture::from_gguf_name(arch_name).ok_or_else(|| EngineError::UnsupportedArchitecture {
-                arch: arch_name.to_string(),
-                path: path.clone(),
-                supported: Architecture::ALL.map(|a| a.gguf_name()).join(", "),
-            })?;
+        let architecture = Architecture::from_gguf_name(arch_name).ok_or_else(|| EngineError::UnsupportedArchitecture {
+            arch: arch_name.to_string(),
+            path: path.clone(),
+            supported: Architecture::ALL.map(|a| a.gguf_name()).join(", "),
+        })?;
         Ok(GgufFile { path, content, architecture })
     }
 
@@ -129,10 +119,7 @@ impl GgufFile {
     /// The model's context length from `{arch}.context_length`, capped by what
     /// the candle implementation supports.
     pub fn context_length(&self) -> usize {
-        let declared = self
-            .get_u64(&format!("{}.context_length", self.architecture.gguf_name()))
-            .map(|v| v as usize)
-            .unwrap_or(2048);
+        let declared = self.get_u64(&format!("{}.context_length", self.architecture.gguf_name())).map(|v| v as usize).unwrap_or(2048);
         match self.architecture.implementation_limit() {
             Some(limit) => declared.min(limit),
             None => declared,
@@ -141,10 +128,7 @@ impl GgufFile {
 
     /// The model's display name (`general.name`), or the file stem.
     pub fn model_name(&self) -> String {
-        self.get_str("general.name")
-            .map(str::to_string)
-            .or_else(|| self.path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_default()
+        self.get_str("general.name").map(str::to_string).or_else(|| self.path.file_stem().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default()
     }
 
     /// Splits into path and content (the loaders take the content by value).
@@ -170,14 +154,11 @@ pub(crate) fn value_as_u64(v: &Value) -> Option<u64> {
 
 /// A required string metadata value.
 pub(crate) fn metadata_str<'a>(content: &'a Content, key: &str) -> Result<&'a str> {
-    let value = content.metadata.get(key).ok_or_else(|| EngineError::Metadata {
-        key: key.to_string(),
-        reason: "missing".to_string(),
-    })?;
-    value.to_string().map(String::as_str).map_err(|_| EngineError::Metadata {
-        key: key.to_string(),
-        reason: format!("expected a string, found {:?}", value.value_type()),
-    })
+    let value = content.metadata.get(key).ok_or_else(|| EngineError::Metadata { key: key.to_string(), reason: "missing".to_string() })?;
+    value
+        .to_string()
+        .map(String::as_str)
+        .map_err(|_| EngineError::Metadata { key: key.to_string(), reason: format!("expected a string, found {:?}", value.value_type()) })
 }
 
 fn describe_read_error(e: &candle_core::Error, file_len: u64) -> String {
@@ -201,12 +182,7 @@ fn check_tensor_extents(path: &Path, content: &Content, file_len: u64) -> Result
         }
     }
     match worst {
-        Some((tensor, needed)) => Err(EngineError::TruncatedGguf {
-            path: path.to_path_buf(),
-            tensor: tensor.to_string(),
-            needed,
-            actual: file_len,
-        }),
+        Some((tensor, needed)) => Err(EngineError::TruncatedGguf { path: path.to_path_buf(), tensor: tensor.to_string(), needed, actual: file_len }),
         None => Ok(()),
     }
 }

@@ -133,7 +133,22 @@ pub enum Kinds {
 }
 
 /// Keywords that change nothing about what is valid to write.
-const ANNOTATIONS: &[&str] = &["title", "description", "default", "examples", "format", "required", "additionalProperties", "$schema", "$id", "$comment", "strict", "deprecated", "readOnly", "writeOnly"];
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "default",
+    "examples",
+    "format",
+    "required",
+    "additionalProperties",
+    "$schema",
+    "$id",
+    "$comment",
+    "strict",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
 
 /// A compiled schema node.
 #[derive(Debug, Clone, PartialEq)]
@@ -280,7 +295,10 @@ impl<'s> Compiler<'s> {
         for b in 0..=255u8 {
             let starting: Vec<usize> = alts.iter().copied().filter(|&a| self.nodes[a].starts_with(b, &self.nodes)).collect();
             if starting.len() > 1 {
-                return Err(err(path, format!("alternatives {starting:?} can both start with {:?}; they must start differently (e.g. a string and null)", b as char)));
+                return Err(err(
+                    path,
+                    format!("alternatives {starting:?} can both start with {:?}; they must start differently (e.g. a string and null)", b as char),
+                ));
             }
         }
         Ok(self.push(Node::Union(alts)))

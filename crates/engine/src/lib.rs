@@ -42,9 +42,9 @@ pub mod tokenizer;
 
 pub use batch::{Batch, SeqEvent, SeqId, SeqRequest};
 pub use chat::{ChatMessage, ChatTemplate, Role};
-pub use decoder::prefix::PrefixStats;
-pub use constraint::{ByteGrammar, GrammarConstraint, TokenBytes, TokenConstraint};
 pub use chat_model::{ChatModel, GgufChatModel, LoadOptions, ModelInfo, TextSink};
+pub use constraint::{ByteGrammar, GrammarConstraint, TokenBytes, TokenConstraint};
+pub use decoder::prefix::PrefixStats;
 pub use device::DeviceChoice;
 pub use encoder::{cosine, BertEncoder, Encoder};
 pub use error::{EngineError, Result};

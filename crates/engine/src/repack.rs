@@ -103,12 +103,7 @@ pub fn repack(original: &Path, content: &Content, dest: &Path) -> Result<()> {
         tensors.push((name.as_str(), tensor));
     }
     let origin = Value::String(original.display().to_string());
-    let mut metadata: Vec<(&str, &Value)> = content
-        .metadata
-        .iter()
-        .filter(|(k, _)| k.as_str() != "general.alignment")
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
+    let mut metadata: Vec<(&str, &Value)> = content.metadata.iter().filter(|(k, _)| k.as_str() != "general.alignment").map(|(k, v)| (k.as_str(), v)).collect();
     metadata.push(("persona.repacked_from", &origin));
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
     if let Some(dir) = dest.parent() {
@@ -137,7 +132,8 @@ fn remove_stale_copies(dest: &Path) {
     for entry in entries.filter_map(|e| e.ok()) {
         let other = entry.file_name().to_string_lossy().into_owned();
         let same_model = other.strip_prefix(stem).and_then(|rest| rest.strip_prefix('.')).is_some_and(|rest| {
-            rest.ends_with(".q8_0-repack.gguf") && rest.split('.').next().is_some_and(|key| key.contains('-') && key.chars().all(|c| c.is_ascii_digit() || c == '-'))
+            rest.ends_with(".q8_0-repack.gguf")
+                && rest.split('.').next().is_some_and(|key| key.contains('-') && key.chars().all(|c| c.is_ascii_digit() || c == '-'))
         });
         if same_model && other != name {
             let _ = std::fs::remove_file(entry.path());

@@ -78,7 +78,8 @@ impl SharedModel {
                 reason: format!("a shared model decodes in batches, which runs on the own decoder (Llama, Qwen2); this model is {}", model.info.architecture),
             });
         }
-        let prompter = Arc::new(Prompter { info: model.info.clone(), tokenizer: model.tokenizer.clone(), template: model.template.clone(), add_bos: model.add_bos });
+        let prompter =
+            Arc::new(Prompter { info: model.info.clone(), tokenizer: model.tokenizer.clone(), template: model.template.clone(), add_bos: model.add_bos });
         let (requests, inbox) = channel();
         let thread = std::thread::Builder::new()
             .name("persona-shared-model".into())

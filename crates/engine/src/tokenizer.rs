@@ -39,8 +39,10 @@ use crate::gguf::{value_as_u64, GgufFile};
 const TOKEN_TYPE_CONTROL: u64 = 3;
 const TOKEN_TYPE_USER_DEFINED: u64 = 4;
 
-const REGEX_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const REGEX_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const REGEX_QWEN2: &str =
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const REGEX_LLAMA3: &str =
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// A tokenizer for a chat model, with its special-token ids.
 #[derive(Clone)]
@@ -58,11 +60,7 @@ pub struct GgufTokenizer {
 
 impl std::fmt::Debug for GgufTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GgufTokenizer")
-            .field("vocab_size", &self.vocab_size())
-            .field("bos_id", &self.bos_id)
-            .field("eos_id", &self.eos_id)
-            .finish()
+        f.debug_struct("GgufTokenizer").field("vocab_size", &self.vocab_size()).field("bos_id", &self.bos_id).field("eos_id", &self.eos_id).finish()
     }
 }
 
@@ -71,23 +69,12 @@ fn tok_err(e: impl std::fmt::Display) -> EngineError {
 }
 
 fn string_array(gguf: &GgufFile, key: &str) -> Result<Vec<String>> {
-    let value = gguf.get(key).ok_or_else(|| EngineError::Metadata {
-        key: key.to_string(),
-        reason: "missing".to_string(),
-    })?;
-    let items = value.to_vec().map_err(|_| EngineError::Metadata {
-        key: key.to_string(),
-        reason: "expected an array".to_string(),
-    })?;
+    let value = gguf.get(key).ok_or_else(|| EngineError::Metadata { key: key.to_string(), reason: "missing".to_string() })?;
+    let items = value.to_vec().map_err(|_| EngineError::Metadata { key: key.to_string(), reason: "expected an array".to_string() })?;
     items
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            v.to_string().cloned().map_err(|_| EngineError::Metadata {
-                key: key.to_string(),
-                reason: format!("element {i} is not a string"),
-            })
-        })
+        .map(|(i, v)| v.to_string().cloned().map_err(|_| EngineError::Metadata { key: key.to_string(), reason: format!("element {i} is not a string") }))
         .collect()
 }
 
@@ -104,23 +91,16 @@ fn numeric_array(gguf: &GgufFile, key: &str) -> Option<Vec<f64>> {
 }
 
 fn split_regex(pattern: &str) -> Result<PreTokenizerWrapper> {
-    let split = Split::new(SplitPattern::Regex(pattern.to_string()), SplitDelimiterBehavior::Isolated, false)
-        .map_err(tok_err)?;
+    let split = Split::new(SplitPattern::Regex(pattern.to_string()), SplitDelimiterBehavior::Isolated, false).map_err(tok_err)?;
     Ok(split.into())
 }
 
 /// The pre-tokenizer for a `tokenizer.ggml.pre` value (byte-level BPE).
 fn bpe_pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     Ok(match pre {
-        "qwen2" | "deepseek-r1-qwen" => {
-            Sequence::new(vec![split_regex(REGEX_QWEN2)?, ByteLevel::new(false, false, false).into()]).into()
-        }
-        "llama3" | "llama-bpe" | "smaug-bpe" | "falcon3" => {
-            Sequence::new(vec![split_regex(REGEX_LLAMA3)?, ByteLevel::new(false, false, false).into()]).into()
-        }
-        "smollm" | "starcoder" | "refact" | "codeshell" => {
-            Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into()
-        }
+        "qwen2" | "deepseek-r1-qwen" => Sequence::new(vec![split_regex(REGEX_QWEN2)?, ByteLevel::new(false, false, false).into()]).into(),
+        "llama3" | "llama-bpe" | "smaug-bpe" | "falcon3" => Sequence::new(vec![split_regex(REGEX_LLAMA3)?, ByteLevel::new(false, false, false).into()]).into(),
+        "smollm" | "starcoder" | "refact" | "codeshell" => Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into(),
         other => {
             if other != "gpt2" && other != "default" {
                 tracing::warn!(pre = other, "unknown tokenizer.ggml.pre, using the GPT-2 pre-tokenizer");
@@ -133,10 +113,9 @@ fn bpe_pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
 impl GgufTokenizer {
     /// Builds the tokenizer from a GGUF file's metadata.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
-        let kind = gguf.get_str("tokenizer.ggml.model").ok_or_else(|| EngineError::Metadata {
-            key: "tokenizer.ggml.model".into(),
-            reason: "missing (and no tokenizer.json beside the model)".into(),
-        })?;
+        let kind = gguf
+            .get_str("tokenizer.ggml.model")
+            .ok_or_else(|| EngineError::Metadata { key: "tokenizer.ggml.model".into(), reason: "missing (and no tokenizer.json beside the model)".into() })?;
         let tokens = string_array(gguf, "tokenizer.ggml.tokens")?;
         let types = numeric_array(gguf, "tokenizer.ggml.token_type").unwrap_or_default();
         let mut tokenizer = match kind {
@@ -145,11 +124,9 @@ impl GgufTokenizer {
                     .into_iter()
                     .enumerate()
                     .map(|(i, m)| {
-                        m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
-                            EngineError::Metadata {
-                                key: "tokenizer.ggml.merges".into(),
-                                reason: format!("entry {i} `{m}` is not two space-separated tokens"),
-                            }
+                        m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| EngineError::Metadata {
+                            key: "tokenizer.ggml.merges".into(),
+                            reason: format!("entry {i} `{m}` is not two space-separated tokens"),
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
@@ -177,11 +154,8 @@ impl GgufTokenizer {
                 }
                 normalizers.push(Replace::new(" ", "▁").map_err(tok_err)?.into());
                 t.with_normalizer(Some(NormalizerSequence::new(normalizers))).map_err(tok_err)?;
-                let mut decoders: Vec<DecoderWrapper> = vec![
-                    tokenizers::normalizers::replace::Replace::new("▁", " ").map_err(tok_err)?.into(),
-                    ByteFallback::new().into(),
-                    Fuse::new().into(),
-                ];
+                let mut decoders: Vec<DecoderWrapper> =
+                    vec![tokenizers::normalizers::replace::Replace::new("▁", " ").map_err(tok_err)?.into(), ByteFallback::new().into(), Fuse::new().into()];
                 if add_space {
                     decoders.push(Strip::new(' ', 1, 0).into());
                 }
@@ -222,8 +196,7 @@ impl GgufTokenizer {
         if !path.exists() {
             return Err(EngineError::FileNotFound { path: path.to_path_buf() });
         }
-        let tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| EngineError::Tokenizer(format!("reading {}: {e}", path.display())))?;
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| EngineError::Tokenizer(format!("reading {}: {e}", path.display())))?;
         let id = |key: &str| gguf.and_then(|g| g.get_u64(key)).map(|v| v as u32);
         let bos_id = id("tokenizer.ggml.bos_token_id");
         let eos_id = id("tokenizer.ggml.eos_token_id");

@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
 use persona_engine::{
-    ByteGrammar, ChatMessage, ChatModel, Device, FinishReason, GenerationParams, GgufChatModel, GgufFile, GgufTokenizer, GrammarConstraint, 
-    SamplingParams,
+    ByteGrammar, ChatMessage, ChatModel, Device, FinishReason, GenerationParams, GgufChatModel, GgufFile, GgufTokenizer, GrammarConstraint, SamplingParams,
 };
 use persona_testkit::model_path;
 

@@ -11,11 +11,11 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use persona_engine::{
-    BertEncoder, ChatMessage, ChatModel, ContextPolicy, Device, Encoder, EngineError, FinishReason, GenerationParams, GgufChatModel, GgufFile,
-    GgufTokenizer, SamplingParams,
+    BertEncoder, ChatMessage, ChatModel, ContextPolicy, Device, Encoder, EngineError, FinishReason, GenerationParams, GgufChatModel, GgufFile, GgufTokenizer,
+    SamplingParams,
 };
-use serde_json::Value;
 use persona_testkit::{manifest_entry, model_path};
+use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -139,10 +139,12 @@ fn streaming_stop_strings_and_cache_reset() {
     let prompt = model.render_chat(&[ChatMessage::user("Count from one to ten in words.")]).unwrap();
     let params = GenerationParams { max_tokens: 40, ..Default::default() };
     let mut streamed = String::new();
-    let a = model.generate(&prompt, &params, &mut |p| {
-        streamed.push_str(p);
-        true
-    }).unwrap();
+    let a = model
+        .generate(&prompt, &params, &mut |p| {
+            streamed.push_str(p);
+            true
+        })
+        .unwrap();
     assert_eq!(streamed, a.text, "streamed pieces must add up to the text");
     // Independent requests do not see each other's KV cache.
     let _other = model.generate("Unrelated text about cooking pasta", &params, &mut |_| true).unwrap();
@@ -283,7 +285,8 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
     let again = GgufChatModel::load_with(&path, &Device::Cpu, &opts).unwrap();
     assert_eq!(again.info().repacked.as_ref(), Some(&copy));
     assert_eq!(std::fs::metadata(&copy).unwrap().modified().unwrap(), modified);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "partial")).collect();
+    let leftovers: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "partial")).collect();
     assert!(leftovers.is_empty());
 }
 

@@ -213,14 +213,20 @@ fn sequences_join_a_running_batch_and_leave_it() {
         model.step(&mut batch, &mut events).unwrap();
     }
     for (id, want) in [(a, &one_by_one[0]), (b, &one_by_one[1])] {
-        let streamed: String = events.iter().filter_map(|e| match e {
-            SeqEvent::Text { id: i, text } if *i == id => Some(text.as_str()),
-            _ => None,
-        }).collect();
-        let done: Vec<_> = events.iter().filter_map(|e| match e {
-            SeqEvent::Done { id: i, generation } if *i == id => Some(generation),
-            _ => None,
-        }).collect();
+        let streamed: String = events
+            .iter()
+            .filter_map(|e| match e {
+                SeqEvent::Text { id: i, text } if *i == id => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let done: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                SeqEvent::Done { id: i, generation } if *i == id => Some(generation),
+                _ => None,
+            })
+            .collect();
         assert_eq!(done.len(), 1, "one Done per sequence");
         assert_eq!(done[0].tokens, want.tokens, "joining a running batch changed the output: {:?} vs {:?}", done[0].text, want.text);
         assert_eq!(streamed, want.text, "the streamed pieces make the text");

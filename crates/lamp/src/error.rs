@@ -52,7 +52,9 @@ pub enum LampError {
     #[error("merge: {0}")]
     Merge(String),
     /// An output folder holds results made with other settings than this run's.
-    #[error("{path}: its results were made with {key} = {was}, this run has {key} = {now}; rerun with the same settings to resume, or choose another output folder")]
+    #[error(
+        "{path}: its results were made with {key} = {was}, this run has {key} = {now}; rerun with the same settings to resume, or choose another output folder"
+    )]
     Settings {
         /// The folder's settings file.
         path: PathBuf,

@@ -171,7 +171,9 @@ pub fn read_examples(questions: &Path, outputs: &Path) -> Result<Vec<Example>> {
     let golds: HashMap<&str, &str> = out.golds.iter().map(|g| (g.id.as_str(), g.output.as_str())).collect();
     qs.into_iter()
         .map(|q| {
-            let gold = golds.get(q.id.as_str()).ok_or_else(|| format_error(outputs, format!("no gold output for question id '{}' of {}", q.id, questions.display())))?;
+            let gold = golds
+                .get(q.id.as_str())
+                .ok_or_else(|| format_error(outputs, format!("no gold output for question id '{}' of {}", q.id, questions.display())))?;
             Ok(Example { gold: gold.to_string(), question: q, user: None })
         })
         .collect()

@@ -3,9 +3,11 @@
 //! PersonaAgent, and its ablations (no alignment, no persona, no memory, no
 //! action). ARCHITECTURE.md section 4 defines each.
 
-use persona_agent::{align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Parts, Runtime, ToolRegistry};
-use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use persona_agent::tools::memory_search::render_shaped;
+use persona_agent::{
+    align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Parts, Runtime, ToolRegistry,
+};
+use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use persona_memory::{NewRecord, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -110,9 +112,11 @@ impl std::fmt::Display for Method {
 impl std::str::FromStr for Method {
     type Err = LampError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Method::ALL.iter().copied().find(|m| m.name() == s.trim().to_lowercase()).ok_or_else(|| {
-            LampError::Metrics(format!("unknown method '{s}' (known: {})", Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")))
-        })
+        Method::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s.trim().to_lowercase())
+            .ok_or_else(|| LampError::Metrics(format!("unknown method '{s}' (known: {})", Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "))))
     }
 }
 
@@ -159,10 +163,12 @@ impl MethodConfig {
 /// the record in the task's shape. LaMP-1 profiles hold only the user's
 /// papers: the record is the title (as query and response).
 pub fn profile_record(task: Task, item: &Map<String, Value>) -> NewRecord {
-    let field = |k: &str| item.get(k).map(|v| match v {
-        Value::String(s) => s.trim().to_string(),
-        other => other.to_string(),
-    });
+    let field = |k: &str| {
+        item.get(k).map(|v| match v {
+            Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        })
+    };
     let (query, response) = match task {
         Task::Citation => {
             let title = field("title").unwrap_or_default();
@@ -264,7 +270,14 @@ fn direct<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, choices: Opt
 }
 
 /// The action loop; with `user`, its memory is one of the tools.
-fn agent<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, persona_text: &str, user: Option<&str>, question: &str, agent_config: &AgentConfig) -> Result<String> {
+fn agent<M: AgentLlm>(
+    p: &mut Parts<'_, M>,
+    config: &MethodConfig,
+    persona_text: &str,
+    user: Option<&str>,
+    question: &str,
+    agent_config: &AgentConfig,
+) -> Result<String> {
     let trace = match user {
         Some(u) => {
             let mut tools = standard_tools(p.memory, p.encoder, p.encyclopedia, u, &config.align.tools, &[]).map_err(agent_err)?;
@@ -273,7 +286,9 @@ fn agent<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, persona_text:
         None => {
             let mut tools = ToolRegistry::new();
             if let Some(e) = p.encyclopedia {
-                tools.register(persona_agent::EncyclopediaSearch::new(e, config.align.tools.encyclopedia_k, config.align.tools.observation_chars)).map_err(agent_err)?;
+                tools
+                    .register(persona_agent::EncyclopediaSearch::new(e, config.align.tools.encyclopedia_k, config.align.tools.observation_chars))
+                    .map_err(agent_err)?;
             }
             run_agent(p.model, persona_text, &mut tools, question, agent_config).map_err(agent_err)?
         }

@@ -72,7 +72,10 @@ pub fn read_oppu(path: &Path, outputs: Option<&Path>) -> Result<Vec<Example>> {
             }
             let input = text_field(q, "input", &at, path)?;
             let gold = match &golds {
-                Some(map) => map.get(&id).cloned().ok_or_else(|| format_error(outputs.unwrap_or(path), format!("no gold output for query id '{id}' ({at} of {})", path.display())))?,
+                Some(map) => map
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| format_error(outputs.unwrap_or(path), format!("no gold output for query id '{id}' ({at} of {})", path.display())))?,
                 None => match (q.get("gold"), q.get("output")) {
                     (Some(_), _) => text_field(q, "gold", &at, path)?,
                     (None, Some(_)) => text_field(q, "output", &at, path)?,
@@ -131,8 +134,14 @@ mod tests {
             (r#"[{"user_id": "a", "profile": [], "query": []}]"#, "user 1: field 'query': empty"),
             (r#"[{"user_id": "a", "profile": [], "query": [{"id": "1", "input": "x"}]}]"#, "user 1, query 1: no 'gold' or 'output' field"),
             (r#"[{"user_id": "a", "profile": [], "query": [{"id": "1", "gold": "x"}]}]"#, "user 1, query 1: field 'input': missing"),
-            (r#"[{"user_id": "a", "profile": [], "query": [{"id": "1", "input": "x", "gold": "y"}]}, {"user_id": "a", "profile": [], "query": [{"id": "2", "input": "x", "gold": "y"}]}]"#, "user 2: user_id 'a' appears twice"),
-            (r#"[{"user_id": "a", "profile": [], "query": [{"id": "1", "input": "x", "gold": "y"}, {"id": "1", "input": "z", "gold": "y"}]}]"#, "user 1, query 2: id '1' appears twice"),
+            (
+                r#"[{"user_id": "a", "profile": [], "query": [{"id": "1", "input": "x", "gold": "y"}]}, {"user_id": "a", "profile": [], "query": [{"id": "2", "input": "x", "gold": "y"}]}]"#,
+                "user 2: user_id 'a' appears twice",
+            ),
+            (
+                r#"[{"user_id": "a", "profile": [], "query": [{"id": "1", "input": "x", "gold": "y"}, {"id": "1", "input": "z", "gold": "y"}]}]"#,
+                "user 1, query 2: id '1' appears twice",
+            ),
         ];
         for (i, (text, expected)) in cases.iter().enumerate() {
             let p = dir.path().join(format!("case{i}.json"));

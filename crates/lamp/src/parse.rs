@@ -63,7 +63,8 @@ pub fn parse_output(task: Task, text: &str) -> Parsed {
             }
             let named: Vec<&&str> = labels.iter().filter(|l| contains_phrase(&norm, &norm_label(l))).collect();
             // A label inside a longer one ("comedy" in "dark comedy") does not count twice.
-            let named: Vec<&&str> = named.iter().copied().filter(|l| !named.iter().any(|m| m != l && contains_phrase(&norm_label(m), &norm_label(l)))).collect();
+            let named: Vec<&&str> =
+                named.iter().copied().filter(|l| !named.iter().any(|m| m != l && contains_phrase(&norm_label(m), &norm_label(l)))).collect();
             match named.as_slice() {
                 [one] => Parsed { output: one.to_string(), reading: Reading::Found },
                 _ => invalid(),
@@ -83,10 +84,7 @@ pub fn parse_output(task: Task, text: &str) -> Parsed {
                 }
             }
             // The first rating-like number the text names ("4 stars", "4/5").
-            let first = norm
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|w| !w.is_empty())
-                .find_map(|w| w.parse::<u8>().ok().filter(|v| (1..=5).contains(v)));
+            let first = norm.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).find_map(|w| w.parse::<u8>().ok().filter(|v| (1..=5).contains(v)));
             match first {
                 Some(v) => Parsed { output: v.to_string(), reading: Reading::Found },
                 None => invalid(),

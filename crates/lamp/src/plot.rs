@@ -22,7 +22,10 @@ const FONT: &str = "sans-serif";
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     REGISTERED
-        .get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT).map_err(|_| "the embedded font could not be read".to_string()))
+        .get_or_init(|| {
+            plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
+                .map_err(|_| "the embedded font could not be read".to_string())
+        })
         .clone()
         .map_err(|message| LampError::Plot { path: PathBuf::new(), message })
 }
@@ -138,7 +141,12 @@ fn range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
 type XY = Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>;
 
 /// A titled x-y chart with room for the axis labels.
-fn xy_chart<'a, DB: DrawingBackend>(root: &'a DrawingArea<DB, Shift>, title: &str, x: std::ops::Range<f64>, y: std::ops::Range<f64>) -> std::result::Result<ChartContext<'a, DB, XY>, String> {
+fn xy_chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> std::result::Result<ChartContext<'a, DB, XY>, String> {
     ChartBuilder::on(root).caption(title, (FONT, 22)).margin(14).x_label_area_size(44).y_label_area_size(60).build_cartesian_2d(x, y).map_err(err)
 }
 
@@ -182,7 +190,9 @@ impl Figure for LineChart<'_> {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
             chart.draw_series(s.points.iter().map(|p| Circle::new((p.x + shift, p.y), 4, c.filled()))).map_err(err)?;
             chart
-                .draw_series(s.points.iter().filter_map(|p| p.interval.map(|(lo, hi)| PathElement::new(vec![(p.x + shift, lo), (p.x + shift, hi)], c.stroke_width(1)))))
+                .draw_series(
+                    s.points.iter().filter_map(|p| p.interval.map(|(lo, hi)| PathElement::new(vec![(p.x + shift, lo), (p.x + shift, hi)], c.stroke_width(1)))),
+                )
                 .map_err(err)?;
         }
         legend(&mut chart)
@@ -259,7 +269,9 @@ impl Figure for Bars<'_> {
                     .draw_series(whiskers.flat_map(|(g, [lo, hi])| {
                         let x = g as f64 + 0.1 + (k as f64 + 0.46) * width;
                         let cap = width * 0.2;
-                        [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]].into_iter().map(|p| PathElement::new(p, BLACK.stroke_width(1)))
+                        [vec![(x, lo), (x, hi)], vec![(x - cap, lo), (x + cap, lo)], vec![(x - cap, hi), (x + cap, hi)]]
+                            .into_iter()
+                            .map(|p| PathElement::new(p, BLACK.stroke_width(1)))
                     }))
                     .map_err(err)?;
             }
@@ -267,9 +279,12 @@ impl Figure for Bars<'_> {
             // value shows nothing.
             let style = TextStyle::from((FONT, 10).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
             chart
-                .draw_series(values.iter().enumerate().filter_map(|(g, v)| {
-                    v.map(|v| Text::new(format!("{v:.2}"), (g as f64 + 0.1 + (k as f64 + 0.46) * width, v.max(0.0)), style.clone()))
-                }))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(g, v)| v.map(|v| Text::new(format!("{v:.2}"), (g as f64 + 0.1 + (k as f64 + 0.46) * width, v.max(0.0)), style.clone()))),
+                )
                 .map_err(err)?;
         }
         legend(&mut chart)
@@ -285,12 +300,21 @@ pub fn grouped_bars(stem: &Path, labels: &Labels, groups: &[String], series: &[(
 /// [`grouped_bars`] with each bar's interval drawn as a whisker:
 /// `intervals[k][g]` belongs to series `k`, group `g` (`None`: no whisker;
 /// an empty slice: none at all).
-pub fn grouped_bars_with_intervals(stem: &Path, labels: &Labels, groups: &[String], series: &[(String, Vec<Option<f64>>)], intervals: &[Vec<Option<[f64; 2]>>]) -> Result<Vec<PathBuf>> {
+pub fn grouped_bars_with_intervals(
+    stem: &Path,
+    labels: &Labels,
+    groups: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+    intervals: &[Vec<Option<[f64; 2]>>],
+) -> Result<Vec<PathBuf>> {
     if let Some((name, v)) = series.iter().find(|(_, v)| v.len() != groups.len()) {
         return Err(LampError::Plot { path: stem.to_path_buf(), message: format!("series '{name}' has {} values for {} groups", v.len(), groups.len()) });
     }
     if !intervals.is_empty() && (intervals.len() != series.len() || intervals.iter().any(|i| i.len() != groups.len())) {
-        return Err(LampError::Plot { path: stem.to_path_buf(), message: format!("intervals for {} series of {} groups do not match the bars", intervals.len(), groups.len()) });
+        return Err(LampError::Plot {
+            path: stem.to_path_buf(),
+            message: format!("intervals for {} series of {} groups do not match the bars", intervals.len(), groups.len()),
+        });
     }
     save(&Bars { labels, groups, series, intervals }, stem)
 }
@@ -354,9 +378,18 @@ impl Figure for Heatmap<'_> {
                 .map_err(err)?;
         }
         // Colour scale 0..1.
-        let mut scale = ChartBuilder::on(&bar).margin_top(60).margin_bottom(44).margin_left(16).margin_right(12).y_label_area_size(40).build_cartesian_2d(0.0..1.0, 0.0..1.0).map_err(err)?;
+        let mut scale = ChartBuilder::on(&bar)
+            .margin_top(60)
+            .margin_bottom(44)
+            .margin_left(16)
+            .margin_right(12)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(err)?;
         scale.configure_mesh().disable_mesh().disable_x_axis().y_labels(6).label_style((FONT, 12)).draw().map_err(err)?;
-        scale.draw_series((0..50).map(|k| Rectangle::new([(0.0, k as f64 / 50.0), (1.0, (k + 1) as f64 / 50.0)], shade((k as f64 + 0.5) / 50.0).filled()))).map_err(err)?;
+        scale
+            .draw_series((0..50).map(|k| Rectangle::new([(0.0, k as f64 / 50.0), (1.0, (k + 1) as f64 / 50.0)], shade((k as f64 + 0.5) / 50.0).filled())))
+            .map_err(err)?;
         Ok(())
     }
 }
@@ -392,7 +425,12 @@ impl Figure for Scatter<'_> {
             .map_err(err)?;
         chart.draw_series(self.points.iter().enumerate().map(|(i, p)| Circle::new((p[0], p[1]), 6, colour(i).filled()))).map_err(err)?;
         chart
-            .draw_series(self.points.iter().zip(self.names).map(|(p, name)| Text::new(name.clone(), (p[0], p[1]), TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)))))
+            .draw_series(
+                self.points
+                    .iter()
+                    .zip(self.names)
+                    .map(|(p, name)| Text::new(name.clone(), (p[0], p[1]), TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)))),
+            )
             .map_err(err)?;
         Ok(())
     }

@@ -131,14 +131,38 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
     match task.labels() {
         Some(labels) => {
             let m = classification(&preds, &golds, labels)?;
-            ci.insert("accuracy".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.accuracy) })?);
-            ci.insert("f1".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(classification(&p, &g, labels)?.f1) })?);
+            ci.insert(
+                "accuracy".into(),
+                bootstrap(&users, RESAMPLES, seed, |s| {
+                    let (p, g) = pick(s);
+                    Ok(classification(&p, &g, labels)?.accuracy)
+                })?,
+            );
+            ci.insert(
+                "f1".into(),
+                bootstrap(&users, RESAMPLES, seed, |s| {
+                    let (p, g) = pick(s);
+                    Ok(classification(&p, &g, labels)?.f1)
+                })?,
+            );
             Ok(MethodScores { n, accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci, vs_persona_agent: None })
         }
         None => {
             let m = rating(&preds, &golds)?;
-            ci.insert("mae".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.mae) })?);
-            ci.insert("rmse".into(), bootstrap(&users, RESAMPLES, seed, |s| { let (p, g) = pick(s); Ok(rating(&p, &g)?.rmse) })?);
+            ci.insert(
+                "mae".into(),
+                bootstrap(&users, RESAMPLES, seed, |s| {
+                    let (p, g) = pick(s);
+                    Ok(rating(&p, &g)?.mae)
+                })?,
+            );
+            ci.insert(
+                "rmse".into(),
+                bootstrap(&users, RESAMPLES, seed, |s| {
+                    let (p, g) = pick(s);
+                    Ok(rating(&p, &g)?.rmse)
+                })?,
+            );
             Ok(MethodScores { n, accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci, vs_persona_agent: None })
         }
     }
@@ -217,7 +241,13 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
     let mut out = format!("# {task}: {set_name}\n\n");
     if let Value::Object(m) = meta {
         for (k, v) in m {
-            out.push_str(&format!("- {k}: {}\n", match v { Value::String(s) => s.clone(), other => other.to_string() }));
+            out.push_str(&format!(
+                "- {k}: {}\n",
+                match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }
+            ));
         }
     }
     out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE).\n\n## Methods (Table 2)\n\n");
@@ -297,7 +327,8 @@ mod tests {
         assert!((d.diff - 0.6).abs() < 1e-12, "{d:?}");
         assert!(d.ci[0] > 0.0 && d.ci[1] <= 1.0 && d.persona_agent_better(), "{d:?}");
         // Identical answers: zero difference, and a zero-width interval.
-        let same: Vec<ResultRow> = rows.iter().filter(|r| r.method == Method::PersonaAgent).flat_map(|r| [r.clone(), ResultRow { method: Method::Rag4, ..r.clone() }]).collect();
+        let same: Vec<ResultRow> =
+            rows.iter().filter(|r| r.method == Method::PersonaAgent).flat_map(|r| [r.clone(), ResultRow { method: Method::Rag4, ..r.clone() }]).collect();
         let d = score_all(Task::Citation, &same, 7).unwrap()["rag-4"].vs_persona_agent.clone().unwrap();
         assert_eq!((d.diff, d.ci), (0.0, [0.0, 0.0]));
         assert!(!d.persona_agent_better());

@@ -2,10 +2,10 @@
 //! to `results.jsonl` in the output folder, and a rerun skips what is done.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use persona_agent::{AgentLlm, AlignReport, Outcome};
@@ -215,7 +215,11 @@ pub fn run<M: AgentLlm + Send>(
     let mut rows = read_results(out_dir)?;
     // Rewrite the file without a torn last line before appending to it.
     let path = results_path(out_dir);
-    let text: String = rows.iter().map(|r| serde_json::to_string(r).map(|s| s + "\n")).collect::<std::result::Result<_, _>>().map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
+    let text: String = rows
+        .iter()
+        .map(|r| serde_json::to_string(r).map(|s| s + "\n"))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
     std::fs::write(&path, text).map_err(|source| LampError::Io { path: path.clone(), source })?;
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|source| LampError::Io { path: path.clone(), source })?;
     let done: HashSet<(Method, String)> = rows.iter().map(|r| (r.method, r.id.clone())).collect();
@@ -298,7 +302,12 @@ impl Job<'_> {
     /// time per thread (a user's questions in order, on one thread), and
     /// hands each finished question to `finish` on this thread. The first
     /// error stops every thread after its current question.
-    fn run_parallel<M: AgentLlm + Send>(&self, todo: Vec<usize>, workers: &mut [Resources<'_, M>], finish: &mut dyn FnMut(Finished) -> Result<()>) -> Result<()> {
+    fn run_parallel<M: AgentLlm + Send>(
+        &self,
+        todo: Vec<usize>,
+        workers: &mut [Resources<'_, M>],
+        finish: &mut dyn FnMut(Finished) -> Result<()>,
+    ) -> Result<()> {
         let mut users: Vec<(usize, Vec<usize>)> = Vec::new();
         for i in todo {
             match users.last_mut() {

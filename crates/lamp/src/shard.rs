@@ -88,7 +88,11 @@ mod tests {
 
     #[test]
     fn a_slice_keeps_whole_users() {
-        let ex = |user: &str, id: &str| Example { question: crate::format::Question { id: id.into(), input: String::new(), profile: Vec::new() }, gold: "1".into(), user: Some(user.into()) };
+        let ex = |user: &str, id: &str| Example {
+            question: crate::format::Question { id: id.into(), input: String::new(), profile: Vec::new() },
+            gold: "1".into(),
+            user: Some(user.into()),
+        };
         let examples = vec![ex("a", "1"), ex("b", "2"), ex("a", "3"), ex("c", "4")];
         let ids: Vec<String> = users_in(examples, 0..1).into_iter().map(|e| e.question.id).collect();
         assert_eq!(ids, ["1", "3"]);

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
 use persona_lamp::{build, read_examples, BuildOptions, Task};
 use persona_testkit::shared_data;
 

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-
 use std::sync::Arc;
 
 use persona_agent::{Runtime, SharedEncoder, SharedLlm};
@@ -77,7 +76,10 @@ fn runs_scores_and_resumes() {
     assert_eq!(rows2, rows);
     // A smaller selection (the first user) reports only its own rows, for
     // every method the file holds, and runs nothing new.
-    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), 0, std::slice::from_mut(&mut res), &mut |e| assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")).unwrap();
+    let first = run(Task::ProductRating, &examples[..1], &[Method::Prompt], dir.path(), 0, std::slice::from_mut(&mut res), &mut |e| {
+        assert!(!matches!(e, persona_lamp::RunEvent::Done(_)), "nothing to run")
+    })
+    .unwrap();
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|r| r.id == "a/q"));
     assert_eq!(score_all(Task::ProductRating, &first, 7).unwrap()["rag-1"].n, 1);

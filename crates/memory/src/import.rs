@@ -137,11 +137,9 @@ fn kind(v: &Value) -> &'static str {
 pub fn parse_timestamp(v: &Value) -> Result<Option<i64>, String> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
-            .map(Some)
-            .ok_or_else(|| format!("{n} is not a unix time")),
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)).map(Some).ok_or_else(|| format!("{n} is not a unix time"))
+        }
         Value::String(s) => {
             let s = s.trim();
             if let Ok(secs) = s.parse::<i64>() {
@@ -207,7 +205,8 @@ fn lamp_records(items: &[Value], path: &Path, options: &ImportOptions) -> Result
             })
         }
     };
-    let profile = question.get("profile").and_then(Value::as_array).ok_or_else(|| field_err(path, index + 1, "profile", "expected an array of profile items"))?;
+    let profile =
+        question.get("profile").and_then(Value::as_array).ok_or_else(|| field_err(path, index + 1, "profile", "expected an array of profile items"))?;
     let records = profile.iter().enumerate().map(|(i, item)| lamp_item(item, path, i + 1)).collect::<Result<Vec<_>>>()?;
     Ok((records, id_of(question)))
 }
@@ -276,8 +275,10 @@ mod tests {
 
     #[test]
     fn json_array_with_metadata_and_times() {
-        let p = parse(r#"[{"query":"q1","response":"r1","timestamp":"2024-05-01T12:00:00Z","metadata":{"src":"a"},"extra":1},
-                         {"query":"q2","response":5,"timestamp":1700000000}]"#)
+        let p = parse(
+            r#"[{"query":"q1","response":"r1","timestamp":"2024-05-01T12:00:00Z","metadata":{"src":"a"},"extra":1},
+                         {"query":"q2","response":5,"timestamp":1700000000}]"#,
+        )
         .unwrap();
         assert_eq!(p.format, ImportFormat::JsonArray);
         assert_eq!(p.records.len(), 2);

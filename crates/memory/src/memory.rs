@@ -171,12 +171,7 @@ impl Memory {
         let hashes: Vec<[u8; 32]> = records.iter().map(NewRecord::content_hash).collect();
         let existing = self.store.existing_hashes(&user, &hashes)?;
         let mut seen = HashSet::new();
-        let todo: Vec<&NewRecord> = records
-            .iter()
-            .zip(&hashes)
-            .filter(|(_, h)| !existing.contains(*h) && seen.insert(**h))
-            .map(|(r, _)| r)
-            .collect();
+        let todo: Vec<&NewRecord> = records.iter().zip(&hashes).filter(|(_, h)| !existing.contains(*h) && seen.insert(**h)).map(|(r, _)| r).collect();
         report.duplicates = records.len() - todo.len();
         progress(report.duplicates, records.len());
         for batch in todo.chunks(batch_size.max(1)) {

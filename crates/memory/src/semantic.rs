@@ -139,7 +139,15 @@ pub struct SemanticConfig {
 
 impl Default for SemanticConfig {
     fn default() -> Self {
-        SemanticConfig { chunk_tokens: 1536, max_summary_tokens: 256, max_query_chars: 400, max_records: None, temperature: 0.1, repeat_penalty: 1.15, seed: 42 }
+        SemanticConfig {
+            chunk_tokens: 1536,
+            max_summary_tokens: 256,
+            max_query_chars: 400,
+            max_records: None,
+            temperature: 0.1,
+            repeat_penalty: 1.15,
+            seed: 42,
+        }
     }
 }
 

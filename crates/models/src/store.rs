@@ -13,9 +13,9 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
+use crate::error::{ModelsError, Result};
 use crate::manifest::{ModelEntry, ModelFile};
 use crate::progress::FetchProgress;
-use crate::error::{ModelsError, Result};
 
 /// Environment variable that overrides the models cache folder.
 pub const MODELS_DIR_ENV: &str = "PERSONA_MODELS_DIR";

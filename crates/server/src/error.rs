@@ -78,7 +78,10 @@ impl ApiError {
 
     /// 401: a missing or wrong API key.
     pub fn unauthorized() -> Self {
-        ApiError { code: Some("invalid_api_key"), ..Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "missing or wrong API key (send `Authorization: Bearer KEY`)") }
+        ApiError {
+            code: Some("invalid_api_key"),
+            ..Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "missing or wrong API key (send `Authorization: Bearer KEY`)")
+        }
     }
 
     /// 413: a body over the limit.
@@ -93,7 +96,11 @@ impl ApiError {
 
     /// 503: the queue is full.
     pub fn overloaded(limit: usize) -> Self {
-        ApiError { retry_after: Some(1), code: Some("overloaded"), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", format!("the server is busy ({limit} requests running or queued); retry shortly")) }
+        ApiError {
+            retry_after: Some(1),
+            code: Some("overloaded"),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", format!("the server is busy ({limit} requests running or queued); retry shortly"))
+        }
     }
 
     /// 500: a fault of the server, not of the request.
@@ -150,7 +157,9 @@ impl From<MemoryError> for ApiError {
         match e {
             MemoryError::UnknownUser(id) => ApiError::not_found(format!("no user '{id}'"), "user", "user_not_found"),
             e @ MemoryError::InvalidUserId { .. } => ApiError::bad_request(e.to_string()).with_param("user"),
-            e @ (MemoryError::ImportRecord { .. } | MemoryError::ImportFile { .. } | MemoryError::EncoderMismatch { .. }) => ApiError::bad_request(e.to_string()),
+            e @ (MemoryError::ImportRecord { .. } | MemoryError::ImportFile { .. } | MemoryError::EncoderMismatch { .. }) => {
+                ApiError::bad_request(e.to_string())
+            }
             MemoryError::Engine(e) => e.into(),
             other => ApiError::internal(other.to_string()),
         }

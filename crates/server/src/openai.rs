@@ -271,7 +271,9 @@ mod tests {
         assert!(e.message.starts_with("malformed JSON") && e.param.is_none(), "{e}");
         let e = parse_json::<ChatRequest>(b"{}").unwrap_err();
         assert!(e.message.contains("messages"), "{e}");
-        let ok = parse_json::<ChatRequest>(br#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}], "stop": "x"}"#).unwrap();
+        let ok =
+            parse_json::<ChatRequest>(br#"{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}], "stop": "x"}"#)
+                .unwrap();
         assert_eq!(ok.messages[0].content.as_ref().unwrap().text(), "a");
         assert!(matches!(ok.stop, Some(Stop::One(_))));
     }

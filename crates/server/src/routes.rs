@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State as Shared;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use futures_util::stream::{self, Stream, StreamExt as _};
 use persona_engine::{ChatMessage, ContextPolicy, GenerationParams, JsonSchemaGrammar, Role, SamplingParams};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-use futures_util::stream::{self, Stream, StreamExt as _};
 
 use crate::error::ApiError;
 use crate::openai::{self, ChatRequest, EmbeddingRequest, JsonBody, ResponseFormat, Stop};
@@ -28,7 +28,9 @@ use crate::worker::{ChatEvent, ChatJob, Job, JsonMode};
 fn json_mode(format: Option<&ResponseFormat>) -> Result<Option<JsonMode>, ApiError> {
     match format {
         None | Some(ResponseFormat::Text) => Ok(None),
-        Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { json_schema: openai::JsonSchemaFormat { schema: None, .. } }) => Ok(Some(JsonMode::Object)),
+        Some(ResponseFormat::JsonObject) | Some(ResponseFormat::JsonSchema { json_schema: openai::JsonSchemaFormat { schema: None, .. } }) => {
+            Ok(Some(JsonMode::Object))
+        }
         Some(ResponseFormat::JsonSchema { json_schema: openai::JsonSchemaFormat { schema: Some(schema), name } }) => JsonSchemaGrammar::new(schema)
             .map(|g| Some(JsonMode::Schema(Box::new(g))))
             .map_err(|e| ApiError::bad_request(format!("json_schema `{name}`: {e}")).with_param("response_format.json_schema.schema")),
@@ -49,7 +51,10 @@ const DEFAULT_TEMPERATURE: f64 = 0.8;
 pub async fn health(Shared(state): Shared<Arc<State>>) -> Response {
     match state.ready() {
         Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => (e.status, Json(json!({"status": if e.status == StatusCode::SERVICE_UNAVAILABLE { "loading" } else { "error" }, "error": e.body()["error"]}))).into_response(),
+        Err(e) => {
+            (e.status, Json(json!({"status": if e.status == StatusCode::SERVICE_UNAVAILABLE { "loading" } else { "error" }, "error": e.body()["error"]})))
+                .into_response()
+        }
     }
 }
 
@@ -71,9 +76,10 @@ pub async fn metrics(Shared(state): Shared<Arc<State>>) -> Response {
 /// and never sends `user`). `None`: a plain chat.
 pub fn identity(body_user: Option<&str>, safety: Option<&str>, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let found = [(body_user, "user"), (safety, "safety_identifier"), (header("x-user-id"), "X-User-Id"), (header("x-openwebui-user-id"), "X-OpenWebUI-User-Id")]
-        .into_iter()
-        .find_map(|(v, from)| v.map(str::trim).filter(|v| !v.is_empty()).map(|v| (v.to_string(), from)));
+    let found =
+        [(body_user, "user"), (safety, "safety_identifier"), (header("x-user-id"), "X-User-Id"), (header("x-openwebui-user-id"), "X-OpenWebUI-User-Id")]
+            .into_iter()
+            .find_map(|(v, from)| v.map(str::trim).filter(|v| !v.is_empty()).map(|v| (v.to_string(), from)));
     match found {
         None => Ok(None),
         Some((id, from)) => {
@@ -89,7 +95,9 @@ fn role(name: &str, i: usize) -> Result<Role, ApiError> {
         "user" => Ok(Role::User),
         "assistant" => Ok(Role::Assistant),
         "tool" | "function" => Ok(Role::Tool),
-        other => Err(ApiError::bad_request(format!("unknown role '{other}' (system, developer, user, assistant, tool)")).with_param(&format!("messages[{i}].role"))),
+        other => {
+            Err(ApiError::bad_request(format!("unknown role '{other}' (system, developer, user, assistant, tool)")).with_param(&format!("messages[{i}].role")))
+        }
     }
 }
 
@@ -161,7 +169,8 @@ pub async fn chat(Shared(state): Shared<Arc<State>>, headers: HeaderMap, JsonBod
     if json.is_some() && agent {
         return Err(ApiError::bad_request("the persona-agent model answers in text; a JSON response_format needs the chat model").with_param("response_format"));
     }
-    let job = ChatJob { id: id.clone(), user, messages, params, agent, store: req.store.unwrap_or(true), json, events: tx, received: Instant::now(), _slot: slot };
+    let job =
+        ChatJob { id: id.clone(), user, messages, params, agent, store: req.store.unwrap_or(true), json, events: tx, received: Instant::now(), _slot: slot };
     state.send(Job::Chat(Box::new(job)))?;
     // Nothing is sent before the prompt is checked: a prompt over the
     // context is a 400, not a broken stream.
@@ -205,41 +214,41 @@ fn sse_stream(rx: UnboundedReceiver<ChatEvent>, id: String, created: u64, model:
     }
     let state = S { rx, pending: Default::default(), started: false, ended: false };
     stream::unfold(state, move |mut s| {
-            let (id, model) = (id.clone(), model.clone());
-            async move {
-                loop {
-                    if let Some(data) = s.pending.pop_front() {
-                        return Some((data, s));
-                    }
-                    if s.ended {
-                        return None;
-                    }
-                    if !s.started {
-                        s.started = true;
-                        s.pending.push_back(openai::chunk(&id, created, &model, json!({"role": "assistant", "content": ""}), None).to_string());
-                        continue;
-                    }
-                    match s.rx.recv().await {
-                        Some(ChatEvent::Text(t)) => s.pending.push_back(openai::chunk(&id, created, &model, json!({"content": t}), None).to_string()),
-                        Some(ChatEvent::Started(_)) => {}
-                        Some(ChatEvent::Done { finish, usage, .. }) => {
-                            s.pending.push_back(openai::chunk(&id, created, &model, json!({}), Some(finish)).to_string());
-                            if include_usage {
-                                s.pending.push_back(openai::usage_chunk(&id, created, &model, &usage).to_string());
-                            }
-                            s.pending.push_back("[DONE]".into());
-                            s.ended = true;
+        let (id, model) = (id.clone(), model.clone());
+        async move {
+            loop {
+                if let Some(data) = s.pending.pop_front() {
+                    return Some((data, s));
+                }
+                if s.ended {
+                    return None;
+                }
+                if !s.started {
+                    s.started = true;
+                    s.pending.push_back(openai::chunk(&id, created, &model, json!({"role": "assistant", "content": ""}), None).to_string());
+                    continue;
+                }
+                match s.rx.recv().await {
+                    Some(ChatEvent::Text(t)) => s.pending.push_back(openai::chunk(&id, created, &model, json!({"content": t}), None).to_string()),
+                    Some(ChatEvent::Started(_)) => {}
+                    Some(ChatEvent::Done { finish, usage, .. }) => {
+                        s.pending.push_back(openai::chunk(&id, created, &model, json!({}), Some(finish)).to_string());
+                        if include_usage {
+                            s.pending.push_back(openai::usage_chunk(&id, created, &model, &usage).to_string());
                         }
-                        Some(ChatEvent::Failed(e)) => {
-                            s.pending.push_back(e.body().to_string());
-                            s.ended = true;
-                        }
-                        None => s.ended = true,
+                        s.pending.push_back("[DONE]".into());
+                        s.ended = true;
                     }
+                    Some(ChatEvent::Failed(e)) => {
+                        s.pending.push_back(e.body().to_string());
+                        s.ended = true;
+                    }
+                    None => s.ended = true,
                 }
             }
-        })
-        .map(|data| Ok(Event::default().data(data)))
+        }
+    })
+    .map(|data| Ok(Event::default().data(data)))
 }
 
 /// `POST /v1/embeddings` on the sentence encoder.
@@ -279,4 +288,3 @@ pub async fn embeddings(Shared(state): Shared<Arc<State>>, JsonBody(req): JsonBo
         .collect();
     Ok(Json(json!({"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})))
 }
-

@@ -50,12 +50,24 @@ pub async fn import(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Stri
 
 /// `GET /v1/users/{id}/records/search?q=TEXT&k=N`: the user's records
 /// nearest to the text.
-pub async fn search(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<String>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub async fn search(
+    Shared(state): Shared<Arc<State>>,
+    UrlPath(id): UrlPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
     let id = checked(&id)?;
-    let q = query.get("q").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("the query parameter `q` is missing or empty").with_param("q"))?;
+    let q = query
+        .get("q")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("the query parameter `q` is missing or empty").with_param("q"))?;
     let k = match query.get("k") {
         None => 4,
-        Some(k) => k.parse::<usize>().ok().filter(|k| (1..=MAX_K).contains(k)).ok_or_else(|| ApiError::unprocessable(format!("`k` must be a whole number in 1..={MAX_K}, not '{k}'"), Some("k".into())))?,
+        Some(k) => k
+            .parse::<usize>()
+            .ok()
+            .filter(|k| (1..=MAX_K).contains(k))
+            .ok_or_else(|| ApiError::unprocessable(format!("`k` must be a whole number in 1..={MAX_K}, not '{k}'"), Some("k".into())))?,
     };
     let user = id.clone();
     let hits = state.run(move |rt| Ok(rt.user(&user)?.search(&q, k)?)).await?;
@@ -87,7 +99,11 @@ pub async fn persona(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Str
         })
         .await?;
     let Some(latest) = versions.last() else {
-        return Err(ApiError::not_found(format!("user '{id}' has no persona yet: it is built from their records at their first chat"), "user", "persona_not_found"));
+        return Err(ApiError::not_found(
+            format!("user '{id}' has no persona yet: it is built from their records at their first chat"),
+            "user",
+            "persona_not_found",
+        ));
     };
     if history {
         return Ok(Json(json!({"user": id, "versions": versions.iter().map(version_json).collect::<Vec<_>>()})));
@@ -110,7 +126,11 @@ pub struct Feedback {
 /// earlier reply (by its completion id) becomes a record of their memory,
 /// with the reply's question; the replayed interactions of the next
 /// alignment include it.
-pub async fn feedback(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<String>, JsonBody(body): JsonBody<Feedback>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn feedback(
+    Shared(state): Shared<Arc<State>>,
+    UrlPath(id): UrlPath<String>,
+    JsonBody(body): JsonBody<Feedback>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = checked(&id)?;
     if body.response.trim().is_empty() {
         return Err(ApiError::bad_request("`response` is empty").with_param("response"));
@@ -123,7 +143,11 @@ pub async fn feedback(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<St
             let u = store.require_user(&user)?;
             let records = store.records(&u)?;
             let Some(original) = records.iter().find(|r| r.metadata.get("completion_id").and_then(Value::as_str) == Some(completion.as_str())) else {
-                return Err(ApiError::not_found(format!("user '{user}' has no stored reply with completion id '{completion}'"), "completion_id", "completion_not_found"));
+                return Err(ApiError::not_found(
+                    format!("user '{user}' has no stored reply with completion id '{completion}'"),
+                    "completion_id",
+                    "completion_not_found",
+                ));
             };
             let mut metadata = Map::new();
             metadata.insert("source".into(), Value::String("feedback".into()));

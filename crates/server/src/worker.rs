@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use persona_agent::{AgentConfig, Runtime, ANONYMOUS_SCOPE};
-use persona_engine::{Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, JsonSchemaGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint};
+use persona_engine::{
+    Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, JsonSchemaGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes,
+    TokenConstraint,
+};
 use persona_memory::NewRecord;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc::UnboundedSender;
@@ -178,7 +181,11 @@ pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>)
                     if r.first {
                         state.metrics.observe_ttft(r.job.received.elapsed().as_secs_f64());
                     }
-                    let usage = Usage { prompt_tokens: generation.prompt_tokens, completion_tokens: generation.completion_tokens, cached_tokens: generation.cached_tokens };
+                    let usage = Usage {
+                        prompt_tokens: generation.prompt_tokens,
+                        completion_tokens: generation.completion_tokens,
+                        cached_tokens: generation.cached_tokens,
+                    };
                     state.metrics.count(&usage);
                     finish(runtime, r.job, &r.query, generation.text, crate::openai::finish_reason(generation.finish_reason), usage);
                 }
@@ -242,7 +249,14 @@ fn clip(s: &str, max: usize) -> String {
 
 /// Builds the prompt and joins the batch, or answers an agent request at
 /// once; a failure is reported to the client.
-fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'static>, running: &mut HashMap<SeqId, Running>, state: &State, vocab: &mut Option<Arc<TokenBytes>>) {
+fn admit(
+    job: Box<ChatJob>,
+    runtime: &mut ServeRuntime,
+    batch: &mut Batch<'static>,
+    running: &mut HashMap<SeqId, Running>,
+    state: &State,
+    vocab: &mut Option<Arc<TokenBytes>>,
+) {
     let query = last_user_text(&job.messages);
     if job.agent {
         let result = answer_as_agent(runtime, &job, &query);
@@ -270,14 +284,21 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
     }
 }
 
-fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batch<'static>, vocab: &mut Option<Arc<TokenBytes>>) -> Result<(SeqId, Option<PersonalContext>), ApiError> {
+fn join(
+    runtime: &mut ServeRuntime,
+    job: &ChatJob,
+    query: &str,
+    batch: &mut Batch<'static>,
+    vocab: &mut Option<Arc<TokenBytes>>,
+) -> Result<(SeqId, Option<PersonalContext>), ApiError> {
     let mut messages = job.messages.clone();
     let mut context = None;
     if let Some(user) = &job.user {
         // A new user is created when their first exchange is stored, not
         // before: a refused request leaves nothing behind.
         let known = runtime.memory().store().user(user)?.is_some();
-        let (personal, used) = if known { personal_system(runtime, user, query)? } else { (String::new(), PersonalContext { user: user.clone(), ..PersonalContext::default() }) };
+        let (personal, used) =
+            if known { personal_system(runtime, user, query)? } else { (String::new(), PersonalContext { user: user.clone(), ..PersonalContext::default() }) };
         context = Some(used);
         if !personal.is_empty() {
             // One system turn: the persona and memory, then the client's own.
@@ -305,13 +326,15 @@ fn join(runtime: &mut ServeRuntime, job: &ChatJob, query: &str, batch: &mut Batc
 /// tools; the answer is the reply.
 fn answer_as_agent(runtime: &mut ServeRuntime, job: &ChatJob, query: &str) -> Result<(String, Usage, PersonalContext), ApiError> {
     let Some(user) = &job.user else {
-        return Err(ApiError::bad_request("the `persona-agent` model answers as a user: name one with `user`, `safety_identifier` or the X-User-Id header").with_param("user"));
+        return Err(ApiError::bad_request("the `persona-agent` model answers as a user: name one with `user`, `safety_identifier` or the X-User-Id header")
+            .with_param("user"));
     };
     let mut scope = runtime.user(user)?;
     let persona = scope.persona()?;
     let config = AgentConfig { temperature: job.params.sampling.temperature, seed: job.params.sampling.seed, ..AgentConfig::default() };
     let trace = scope.ask(&persona.text, query, &config)?;
-    let usage = Usage { prompt_tokens: trace.prefilled_tokens + trace.cached_tokens, completion_tokens: trace.completion_tokens, cached_tokens: trace.cached_tokens };
+    let usage =
+        Usage { prompt_tokens: trace.prefilled_tokens + trace.cached_tokens, completion_tokens: trace.completion_tokens, cached_tokens: trace.cached_tokens };
     let context = PersonalContext { user: user.clone(), persona_version: Some(persona.version), records: Vec::new() };
     Ok((trace.answer, usage, context))
 }

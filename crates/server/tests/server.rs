@@ -15,8 +15,8 @@ use persona_agent::Runtime;
 use persona_engine::{BertEncoder, Device, GgufChatModel};
 use persona_memory::Memory;
 use persona_server::{Limits, Loader, Server, ServerConfig};
-use serde_json::{json, Value};
 use persona_testkit::{model_path, shared_data};
+use serde_json::{json, Value};
 
 const BODY_LIMIT: usize = 256 << 10;
 
@@ -265,7 +265,9 @@ fn bad_input_gets_its_status_and_stores_nothing() {
         assert!(message.contains(needle) || body["error"]["param"] == needle, "{body}");
         assert!(body["error"]["type"].is_string(), "{body}");
     };
-    let (s, b) = read(agent().post(&format!("{url}/v1/chat/completions")).set("X-User-Id", user).set("content-type", "application/json").send_string("{\"messages\": [}"));
+    let (s, b) = read(
+        agent().post(&format!("{url}/v1/chat/completions")).set("X-User-Id", user).set("content-type", "application/json").send_string("{\"messages\": [}"),
+    );
     expect(s, b, 422, "malformed JSON");
     let (s, b) = post_as(url, user, &json!({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}));
     expect(s, b, 422, "temperature");
@@ -288,7 +290,12 @@ fn bad_input_gets_its_status_and_stores_nothing() {
     // A body over the limit is refused from its announced length, unread.
     let addr = url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nX-User-Id: {user}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{", BODY_LIMIT + 10).unwrap();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nX-User-Id: {user}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        BODY_LIMIT + 10
+    )
+    .unwrap();
     let mut head = String::new();
     BufReader::new(&stream).read_line(&mut head).unwrap();
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
@@ -318,9 +325,12 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
         text.lines().find_map(|l| l.strip_prefix("persona_requests_cancelled_total ")).unwrap().trim().parse().unwrap()
     };
     let before = cancelled(url);
-    let body = json!({"messages": [{"role": "user", "content": "Tell me a very long story about the sea."}], "max_tokens": 1500, "stream": true, "temperature": 0.7}).to_string();
+    let body =
+        json!({"messages": [{"role": "user", "content": "Tell me a very long story about the sea."}], "max_tokens": 1500, "stream": true, "temperature": 0.7})
+            .to_string();
     let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
     let mut buf = [0u8; 4096];
     let mut seen = String::new();
     while !seen.contains("\"content\"") {
@@ -381,14 +391,20 @@ fn json_mode_and_json_schema_write_what_they_ask_for() {
     body["max_tokens"] = json!(200);
     body.as_object_mut().unwrap().remove("response_format");
     let text = body.to_string();
-    let raw = format!(r#"{},"response_format":{{"type":"json_schema","json_schema":{{"name":"cat","strict":true,"schema":{schema}}}}}}}"#, &text[..text.len() - 1]);
+    let raw =
+        format!(r#"{},"response_format":{{"type":"json_schema","json_schema":{{"name":"cat","strict":true,"schema":{schema}}}}}}}"#, &text[..text.len() - 1]);
     let (status, reply) = read(agent().post(&format!("{url}/v1/chat/completions")).set("Content-Type", "application/json").send_string(&raw));
     assert_eq!(status, 200, "{reply}");
     let text = content(&reply);
     assert!(text.starts_with(r#"{"name":""#), "declared order, compact: {text}");
     if reply["choices"][0]["finish_reason"] == "stop" {
         let parsed: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-        assert!(parsed["age"].is_i64() && ["happy", "hungry", "sleepy"].contains(&parsed["mood"].as_str().unwrap()) && parsed["toys"].as_array().unwrap().len() <= 2, "{text}");
+        assert!(
+            parsed["age"].is_i64()
+                && ["happy", "hungry", "sleepy"].contains(&parsed["mood"].as_str().unwrap())
+                && parsed["toys"].as_array().unwrap().len() <= 2,
+            "{text}"
+        );
         let keys: Vec<&str> = text.match_indices("\":").map(|(i, _)| text[..i].rsplit('"').next().unwrap()).collect();
         assert_eq!(keys, ["name", "age", "mood", "toys"], "{text}");
     }
@@ -450,9 +466,12 @@ fn a_full_queue_answers_503_with_retry_after() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let addr = url.trim_start_matches("http://").to_string();
-    let body = json!({"messages": [{"role": "user", "content": "Tell me a very long story about the sea."}], "max_tokens": 400, "stream": true, "temperature": 0.7}).to_string();
+    let body =
+        json!({"messages": [{"role": "user", "content": "Tell me a very long story about the sea."}], "max_tokens": 400, "stream": true, "temperature": 0.7})
+            .to_string();
     let mut stream = TcpStream::connect(&addr).unwrap();
-    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    write!(stream, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .unwrap();
     let mut buf = [0u8; 4096];
     let mut seen = String::new();
     while !seen.contains("\"content\"") {

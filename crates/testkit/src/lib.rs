@@ -29,9 +29,7 @@ pub fn model_dir(name: &str) -> PathBuf {
 /// The real-data folder: `$PERSONA_SHARED_DATA`, else `../shared/data`
 /// beside the checkout; panics when it has no `news/` folder.
 pub fn shared_data() -> PathBuf {
-    let dir = std::env::var_os(SHARED_DATA_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let dir = std::env::var_os(SHARED_DATA_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     assert!(dir.join("news").is_dir(), "the real data folder {} is missing: set {SHARED_DATA_ENV}", dir.display());
     dir
 }

@@ -10,10 +10,9 @@ const B: f32 = 0.75;
 
 /// Words too common to help a search.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "he", "her", "his", "in", "is", "it", "its", "of", "on", "or",
-    "she", "that", "the", "their", "they", "this", "to", "was", "were", "which", "who", "will", "with", "what", "when", "where", "how", "does",
-    "did", "do", "about", "into", "than", "then", "there", "these", "those", "been", "being", "but", "not", "no", "can", "i", "you", "we", "my",
-    "your", "our", "me",
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "he", "her", "his", "in", "is", "it", "its", "of", "on", "or", "she",
+    "that", "the", "their", "they", "this", "to", "was", "were", "which", "who", "will", "with", "what", "when", "where", "how", "does", "did", "do", "about",
+    "into", "than", "then", "there", "these", "those", "been", "being", "but", "not", "no", "can", "i", "you", "we", "my", "your", "our", "me",
 ];
 
 /// Lowercased word tokens without stopwords; a plural `s` is dropped so

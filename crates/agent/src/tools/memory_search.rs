@@ -70,12 +70,7 @@ impl Tool for MemorySearch<'_> {
         if hits.is_empty() {
             return Ok("This user has no past interactions yet.".to_string());
         }
-        Ok(hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| format!("{}. {}", i + 1, render(&h.record, self.max_chars)))
-            .collect::<Vec<_>>()
-            .join("\n"))
+        Ok(hits.iter().enumerate().map(|(i, h)| format!("{}. {}", i + 1, render(&h.record, self.max_chars))).collect::<Vec<_>>().join("\n"))
     }
 }
 

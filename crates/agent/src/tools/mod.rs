@@ -276,7 +276,9 @@ mod tests {
         let call = parse_call(r#"sure! {"tool": "echo", "arguments": {"text": "hi"}} done"#).unwrap();
         assert_eq!(call.tool, "echo");
         assert_eq!(call.arguments["text"], "hi");
-        for bad in ["no json here", r#"{"tool": 3}"#, r#"{"tool": "echo", "arguments": [1]}"#, r#"{"tool": "echo", "arguments": {"text": "unterminated}"#, "[1, 2]"] {
+        for bad in
+            ["no json here", r#"{"tool": 3}"#, r#"{"tool": "echo", "arguments": [1]}"#, r#"{"tool": "echo", "arguments": {"text": "unterminated}"#, "[1, 2]"]
+        {
             assert!(parse_call(bad).is_err(), "{bad}");
         }
     }

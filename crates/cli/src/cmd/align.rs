@@ -74,30 +74,27 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         Some(name) => Some(ctx.load_chat_model(&ctx.model_path(name, false)?)?),
         None => None,
     };
-    let report = user.align(
-        &config,
-        writer.as_mut().map(|w| w as &mut dyn AgentLlm),
-        None,
-        &mut |event| match event {
-            AlignEvent::IterationStart { iteration, of } => bar.set_message(format!("iteration {iteration}/{of}")),
-            AlignEvent::Simulated { .. } => bar.inc(1),
-            AlignEvent::IterationEnd(it) => {
-                if !json {
-                    let line = match &it.outcome {
-                        Outcome::Accepted { version } => format!("iteration {}: persona v{} -> v{version}", it.iteration, it.from_version),
-                        Outcome::Rejected { rejection, .. } => format!("iteration {}: rewrite rejected ({rejection}); keeping v{} and stopping", it.iteration, it.from_version),
-                        Outcome::NoGap => format!("iteration {}: every replay matched the user's answer; nothing to align (v{})", it.iteration, it.from_version),
-                    };
-                    bar.suspend(|| {
-                        println!("{line}");
-                        for s in &it.simulations {
-                            println!("  {}\n    simulated: {}  real: {}", one_line(&s.query, 90), one_line(&s.simulated, 40), one_line(&s.real, 40));
-                        }
-                    });
-                }
+    let report = user.align(&config, writer.as_mut().map(|w| w as &mut dyn AgentLlm), None, &mut |event| match event {
+        AlignEvent::IterationStart { iteration, of } => bar.set_message(format!("iteration {iteration}/{of}")),
+        AlignEvent::Simulated { .. } => bar.inc(1),
+        AlignEvent::IterationEnd(it) => {
+            if !json {
+                let line = match &it.outcome {
+                    Outcome::Accepted { version } => format!("iteration {}: persona v{} -> v{version}", it.iteration, it.from_version),
+                    Outcome::Rejected { rejection, .. } => {
+                        format!("iteration {}: rewrite rejected ({rejection}); keeping v{} and stopping", it.iteration, it.from_version)
+                    }
+                    Outcome::NoGap => format!("iteration {}: every replay matched the user's answer; nothing to align (v{})", it.iteration, it.from_version),
+                };
+                bar.suspend(|| {
+                    println!("{line}");
+                    for s in &it.simulations {
+                        println!("  {}\n    simulated: {}  real: {}", one_line(&s.query, 90), one_line(&s.simulated, 40), one_line(&s.real, 40));
+                    }
+                });
             }
-        },
-    );
+        }
+    });
     bar.finish_and_clear();
     let report = report?;
     if json {

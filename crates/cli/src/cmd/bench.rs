@@ -183,11 +183,8 @@ fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
     }
     // Peak memory of the plain generation above, before the extra measurements.
     let peak_rss = peak_rss_mb();
-    let prefix = if args.prefix_tokens > 0 {
-        Some(crate::cmd::bench_reuse::measure_prefix(&mut model, &bench_prompt(args.prefix_tokens), args.runs)?)
-    } else {
-        None
-    };
+    let prefix =
+        if args.prefix_tokens > 0 { Some(crate::cmd::bench_reuse::measure_prefix(&mut model, &bench_prompt(args.prefix_tokens), args.runs)?) } else { None };
     let batches = crate::cmd::bench_reuse::measure_batches(&mut model, &args.batches, args.gen_tokens.min(64), args.runs)?;
     let engine = match &model.info().repacked {
         Some(_) => format!("persona-engine (candle {}, Q8_0 repack)", candle_version()),
@@ -252,9 +249,27 @@ Printing made maps cheaper, and national mapping agencies standardised symbols, 
 }
 
 fn bench_sentences() -> String {
-    let subjects = ["The committee", "A young musician", "Our neighbour", "The research team", "My grandmother", "The city council", "A small startup", "The football club"];
+    let subjects = [
+        "The committee",
+        "A young musician",
+        "Our neighbour",
+        "The research team",
+        "My grandmother",
+        "The city council",
+        "A small startup",
+        "The football club",
+    ];
     let verbs = ["announced", "questioned", "celebrated", "postponed", "reviewed", "described", "rejected", "funded"];
-    let objects = ["a new plan for public transport", "the results of the annual survey", "an unusual guitar made of recycled wood", "the recipe for a traditional soup", "a proposal to plant more trees downtown", "the design of a faster electric bicycle", "the schedule for next season", "a report on rising rents"];
+    let objects = [
+        "a new plan for public transport",
+        "the results of the annual survey",
+        "an unusual guitar made of recycled wood",
+        "the recipe for a traditional soup",
+        "a proposal to plant more trees downtown",
+        "the design of a faster electric bicycle",
+        "the schedule for next season",
+        "a report on rising rents",
+    ];
     let mut out = String::new();
     for (i, s) in subjects.iter().enumerate() {
         for (j, v) in verbs.iter().enumerate() {
@@ -311,12 +326,12 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
         if !ctx.repack {
             c.arg("--no-repack");
         }
-        c.args(["bench", "engine-worker", kind])
-            .arg("--model")
-            .arg(model)
-            .arg("--input-file")
-            .arg(input)
-            .args(["--gen-tokens", &args.gen_tokens.to_string(), "--runs", &args.runs.to_string()]);
+        c.args(["bench", "engine-worker", kind]).arg("--model").arg(model).arg("--input-file").arg(input).args([
+            "--gen-tokens",
+            &args.gen_tokens.to_string(),
+            "--runs",
+            &args.runs.to_string(),
+        ]);
         if kind == "llama" {
             c.args(["--prefix-tokens", &args.prefix_tokens.to_string()]);
             if !args.batches.is_empty() {
@@ -400,11 +415,16 @@ pub fn machine() -> String {
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let build = [("avx2", cfg!(target_feature = "avx2")), ("fma", cfg!(target_feature = "fma")), ("f16c", cfg!(target_feature = "f16c")), ("avx512f", cfg!(target_feature = "avx512f"))]
-        .iter()
-        .map(|(n, on)| format!("{n}={}", if *on { "on" } else { "off" }))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let build = [
+        ("avx2", cfg!(target_feature = "avx2")),
+        ("fma", cfg!(target_feature = "fma")),
+        ("f16c", cfg!(target_feature = "f16c")),
+        ("avx512f", cfg!(target_feature = "avx512f")),
+    ]
+    .iter()
+    .map(|(n, on)| format!("{n}={}", if *on { "on" } else { "off" }))
+    .collect::<Vec<_>>()
+    .join(" ");
     let kernels = persona_engine::kernels::isa().name();
     let capped = std::env::var(persona_engine::kernels::ISA_ENV).map(|v| format!(", capped by PERSONA_SIMD={v}")).unwrap_or_default();
     format!("{cpu}, {cores} cores; CPU SIMD: {}; build target features: {build}; own kernels: {kernels}{capped}", cpu_simd_flags())
@@ -471,9 +491,18 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
         if args.llama_python.is_some() { " --llama-python PY" } else { "" },
         if args.st_python.is_some() { " --st-python PY" } else { "" },
     ));
-    let profile = if cfg!(debug_assertions) { "dev profile (`cargo run`; dependencies such as candle at opt-level 3, this workspace's crates unoptimized)" } else { "release profile" };
+    let profile = if cfg!(debug_assertions) {
+        "dev profile (`cargo run`; dependencies such as candle at opt-level 3, this workspace's crates unoptimized)"
+    } else {
+        "release profile"
+    };
     s.push_str(&format!("Build: {profile}.\n\n"));
-    s.push_str(&format!("Machine: {}. Threads: {threads} (both engines). Git revision: {}. Median of {} runs after one warm-up; greedy decoding, EOS ignored.\n\n", machine(), git_revision(), args.runs));
+    s.push_str(&format!(
+        "Machine: {}. Threads: {threads} (both engines). Git revision: {}. Median of {} runs after one warm-up; greedy decoding, EOS ignored.\n\n",
+        machine(),
+        git_revision(),
+        args.runs
+    ));
     s.push_str("| model | engine | load ms | prompt tok | prefill tok/s | TTFT ms | decode tok/s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         for m in std::iter::once(&r.ours).chain(r.reference.as_ref()) {
@@ -508,7 +537,11 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
             s.push_str(&format!("| {} | {:.0} | {} | {:.1} | {:.0} |\n", m.engine, m.load_ms, m.sentences, m.sentences_per_s, m.peak_rss_mb));
         }
         if let Some(b) = &r.reference {
-            s.push_str(&format!("\nRatio sentences/s (persona-engine / sentence-transformers): {}; weights sha256 `{}`\n", ratio(r.ours.sentences_per_s, b.sentences_per_s), r.sha256));
+            s.push_str(&format!(
+                "\nRatio sentences/s (persona-engine / sentence-transformers): {}; weights sha256 `{}`\n",
+                ratio(r.ours.sentences_per_s, b.sentences_per_s),
+                r.sha256
+            ));
         }
     }
     s

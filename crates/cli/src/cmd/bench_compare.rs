@@ -39,7 +39,8 @@ fn read_run(spec: &str) -> Result<Run> {
         bail!("--run '{spec}': the name is empty");
     }
     let path = dir.join("report.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("--run {name}: reading {} (run `persona bench lamp --out {}` first)", path.display(), dir.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("--run {name}: reading {} (run `persona bench lamp --out {}` first)", path.display(), dir.display()))?;
     let report: Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
     let task_name = report["task"].as_str().with_context(|| format!("{}: field 'task' missing", path.display()))?;
     let task: Task = task_name.parse().with_context(|| format!("{}: field 'task'", path.display()))?;

@@ -13,7 +13,10 @@ use persona_engine::SharedModel;
 use std::collections::BTreeMap;
 
 use persona_lamp::plot::{line_chart, Labels, Point, Series};
-use persona_lamp::{build, first_users, markdown, pin_settings, scaling_markdown, read_examples, read_oppu, read_outputs, run, score_all, user_ordinals, BuildOptions, Method, MethodConfig, MethodScores, Resources, RunEvent, Task};
+use persona_lamp::{
+    build, first_users, markdown, pin_settings, read_examples, read_oppu, read_outputs, run, scaling_markdown, score_all, user_ordinals, BuildOptions, Method,
+    MethodConfig, MethodScores, Resources, RunEvent, Task,
+};
 use serde_json::json;
 
 use crate::cmd::bench::git_revision;
@@ -297,7 +300,11 @@ fn boxed(model: impl AgentLlm + Send + 'static) -> Box<dyn AgentLlm + Send> {
 
 /// Runs the methods with one worker per model: its own runtime (model,
 /// store connection; the encoder and encyclopedia shared) and writer.
-fn run_workers<M: AgentLlm + Send>(models: Vec<M>, mut writers: Vec<Option<Box<dyn AgentLlm + Send>>>, inputs: &RunInputs<'_>) -> Result<Vec<persona_lamp::ResultRow>> {
+fn run_workers<M: AgentLlm + Send>(
+    models: Vec<M>,
+    mut writers: Vec<Option<Box<dyn AgentLlm + Send>>>,
+    inputs: &RunInputs<'_>,
+) -> Result<Vec<persona_lamp::ResultRow>> {
     let memory_dir = inputs.out.join("memory");
     let mut runtimes = models
         .into_iter()
@@ -306,7 +313,14 @@ fn run_workers<M: AgentLlm + Send>(models: Vec<M>, mut writers: Vec<Option<Box<d
     let mut workers: Vec<Resources<'_, M>> = runtimes
         .iter_mut()
         .zip(writers.iter_mut())
-        .map(|(runtime, writer)| Resources { runtime, config: inputs.config, demos: &[], distractors: &[], writer: writer.as_deref_mut().map(|w| w as &mut (dyn AgentLlm + Send)), alignments: Vec::new() })
+        .map(|(runtime, writer)| Resources {
+            runtime,
+            config: inputs.config,
+            demos: &[],
+            distractors: &[],
+            writer: writer.as_deref_mut().map(|w| w as &mut (dyn AgentLlm + Send)),
+            alignments: Vec::new(),
+        })
         .collect();
     let task = inputs.task;
     let mut bar = item_bar(0, "", "users");

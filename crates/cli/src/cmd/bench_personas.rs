@@ -70,7 +70,11 @@ pub fn run(ctx: &Context, args: PersonasArgs) -> Result<()> {
         "mean_pairwise_jaccard": mean,
     });
     std::fs::write(args.out.join("personas.json"), serde_json::to_string_pretty(&report)?)?;
-    let mut md = format!("# Persona similarity\n\n{n} users from {} (each user's {} persona); mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n", dir.display(), which_version(args.version));
+    let mut md = format!(
+        "# Persona similarity\n\n{n} users from {} (each user's {} persona); mean pairwise Jaccard similarity of persona word sets: {mean:.3}\n\n",
+        dir.display(),
+        which_version(args.version)
+    );
     md.push_str(&format!("| user | version | map x | map y | {} |\n", users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(" | ")));
     md.push_str(&format!("|---|---|---|---|{}\n", "---|".repeat(n)));
     for (i, (id, v, _, _)) in users.iter().enumerate() {

@@ -66,7 +66,16 @@ pub fn measure_prefix(model: &mut GgufChatModel, system: &str, runs: usize) -> R
 /// Aggregate decode tokens/s for each batch size (distinct short prompts,
 /// `gen_tokens` each, EOS ignored), median of `runs` after one warm-up.
 pub fn measure_batches(model: &mut GgufChatModel, batches: &[usize], gen_tokens: usize, runs: usize) -> Result<Vec<BatchPoint>> {
-    const TOPICS: [&str; 8] = ["a lighthouse keeper", "a lost umbrella", "the first snow", "a chess tournament", "a bakery at dawn", "a broken compass", "a night train", "an old violin"];
+    const TOPICS: [&str; 8] = [
+        "a lighthouse keeper",
+        "a lost umbrella",
+        "the first snow",
+        "a chess tournament",
+        "a bakery at dawn",
+        "a broken compass",
+        "a night train",
+        "an old violin",
+    ];
     let params = GenerationParams { max_tokens: gen_tokens, ignore_eos: true, ..Default::default() };
     let mut points = Vec::new();
     for &batch in batches {
@@ -97,7 +106,10 @@ pub fn render(rows: &[(&str, Option<&PrefixMeasurement>, &[BatchPoint])]) -> Str
         for (model, p, _) in rows {
             if let Some(p) = p {
                 let share = if p.cold_ttft_ms > 0.0 { format!("{:.1}%", 100.0 * p.warm_ttft_ms / p.cold_ttft_ms) } else { "-".into() };
-                s.push_str(&format!("| {model} | {} | {} | {} | {:.0} | {:.0} | {share} |\n", p.shared_tokens, p.prompt_tokens, p.cached_tokens, p.cold_ttft_ms, p.warm_ttft_ms));
+                s.push_str(&format!(
+                    "| {model} | {} | {} | {} | {:.0} | {:.0} | {share} |\n",
+                    p.shared_tokens, p.prompt_tokens, p.cached_tokens, p.cold_ttft_ms, p.warm_ttft_ms
+                ));
             }
         }
     }
@@ -109,7 +121,11 @@ pub fn render(rows: &[(&str, Option<&PrefixMeasurement>, &[BatchPoint])]) -> Str
             }
             v
         });
-        s.push_str(&format!("| model | {} |\n|---|{}\n", sizes.iter().map(|b| format!("batch {b} tok/s")).collect::<Vec<_>>().join(" | "), "---:|".repeat(sizes.len())));
+        s.push_str(&format!(
+            "| model | {} |\n|---|{}\n",
+            sizes.iter().map(|b| format!("batch {b} tok/s")).collect::<Vec<_>>().join(" | "),
+            "---:|".repeat(sizes.len())
+        ));
         for (model, _, points) in rows {
             let base = points.iter().find(|p| p.batch == 1).map(|p| p.tok_s).unwrap_or(0.0);
             let cells: Vec<String> = sizes

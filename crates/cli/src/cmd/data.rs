@@ -48,7 +48,10 @@ pub fn run(_ctx: &Context, command: DataCommand) -> Result<()> {
             built.write(&args.out)?;
             let m = &built.manifest;
             println!("{}", m.name);
-            println!("  {} users kept of {} ({} raw records; profile sizes min/median/max {}/{}/{})", m.users_kept, m.users_seen, m.records_read, m.profile_sizes[0], m.profile_sizes[1], m.profile_sizes[2]);
+            println!(
+                "  {} users kept of {} ({} raw records; profile sizes min/median/max {}/{}/{})",
+                m.users_kept, m.users_seen, m.records_read, m.profile_sizes[0], m.profile_sizes[1], m.profile_sizes[2]
+            );
             println!("  query labels: {}", m.query_labels.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
             println!("  written to {} (questions.json, outputs.json, manifest.json)", args.out.display());
             Ok(())

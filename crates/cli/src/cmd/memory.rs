@@ -119,7 +119,10 @@ fn summarize_user(ctx: &Context, args: SummarizeArgs) -> Result<()> {
         let out = serde_json::json!({"user": args.user, "profile": profile, "chunks": summary.chunks, "calls": summary.calls});
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("semantic profile v{} of '{}' ({task}, {} records, {} model calls):\n{}", profile.version, args.user, summary.records, summary.calls, profile.summary);
+        println!(
+            "semantic profile v{} of '{}' ({task}, {} records, {} model calls):\n{}",
+            profile.version, args.user, summary.records, summary.calls, profile.summary
+        );
     }
     Ok(())
 }

@@ -135,15 +135,7 @@ pub fn run(ctx: &Context, command: ModelsCommand) -> Result<()> {
                 for r in rows {
                     let role = serde_json::to_value(r.role)?.as_str().unwrap_or_default().to_string();
                     let status = serde_json::to_value(r.status)?.as_str().unwrap_or_default().to_string();
-                    println!(
-                        "{:<8} {:<8} {:<8} {:>7.1}MB  {:<10} {}",
-                        r.name,
-                        role,
-                        r.architecture,
-                        r.size as f64 / 1e6,
-                        status,
-                        r.description
-                    );
+                    println!("{:<8} {:<8} {:<8} {:>7.1}MB  {:<10} {}", r.name, role, r.architecture, r.size as f64 / 1e6, status, r.description);
                 }
             }
             Ok(())
@@ -155,11 +147,8 @@ pub fn run(ctx: &Context, command: ModelsCommand) -> Result<()> {
         }
         ModelsCommand::Verify { names } => {
             let bars = Bars::new();
-            let entries: Vec<_> = if names.is_empty() {
-                ctx.manifest.models.iter().collect()
-            } else {
-                names.iter().map(|n| ctx.manifest.get(n)).collect::<Result<_, _>>()?
-            };
+            let entries: Vec<_> =
+                if names.is_empty() { ctx.manifest.models.iter().collect() } else { names.iter().map(|n| ctx.manifest.get(n)).collect::<Result<_, _>>()? };
             let mut failures = 0;
             for entry in entries {
                 for file in &entry.files {

@@ -42,10 +42,7 @@ impl ChatTemplate {
     /// Renders `messages`; with `add_generation_prompt` the text ends where
     /// the assistant's reply begins.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let template = self
-            .env
-            .get_template("chat")
-            .map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
+        let template = self.env.get_template("chat").map_err(|e| EngineError::ChatTemplate(e.to_string()))?;
         template
             .render(context! {
                 messages => messages,

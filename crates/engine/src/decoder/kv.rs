@@ -105,12 +105,18 @@ impl KvCache {
     /// A compact copy of the first `len` positions.
     pub fn snapshot(&self, len: usize) -> candle_core::Result<KvCache> {
         let len = len.min(self.len);
-        let layers = self
-            .layers
-            .iter()
-            .map(|(k, v)| Ok((compact(&k.narrow(1, 0, len)?)?, compact(&v.narrow(1, 0, len)?)?)))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(KvCache { layers, n_layers: self.n_layers, len, capacity: len, kv_heads: self.kv_heads, head_dim: self.head_dim, max_len: self.max_len, device: self.device.clone() })
+        let layers =
+            self.layers.iter().map(|(k, v)| Ok((compact(&k.narrow(1, 0, len)?)?, compact(&v.narrow(1, 0, len)?)?))).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            n_layers: self.n_layers,
+            len,
+            capacity: len,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            max_len: self.max_len,
+            device: self.device.clone(),
+        })
     }
 
     /// Replaces this cache's content with the first `len` positions of

@@ -40,9 +40,7 @@ impl ModelMap {
     /// The bytes of tensor `name` of `content`, checked against the
     /// tensor's shape and the file's length.
     pub(crate) fn tensor(&self, content: &gguf_file::Content, name: &str) -> candle_core::Result<MappedTensor> {
-        let Some(info) = content.tensor_infos.get(name) else {
-            candle_core::bail!("cannot find tensor info for {name}")
-        };
+        let Some(info) = content.tensor_infos.get(name) else { candle_core::bail!("cannot find tensor info for {name}") };
         let elems = info.shape.elem_count();
         let block = info.ggml_dtype.block_size();
         if elems % block != 0 {

@@ -68,13 +68,8 @@ impl PrefixCache {
     /// The entry of `scope` sharing the longest prefix with `tokens`, and
     /// the length of that shared prefix (0 when none).
     pub fn lookup(&mut self, scope: &str, tokens: &[u32]) -> Option<(&KvCache, usize)> {
-        let (best, len) = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.scope == scope)
-            .map(|(i, e)| (i, common_prefix(&e.tokens, tokens)))
-            .max_by_key(|&(_, n)| n)?;
+        let (best, len) =
+            self.entries.iter().enumerate().filter(|(_, e)| e.scope == scope).map(|(i, e)| (i, common_prefix(&e.tokens, tokens))).max_by_key(|&(_, n)| n)?;
         if len == 0 {
             return None;
         }

@@ -125,7 +125,13 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, packed: &[Packed], acts: &[ActBl
         let group = std::array::from_fn(|k| act(i + k));
         for half in 0..halves {
             // SAFETY: the caller checked the CPU features.
-            let y = unsafe { if vnni { x86::tile_vnni::<TILE_ROWS>(packed, half, group) } else { x86::tile_avx2::<TILE_ROWS>(packed, half, group) } };
+            let y = unsafe {
+                if vnni {
+                    x86::tile_vnni::<TILE_ROWS>(packed, half, group)
+                } else {
+                    x86::tile_avx2::<TILE_ROWS>(packed, half, group)
+                }
+            };
             for (k, lanes) in y.iter().enumerate() {
                 put(half, i + k, lanes);
             }
@@ -135,7 +141,13 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, packed: &[Packed], acts: &[ActBl
     while i < m {
         for half in 0..halves {
             // SAFETY: as above.
-            let y = unsafe { if vnni { x86::tile_vnni::<1>(packed, half, [act(i)]) } else { x86::tile_avx2::<1>(packed, half, [act(i)]) } };
+            let y = unsafe {
+                if vnni {
+                    x86::tile_vnni::<1>(packed, half, [act(i)])
+                } else {
+                    x86::tile_avx2::<1>(packed, half, [act(i)])
+                }
+            };
             put(half, i, &y[0]);
         }
         i += 1;

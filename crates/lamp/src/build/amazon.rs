@@ -18,47 +18,22 @@ pub fn instruction(review: &str) -> String {
 
 /// Builds the set from the reviews CSV.
 pub fn build(path: &Path, options: &BuildOptions) -> Result<Built> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| LampError::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let headers = reader
-        .headers()
-        .map_err(|e| LampError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .clone();
+    let mut reader = csv::Reader::from_path(path).map_err(|e| LampError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let headers = reader.headers().map_err(|e| LampError::Format { path: path.to_path_buf(), message: e.to_string() })?.clone();
     let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| LampError::Format {
-                path: path.to_path_buf(),
-                message: format!("no column '{name}'"),
-            })
+        headers.iter().position(|h| h == name).ok_or_else(|| LampError::Format { path: path.to_path_buf(), message: format!("no column '{name}'") })
     };
-    let (user_col, text_col, score_col, time_col, asin_col) = (
-        column("reviewerID")?,
-        column("reviewText")?,
-        column("overall")?,
-        column("unixReviewTime")?,
-        column("asin")?,
-    );
+    let (user_col, text_col, score_col, time_col, asin_col) =
+        (column("reviewerID")?, column("reviewText")?, column("overall")?, column("unixReviewTime")?, column("asin")?);
     let (mut read, mut incomplete) = (0usize, 0usize);
     let mut dropped_labels: BTreeMap<String, usize> = BTreeMap::new();
     let mut records = Vec::new();
     for (i, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| LampError::Format {
-            path: path.to_path_buf(),
-            message: format!("row {}: {e}", i + 2),
-        })?;
+        let row = row.map_err(|e| LampError::Format { path: path.to_path_buf(), message: format!("row {}: {e}", i + 2) })?;
         read += 1;
         let get = |c: usize| row.get(c).unwrap_or_default().trim().to_string();
-        let (user, text, score, time) =
-            (get(user_col), get(text_col), get(score_col), get(time_col));
-        let (Ok(time), false, false) = (time.parse::<i64>(), user.is_empty(), text.is_empty())
-        else {
+        let (user, text, score, time) = (get(user_col), get(text_col), get(score_col), get(time_col));
+        let (Ok(time), false, false) = (time.parse::<i64>(), user.is_empty(), text.is_empty()) else {
             incomplete += 1;
             continue;
         };
@@ -70,26 +45,18 @@ pub fn build(path: &Path, options: &BuildOptions) -> Result<Built> {
             }
         };
         let id = format!("r{}", i + 2);
-        let Value::Object(item) =
-            json!({"id": id, "text": text, "score": label, "asin": get(asin_col), "time": time})
-        else {
+        let Value::Object(item) = json!({"id": id, "text": text, "score": label, "asin": get(asin_col), "time": time}) else {
             continue;
         };
-        records.push(RawRecord {
-            user,
-            time,
-            id,
-            input: instruction(&text),
-            gold: label,
-            item,
-        });
+        records.push(RawRecord { user, time, id, input: instruction(&text), gold: label, item });
     }
     Ok(assemble(
         Collected {
             name: "LaMP-3-style, rebuilt from Amazon Musical Instruments reviews (McAuley et al. 2014)".into(),
             task: Task::ProductRating,
             source: path.display().to_string(),
-            split: "users are reviewers; each reviewer's reviews sorted by unixReviewTime (ties by row); the latest is the query, the earlier ones the profile".into(),
+            split: "users are reviewers; each reviewer's reviews sorted by unixReviewTime (ties by row); the latest is the query, the earlier ones the profile"
+                .into(),
             records_read: read,
             dropped_labels,
             dropped_incomplete: incomplete,
@@ -118,30 +85,16 @@ mod tests {
             ("B", "ok", "4.0", 50),
             ("A", "half star?", "2.5", 150),
         ] {
-            csv.push_str(&format!(
-                "{user},x1,N,\"[0, 0]\",{text},{score},s,{time},t\n"
-            ));
+            csv.push_str(&format!("{user},x1,N,\"[0, 0]\",{text},{score},s,{time},t\n"));
         }
         std::fs::write(&path, csv).unwrap();
-        let built = build(
-            &path,
-            &BuildOptions {
-                min_profile: 3,
-                ..BuildOptions::default()
-            },
-        )
-        .unwrap();
+        let built = build(&path, &BuildOptions { min_profile: 3, ..BuildOptions::default() }).unwrap();
         check_invariants(&built, "time", "text");
         assert_eq!(built.examples.len(), 1);
         let e = &built.examples[0];
         assert_eq!(e.gold, "4");
         assert!(e.question.input.ends_with("review: latest one"));
-        let texts: Vec<&str> = e
-            .question
-            .profile
-            .iter()
-            .map(|p| p["text"].as_str().unwrap())
-            .collect();
+        let texts: Vec<&str> = e.question.profile.iter().map(|p| p["text"].as_str().unwrap()).collect();
         assert_eq!(texts, ["broke fast", "fine, I guess", "good strings"]);
         assert_eq!(built.manifest.dropped_labels["2.5"], 1);
     }

@@ -36,13 +36,7 @@ pub(crate) fn parse_metadata(text: &str) -> Vec<Paper> {
         let mut fields: HashMap<&str, &str> = HashMap::new();
         for line in block.lines() {
             if let Some((k, v)) = line.split_once(" = ") {
-                fields.insert(
-                    k.trim(),
-                    v.trim()
-                        .trim_start_matches('{')
-                        .trim_end_matches('}')
-                        .trim(),
-                );
+                fields.insert(k.trim(), v.trim().trim_start_matches('{').trim_end_matches('}').trim());
             }
         }
         let (Some(id), Some(title)) = (fields.get("id"), fields.get("title")) else {
@@ -51,22 +45,9 @@ pub(crate) fn parse_metadata(text: &str) -> Vec<Paper> {
         let Some(year) = fields.get("year").and_then(|y| y.parse::<i64>().ok()) else {
             continue;
         };
-        let authors = fields
-            .get("author")
-            .map(|a| {
-                a.split(';')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let authors = fields.get("author").map(|a| a.split(';').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
         if !id.is_empty() && !title.is_empty() {
-            papers.push(Paper {
-                id: id.to_string(),
-                authors,
-                title: title.to_string(),
-                year,
-            });
+            papers.push(Paper { id: id.to_string(), authors, title: title.to_string(), year });
         }
     }
     papers
@@ -74,24 +55,16 @@ pub(crate) fn parse_metadata(text: &str) -> Vec<Paper> {
 
 fn seed_of(s: &str) -> u64 {
     // FNV-1a: a stable seed per author.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Builds the set from the `aan/` folder.
 pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built> {
     let meta_path = dir.join("acl-metadata.txt");
-    let raw = std::fs::read(&meta_path).map_err(|source| LampError::Io {
-        path: meta_path.clone(),
-        source,
-    })?;
+    let raw = std::fs::read(&meta_path).map_err(|source| LampError::Io { path: meta_path.clone(), source })?;
     let papers = parse_metadata(&String::from_utf8_lossy(&raw).replace("\r\n", "\n"));
     let cites_path = dir.join("acl.txt");
-    let raw = std::fs::read(&cites_path).map_err(|source| LampError::Io {
-        path: cites_path.clone(),
-        source,
-    })?;
+    let raw = std::fs::read(&cites_path).map_err(|source| LampError::Io { path: cites_path.clone(), source })?;
     let by_id: HashMap<&str, &Paper> = papers.iter().map(|p| (p.id.as_str(), p)).collect();
     let mut refs: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     for line in String::from_utf8_lossy(&raw).lines() {
@@ -118,18 +91,12 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built> {
     for (author, mut own) in by_author {
         own.sort_by(|a, b| a.year.cmp(&b.year).then(a.id.cmp(&b.id)));
         // The latest paper with a reference in the corpus is the query; later ones are unused.
-        let Some(q) = own
-            .iter()
-            .rposition(|p| refs.get(p.id.as_str()).is_some_and(|r| !r.is_empty()))
-        else {
+        let Some(q) = own.iter().rposition(|p| refs.get(p.id.as_str()).is_some_and(|r| !r.is_empty())) else {
             incomplete += 1;
             continue;
         };
         own.truncate(q + 1);
-        let cited_by_author: HashSet<&str> = own
-            .iter()
-            .flat_map(|p| refs.get(p.id.as_str()).into_iter().flatten().copied())
-            .collect();
+        let cited_by_author: HashSet<&str> = own.iter().flat_map(|p| refs.get(p.id.as_str()).into_iter().flatten().copied()).collect();
         let own_ids: HashSet<&str> = own.iter().map(|p| p.id.as_str()).collect();
         let query = own[q];
         let mut rng = StdRng::seed_from_u64(seed_of(author));
@@ -140,26 +107,18 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built> {
         let eligible = by_year.partition_point(|p| p.year <= query.year);
         let negative = (0..10_000).find_map(|_| {
             let p = by_year[rng.random_range(0..eligible.max(1))];
-            (p.year <= query.year
-                && !cited_by_author.contains(p.id.as_str())
-                && !own_ids.contains(p.id.as_str()))
-            .then_some(p)
+            (p.year <= query.year && !cited_by_author.contains(p.id.as_str()) && !own_ids.contains(p.id.as_str())).then_some(p)
         });
         let Some(negative) = negative else {
             incomplete += 1;
             continue;
         };
         let positive_first = rng.random_bool(0.5);
-        let (first, second) = if positive_first {
-            (by_id[positive].title.as_str(), negative.title.as_str())
-        } else {
-            (negative.title.as_str(), by_id[positive].title.as_str())
-        };
+        let (first, second) =
+            if positive_first { (by_id[positive].title.as_str(), negative.title.as_str()) } else { (negative.title.as_str(), by_id[positive].title.as_str()) };
         let gold = if positive_first { "[1]" } else { "[2]" };
         for (i, p) in own.iter().enumerate() {
-            let Value::Object(item) =
-                json!({"id": p.id, "title": p.title, "abstract": "", "year": p.year})
-            else {
+            let Value::Object(item) = json!({"id": p.id, "title": p.title, "abstract": "", "year": p.year}) else {
                 continue;
             };
             let is_query = i == q;
@@ -168,11 +127,7 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built> {
                 // Position in the author's order keeps the query last.
                 time: i as i64,
                 id: format!("{:06}-{}", i, p.id),
-                input: if is_query {
-                    instruction(&p.title, first, second)
-                } else {
-                    String::new()
-                },
+                input: if is_query { instruction(&p.title, first, second) } else { String::new() },
                 gold: gold.to_string(),
                 item,
             });
@@ -217,49 +172,19 @@ mod tests {
         }
         std::fs::write(dir.path().join("acl-metadata.txt"), meta).unwrap();
         std::fs::write(dir.path().join("acl.txt"), "P4 , X1\nP2 , P1\n").unwrap();
-        let built = build(
-            dir.path(),
-            &BuildOptions {
-                min_profile: 2,
-                ..BuildOptions::default()
-            },
-        )
-        .unwrap();
+        let built = build(dir.path(), &BuildOptions { min_profile: 2, ..BuildOptions::default() }).unwrap();
         check_invariants(&built, "year", "title");
-        assert_eq!(
-            built.examples.len(),
-            1,
-            "only Ann has a cited paper and enough history"
-        );
+        assert_eq!(built.examples.len(), 1, "only Ann has a cited paper and enough history");
         let e = &built.examples[0];
         assert!(e.question.input.contains("\"Parsing four\""));
         // The real reference is X1; the other choice is X2 (never cited by Ann).
-        let (one, two) = (
-            e.question.input.find("[1]: \"").unwrap(),
-            e.question.input.find("[2]: \"").unwrap(),
-        );
+        let (one, two) = (e.question.input.find("[1]: \"").unwrap(), e.question.input.find("[2]: \"").unwrap());
         let x1_first = e.question.input[one..two].contains("Old tagging");
         assert_eq!(e.gold, if x1_first { "[1]" } else { "[2]" });
         assert!(e.question.input.contains("Old chunking"));
-        let titles: Vec<&str> = e
-            .question
-            .profile
-            .iter()
-            .map(|p| p["title"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            titles,
-            ["Parsing one", "Parsing two", "Parsing three"],
-            "the later paper is not used"
-        );
-        let again = build(
-            dir.path(),
-            &BuildOptions {
-                min_profile: 2,
-                ..BuildOptions::default()
-            },
-        )
-        .unwrap();
+        let titles: Vec<&str> = e.question.profile.iter().map(|p| p["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["Parsing one", "Parsing two", "Parsing three"], "the later paper is not used");
+        let again = build(dir.path(), &BuildOptions { min_profile: 2, ..BuildOptions::default() }).unwrap();
         assert_eq!(again.examples, built.examples, "deterministic");
     }
 }

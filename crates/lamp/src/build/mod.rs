@@ -35,11 +35,7 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions {
-            min_profile: 8,
-            max_profile: None,
-            max_users: None,
-        }
+        BuildOptions { min_profile: 8, max_profile: None, max_users: None }
     }
 }
 
@@ -93,19 +89,13 @@ pub(crate) struct RawRecord {
 
 /// Groups records per user, orders them by time, and splits each user into
 /// one query (the latest record) and a profile (the earlier ones).
-pub(crate) fn split_users(
-    records: Vec<RawRecord>,
-    options: &BuildOptions,
-) -> (Vec<Example>, usize, [usize; 3]) {
+pub(crate) fn split_users(records: Vec<RawRecord>, options: &BuildOptions) -> (Vec<Example>, usize, [usize; 3]) {
     let mut by_user: BTreeMap<String, Vec<RawRecord>> = BTreeMap::new();
     for r in records {
         by_user.entry(r.user.clone()).or_default().push(r);
     }
     let users_seen = by_user.len();
-    let mut users: Vec<(String, Vec<RawRecord>)> = by_user
-        .into_iter()
-        .filter(|(_, rs)| rs.len() > options.min_profile)
-        .collect();
+    let mut users: Vec<(String, Vec<RawRecord>)> = by_user.into_iter().filter(|(_, rs)| rs.len() > options.min_profile).collect();
     // The users with the most history first (ties by id, for determinism).
     users.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
     if let Some(n) = options.max_users {
@@ -122,22 +112,10 @@ pub(crate) fn split_users(
         }
         sizes.push(rs.len());
         let profile = rs.into_iter().map(|r| r.item).collect();
-        examples.push(Example {
-            question: Question {
-                id: format!("{user}/{}", query.id),
-                input: query.input,
-                profile,
-            },
-            gold: query.gold,
-            user: None,
-        });
+        examples.push(Example { question: Question { id: format!("{user}/{}", query.id), input: query.input, profile }, gold: query.gold, user: None });
     }
     sizes.sort_unstable();
-    let stats = if sizes.is_empty() {
-        [0, 0, 0]
-    } else {
-        [sizes[0], sizes[sizes.len() / 2], sizes[sizes.len() - 1]]
-    };
+    let stats = if sizes.is_empty() { [0, 0, 0] } else { [sizes[0], sizes[sizes.len() / 2], sizes[sizes.len() - 1]] };
     (examples, users_seen, stats)
 }
 
@@ -196,21 +174,10 @@ pub struct Built {
 impl Built {
     /// Writes `questions.json`, `outputs.json` and `manifest.json` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| LampError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        write_examples(
-            &self.examples,
-            self.manifest.task.name(),
-            &dir.join("questions.json"),
-            &dir.join("outputs.json"),
-        )?;
+        std::fs::create_dir_all(dir).map_err(|source| LampError::Io { path: dir.to_path_buf(), source })?;
+        write_examples(&self.examples, self.manifest.task.name(), &dir.join("questions.json"), &dir.join("outputs.json"))?;
         let path = dir.join("manifest.json");
-        let text = serde_json::to_string_pretty(&self.manifest).map_err(|e| LampError::Format {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let text = serde_json::to_string_pretty(&self.manifest).map_err(|e| LampError::Format { path: path.clone(), message: e.to_string() })?;
         std::fs::write(&path, text).map_err(|source| LampError::Io { path, source })
     }
 }
@@ -218,14 +185,8 @@ impl Built {
 /// Rebuilds `task` from the raw data folder (`news/`, `amazon/`, ...).
 pub fn build(task: Task, raw_dir: &Path, options: &BuildOptions) -> Result<Built> {
     match task {
-        Task::NewsCategorization => news::build(
-            &raw_dir.join("news/huffpost_news_category_subset.jsonl"),
-            options,
-        ),
-        Task::ProductRating => amazon::build(
-            &raw_dir.join("amazon/musical_instruments_5core.csv"),
-            options,
-        ),
+        Task::NewsCategorization => news::build(&raw_dir.join("news/huffpost_news_category_subset.jsonl"), options),
+        Task::ProductRating => amazon::build(&raw_dir.join("amazon/musical_instruments_5core.csv"), options),
         Task::MovieTagging => movies::build(&raw_dir.join("movielens"), options),
         Task::Citation => citation::build(&raw_dir.join("aan"), options),
     }
@@ -241,40 +202,19 @@ pub(crate) mod tests {
         assert!(!built.examples.is_empty());
         for e in &built.examples {
             if let Some(labels) = labels {
-                assert!(
-                    labels.contains(&e.gold.as_str()),
-                    "gold {:?} outside the label list",
-                    e.gold
-                );
+                assert!(labels.contains(&e.gold.as_str()), "gold {:?} outside the label list", e.gold);
             }
             assert!(e.question.profile.len() >= built.manifest.options.min_profile);
-            let times: Vec<String> = e
-                .question
-                .profile
-                .iter()
-                .map(|p| p[time_field].to_string())
-                .collect();
-            assert!(
-                times.windows(2).all(|w| w[0] <= w[1]),
-                "profile not in time order: {times:?}"
-            );
+            let times: Vec<String> = e.question.profile.iter().map(|p| p[time_field].to_string()).collect();
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "profile not in time order: {times:?}");
             let query_id = e.question.id.rsplit('/').next().unwrap();
-            assert!(
-                e.question.profile.iter().all(|p| p["id"] != query_id),
-                "the query leaks into its own profile"
-            );
+            assert!(e.question.profile.iter().all(|p| p["id"] != query_id), "the query leaks into its own profile");
             for p in &e.question.profile {
                 let text = p[text_field].as_str().unwrap();
-                assert!(
-                    !e.question.input.ends_with(text) || text.is_empty(),
-                    "the query's text is in its profile"
-                );
+                assert!(!e.question.input.ends_with(text) || text.is_empty(), "the query's text is in its profile");
             }
         }
         assert_eq!(built.manifest.users_kept, built.examples.len());
-        assert_eq!(
-            label_counts(&built.examples).values().sum::<usize>(),
-            built.examples.len()
-        );
+        assert_eq!(label_counts(&built.examples).values().sum::<usize>(), built.examples.len());
     }
 }

@@ -56,17 +56,11 @@ pub fn instruction(description: &str) -> String {
 }
 
 fn io(path: &Path, source: std::io::Error) -> LampError {
-    LampError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    LampError::Io { path: path.to_path_buf(), source }
 }
 
 fn fmt(path: &Path, message: String) -> LampError {
-    LampError::Format {
-        path: path.to_path_buf(),
-        message,
-    }
+    LampError::Format { path: path.to_path_buf(), message }
 }
 
 /// "Matrix, The (1999)" -> ("the matrix", "1999").
@@ -90,8 +84,7 @@ fn descriptions(dir: &Path) -> Result<(HashMap<String, String>, usize, usize)> {
     let movies_text = String::from_utf8_lossy(&movies_text);
     let links_path = dir.join("ml-25m-links.csv");
     let mut links: HashMap<String, String> = HashMap::new();
-    let mut reader =
-        csv::Reader::from_path(&links_path).map_err(|e| fmt(&links_path, e.to_string()))?;
+    let mut reader = csv::Reader::from_path(&links_path).map_err(|e| fmt(&links_path, e.to_string()))?;
     for row in reader.records() {
         let row = row.map_err(|e| fmt(&links_path, e.to_string()))?;
         if let (Some(m), Some(t)) = (row.get(0), row.get(2)) {
@@ -102,58 +95,27 @@ fn descriptions(dir: &Path) -> Result<(HashMap<String, String>, usize, usize)> {
     }
     let tmdb_path = dir.join("tmdb_5000_movies.csv");
     let mut tmdb: HashMap<String, String> = HashMap::new();
-    let mut reader =
-        csv::Reader::from_path(&tmdb_path).map_err(|e| fmt(&tmdb_path, e.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| fmt(&tmdb_path, e.to_string()))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| fmt(&tmdb_path, format!("no column '{name}'")))
-    };
+    let mut reader = csv::Reader::from_path(&tmdb_path).map_err(|e| fmt(&tmdb_path, e.to_string()))?;
+    let headers = reader.headers().map_err(|e| fmt(&tmdb_path, e.to_string()))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fmt(&tmdb_path, format!("no column '{name}'")));
     let (id_col, overview_col) = (col("id")?, col("overview")?);
     for row in reader.records() {
         let row = row.map_err(|e| fmt(&tmdb_path, e.to_string()))?;
         let overview = row.get(overview_col).unwrap_or_default().trim();
         if !overview.is_empty() {
-            tmdb.insert(
-                row.get(id_col).unwrap_or_default().to_string(),
-                overview.to_string(),
-            );
+            tmdb.insert(row.get(id_col).unwrap_or_default().to_string(), overview.to_string());
         }
     }
     let imdb_path = dir.join("imdb_top_1000.csv");
     let mut imdb: HashMap<(String, String), String> = HashMap::new();
-    let mut reader =
-        csv::Reader::from_path(&imdb_path).map_err(|e| fmt(&imdb_path, e.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| fmt(&imdb_path, e.to_string()))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| fmt(&imdb_path, format!("no column '{name}'")))
-    };
-    let (title_col, year_col, overview_col) = (
-        col("Series_Title")?,
-        col("Released_Year")?,
-        col("Overview")?,
-    );
+    let mut reader = csv::Reader::from_path(&imdb_path).map_err(|e| fmt(&imdb_path, e.to_string()))?;
+    let headers = reader.headers().map_err(|e| fmt(&imdb_path, e.to_string()))?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| fmt(&imdb_path, format!("no column '{name}'")));
+    let (title_col, year_col, overview_col) = (col("Series_Title")?, col("Released_Year")?, col("Overview")?);
     for row in reader.records() {
         let row = row.map_err(|e| fmt(&imdb_path, e.to_string()))?;
-        let key = (
-            row.get(title_col).unwrap_or_default().trim().to_lowercase(),
-            row.get(year_col).unwrap_or_default().trim().to_string(),
-        );
-        imdb.insert(
-            key,
-            row.get(overview_col).unwrap_or_default().trim().to_string(),
-        );
+        let key = (row.get(title_col).unwrap_or_default().trim().to_lowercase(), row.get(year_col).unwrap_or_default().trim().to_string());
+        imdb.insert(key, row.get(overview_col).unwrap_or_default().trim().to_string());
     }
     let (mut from_tmdb, mut from_imdb) = (0, 0);
     let mut out = HashMap::new();
@@ -167,13 +129,7 @@ fn descriptions(dir: &Path) -> Result<(HashMap<String, String>, usize, usize)> {
             .and_then(|t| tmdb.get(t))
             .cloned()
             .inspect(|_| from_tmdb += 1)
-            .or_else(|| {
-                title_year(title)
-                    .and_then(|k| imdb.get(&k))
-                    .filter(|d| !d.is_empty())
-                    .cloned()
-                    .inspect(|_| from_imdb += 1)
-            });
+            .or_else(|| title_year(title).and_then(|k| imdb.get(&k)).filter(|d| !d.is_empty()).cloned().inspect(|_| from_imdb += 1));
         if let Some(d) = description {
             out.insert(id.to_string(), d);
         }
@@ -231,19 +187,10 @@ pub fn build(dir: &Path, options: &BuildOptions) -> Result<Built> {
         .filter_map(|((user, movie), (time, label, line))| {
             let description = descriptions.get(&movie)?.clone();
             let id = format!("m{movie}");
-            let Value::Object(item) =
-                json!({"id": id, "description": description, "tag": label, "time": time})
-            else {
+            let Value::Object(item) = json!({"id": id, "description": description, "tag": label, "time": time}) else {
                 return None;
             };
-            Some(RawRecord {
-                user: format!("u{user}"),
-                time,
-                id: format!("{id}-l{}", line + 1),
-                input: instruction(&description),
-                gold: label,
-                item,
-            })
+            Some(RawRecord { user: format!("u{user}"), time, id: format!("{id}-l{}", line + 1), input: instruction(&description), gold: label, item })
         })
         .collect();
     let mut top: Vec<(String, usize)> = dropped_labels.into_iter().collect();
@@ -273,14 +220,8 @@ mod tests {
 
     #[test]
     fn titles_match_across_catalogues() {
-        assert_eq!(
-            title_year("Matrix, The (1999)"),
-            Some(("the matrix".into(), "1999".into()))
-        );
-        assert_eq!(
-            title_year("Toy Story (1995)"),
-            Some(("toy story".into(), "1995".into()))
-        );
+        assert_eq!(title_year("Matrix, The (1999)"), Some(("the matrix".into(), "1999".into())));
+        assert_eq!(title_year("Toy Story (1995)"), Some(("toy story".into(), "1995".into())));
         assert_eq!(title_year("No year"), None);
     }
 }

@@ -47,20 +47,13 @@ pub fn instruction(article: &str) -> String {
 /// `YYYY-MM-DD` as a sortable number.
 fn date_key(date: &str) -> Option<i64> {
     let mut parts = date.trim().splitn(3, '-');
-    let (y, m, d) = (
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.parse::<i64>().ok()?,
-        parts.next()?.get(..2)?.parse::<i64>().ok()?,
-    );
+    let (y, m, d) = (parts.next()?.parse::<i64>().ok()?, parts.next()?.parse::<i64>().ok()?, parts.next()?.get(..2)?.parse::<i64>().ok()?);
     ((1..=12).contains(&m) && (1..=31).contains(&d)).then_some(y * 10_000 + m * 100 + d)
 }
 
 /// Builds the set from the JSON Lines file.
 pub fn build(path: &Path, options: &BuildOptions) -> Result<Built> {
-    let text = std::fs::read_to_string(path).map_err(|source| LampError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LampError::Io { path: path.to_path_buf(), source })?;
     let map: BTreeMap<&str, &str> = CATEGORY_MAP.iter().copied().collect();
     let mut dropped_labels: BTreeMap<String, usize> = BTreeMap::new();
     let (mut read, mut incomplete) = (0usize, 0usize);
@@ -71,24 +64,10 @@ pub fn build(path: &Path, options: &BuildOptions) -> Result<Built> {
         }
         read += 1;
         let row: Map<String, Value> =
-            serde_json::from_str(line).map_err(|e| LampError::Format {
-                path: path.to_path_buf(),
-                message: format!("line {}: invalid JSON: {e}", i + 1),
-            })?;
-        let field = |k: &str| {
-            row.get(k)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (author, category, headline, description, date) = (
-            field("authors"),
-            field("category"),
-            field("headline"),
-            field("short_description"),
-            field("date"),
-        );
+            serde_json::from_str(line).map_err(|e| LampError::Format { path: path.to_path_buf(), message: format!("line {}: invalid JSON: {e}", i + 1) })?;
+        let field = |k: &str| row.get(k).and_then(Value::as_str).map(str::trim).unwrap_or_default().to_string();
+        let (author, category, headline, description, date) =
+            (field("authors"), field("category"), field("headline"), field("short_description"), field("date"));
         let Some(time) = date_key(&date) else {
             incomplete += 1;
             continue;
@@ -102,28 +81,18 @@ pub fn build(path: &Path, options: &BuildOptions) -> Result<Built> {
             continue;
         };
         let id = format!("n{}", i + 1);
-        let body = if description.is_empty() {
-            headline.clone()
-        } else {
-            format!("{headline}. {description}")
-        };
+        let body = if description.is_empty() { headline.clone() } else { format!("{headline}. {description}") };
         let item = json!({"id": id, "title": headline, "text": description, "category": label, "date": date});
         let Value::Object(item) = item else { continue };
-        records.push(RawRecord {
-            user: author,
-            time,
-            id,
-            input: instruction(&body),
-            gold: label.to_string(),
-            item,
-        });
+        records.push(RawRecord { user: author, time, id, input: instruction(&body), gold: label.to_string(), item });
     }
     Ok(assemble(
         Collected {
             name: "LaMP-2N-style, rebuilt from HuffPost News Category (Misra 2022)".into(),
             task: Task::NewsCategorization,
             source: path.display().to_string(),
-            split: "users are article authors; each author's articles sorted by date (ties by line); the latest is the query, the earlier ones the profile".into(),
+            split: "users are article authors; each author's articles sorted by date (ties by line); the latest is the query, the earlier ones the profile"
+                .into(),
             records_read: read,
             dropped_labels,
             dropped_incomplete: incomplete,
@@ -158,45 +127,21 @@ mod tests {
             lines.push(json!({"authors": author, "category": cat, "date": date, "headline": head, "short_description": format!("About {head}")}).to_string());
         }
         std::fs::write(&path, lines.join("\n")).unwrap();
-        let built = build(
-            &path,
-            &BuildOptions {
-                min_profile: 2,
-                ..BuildOptions::default()
-            },
-        )
-        .unwrap();
+        let built = build(&path, &BuildOptions { min_profile: 2, ..BuildOptions::default() }).unwrap();
         check_invariants(&built, "date", "text");
         assert_eq!(built.examples.len(), 1, "Bob has too little history");
         let e = &built.examples[0];
         assert_eq!(e.gold, "healthy living");
         assert!(e.question.input.ends_with("article: Sleep. About Sleep"));
-        let titles: Vec<&str> = e
-            .question
-            .profile
-            .iter()
-            .map(|p| p["title"].as_str().unwrap())
-            .collect();
+        let titles: Vec<&str> = e.question.profile.iter().map(|p| p["title"].as_str().unwrap()).collect();
         assert_eq!(titles, ["Chips", "Goal", "Vote"]);
         assert_eq!(built.manifest.dropped_labels["WORLD NEWS"], 1);
         assert_eq!(built.manifest.dropped_incomplete, 1);
         assert_eq!(built.manifest.users_seen, 2);
         assert_eq!(built.manifest.profile_sizes, [3, 3, 3]);
-        let capped = build(
-            &path,
-            &BuildOptions {
-                min_profile: 1,
-                max_profile: Some(2),
-                max_users: Some(1),
-            },
-        )
-        .unwrap();
+        let capped = build(&path, &BuildOptions { min_profile: 1, max_profile: Some(2), max_users: Some(1) }).unwrap();
         assert_eq!(capped.examples.len(), 1);
-        assert_eq!(
-            capped.examples[0].question.profile.len(),
-            2,
-            "the most recent profile records are kept"
-        );
+        assert_eq!(capped.examples[0].question.profile.len(), 2, "the most recent profile records are kept");
         assert_eq!(capped.examples[0].question.profile[0]["title"], "Goal");
     }
 }

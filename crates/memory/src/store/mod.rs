@@ -110,9 +110,7 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "SQLite did not switch to WAL mode");
         }
-        self.conn
-            .execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
-            .map_err(|e| self.db_err(e))
+        self.conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").map_err(|e| self.db_err(e))
     }
 
     /// The schema version stored in the file.
@@ -132,7 +130,8 @@ impl Store {
             let tx = self.conn.transaction().map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
             // Another process may have migrated between our read and the
             // write lock; re-read inside the transaction.
-            let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
+            let current: i64 =
+                tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
             if current == found {
                 let sql = schema::MIGRATIONS[found as usize];
                 tx.execute_batch(sql)
@@ -162,9 +161,7 @@ impl Store {
     /// Returns the user, creating it if it does not exist.
     pub fn ensure_user(&self, id: &str) -> Result<User> {
         validate_user_id(id)?;
-        self.conn
-            .execute("INSERT OR IGNORE INTO users (name, created_at) VALUES (?1, ?2)", params![id, now()])
-            .map_err(|e| self.db_err(e))?;
+        self.conn.execute("INSERT OR IGNORE INTO users (name, created_at) VALUES (?1, ?2)", params![id, now()]).map_err(|e| self.db_err(e))?;
         self.require_user(id)
     }
 

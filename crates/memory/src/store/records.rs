@@ -46,10 +46,7 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<Record> {
 impl Store {
     /// Which of `hashes` the user already has.
     pub fn existing_hashes(&self, user: &User, hashes: &[[u8; 32]]) -> Result<HashSet<[u8; 32]>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM records WHERE user_id = ?1 AND content_hash = ?2")
-            .map_err(|e| self.db_err(e))?;
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM records WHERE user_id = ?1 AND content_hash = ?2").map_err(|e| self.db_err(e))?;
         let mut found = HashSet::new();
         for h in hashes {
             if stmt.exists(params![user.key, &h[..]]).map_err(|e| self.db_err(e))? {
@@ -78,17 +75,7 @@ impl Store {
             for (rec, vector) in records {
                 let meta = serde_json::Value::Object(rec.metadata.clone()).to_string();
                 let n = stmt
-                    .execute(params![
-                        user.key,
-                        rec.query,
-                        rec.response,
-                        meta,
-                        rec.timestamp,
-                        &rec.content_hash()[..],
-                        model,
-                        vector_to_bytes(vector),
-                        created
-                    ])
+                    .execute(params![user.key, rec.query, rec.response, meta, rec.timestamp, &rec.content_hash()[..], model, vector_to_bytes(vector), created])
                     .map_err(err)?;
                 if n == 1 {
                     report.added += 1;
@@ -103,9 +90,7 @@ impl Store {
 
     /// Number of records of a user.
     pub fn record_count(&self, user: &User) -> Result<i64> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM records WHERE user_id = ?1", params![user.key], |r| r.get(0))
-            .map_err(|e| self.db_err(e))
+        self.conn.query_row("SELECT COUNT(*) FROM records WHERE user_id = ?1", params![user.key], |r| r.get(0)).map_err(|e| self.db_err(e))
     }
 
     /// What an index of this user's records must match to be current.
@@ -114,14 +99,9 @@ impl Store {
             .conn
             .query_row("SELECT COUNT(*), MAX(id) FROM records WHERE user_id = ?1", params![user.key], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.db_err(e))?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT DISTINCT embedding_model FROM records WHERE user_id = ?1 ORDER BY 1")
-            .map_err(|e| self.db_err(e))?;
-        let models = stmt
-            .query_map(params![user.key], |r| r.get(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|e| self.db_err(e))?;
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT embedding_model FROM records WHERE user_id = ?1 ORDER BY 1").map_err(|e| self.db_err(e))?;
+        let models =
+            stmt.query_map(params![user.key], |r| r.get(0)).and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>()).map_err(|e| self.db_err(e))?;
         Ok(RecordsState { count, max_id: max_id.unwrap_or(0), models })
     }
 
@@ -164,10 +144,7 @@ impl Store {
     /// Calls `f` with every (record id, vector) of the user whose id is
     /// above `after_id`, in id order, checking each vector's length.
     pub fn for_each_vector(&self, user: &User, dim: usize, after_id: i64, mut f: impl FnMut(i64, Vec<f32>)) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, embedding FROM records WHERE user_id = ?1 AND id > ?2 ORDER BY id")
-            .map_err(|e| self.db_err(e))?;
+        let mut stmt = self.conn.prepare_cached("SELECT id, embedding FROM records WHERE user_id = ?1 AND id > ?2 ORDER BY id").map_err(|e| self.db_err(e))?;
         let mut rows = stmt.query(params![user.key, after_id]).map_err(|e| self.db_err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.db_err(e))? {
             let id: i64 = row.get(0).map_err(|e| self.db_err(e))?;
@@ -183,10 +160,7 @@ impl Store {
 
     /// Deletes one record of the user; returns whether it existed.
     pub fn delete_record(&mut self, user: &User, id: i64) -> Result<bool> {
-        let n = self
-            .conn
-            .execute("DELETE FROM records WHERE user_id = ?1 AND id = ?2", params![user.key, id])
-            .map_err(|e| self.db_err(e))?;
+        let n = self.conn.execute("DELETE FROM records WHERE user_id = ?1 AND id = ?2", params![user.key, id]).map_err(|e| self.db_err(e))?;
         Ok(n == 1)
     }
 }

@@ -65,9 +65,8 @@ impl Store {
         let path = self.path.clone();
         let err = |source| MemoryError::Database { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(err)?;
-        let version: i64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM semantic_profiles WHERE user_id = ?1", params![user.key], |r| r.get(0))
-            .map_err(err)?;
+        let version: i64 =
+            tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM semantic_profiles WHERE user_id = ?1", params![user.key], |r| r.get(0)).map_err(err)?;
         let created = now();
         tx.execute(
             "INSERT INTO semantic_profiles (user_id, version, task, prompt, model, summary, record_count, created_at)
@@ -111,17 +110,14 @@ impl Store {
         let err = |source| MemoryError::Database { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(err)?;
         if let Some(p) = parent {
-            let exists = tx
-                .query_row("SELECT 1 FROM persona_versions WHERE user_id = ?1 AND version = ?2", params![user.key, p], |_| Ok(()))
-                .optional()
-                .map_err(err)?;
+            let exists =
+                tx.query_row("SELECT 1 FROM persona_versions WHERE user_id = ?1 AND version = ?2", params![user.key, p], |_| Ok(())).optional().map_err(err)?;
             if exists.is_none() {
                 return Err(MemoryError::NoSuchVersion { user: user.id.clone(), version: p });
             }
         }
-        let version: i64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM persona_versions WHERE user_id = ?1", params![user.key], |r| r.get(0))
-            .map_err(err)?;
+        let version: i64 =
+            tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM persona_versions WHERE user_id = ?1", params![user.key], |r| r.get(0)).map_err(err)?;
         let created = now();
         tx.execute(
             "INSERT INTO persona_versions (user_id, version, parent_version, text, feedback, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

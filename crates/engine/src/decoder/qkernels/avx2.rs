@@ -293,7 +293,12 @@ macro_rules! rows_for {
                 let Some((u, d, m)) = unpack_q4k(sb) else { return 0.0 };
                 for h in 0..2 {
                     let j = 4 * h;
-                    let s = hsum4_f32($idot(u[j], load_acts(&a[j])), $idot(u[j + 1], load_acts(&a[j + 1])), $idot(u[j + 2], load_acts(&a[j + 2])), $idot(u[j + 3], load_acts(&a[j + 3])));
+                    let s = hsum4_f32(
+                        $idot(u[j], load_acts(&a[j])),
+                        $idot(u[j + 1], load_acts(&a[j + 1])),
+                        $idot(u[j + 2], load_acts(&a[j + 2])),
+                        $idot(u[j + 3], load_acts(&a[j + 3])),
+                    );
                     for k in 0..4 {
                         acc = s[k].mul_add(d[j + k] * a[j + k].d, acc);
                         off = m[j + k].mul_add(a[j + k].s, off);
@@ -313,9 +318,12 @@ macro_rules! rows_for {
             let (mut acc, mut off) = (0f32, 0f32);
             let mut quads = w.chunks_exact(4 * size).zip(act.chunks_exact(4));
             for (four, a) in quads.by_ref() {
-                let (Some((u0, d0, m0)), Some((u1, d1, m1)), Some((u2, d2, m2)), Some((u3, d3, m3))) =
-                    ($unpack(kind, &four[..size]), $unpack(kind, &four[size..2 * size]), $unpack(kind, &four[2 * size..3 * size]), $unpack(kind, &four[3 * size..]))
-                else {
+                let (Some((u0, d0, m0)), Some((u1, d1, m1)), Some((u2, d2, m2)), Some((u3, d3, m3))) = (
+                    $unpack(kind, &four[..size]),
+                    $unpack(kind, &four[size..2 * size]),
+                    $unpack(kind, &four[2 * size..3 * size]),
+                    $unpack(kind, &four[3 * size..]),
+                ) else {
                     return 0.0;
                 };
                 let s = hsum4_f32($idot(u0, load_acts(&a[0])), $idot(u1, load_acts(&a[1])), $idot(u2, load_acts(&a[2])), $idot(u3, load_acts(&a[3])));

@@ -174,7 +174,8 @@ pub fn detected_isa() -> Isa {
 pub fn isa() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = std::env::var(ISA_ENV).ok().and_then(|v| Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(v.trim()))).unwrap_or(Isa::Avx512Vnni);
+        let cap =
+            std::env::var(ISA_ENV).ok().and_then(|v| Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(v.trim()))).unwrap_or(Isa::Avx512Vnni);
         cap.or_supported_below()
     })
 }
