@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the agent crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgentError {
     /// The inference engine failed.
     #[error(transparent)]
@@ -55,9 +56,6 @@ pub enum AgentError {
         /// Why.
         reason: String,
     },
-    /// A scripted test model ran out of replies (tests only).
-    #[error("scripted model: {0}")]
-    Script(String),
 }
 
 /// The agent crate's result type.

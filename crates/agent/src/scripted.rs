@@ -9,7 +9,7 @@ use persona_engine::{Encoder, GenerationParams};
 use persona_memory::Summarizer;
 use serde_json::{Map, Value};
 
-use crate::error::{AgentError, Result};
+use crate::error::Result;
 use crate::grammar::ToolCallGrammar;
 use crate::llm::{AgentLlm, Continuation, Transcript};
 use crate::tools::{Tool, ToolSpec};
@@ -31,7 +31,8 @@ impl Scripted {
     }
 
     fn next(&mut self) -> Result<String> {
-        self.replies.pop_front().ok_or_else(|| AgentError::Script("no more replies".into()))
+        // A test whose script is too short is a broken test: say so loudly.
+        Ok(self.replies.pop_front().unwrap_or_else(|| panic!("the scripted model ran out of replies")))
     }
 
     fn cont(&mut self, t: &mut Transcript) -> Result<Continuation> {

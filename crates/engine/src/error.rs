@@ -96,7 +96,7 @@ pub enum EngineError {
         op: String,
         /// The underlying candle error.
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// The requested device is not available in this build or on this machine.
     #[error("device `{device}` is not available: {reason}")]
@@ -144,7 +144,7 @@ impl EngineError {
 
     /// Wraps a candle error with the operation that caused it.
     pub fn candle(op: impl Into<String>, source: candle_core::Error) -> Self {
-        EngineError::Candle { op: op.into(), source }
+        EngineError::Candle { op: op.into(), source: Box::new(source) }
     }
 }
 

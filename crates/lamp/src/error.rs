@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the benchmark crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LampError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -37,9 +38,20 @@ pub enum LampError {
     /// error carries the engine's and the memory's).
     #[error(transparent)]
     Agent(Box<persona_agent::AgentError>),
-    /// A method failed (model, memory or agent error).
-    #[error("method: {0}")]
-    Method(String),
+    /// The engine failed under a method (boxed, as the agent's).
+    #[error(transparent)]
+    Engine(Box<persona_engine::EngineError>),
+    /// The user store or an index failed under a method.
+    #[error(transparent)]
+    Memory(Box<persona_memory::MemoryError>),
+    /// A method name that is not one of the benchmark's.
+    #[error("unknown method '{name}' (known: {known})")]
+    UnknownMethod {
+        /// The name given.
+        name: String,
+        /// The known names, comma separated.
+        known: String,
+    },
     /// A plot could not be drawn or written.
     #[error("plot {path}: {message}")]
     Plot {
@@ -84,5 +96,47 @@ pub type Result<T, E = LampError> = std::result::Result<T, E>;
 impl From<persona_agent::AgentError> for LampError {
     fn from(e: persona_agent::AgentError) -> Self {
         LampError::Agent(Box::new(e))
+    }
+}
+
+impl From<persona_engine::EngineError> for LampError {
+    fn from(e: persona_engine::EngineError) -> Self {
+        LampError::Engine(Box::new(e))
+    }
+}
+
+impl From<persona_memory::MemoryError> for LampError {
+    fn from(e: persona_memory::MemoryError) -> Self {
+        LampError::Memory(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_unknown_method_is_named_as_such() {
+        let err = "best".parse::<crate::Method>().unwrap_err();
+        assert!(matches!(&err, LampError::UnknownMethod { name, known } if name == "best" && known.contains("persona-agent")), "{err:?}");
+    }
+
+    #[test]
+    fn errors_under_a_method_keep_their_cause_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let memory = persona_memory::MemoryError::Io { path: "/x/y.db".into(), source: io };
+        let err: LampError = persona_agent::AgentError::from(memory).into();
+        // Transparent all the way down: the message is the store's, and the
+        // operating system's error is still reachable as a source.
+        assert_eq!(err.to_string(), "/x/y.db: denied");
+        let mut source = err.source();
+        let mut depth = 0;
+        while let Some(s) = source {
+            depth += 1;
+            source = s.source();
+        }
+        assert!(depth >= 1, "the i/o cause is lost: {err:?}");
     }
 }

@@ -116,7 +116,7 @@ impl std::str::FromStr for Method {
             .iter()
             .copied()
             .find(|m| m.name() == s.trim().to_lowercase())
-            .ok_or_else(|| LampError::Metrics(format!("unknown method '{s}' (known: {})", Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "))))
+            .ok_or_else(|| LampError::UnknownMethod { name: s.to_string(), known: Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ") })
     }
 }
 
@@ -244,19 +244,15 @@ pub fn user_id(index: usize) -> String {
 fn ensure_profile<M: AgentLlm>(runtime: &mut Runtime<M>, task: Task, example: &Example, user: &str) -> Result<()> {
     let records: Vec<NewRecord> = example.question.profile.iter().map(|item| profile_record(task, item)).filter(|r| !r.query.is_empty()).collect();
     if records.is_empty() {
-        return runtime.ensure_user(user).map_err(agent_err);
+        return Ok(runtime.ensure_user(user)?);
     }
     let (memory, encoder) = runtime.memory_mut();
-    memory.import(user, &records, encoder, 32, &mut |_, _| {}).map_err(agent_err)?;
+    memory.import(user, &records, encoder, 32, &mut |_, _| {})?;
     Ok(())
 }
 
-fn agent_err(e: impl Into<persona_agent::AgentError>) -> LampError {
-    LampError::Method(e.into().to_string())
-}
-
 fn retrieve<M>(p: &mut Parts<'_, M>, user: &str, input: &str, k: usize) -> Result<Vec<(String, String)>> {
-    let hits = p.memory.search(user, input, k, p.encoder).map_err(agent_err)?;
+    let hits = p.memory.search(user, input, k, p.encoder)?;
     Ok(hits.into_iter().map(|h| (h.record.query, h.record.response)).collect())
 }
 
@@ -265,7 +261,7 @@ fn direct<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, choices: Opt
     let params = config.params();
     match choices {
         Some(c) => Ok(p.model.complete_choice(system, prompt, c, &params)?),
-        None => p.model.complete(system, prompt, &params).map_err(agent_err),
+        None => Ok(p.model.complete(system, prompt, &params)?),
     }
 }
 
@@ -280,17 +276,15 @@ fn agent<M: AgentLlm>(
 ) -> Result<String> {
     let trace = match user {
         Some(u) => {
-            let mut tools = standard_tools(p.memory, p.encoder, p.encyclopedia, u, &config.align.tools, &[]).map_err(agent_err)?;
-            run_agent(p.model, persona_text, &mut tools, question, agent_config).map_err(agent_err)?
+            let mut tools = standard_tools(p.memory, p.encoder, p.encyclopedia, u, &config.align.tools, &[])?;
+            run_agent(p.model, persona_text, &mut tools, question, agent_config)?
         }
         None => {
             let mut tools = ToolRegistry::new();
             if let Some(e) = p.encyclopedia {
-                tools
-                    .register(persona_agent::EncyclopediaSearch::new(e, config.align.tools.encyclopedia_k, config.align.tools.observation_chars))
-                    .map_err(agent_err)?;
+                tools.register(persona_agent::EncyclopediaSearch::new(e, config.align.tools.encyclopedia_k, config.align.tools.observation_chars))?;
             }
-            run_agent(p.model, persona_text, &mut tools, question, agent_config).map_err(agent_err)?
+            run_agent(p.model, persona_text, &mut tools, question, agent_config)?
         }
     };
     Ok(trace.answer)
@@ -309,15 +303,15 @@ struct AlignInputs<'r, 'a> {
 /// from the semantic memory) on replays in the task's shape, answered
 /// under the task's labels like the questions themselves.
 fn aligned_persona<M: AgentLlm>(p: &mut Parts<'_, M>, inputs: AlignInputs<'_, '_>, task: Task, user: &str, choices: Option<&Choices>) -> Result<String> {
-    let u = p.memory.store().require_user(user).map_err(agent_err)?;
-    let versions = p.memory.store().persona_versions(&u).map_err(agent_err)?;
+    let u = p.memory.store().require_user(user)?;
+    let versions = p.memory.store().persona_versions(&u)?;
     if versions.len() > 1 {
         return Ok(versions.last().map(|v| v.text.clone()).unwrap_or_default());
     }
     let mut config = inputs.config.align.clone();
     config.agent.choices = choices.cloned();
     // LaMP-1 replays need one more paper than replays.
-    let latest = p.memory.store().latest_records(&u, config.batch + 1).map_err(agent_err)?;
+    let latest = p.memory.store().latest_records(&u, config.batch + 1)?;
     let replays = replay::task_replays(task, &latest, config.batch, inputs.distractors);
     // A profile too short for the task's shape replays its records as they are.
     let replays = (!replays.is_empty()).then_some(replays);
@@ -333,9 +327,9 @@ fn aligned_persona<M: AgentLlm>(p: &mut Parts<'_, M>, inputs: AlignInputs<'_, '_
 
 /// The user's initial persona (version 1, built from the semantic memory).
 fn initial_persona<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, user: &str) -> Result<String> {
-    persona::current_or_init(&mut *p.model, p.memory, user, &config.align.semantic).map_err(agent_err)?;
-    let u = p.memory.store().require_user(user).map_err(agent_err)?;
-    let versions = p.memory.store().persona_versions(&u).map_err(agent_err)?;
+    persona::current_or_init(&mut *p.model, p.memory, user, &config.align.semantic)?;
+    let u = p.memory.store().require_user(user)?;
+    let versions = p.memory.store().persona_versions(&u)?;
     Ok(versions.first().map(|v| v.text.clone()).unwrap_or_default())
 }
 
@@ -345,16 +339,16 @@ pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index:
     if method.needs_memory() {
         ensure_profile(res.runtime, task, example, &user)?;
     } else {
-        res.runtime.ensure_user(&user).map_err(agent_err)?;
+        res.runtime.ensure_user(&user)?;
     }
     if method == Method::Membank {
-        res.runtime.ensure_user(MEMBANK_USER).map_err(agent_err)?;
+        res.runtime.ensure_user(MEMBANK_USER)?;
     }
     let Resources { runtime, config, demos, distractors, writer, alignments } = res;
     let config: &MethodConfig = config;
     // Cached prompt state (a persona prefix) never serves another user:
     // the scope sets the model's cache scope to this user.
-    let mut scope = runtime.user(&user).map_err(agent_err)?;
+    let mut scope = runtime.user(&user)?;
     let p = &mut scope.parts();
     let input = example.question.input.as_str();
     let item_chars = config.item_chars;
@@ -374,9 +368,9 @@ pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index:
             direct(p, config, choices, SYSTEM, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
         Method::Pag4 => {
-            persona::current_or_init(&mut *p.model, p.memory, &user, &config.align.semantic).map_err(agent_err)?;
-            let u = p.memory.store().require_user(&user).map_err(agent_err)?;
-            let profile = p.memory.store().latest_semantic_profile(&u, None).map_err(agent_err)?.map(|p| p.summary).unwrap_or_default();
+            persona::current_or_init(&mut *p.model, p.memory, &user, &config.align.semantic)?;
+            let u = p.memory.store().require_user(&user)?;
+            let profile = p.memory.store().latest_semantic_profile(&u, None)?.map(|p| p.summary).unwrap_or_default();
             let items = retrieve(p, &user, input, 4)?;
             direct(p, config, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
         }
@@ -388,7 +382,7 @@ pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index:
             let items = retrieve(p, MEMBANK_USER, input, 4)?;
             let out = direct(p, config, choices, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
             // The agent remembers its own answer (not the user's).
-            p.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], p.encoder, 1, &mut |_, _| {}).map_err(agent_err)?;
+            p.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], p.encoder, 1, &mut |_, _| {})?;
             Ok(out)
         }
         Method::PersonaAgent => {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the memory crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MemoryError {
     /// A database operation failed.
     #[error("database {path}: {source}")]
@@ -12,7 +13,7 @@ pub enum MemoryError {
         path: PathBuf,
         /// What SQLite said.
         #[source]
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     /// The database was written by a newer build.
     #[error("database {path} has schema version {found}, newer than this build understands ({supported}); upgrade persona")]
@@ -118,5 +119,12 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|source| MemoryError::Io { path: path.into(), source })
+    }
+}
+
+impl MemoryError {
+    /// Wraps an SQLite error with the database file it concerns.
+    pub fn database(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
+        MemoryError::Database { path: path.into(), source: Box::new(source) }
     }
 }

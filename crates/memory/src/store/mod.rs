@@ -85,7 +85,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).at(dir)?;
         let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path).map_err(|source| MemoryError::Database { path: path.clone(), source })?;
+        let conn = Connection::open(&path).map_err(|source| MemoryError::database(path.clone(), source))?;
         let mut store = Store { conn, path };
         store.configure()?;
         store.migrate()?;
@@ -99,7 +99,7 @@ impl Store {
 
     /// Wraps a SQLite error with the database path.
     pub(crate) fn db_err(&self, source: rusqlite::Error) -> MemoryError {
-        MemoryError::Database { path: self.path.clone(), source }
+        MemoryError::database(self.path.clone(), source)
     }
 
     fn configure(&mut self) -> Result<()> {
@@ -127,19 +127,18 @@ impl Store {
             if found == schema::SCHEMA_VERSION {
                 return Ok(());
             }
-            let tx = self.conn.transaction().map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
+            let tx = self.conn.transaction().map_err(|e| MemoryError::database(self.path.clone(), e))?;
             // Another process may have migrated between our read and the
             // write lock; re-read inside the transaction.
-            let current: i64 =
-                tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
+            let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| MemoryError::database(self.path.clone(), e))?;
             if current == found {
                 let sql = schema::MIGRATIONS[found as usize];
                 tx.execute_batch(sql)
                     .and_then(|_| tx.execute_batch(&format!("PRAGMA user_version = {}", found + 1)))
-                    .map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
+                    .map_err(|e| MemoryError::database(self.path.clone(), e))?;
                 tracing::info!(version = found + 1, "migrated the memory database");
             }
-            tx.commit().map_err(|e| MemoryError::Database { path: self.path.clone(), source: e })?;
+            tx.commit().map_err(|e| MemoryError::database(self.path.clone(), e))?;
         }
     }
 
@@ -211,7 +210,7 @@ impl Store {
     pub fn delete_user(&mut self, id: &str) -> Result<User> {
         let user = self.require_user(id)?;
         let path = self.path.clone();
-        let err = |source| MemoryError::Database { path: path.clone(), source };
+        let err = |source| MemoryError::database(path.clone(), source);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM users WHERE id = ?1", params![user.key]).map_err(err)?;
         tx.commit().map_err(err)?;

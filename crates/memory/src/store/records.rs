@@ -60,7 +60,7 @@ impl Store {
     /// none. A record whose content the user already has is skipped.
     pub fn insert_records(&mut self, user: &User, model: &str, records: &[(NewRecord, Vec<f32>)]) -> Result<InsertReport> {
         let path = self.path.clone();
-        let err = |source| MemoryError::Database { path: path.clone(), source };
+        let err = |source| MemoryError::database(path.clone(), source);
         let tx = self.conn.transaction().map_err(err)?;
         let mut report = InsertReport::default();
         {

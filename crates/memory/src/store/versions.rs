@@ -63,7 +63,7 @@ impl Store {
     /// Stores a new semantic profile as the user's next version; returns it.
     pub fn add_semantic_profile(&mut self, user: &User, task: &str, prompt: &str, model: &str, summary: &str, record_count: i64) -> Result<SemanticProfile> {
         let path = self.path.clone();
-        let err = |source| MemoryError::Database { path: path.clone(), source };
+        let err = |source| MemoryError::database(path.clone(), source);
         let tx = self.conn.transaction().map_err(err)?;
         let version: i64 =
             tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM semantic_profiles WHERE user_id = ?1", params![user.key], |r| r.get(0)).map_err(err)?;
@@ -107,7 +107,7 @@ impl Store {
     /// the user's versions (or none). Returns the stored version.
     pub fn add_persona_version(&mut self, user: &User, text: &str, parent: Option<i64>, feedback: Option<&str>) -> Result<PersonaVersion> {
         let path = self.path.clone();
-        let err = |source| MemoryError::Database { path: path.clone(), source };
+        let err = |source| MemoryError::database(path.clone(), source);
         let tx = self.conn.transaction().map_err(err)?;
         if let Some(p) = parent {
             let exists =
