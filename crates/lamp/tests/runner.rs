@@ -58,7 +58,20 @@ fn runs_scores_and_resumes() {
     assert!(rows.iter().all(|r| !r.raw.is_empty()));
     let scores = score_all(Task::ProductRating, &rows, 7).unwrap();
     assert_eq!(scores["prompt"].n, 2);
-    assert!(scores["rag-1"].mae.unwrap() >= 0.0 && scores["rag-1"].mae.unwrap() <= 4.0);
+    // Answers are decoded under the rating labels, so each is one of 1..=5,
+    // and the scorer's MAE is exactly their mean distance to the golds.
+    let errors: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.method == Method::Rag1)
+        .map(|r| {
+            let rating: u8 = r.output.parse().unwrap_or_else(|_| panic!("not a rating: {:?}", r.output));
+            assert!((1..=5).contains(&rating), "{rating}");
+            (f64::from(rating) - r.gold.parse::<f64>().unwrap()).abs()
+        })
+        .collect();
+    assert_eq!(errors.len(), 2);
+    let want = errors.iter().sum::<f64>() / 2.0;
+    assert!((scores["rag-1"].mae.unwrap() - want).abs() < 1e-12, "{:?} vs {want}", scores["rag-1"].mae);
 
     // A killed run leaves a torn line: it is ignored, and a rerun does nothing new.
     let path = dir.path().join("results.jsonl");
