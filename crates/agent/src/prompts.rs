@@ -18,14 +18,7 @@ pub const REWRITE_USER: &str = include_str!("../prompts/rewrite_user.txt");
 /// Appended when the step limit ends the loop without an answer.
 pub const FALLBACK_ANSWER: &str = include_str!("../prompts/fallback_answer.txt");
 
-/// Replaces `{{name}}` placeholders.
-pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{{{name}}}}}"), value);
-    }
-    out
-}
+pub use persona_memory::text::fill;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! `persona`: the PersonaAgent command line.
 
 mod cmd;
+mod display;
 mod progress;
 mod resolve;
 

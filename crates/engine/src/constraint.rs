@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use crate::error::{EngineError, Result};
-use crate::tokenizer::GgufTokenizer;
+use crate::tokenizer::TokenBytes;
 
 /// Restricts the tokens a generation may produce.
 pub trait TokenConstraint {
@@ -64,96 +64,6 @@ pub trait ByteGrammar: Clone {
     fn forced(&self) -> Vec<u8> {
         Vec::new()
     }
-}
-
-/// The bytes each token id stands for (`None` for special tokens, which a
-/// grammar never allows).
-#[derive(Debug, Clone)]
-pub struct TokenBytes {
-    bytes: Vec<Option<Box<[u8]>>>,
-}
-
-impl TokenBytes {
-    /// Reads every token of a tokenizer. Byte-level BPE tokens are mapped
-    /// back through the GPT-2 byte table; SentencePiece tokens have `▁`
-    /// replaced by a space and `<0xNN>` read as one byte.
-    pub fn from_tokenizer(tokenizer: &GgufTokenizer) -> TokenBytes {
-        let inner = tokenizer.inner();
-        let specials: std::collections::HashSet<u32> = inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
-        let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
-        let unicode_to_byte = gpt2_unicode_to_byte();
-        let n = tokenizer.vocab_size();
-        let mut bytes = Vec::with_capacity(n);
-        for id in 0..n as u32 {
-            if specials.contains(&id) {
-                bytes.push(None);
-                continue;
-            }
-            let Some(text) = inner.id_to_token(id) else {
-                bytes.push(None);
-                continue;
-            };
-            let raw: Vec<u8> = if byte_level {
-                let mapped: Option<Vec<u8>> = text.chars().map(|c| unicode_to_byte.get(&c).copied()).collect();
-                mapped.unwrap_or_else(|| text.as_bytes().to_vec())
-            } else if let Some(b) = sentencepiece_byte(&text) {
-                vec![b]
-            } else {
-                text.replace('\u{2581}', " ").into_bytes()
-            };
-            bytes.push(if raw.is_empty() { None } else { Some(raw.into_boxed_slice()) });
-        }
-        TokenBytes { bytes }
-    }
-
-    /// Builds the table from explicit byte strings (for tests and custom
-    /// vocabularies).
-    pub fn from_vec(bytes: Vec<Option<Vec<u8>>>) -> TokenBytes {
-        TokenBytes { bytes: bytes.into_iter().map(|b| b.filter(|b| !b.is_empty()).map(Vec::into_boxed_slice)).collect() }
-    }
-
-    /// The bytes of a token, `None` for special tokens and unknown ids.
-    pub fn get(&self, id: u32) -> Option<&[u8]> {
-        self.bytes.get(id as usize).and_then(|b| b.as_deref())
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Whether the table is empty.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-/// `<0xNN>` byte-fallback tokens of SentencePiece vocabularies.
-fn sentencepiece_byte(text: &str) -> Option<u8> {
-    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
-    if hex.len() != 2 {
-        return None;
-    }
-    u8::from_str_radix(hex, 16).ok()
-}
-
-/// The inverse of GPT-2's byte-to-unicode table (printable bytes map to
-/// themselves, the rest to code points from 256 up).
-fn gpt2_unicode_to_byte() -> std::collections::HashMap<char, u8> {
-    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
-    let mut map = std::collections::HashMap::with_capacity(256);
-    let mut next = 256u32;
-    for b in 0..=255u8 {
-        let c = if printable(b) {
-            char::from(b)
-        } else {
-            let c = char::from_u32(next).unwrap_or(char::REPLACEMENT_CHARACTER);
-            next += 1;
-            c
-        };
-        map.insert(c, b);
-    }
-    map
 }
 
 /// A [`TokenConstraint`] driven by a [`ByteGrammar`].
@@ -306,16 +216,5 @@ mod tests {
         assert!(c.is_complete());
         let mut logits = vec![1.0; 5];
         assert!(c.mask_logits(&mut logits).is_err(), "nothing may follow a complete sentence");
-    }
-
-    #[test]
-    fn gpt2_byte_table_is_a_bijection() {
-        let map = gpt2_unicode_to_byte();
-        assert_eq!(map.len(), 256);
-        assert_eq!(map[&'\u{120}'], b' ');
-        assert_eq!(map[&'\u{10a}'], b'\n');
-        assert_eq!(map[&'a'], b'a');
-        assert_eq!(sentencepiece_byte("<0x0A>"), Some(b'\n'));
-        assert_eq!(sentencepiece_byte("<0x0A"), None);
     }
 }

@@ -43,10 +43,10 @@ pub mod tokenizer;
 pub use batch::{Batch, SeqEvent, SeqId, SeqRequest};
 pub use chat::{ChatMessage, ChatTemplate, Role};
 pub use chat_model::{ChatModel, GgufChatModel, LoadOptions, ModelInfo, TextSink};
-pub use constraint::{ByteGrammar, GrammarConstraint, TokenBytes, TokenConstraint};
+pub use constraint::{ByteGrammar, GrammarConstraint, TokenConstraint};
 pub use decoder::prefix::PrefixStats;
 pub use device::DeviceChoice;
-pub use encoder::{cosine, BertEncoder, Encoder};
+pub use encoder::{cosine, dot, BertEncoder, Encoder};
 pub use error::{EngineError, Result};
 pub use generation::{ContextPolicy, FinishReason, Generation, GenerationParams};
 pub use gguf::{Architecture, GgufFile};
@@ -54,7 +54,7 @@ pub use json_grammar::JsonGrammar;
 pub use json_schema::{JsonSchemaGrammar, Schema};
 pub use sampling::{Sampler, SamplingParams};
 pub use shared::{ModelClient, SharedModel};
-pub use tokenizer::GgufTokenizer;
+pub use tokenizer::{GgufTokenizer, TokenBytes};
 
 /// Re-exported so callers can name devices without depending on candle.
 pub use candle_core::Device;

@@ -55,7 +55,7 @@ pub struct GgufTokenizer {
     eos_id: Option<u32>,
     end_of_generation: HashSet<u32>,
     /// The bytes of every token, built on first use (constrained decoding).
-    token_bytes: std::sync::OnceLock<std::sync::Arc<crate::constraint::TokenBytes>>,
+    token_bytes: std::sync::OnceLock<std::sync::Arc<TokenBytes>>,
 }
 
 impl std::fmt::Debug for GgufTokenizer {
@@ -262,12 +262,118 @@ impl GgufTokenizer {
     }
 
     /// The bytes each token stands for (computed once, then shared).
-    pub fn token_bytes(&self) -> std::sync::Arc<crate::constraint::TokenBytes> {
-        std::sync::Arc::clone(self.token_bytes.get_or_init(|| std::sync::Arc::new(crate::constraint::TokenBytes::from_tokenizer(self))))
+    pub fn token_bytes(&self) -> std::sync::Arc<TokenBytes> {
+        std::sync::Arc::clone(self.token_bytes.get_or_init(|| std::sync::Arc::new(TokenBytes::from_tokenizer(self))))
     }
 
     /// The underlying HuggingFace tokenizer (special tokens parsed).
     pub fn inner(&self) -> &Tokenizer {
         &self.with_special
+    }
+}
+
+/// The bytes each token id stands for (`None` for special tokens, which a
+/// grammar never allows).
+#[derive(Debug, Clone)]
+pub struct TokenBytes {
+    bytes: Vec<Option<Box<[u8]>>>,
+}
+
+impl TokenBytes {
+    /// Reads every token of a tokenizer. Byte-level BPE tokens are mapped
+    /// back through the GPT-2 byte table; SentencePiece tokens have `▁`
+    /// replaced by a space and `<0xNN>` read as one byte.
+    pub fn from_tokenizer(tokenizer: &GgufTokenizer) -> TokenBytes {
+        let inner = tokenizer.inner();
+        let specials: std::collections::HashSet<u32> = inner.get_added_tokens_decoder().iter().filter(|(_, t)| t.special).map(|(id, _)| *id).collect();
+        let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
+        let unicode_to_byte = gpt2_unicode_to_byte();
+        let n = tokenizer.vocab_size();
+        let mut bytes = Vec::with_capacity(n);
+        for id in 0..n as u32 {
+            if specials.contains(&id) {
+                bytes.push(None);
+                continue;
+            }
+            let Some(text) = inner.id_to_token(id) else {
+                bytes.push(None);
+                continue;
+            };
+            let raw: Vec<u8> = if byte_level {
+                let mapped: Option<Vec<u8>> = text.chars().map(|c| unicode_to_byte.get(&c).copied()).collect();
+                mapped.unwrap_or_else(|| text.as_bytes().to_vec())
+            } else if let Some(b) = sentencepiece_byte(&text) {
+                vec![b]
+            } else {
+                text.replace('\u{2581}', " ").into_bytes()
+            };
+            bytes.push(if raw.is_empty() { None } else { Some(raw.into_boxed_slice()) });
+        }
+        TokenBytes { bytes }
+    }
+
+    /// Builds the table from explicit byte strings (for tests and custom
+    /// vocabularies).
+    pub fn from_vec(bytes: Vec<Option<Vec<u8>>>) -> TokenBytes {
+        TokenBytes { bytes: bytes.into_iter().map(|b| b.filter(|b| !b.is_empty()).map(Vec::into_boxed_slice)).collect() }
+    }
+
+    /// The bytes of a token, `None` for special tokens and unknown ids.
+    pub fn get(&self, id: u32) -> Option<&[u8]> {
+        self.bytes.get(id as usize).and_then(|b| b.as_deref())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// `<0xNN>` byte-fallback tokens of SentencePiece vocabularies.
+fn sentencepiece_byte(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// The inverse of GPT-2's byte-to-unicode table (printable bytes map to
+/// themselves, the rest to code points from 256 up).
+fn gpt2_unicode_to_byte() -> std::collections::HashMap<char, u8> {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut map = std::collections::HashMap::with_capacity(256);
+    let mut next = 256u32;
+    for b in 0..=255u8 {
+        let c = if printable(b) {
+            char::from(b)
+        } else {
+            let c = char::from_u32(next).unwrap_or(char::REPLACEMENT_CHARACTER);
+            next += 1;
+            c
+        };
+        map.insert(c, b);
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt2_byte_table_is_a_bijection() {
+        let map = gpt2_unicode_to_byte();
+        assert_eq!(map.len(), 256);
+        assert_eq!(map[&'\u{120}'], b' ');
+        assert_eq!(map[&'\u{10a}'], b'\n');
+        assert_eq!(map[&'a'], b'a');
+        assert_eq!(sentencepiece_byte("<0x0A>"), Some(b'\n'));
+        assert_eq!(sentencepiece_byte("<0x0A"), None);
     }
 }

@@ -8,6 +8,7 @@ use persona_agent::{
     align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Parts, Runtime, ToolRegistry,
 };
 use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
+use persona_memory::text::{fill, one_line};
 use persona_memory::{NewRecord, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -187,18 +188,10 @@ pub fn profile_record(task: Task, item: &Map<String, Value>) -> NewRecord {
     NewRecord { timestamp, metadata, ..NewRecord::new(query, response) }
 }
 
-fn clip(s: &str, max: usize) -> String {
-    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &flat[..i]),
-        None => flat,
-    }
-}
-
 /// Records of some agent's own past (MemBank's answers): what it was
 /// given and what it answered.
 fn render_items(items: &[(String, String)], max: usize) -> String {
-    items.iter().map(|(q, r)| format!("- Given: {}\n  Response: {}", clip(q, max), clip(r, 80))).collect::<Vec<_>>().join("\n")
+    items.iter().map(|(q, r)| format!("- Given: {}\n  Response: {}", one_line(q, max), one_line(r, 80))).collect::<Vec<_>>().join("\n")
 }
 
 /// This user's records in the task's shape, as memory search shows them.
@@ -208,11 +201,7 @@ fn render_user_items(task: Task, items: &[(String, String)], max: usize) -> Stri
 
 /// Solved questions of the task (ICL): the whole question and its answer.
 fn render_demos(items: &[(String, String)], max: usize) -> String {
-    items.iter().map(|(q, a)| format!("- Question: {}\n  Answer: {}", clip(q, max), a)).collect::<Vec<_>>().join("\n")
-}
-
-fn fill(template: &str, values: &[(&str, &str)]) -> String {
-    persona_agent::prompts::fill(template, values)
+    items.iter().map(|(q, a)| format!("- Question: {}\n  Answer: {}", one_line(q, max), a)).collect::<Vec<_>>().join("\n")
 }
 
 /// Everything a method needs besides the example.

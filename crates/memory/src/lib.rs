@@ -19,6 +19,7 @@ pub mod memory;
 pub mod record;
 pub mod semantic;
 pub mod store;
+pub mod text;
 
 pub use error::{MemoryError, Result};
 pub use import::{read_import_file, ImportFormat, ImportOptions, ParsedImport};

@@ -170,21 +170,13 @@ const SYSTEM: &str = include_str!("../prompts/semantic/system.txt");
 const MERGE: &str = include_str!("../prompts/semantic/merge.txt");
 
 fn fill(template: &str, stats: &str, records: &str) -> String {
-    template.replace("{{stats}}", stats).replace("{{records}}", records)
-}
-
-fn truncate_chars(s: &str, max: usize) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
+    crate::text::fill(template, &[("stats", stats), ("records", records)])
 }
 
 /// One record as a prompt line.
 fn render_record(r: &Record, config: &SemanticConfig) -> String {
-    let query = truncate_chars(&r.query, config.max_query_chars).replace('\n', " ");
-    format!("- Given: {query}\n  Response: {}\n", truncate_chars(&r.response, 200).replace('\n', " "))
+    let query = crate::text::clip_exact(&r.query, config.max_query_chars).replace('\n', " ");
+    format!("- Given: {query}\n  Response: {}\n", crate::text::clip_exact(&r.response, 200).replace('\n', " "))
 }
 
 /// How often each response occurs, when responses look like labels.

@@ -17,6 +17,7 @@
 //! `DELETE /v1/users/{id}`.
 
 mod error;
+mod job;
 mod openai;
 mod routes;
 mod state;
@@ -38,9 +39,9 @@ use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::{ApiError, ServerError};
+pub use job::ServeRuntime;
 pub use routes::AGENT_MODEL;
 pub use state::Limits;
-pub use worker::ServeRuntime;
 
 use crate::state::{State, FAILED, LOADING, READY};
 
@@ -86,7 +87,7 @@ impl Default for ServerConfig {
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: Arc<State>,
-    receiver: std::sync::mpsc::Receiver<worker::Job>,
+    receiver: std::sync::mpsc::Receiver<job::Job>,
     cors: Vec<HeaderValue>,
 }
 

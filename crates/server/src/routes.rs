@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
+use crate::job::{ChatEvent, ChatJob, Job, JsonMode};
 use crate::openai::{self, ChatRequest, EmbeddingRequest, JsonBody, ResponseFormat, Stop};
 use crate::state::{State, READY};
-use crate::worker::{ChatEvent, ChatJob, Job, JsonMode};
 
 /// The grammar a `response_format` asks for: none for text, any JSON
 /// object, or the documents of a JSON Schema (compiled here, so that a

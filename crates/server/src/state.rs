@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
+use crate::job::{Job, ServeRuntime, SlotGuard};
 use crate::openai::Usage;
-use crate::worker::{Job, ServeRuntime};
 
 /// How many requests may run and wait.
 #[derive(Debug, Clone, Copy)]
@@ -100,21 +100,12 @@ impl State {
         let max = self.limits.parallel + self.limits.queue;
         let taken = self.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
         match taken {
-            Ok(_) => Ok(SlotGuard(self.inflight.clone())),
+            Ok(_) => Ok(SlotGuard::taken(self.inflight.clone())),
             Err(_) => {
                 self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(ApiError::overloaded(max))
             }
         }
-    }
-}
-
-/// A place among the running and queued requests, given back on drop.
-pub struct SlotGuard(Arc<AtomicUsize>);
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -213,7 +213,7 @@ pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Strin
     state.set_job(&job, record("queued", json!({})));
     let (shared, job_id, user) = (state.clone(), job.clone(), id.clone());
     let queued = record("queued", json!({}));
-    state.send(crate::worker::Job::Run(Box::new(move |rt| {
+    state.send(crate::job::Job::Run(Box::new(move |rt| {
         let with = |status: &str, extra: Value| {
             let mut v = queued.clone();
             v["status"] = json!(status);

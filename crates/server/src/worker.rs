@@ -10,100 +10,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use persona_agent::{AgentConfig, Runtime, ANONYMOUS_SCOPE};
-use persona_engine::{
-    Batch, ChatMessage, ChatModel, GenerationParams, GgufChatModel, GrammarConstraint, JsonGrammar, JsonSchemaGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes,
-    TokenConstraint,
-};
+use persona_agent::{AgentConfig, ANONYMOUS_SCOPE};
+use persona_engine::{Batch, ChatMessage, ChatModel, GrammarConstraint, JsonGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint};
+use persona_memory::text::one_line;
 use persona_memory::NewRecord;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::ApiError;
+use crate::job::{ChatEvent, ChatJob, Job, JsonMode, PersonalContext, ServeRuntime};
 use crate::openai::Usage;
-use crate::state::{SlotGuard, State};
-
-/// The runtime the engine thread serves with.
-pub type ServeRuntime = Runtime<GgufChatModel>;
-
-/// Work for the engine thread that is not a chat (it runs between steps).
-pub type Work = Box<dyn FnOnce(&mut ServeRuntime) + Send>;
-
-/// A job for the engine thread.
-pub enum Job {
-    /// A chat completion.
-    Chat(Box<ChatJob>),
-    /// Anything else (imports, searches, embeddings...).
-    Run(Work),
-}
-
-/// A chat request, checked and ready for the model.
-pub struct ChatJob {
-    /// The completion id (stored with the exchange).
-    pub id: String,
-    /// Who it is for.
-    pub user: Option<String>,
-    /// The conversation as the client sent it.
-    pub messages: Vec<ChatMessage>,
-    /// Limits and sampling.
-    pub params: GenerationParams,
-    /// Run the full tool loop (`persona-agent`) instead of one generation.
-    pub agent: bool,
-    /// Store the exchange in the user's memory.
-    pub store: bool,
-    /// Decode under a JSON grammar (`response_format`), or free text.
-    pub json: Option<JsonMode>,
-    /// Where the reply goes.
-    pub events: UnboundedSender<ChatEvent>,
-    /// When the server received it.
-    pub received: Instant,
-    /// Its place in the server's limit of running and queued requests,
-    /// given back when the job is dropped.
-    pub _slot: SlotGuard,
-}
-
-/// The JSON a reply must be.
-#[derive(Debug, Clone)]
-pub enum JsonMode {
-    /// Any JSON object (`json_object`).
-    Object,
-    /// A document of a schema (`json_schema`).
-    Schema(Box<JsonSchemaGrammar>),
-}
-
-/// What of a user's went into a prompt (answered as `persona_context`).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct PersonalContext {
-    /// The user.
-    pub user: String,
-    /// The persona version used as the system prompt (none for a user
-    /// without history).
-    pub persona_version: Option<i64>,
-    /// Ids of the user's records put in the prompt.
-    pub records: Vec<i64>,
-}
-
-/// What the engine thread reports about a chat.
-#[derive(Debug)]
-pub enum ChatEvent {
-    /// The prompt is built and joined the batch.
-    Started(Option<PersonalContext>),
-    /// Reply text.
-    Text(String),
-    /// The reply is complete (and stored).
-    Done {
-        /// The whole text.
-        text: String,
-        /// OpenAI's finish reason.
-        finish: &'static str,
-        /// Token counts.
-        usage: Usage,
-    },
-    /// The request failed.
-    Failed(ApiError),
-}
+use crate::state::State;
 
 /// A chat in the batch.
 struct Running {
@@ -232,19 +150,11 @@ fn personal_system(runtime: &mut ServeRuntime, user: &str, query: &str) -> Resul
     }
     let hits = if query.trim().is_empty() { Vec::new() } else { scope.search(query, k)? };
     if !hits.is_empty() {
-        let lines: Vec<String> = hits.iter().map(|h| format!("- {} -> {}", clip(&h.record.query, 300), clip(&h.record.response, 300))).collect();
+        let lines: Vec<String> = hits.iter().map(|h| format!("- {} -> {}", one_line(&h.record.query, 300), one_line(&h.record.response, 300))).collect();
         parts.push(format!("Earlier exchanges of this user that may be relevant (what they were asked or said -> their response):\n{}", lines.join("\n")));
         context.records = hits.iter().map(|h| h.record.id).collect();
     }
     Ok((parts.join("\n\n"), context))
-}
-
-fn clip(s: &str, max: usize) -> String {
-    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &flat[..i]),
-        None => flat,
-    }
 }
 
 /// Builds the prompt and joins the batch, or answers an agent request at

@@ -248,14 +248,7 @@ impl<'a> ToolRegistry<'a> {
     }
 }
 
-/// Cuts `s` to at most `max` characters, marking the cut.
-pub(crate) fn clip(s: &str, max: usize) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", s[..i].trim_end()),
-        None => s.to_string(),
-    }
-}
+pub(crate) use persona_memory::text::clip;
 
 #[cfg(test)]
 mod tests {

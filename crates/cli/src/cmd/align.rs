@@ -7,7 +7,7 @@ use persona_agent::{AgentLlm, AlignConfig, AlignEvent, Choices, Outcome};
 use similar::TextDiff;
 
 use crate::cmd::agent::{load, persona, AgentArgs};
-use crate::cmd::memory::one_line;
+use crate::display::one_line;
 use crate::progress::item_bar;
 use crate::resolve::Context;
 

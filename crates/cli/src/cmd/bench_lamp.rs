@@ -19,7 +19,7 @@ use persona_lamp::{
 };
 use serde_json::json;
 
-use crate::cmd::bench::git_revision;
+use crate::cmd::report::git_revision;
 use crate::progress::item_bar;
 use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
 

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::cmd::bench::{git_revision, machine, write_section};
+use crate::cmd::report::{git_revision, machine, write_section};
 use crate::progress::item_bar;
 use crate::resolve::{Context, DEFAULT_ENCODER};
 

@@ -2,6 +2,7 @@
 //! pattern gains: prefix reuse (a second prompt sharing a long persona +
 //! tools prefix) and batched decoding of independent prompts.
 
+use crate::cmd::report::median;
 use anyhow::Result;
 use persona_engine::{ChatMessage, ChatModel, GenerationParams, GgufChatModel};
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,6 @@ pub struct BatchPoint {
 fn chat_prompt(model: &GgufChatModel, system: &str, question: &str) -> Result<Vec<u32>> {
     let text = model.render_chat(&[ChatMessage::system(system), ChatMessage::user(question)])?;
     Ok(model.encode_prompt(&text)?)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Cold call, then a second call with the same system prompt and another

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use persona_memory::semantic::{summarize, SemanticConfig, TaskKind};
 
-use crate::cmd::user::date;
+use crate::display::{date, one_line};
 use crate::progress::spinner;
 use crate::resolve::{Context, DEFAULT_CHAT_MODEL, DEFAULT_ENCODER};
 
@@ -62,15 +62,6 @@ pub struct SummarizeArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `s` on one line, cut to `max` characters.
-pub fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((i, _)) => format!("{}...", &flat[..i]),
-        None => flat,
-    }
 }
 
 pub fn run(ctx: &Context, command: MemoryCommand) -> Result<()> {

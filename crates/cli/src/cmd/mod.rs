@@ -17,5 +17,6 @@ pub mod generate;
 pub mod memory;
 pub mod models;
 pub mod persona;
+pub mod report;
 pub mod serve;
 pub mod user;

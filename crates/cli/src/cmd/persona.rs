@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
-use crate::cmd::user::date;
+use crate::display::date;
 use crate::resolve::Context;
 
 #[derive(Debug, Subcommand)]

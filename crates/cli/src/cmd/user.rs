@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use persona_memory::{read_import_file, ImportOptions};
 
+use crate::display::{date, one_line};
 use crate::progress::item_bar;
 use crate::resolve::{Context, DEFAULT_ENCODER};
 
@@ -116,11 +117,6 @@ fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `YYYY-MM-DD` (UTC) of a unix time, or `-`.
-pub fn date(ts: Option<i64>) -> String {
-    ts.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "-".into())
-}
-
 fn list(ctx: &Context, json: bool) -> Result<()> {
     let memory = ctx.memory()?;
     let users = memory.store().users()?;
@@ -169,7 +165,7 @@ fn show(ctx: &Context, id: &str, recent: usize, json: bool) -> Result<()> {
     if !latest.is_empty() {
         println!("\nmost recent records:");
         for r in latest {
-            println!("  [{}] {} -> {}", date(r.timestamp), crate::cmd::memory::one_line(&r.query, 70), crate::cmd::memory::one_line(&r.response, 30));
+            println!("  [{}] {} -> {}", date(r.timestamp), one_line(&r.query, 70), one_line(&r.response, 30));
         }
     }
     Ok(())

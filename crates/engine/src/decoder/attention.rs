@@ -7,6 +7,7 @@
 //! products choose their kernels by shape and do not promise that), and a
 //! decode step costs a handful of loops instead of a dozen tensor ops.
 
+use crate::encoder::dot;
 use std::sync::Mutex;
 
 use candle_core::{Storage, Tensor};
@@ -83,17 +84,4 @@ pub(crate) fn attend(q: &[f32], keys: &Tensor, values: &Tensor, s: &Shape) -> ca
     });
     drop(tasks);
     Ok(out)
-}
-
-/// Dot product with eight independent sums (vectorizes to one AVX register).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }

@@ -18,6 +18,7 @@ mod kv;
 mod linear;
 mod mapped;
 pub mod prefix;
+mod qblock;
 pub mod qkernels;
 pub(crate) mod qtile;
 

@@ -26,7 +26,7 @@
 // access goes through bounds-checked slices and arrays.
 #![allow(unsafe_code)]
 
-use super::qkernels::{for_each_block, ActBlock, Weights, BLOCK};
+use super::qblock::{for_each_block, ActBlock, Weights, BLOCK};
 
 /// Rows per repacked block (the 32-bit lanes of a 512-bit register).
 pub(crate) const LANES: usize = 16;
@@ -166,7 +166,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Packed, HALF, LANES};
-    use crate::decoder::qkernels::{ActBlock, BLOCK};
+    use crate::decoder::qblock::{ActBlock, BLOCK};
 
     /// Activation bytes `4t..4t + 4` in every 32-bit lane (`t < 8`).
     #[inline]

@@ -1,0 +1,146 @@
+//! The quantized block formats the own kernels read (Q4_1, Q5_0, Q4_K),
+//! the 8-bit activation blocks they multiply with, and reading a block's
+//! 32 unsigned weights with its scale and offset: shared by the row kernels
+//! ([`super::qkernels`]) and the repacked tiles ([`super::qtile`]).
+
+use half::f16;
+
+/// A quantization type these kernels handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `d * q + m`, 4-bit `q`: f16 d, f16 m, 16 bytes of nibbles.
+    Q4_1,
+    /// `d * (q - 16)`, 5-bit `q`: f16 d, 32 high bits, 16 bytes of nibbles.
+    Q5_0,
+    /// k-quant super-blocks of 256 values (144 bytes): f16 `d`, f16 `dmin`,
+    /// twelve bytes of 6-bit scales and mins for eight sub-blocks of 32,
+    /// 128 bytes of nibbles; value `d * sc * q - dmin * m`. Each sub-block
+    /// is one block of these kernels (scale `d * sc`, offset `-dmin * m`).
+    Q4K,
+}
+
+impl Kind {
+    /// Bytes per stored block ([`Kind::block_values`] values).
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => 20,
+            Kind::Q5_0 => 22,
+            Kind::Q4K => 144,
+        }
+    }
+
+    /// Values per stored block (32, or 256 for a k-quant super-block).
+    pub const fn block_values(self) -> usize {
+        match self {
+            Kind::Q4K => 256,
+            _ => BLOCK,
+        }
+    }
+
+    /// Bytes of a row of `k` values (`k` a multiple of [`Kind::block_values`]).
+    pub const fn row_bytes(self, k: usize) -> usize {
+        k / self.block_values() * self.block_bytes()
+    }
+}
+
+/// Values per block.
+pub const BLOCK: usize = 32;
+
+/// One block of quantized activations: `d * qs`, with `s = d * sum(qs)`.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+pub struct ActBlock {
+    pub(crate) qs: [i8; BLOCK],
+    pub(crate) d: f32,
+    pub(crate) s: f32,
+}
+
+/// Weight rows of one quantization type, `row_bytes` each.
+pub(crate) struct Weights<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) data: &'a [u8],
+    pub(crate) row_bytes: usize,
+}
+
+impl Weights<'_> {
+    pub(crate) fn rows(&self) -> usize {
+        self.data.len() / self.row_bytes
+    }
+
+    pub(crate) fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+}
+
+/// Calls `f` with every 32-value block of a row in order, as the dot
+/// products use it (see [`unsigned_block`]); Q4_K super-blocks give eight.
+pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut([u8; BLOCK], f32, f32)) {
+    for b in row.chunks_exact(kind.block_bytes()) {
+        match kind {
+            Kind::Q4K => {
+                let (d, m) = q4k_scales(b);
+                let qs = &b[16..144];
+                for j in 0..8 {
+                    let half = &qs[32 * (j / 2)..32 * (j / 2) + 32];
+                    let u: [u8; BLOCK] = std::array::from_fn(|l| if j % 2 == 0 { half[l] & 0x0f } else { half[l] >> 4 });
+                    f(u, d[j], m[j]);
+                }
+            }
+            _ => {
+                let (u, d, m) = unsigned_block(kind, b);
+                f(u, d, m);
+            }
+        }
+    }
+}
+
+/// A Q4_K super-block's eight sub-block scales `d * sc` and offsets
+/// `-(dmin * m)` (the 6-bit values packed as GGML packs them).
+pub(crate) fn q4k_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    let q = &b[4..16];
+    let mut scale = [0f32; 8];
+    let mut offset = [0f32; 8];
+    for j in 0..8 {
+        let (sc, m) = if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) };
+        scale[j] = d * sc as f32;
+        offset[j] = -(dmin * m as f32);
+    }
+    (scale, offset)
+}
+
+/// The 32 unsigned weights of a Q4_1 / Q5_0 block and its scale(s):
+/// `(u, d, m)` meaning `d * u + m` (Q4_1 in 0..16, Q5_0 in 0..32 with
+/// `m = -16 d`). Q4_K super-blocks go through [`for_each_block`].
+pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let mut u = [0u8; BLOCK];
+    match kind {
+        Kind::Q4_1 => {
+            let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
+            for (j, &byte) in b[4..20].iter().enumerate() {
+                u[j] = byte & 0x0f;
+                u[j + 16] = byte >> 4;
+            }
+            (u, d, min)
+        }
+        Kind::Q5_0 => {
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            for (j, &byte) in b[6..22].iter().enumerate() {
+                u[j] = (byte & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+                u[j + 16] = (byte >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+            }
+            (u, d, -16.0 * d)
+        }
+        Kind::Q4K => {
+            // Only the first sub-block: whole super-blocks go through
+            // `for_each_block`.
+            let (scale, offset) = q4k_scales(b);
+            for (j, &byte) in b[16..48].iter().enumerate() {
+                u[j] = byte & 0x0f;
+            }
+            (u, scale[0], offset[0])
+        }
+    }
+}
