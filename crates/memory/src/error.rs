@@ -84,12 +84,13 @@ pub enum MemoryError {
         reason: String,
     },
     /// The HNSW index could not be built, saved or searched.
-    #[error("vector index {path}: {message}")]
+    #[error("vector index {path}: {source}")]
     Index {
         /// The index folder.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: crate::index::IndexError,
     },
     /// A persona version that does not exist was named as a parent.
     #[error("user '{user}' has no persona version {version}")]

@@ -26,6 +26,34 @@ impl Distance<f32> for CosineDistance {
     }
 }
 
+/// What can go wrong with a vector index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// A vector of the wrong length.
+    #[error("vector of record {id} has {got} dimensions, the index {want}")]
+    Dimensions {
+        /// The record id.
+        id: i64,
+        /// Its vector's length.
+        got: usize,
+        /// The index's dimension.
+        want: usize,
+    },
+    /// Record ids are non-negative.
+    #[error("negative id {0}")]
+    NegativeId(i64),
+    /// hnsw_rs could not write the graph.
+    #[error("writing the graph: {0}")]
+    Dump(String),
+    /// The index's description (`meta.json`) could not be written.
+    #[error("writing meta.json: {0}")]
+    Meta(String),
+    /// The files are not a graph hnsw_rs can read.
+    #[error("unreadable index: {0}")]
+    Unreadable(String),
+}
+
 pub use persona_engine::dot;
 
 /// HNSW construction and search parameters.
@@ -122,13 +150,13 @@ impl VectorIndex {
 
     /// Adds vectors (normalised on the way in). Ids must be non-negative and
     /// new to the index; vectors must have `dim` entries.
-    pub fn insert(&mut self, items: &[(i64, Vec<f32>)]) -> Result<(), String> {
+    pub fn insert(&mut self, items: &[(i64, Vec<f32>)]) -> Result<(), IndexError> {
         let mut prepared = Vec::with_capacity(items.len());
         for (id, v) in items {
             if v.len() != self.dim {
-                return Err(format!("vector of record {id} has {} dimensions, the index {}", v.len(), self.dim));
+                return Err(IndexError::Dimensions { id: *id, got: v.len(), want: self.dim });
             }
-            let id = usize::try_from(*id).map_err(|_| format!("negative id {id}"))?;
+            let id = usize::try_from(*id).map_err(|_| IndexError::NegativeId(*id))?;
             let mut v = v.clone();
             normalize(&mut v);
             prepared.push((v, id));
@@ -155,24 +183,24 @@ impl VectorIndex {
 
     /// Writes the graph as `<basename>.hnsw.graph` and `.hnsw.data` in
     /// `dir` (which should be empty).
-    pub fn dump(&self, dir: &Path, basename: &str) -> Result<(), String> {
-        let written = self.with_graph(|g| g.file_dump(dir, basename)).map_err(|e| e.to_string())?;
+    pub fn dump(&self, dir: &Path, basename: &str) -> Result<(), IndexError> {
+        let written = self.with_graph(|g| g.file_dump(dir, basename)).map_err(|e| IndexError::Dump(e.to_string()))?;
         if written != basename {
-            return Err(format!("hnsw_rs wrote '{written}' instead of '{basename}'"));
+            return Err(IndexError::Dump(format!("hnsw_rs wrote '{written}' instead of '{basename}'")));
         }
         Ok(())
     }
 
     /// Reads a graph written by [`dump`](Self::dump). Files that hnsw_rs
     /// cannot read (it asserts on some) give an error, not a panic.
-    pub fn load(dir: &Path, basename: &str, dim: usize, params: IndexParams) -> Result<Self, String> {
+    pub fn load(dir: &Path, basename: &str, dim: usize, params: IndexParams) -> Result<Self, IndexError> {
         let io = HnswIo::new(dir, basename);
         let loaded = catch_unwind(AssertUnwindSafe(|| {
-            Reloaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, CosineDistance>(CosineDistance).map_err(|e| e.to_string()))
+            Reloaded::try_new(io, |io| io.load_hnsw_with_dist::<f32, CosineDistance>(CosineDistance).map_err(|e| IndexError::Unreadable(e.to_string())))
         }))
         .map_err(|panic| {
             let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            format!("unreadable index: {}", msg.unwrap_or_else(|| "hnsw_rs panicked".into()))
+            IndexError::Unreadable(msg.unwrap_or_else(|| "hnsw_rs panicked".into()))
         })??;
         Ok(VectorIndex { graph: Graph::Reloaded(loaded), dim, params })
     }

@@ -12,6 +12,7 @@
 //! - **semantic memory** ([`semantic`]): an LLM-written profile of the
 //!   user's stable preferences, stored as versions.
 
+pub mod bench;
 pub mod error;
 pub mod import;
 pub mod index;
@@ -23,7 +24,7 @@ pub mod text;
 
 pub use error::{MemoryError, Result};
 pub use import::{read_import_file, ImportFormat, ImportOptions, ParsedImport};
-pub use index::{IndexParams, VectorIndex};
+pub use index::{IndexError, IndexParams, VectorIndex};
 pub use memory::{ImportReport, Memory};
 pub use record::{Hit, NewRecord, Record};
 pub use semantic::{SemanticConfig, Summarizer, TaskKind};

@@ -196,7 +196,7 @@ impl Memory {
         if index.len() as i64 == before.count && before.count > 0 {
             let mut fresh = Vec::new();
             self.store.for_each_vector(&user, encoder.dimension(), before.max_id, |rid, v| fresh.push((rid, v)))?;
-            index.insert(&fresh).map_err(|message| MemoryError::Index { path: self.index_dir(&user), message })?;
+            index.insert(&fresh).map_err(|source| MemoryError::Index { path: self.index_dir(&user), source })?;
             if index.len() as i64 == after.count {
                 self.save_index(&user, &after, encoder.name(), &index);
                 self.cache.insert(user.key, (after, index));
@@ -287,7 +287,7 @@ impl Memory {
             failure = index.insert(&batch).err();
         }
         match failure {
-            Some(message) => Err(MemoryError::Index { path: self.index_dir(user), message }),
+            Some(source) => Err(MemoryError::Index { path: self.index_dir(user), source }),
             None => Ok(index),
         }
     }
@@ -317,7 +317,7 @@ impl Memory {
                 return Err(format!("{} is corrupt (sha256 {got}, expected {want})", file.display()));
             }
         }
-        let index = VectorIndex::load(&gen_dir, BASENAME, dim, self.params)?;
+        let index = VectorIndex::load(&gen_dir, BASENAME, dim, self.params).map_err(|e| e.to_string())?;
         if index.len() as i64 != state.count {
             return Err(format!("index holds {} vectors, the store {}", index.len(), state.count));
         }
@@ -345,7 +345,7 @@ impl Memory {
         let tmp = dir.join(format!(".tmp-{}", unique_suffix()));
         std::fs::create_dir_all(&tmp).at(&tmp)?;
         let result = (|| -> Result<u64> {
-            index.dump(&tmp, BASENAME).map_err(|message| MemoryError::Index { path: tmp.clone(), message })?;
+            index.dump(&tmp, BASENAME).map_err(|source| MemoryError::Index { path: tmp.clone(), source })?;
             let graph = tmp.join(format!("{BASENAME}.hnsw.graph"));
             let data = tmp.join(format!("{BASENAME}.hnsw.data"));
             sync_file(&graph)?;
@@ -364,7 +364,8 @@ impl Memory {
             let gen_dir = dir.join(format!("g{generation}"));
             std::fs::rename(&tmp, &gen_dir).at(&gen_dir)?;
             let meta_tmp = dir.join(format!(".meta-{}.json", unique_suffix()));
-            let text = serde_json::to_string_pretty(&meta).map_err(|e| MemoryError::Index { path: dir.clone(), message: e.to_string() })?;
+            let text = serde_json::to_string_pretty(&meta)
+                .map_err(|e| MemoryError::Index { path: dir.clone(), source: crate::index::IndexError::Meta(e.to_string()) })?;
             std::fs::write(&meta_tmp, text).at(&meta_tmp)?;
             sync_file(&meta_tmp)?;
             std::fs::rename(&meta_tmp, dir.join("meta.json")).at(&dir)?;

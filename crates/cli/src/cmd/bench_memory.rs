@@ -11,10 +11,10 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use persona_engine::Encoder;
-use persona_memory::{IndexParams, VectorIndex};
+use persona_memory::bench::measure_index;
+use persona_memory::IndexParams;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cmd::report::{git_revision, machine, write_section};
@@ -44,23 +44,6 @@ pub struct MemoryBenchArgs {
     /// Also print the measurements as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct SizeResult {
-    vectors: usize,
-    build_s: f64,
-    inserts_per_s: f64,
-    dump_s: f64,
-    reload_s: f64,
-    hnsw_p50_ms: f64,
-    hnsw_p99_ms: f64,
-    hnsw_qps: f64,
-    brute_insert_s: f64,
-    brute_p50_ms: f64,
-    brute_p99_ms: f64,
-    brute_qps: f64,
-    recall: f64,
 }
 
 /// Splits review-like text into sentences worth embedding.
@@ -157,85 +140,6 @@ fn embed_cached(encoder: &dyn Encoder, texts: &[String], cache_dir: &Path) -> Re
     Ok(out)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// Exact top-k by dot product over a row-major matrix.
-fn brute_top_k(matrix: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<usize> {
-    let mut scores: Vec<(f32, usize)> = matrix.chunks_exact(dim).enumerate().map(|(i, row)| (persona_memory::index::dot(row, q), i)).collect();
-    let k = k.min(scores.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    scores.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-    scores.truncate(k);
-    scores.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scores.into_iter().map(|(_, i)| i).collect()
-}
-
-fn measure(base: &[Vec<f32>], queries: &[Vec<f32>], k: usize, dim: usize) -> Result<SizeResult> {
-    let n = base.len();
-    let params = IndexParams::default();
-    let items: Vec<(i64, Vec<f32>)> = base.iter().cloned().enumerate().map(|(i, v)| (i as i64, v)).collect();
-    let t = Instant::now();
-    let mut index = VectorIndex::new(dim, n, params);
-    index.insert(&items).map_err(anyhow::Error::msg)?;
-    let build_s = t.elapsed().as_secs_f64();
-
-    let tmp = tempfile::tempdir()?;
-    let t = Instant::now();
-    index.dump(tmp.path(), "bench").map_err(anyhow::Error::msg)?;
-    let dump_s = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let reloaded = VectorIndex::load(tmp.path(), "bench", dim, params).map_err(anyhow::Error::msg)?;
-    let reload_s = t.elapsed().as_secs_f64();
-    if reloaded.len() != n {
-        bail!("reloaded index holds {} vectors, expected {n}", reloaded.len());
-    }
-
-    let t = Instant::now();
-    let mut matrix = Vec::with_capacity(n * dim);
-    for v in base {
-        matrix.extend_from_slice(v);
-    }
-    let brute_insert_s = t.elapsed().as_secs_f64();
-
-    let (mut hnsw_ms, mut brute_ms) = (Vec::new(), Vec::new());
-    let mut found = 0usize;
-    for q in queries {
-        let t = Instant::now();
-        let hits = index.search(q, k);
-        hnsw_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        let truth = brute_top_k(&matrix, dim, q, k);
-        brute_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        found += hits.iter().filter(|(id, _)| truth.contains(&(*id as usize))).count();
-    }
-    let total_h: f64 = hnsw_ms.iter().sum();
-    let total_b: f64 = brute_ms.iter().sum();
-    hnsw_ms.sort_by(f64::total_cmp);
-    brute_ms.sort_by(f64::total_cmp);
-    Ok(SizeResult {
-        vectors: n,
-        build_s,
-        inserts_per_s: n as f64 / build_s,
-        dump_s,
-        reload_s,
-        hnsw_p50_ms: percentile(&hnsw_ms, 0.5),
-        hnsw_p99_ms: percentile(&hnsw_ms, 0.99),
-        hnsw_qps: queries.len() as f64 / (total_h / 1e3),
-        brute_insert_s,
-        brute_p50_ms: percentile(&brute_ms, 0.5),
-        brute_p99_ms: percentile(&brute_ms, 0.99),
-        brute_qps: queries.len() as f64 / (total_b / 1e3),
-        recall: found as f64 / (k * queries.len()) as f64,
-    })
-}
-
 pub fn run(ctx: &Context, args: MemoryBenchArgs) -> Result<()> {
     let texts = collect_texts(&args.data).with_context(|| format!("collecting texts from {} (set --data)", args.data.display()))?;
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
@@ -251,7 +155,8 @@ pub fn run(ctx: &Context, args: MemoryBenchArgs) -> Result<()> {
     let mut results = Vec::new();
     for &n in &args.sizes {
         eprintln!("measuring {n} vectors...");
-        let r = measure(&base[..n], queries, args.k, encoder.dimension())?;
+        let scratch = tempfile::tempdir()?;
+        let r = measure_index(&base[..n], queries, args.k, encoder.dimension(), scratch.path())?;
         eprintln!(
             "  build {:.2} s ({:.0}/s), HNSW p50 {:.3} ms, brute p50 {:.3} ms, recall@{} {:.4}",
             r.build_s, r.inserts_per_s, r.hnsw_p50_ms, r.brute_p50_ms, args.k, r.recall
