@@ -17,10 +17,9 @@ use crate::backend::{Backend, Own, PREFILL_CHUNK};
 use crate::chat_model::{ChatModel, GgufChatModel};
 use crate::constraint::TokenConstraint;
 use crate::decoder::{KvCache, SeqInput};
+use crate::decoding::Decoding;
 use crate::error::{CandleContext, EngineError, Result};
-use crate::generation::{fit_context, FinishReason, Generation, GenerationParams, StopMatcher};
-use crate::sampling::Sampler;
-use crate::tokenizer::GgufTokenizer;
+use crate::generation::{fit_context, FinishReason, Generation, GenerationParams};
 
 /// Names a sequence of a [`Batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,118 +113,39 @@ impl Batch<'_> {
     }
 }
 
-/// The incremental detokenizer's state (see
-/// `tokenizers::tokenizer::step_decode_stream`).
-#[derive(Default)]
-struct DecodeState {
-    ids: Vec<u32>,
-    prefix: String,
-    prefix_index: usize,
-}
-
-/// One sequence's decoding state.
+/// One sequence of a batch: its decoding state, its KV cache and logits.
 struct Seq<'c> {
     id: SeqId,
     scope: String,
-    params: GenerationParams,
     prompt_tokens: usize,
     cached_tokens: usize,
-    history: Vec<u32>,
-    generated: Vec<u32>,
-    /// Tokens of `history` whose keys and values are in `cache`.
+    decoding: Decoding<'c>,
+    /// Tokens of the history whose keys and values are in `cache`.
     fed: usize,
     cache: KvCache,
     logits: Vec<f32>,
-    sampler: Sampler,
-    stops: StopMatcher,
-    decode: DecodeState,
-    constraint: Option<Box<dyn TokenConstraint + 'c>>,
-    finish: Option<FinishReason>,
     /// Why the sequence failed, if it did (it leaves at the end of the step).
     failed: Option<EngineError>,
-    /// Text produced this step that may be streamed.
-    out: String,
     joined: Instant,
     first_token: Option<Instant>,
 }
 
 impl Seq<'_> {
-    /// Appends tokens the sequence produced (sampled or forced), ending it
-    /// at a stop string or the length limit.
-    fn push(&mut self, tokenizer: &GgufTokenizer, ids: &[u32]) -> Result<()> {
-        for &id in ids {
-            self.history.push(id);
-            self.generated.push(id);
-            let d = &mut self.decode;
-            let piece = tokenizers::tokenizer::step_decode_stream(
-                std::ops::Deref::deref(tokenizer.inner()),
-                vec![id],
-                true,
-                &mut d.ids,
-                &mut d.prefix,
-                &mut d.prefix_index,
-            )
-            .map_err(|e| EngineError::Tokenizer(e.to_string()))?
-            .unwrap_or_default();
-            let (out, hit_stop) = self.stops.push(&piece);
-            self.out.push_str(&out);
-            if hit_stop {
-                self.finish = Some(FinishReason::StopString);
-                return Ok(());
-            }
-        }
-        if self.constraint.as_deref().is_some_and(|c| c.is_complete()) {
-            self.finish = Some(FinishReason::Complete);
-        } else if self.generated.len() >= self.params.max_tokens {
-            self.finish = Some(FinishReason::Length);
-        }
-        Ok(())
-    }
-
-    /// One decoding step on fresh logits: a sampled token when the
-    /// constraint forces nothing, then any text the constraint forces.
-    /// Afterwards an unfinished sequence has tokens to feed.
-    fn step(&mut self, tokenizer: &GgufTokenizer) -> Result<()> {
-        let forced = |s: &Self| s.constraint.as_deref().and_then(|c| c.forced_text());
-        if self.constraint.as_deref().is_some_and(|c| c.is_complete()) {
-            self.finish = Some(FinishReason::Complete);
-            return Ok(());
-        }
-        if forced(self).is_none() {
-            if let Some(c) = self.constraint.as_deref_mut() {
-                c.mask_logits(&mut self.logits)?;
-            }
-            let next = self.sampler.sample(&mut self.logits, &self.history);
-            if !self.params.ignore_eos && tokenizer.is_end_of_generation(next) {
-                self.finish = Some(FinishReason::EndOfTurn);
-                return Ok(());
-            }
-            if let Some(c) = self.constraint.as_deref_mut() {
-                c.accept_token(next)?;
-            }
-            self.push(tokenizer, &[next])?;
-        }
-        while self.finish.is_none() {
-            let Some(text) = forced(self) else { break };
-            let ids = tokenizer.encode(&text, false)?;
-            if let Some(c) = self.constraint.as_deref_mut() {
-                c.accept_text(&text)?;
-            }
-            self.push(tokenizer, &ids)?;
-        }
-        Ok(())
+    /// Whether it has ended (or failed) and leaves the batch.
+    fn ended(&self) -> bool {
+        self.decoding.finish.is_some() || self.failed.is_some()
     }
 
     /// The sequence's result once it has ended, and the text held back
     /// for stop strings that may now be streamed.
     fn finish(mut self, now: Instant) -> (Generation, String) {
-        let finish = self.finish.unwrap_or(FinishReason::Length);
-        let tail = if finish == FinishReason::StopString { String::new() } else { self.stops.flush() };
+        let (finish, tail) = self.decoding.end();
         let first = self.first_token.unwrap_or(now);
+        let d = self.decoding;
         let generation = Generation {
-            text: self.stops.text().to_string(),
-            completion_tokens: self.generated.len(),
-            tokens: self.generated,
+            text: d.stops.text().to_string(),
+            completion_tokens: d.generated.len(),
+            tokens: d.generated,
             prompt_tokens: self.prompt_tokens,
             cached_tokens: self.cached_tokens,
             finish_reason: finish,
@@ -241,10 +161,10 @@ impl Seq<'_> {
 fn feed(own: &mut Own, seqs: &mut [Seq<'_>]) -> Result<()> {
     let mut inputs: Vec<SeqInput<'_>> = Vec::new();
     let mut ends = Vec::new();
-    for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.finish.is_none() && s.fed < s.history.len()) {
-        let end = seq.history.len().min(seq.fed + PREFILL_CHUNK);
+    for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.decoding.finish.is_none() && s.fed < s.decoding.history.len()) {
+        let end = seq.decoding.history.len().min(seq.fed + PREFILL_CHUNK);
         ends.push((i, end));
-        inputs.push(SeqInput { tokens: &seq.history[seq.fed..end], cache: &mut seq.cache });
+        inputs.push(SeqInput { tokens: &seq.decoding.history[seq.fed..end], cache: &mut seq.cache });
     }
     if inputs.is_empty() {
         return Ok(());
@@ -285,7 +205,6 @@ impl GgufChatModel {
             return Err(EngineError::InvalidParameter { name: "prompt", reason: "the prompt is empty".into() });
         }
         let prompt = fit_context(prompt, params.max_tokens, self.info().context_length, params.context_policy)?;
-        let sampler = Sampler::new(params.sampling.clone())?;
         let own = self.own_decoder()?;
         let mut cache = own.decoder.new_cache();
         let mut cached = 0;
@@ -298,22 +217,14 @@ impl GgufChatModel {
         batch.next += 1;
         batch.seqs.push(Seq {
             id,
-            stops: StopMatcher::new(&params.stop),
-            generated: Vec::with_capacity(params.max_tokens),
             scope,
-            params,
             prompt_tokens: prompt.len(),
             cached_tokens: cached,
+            decoding: Decoding::new(prompt, params, constraint)?,
             fed: cached,
-            history: prompt,
             cache,
             logits: Vec::new(),
-            sampler,
-            decode: DecodeState::default(),
-            constraint,
-            finish: None,
             failed: None,
-            out: String::new(),
             joined: Instant::now(),
             first_token: None,
         });
@@ -331,18 +242,18 @@ impl GgufChatModel {
         feed(own, &mut batch.seqs)?;
         let tokenizer = &self.tokenizer;
         let now = Instant::now();
-        for seq in batch.seqs.iter_mut().filter(|s| s.finish.is_none() && s.fed == s.history.len() && !s.logits.is_empty()) {
+        for seq in batch.seqs.iter_mut().filter(|s| s.decoding.finish.is_none() && s.fed == s.decoding.history.len() && !s.logits.is_empty()) {
             seq.first_token.get_or_insert(now);
-            if let Err(error) = seq.step(tokenizer) {
+            if let Err(error) = seq.decoding.step(tokenizer, &mut seq.logits) {
                 seq.failed = Some(error);
                 continue;
             }
-            if !seq.out.is_empty() {
-                events.push(SeqEvent::Text { id: seq.id, text: std::mem::take(&mut seq.out) });
+            if !seq.decoding.out.is_empty() {
+                events.push(SeqEvent::Text { id: seq.id, text: std::mem::take(&mut seq.decoding.out) });
             }
         }
         let Backend::Own(own) = &mut self.backend else { return Ok(()) };
-        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.seqs).into_iter().partition(|s| s.finish.is_some() || s.failed.is_some());
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.seqs).into_iter().partition(Seq::ended);
         batch.seqs = running;
         let now = Instant::now();
         for mut seq in done {
@@ -350,7 +261,7 @@ impl GgufChatModel {
                 events.push(SeqEvent::Failed { id: seq.id, error });
                 continue;
             }
-            let fed = &seq.history[..seq.fed];
+            let fed = &seq.decoding.history[..seq.fed];
             if !own.prefixes.covers(&seq.scope, fed) {
                 let snapshot = seq.cache.snapshot(seq.fed).during("copying the KV cache")?;
                 own.prefixes.insert(&seq.scope, fed.to_vec(), snapshot);

@@ -13,10 +13,10 @@ use crate::backend::Backend;
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::constraint::TokenConstraint;
 use crate::decoder::prefix::PrefixStats;
+use crate::decoding::Decoding;
 use crate::error::{CandleContext, EngineError, Result};
-use crate::generation::{fit_context, FinishReason, Generation, GenerationParams, StopMatcher};
+use crate::generation::{fit_context, FinishReason, Generation, GenerationParams};
 use crate::gguf::GgufFile;
-use crate::sampling::Sampler;
 use crate::tokenizer::GgufTokenizer;
 
 /// Facts about a loaded chat model.
@@ -262,10 +262,9 @@ impl GgufChatModel {
         &mut self,
         prompt: Vec<u32>,
         params: &GenerationParams,
-        mut constraint: Option<&mut dyn TokenConstraint>,
+        constraint: Option<&mut dyn TokenConstraint>,
         sink: &mut TextSink<'_>,
     ) -> Result<Generation> {
-        let mut sampler = Sampler::new(params.sampling.clone())?;
         if params.max_tokens == 0 {
             return Err(EngineError::InvalidParameter { name: "max_tokens", reason: "must be at least 1".into() });
         }
@@ -273,8 +272,10 @@ impl GgufChatModel {
             return Err(EngineError::InvalidParameter { name: "prompt", reason: "the prompt is empty".into() });
         }
         let prompt = fit_context(prompt, params.max_tokens, self.info.context_length, params.context_policy)?;
+        let constraint = constraint.map(|c| Box::new(c) as Box<dyn TokenConstraint + '_>);
+        let mut decoding = Decoding::new(prompt, params.clone(), constraint)?;
         let start = Instant::now();
-        let cached_tokens = match self.backend.prefill(&self.scope, &mut self.kv_tokens, &prompt, &mut self.logits) {
+        let cached_tokens = match self.backend.prefill(&self.scope, &mut self.kv_tokens, &decoding.history, &mut self.logits) {
             Ok(reuse) => reuse.tokens,
             Err(e) => {
                 self.reset_cache();
@@ -283,71 +284,22 @@ impl GgufChatModel {
         };
         let prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
         let decode_start = Instant::now();
-
-        let mut history = prompt.clone();
-        // Tokens in `history` but not yet in the KV cache.
-        let mut pending: Vec<u32> = Vec::new();
-        let mut generated = Vec::with_capacity(params.max_tokens);
-        let mut stops = StopMatcher::new(&params.stop);
-        let mut stream = self.tokenizer.inner().decode_stream(true);
-        let mut finish = FinishReason::Length;
+        let prompt_tokens = decoding.history.len();
+        // The same step as a batch's, on this sequence's own forward: feed
+        // what the last step appended, then decide what comes next.
+        let mut fed = prompt_tokens;
+        let mut cancelled = false;
         let result = (|| -> Result<()> {
-            while generated.len() < params.max_tokens {
-                // The next tokens: text the constraint forces, or one sampled token.
-                let mut forced = None;
-                if let Some(c) = constraint.as_deref_mut() {
-                    if c.is_complete() {
-                        finish = FinishReason::Complete;
-                        return Ok(());
-                    }
-                    if let Some(text) = c.forced_text() {
-                        let ids = self.tokenizer.encode(&text, false)?;
-                        c.accept_text(&text)?;
-                        forced = Some(ids);
-                    }
+            while decoding.finish.is_none() {
+                if fed < decoding.history.len() {
+                    self.backend.feed(&mut self.kv_tokens, &decoding.history[fed..], &mut self.logits)?;
+                    fed = decoding.history.len();
                 }
-                let new = match forced {
-                    Some(ids) => ids,
-                    None => {
-                        if !pending.is_empty() {
-                            let feed = std::mem::take(&mut pending);
-                            self.backend.feed(&mut self.kv_tokens, &feed, &mut self.logits)?;
-                        }
-                        let mut logits = std::mem::take(&mut self.logits);
-                        if let Some(c) = constraint.as_deref_mut() {
-                            c.mask_logits(&mut logits)?;
-                        }
-                        let next = sampler.sample(&mut logits, &history);
-                        self.logits = logits;
-                        if !params.ignore_eos && self.tokenizer.is_end_of_generation(next) {
-                            finish = FinishReason::EndOfTurn;
-                            return Ok(());
-                        }
-                        if let Some(c) = constraint.as_deref_mut() {
-                            c.accept_token(next)?;
-                        }
-                        vec![next]
-                    }
-                };
-                for id in new {
-                    history.push(id);
-                    generated.push(id);
-                    pending.push(id);
-                    let piece = stream.step(id).map_err(|e| EngineError::Tokenizer(e.to_string()))?.unwrap_or_default();
-                    let (out, hit_stop) = stops.push(&piece);
-                    if !out.is_empty() && !sink(&out) {
-                        finish = FinishReason::Cancelled;
-                        return Ok(());
-                    }
-                    if hit_stop {
-                        finish = FinishReason::StopString;
-                        return Ok(());
-                    }
-                }
-            }
-            if let Some(c) = constraint.as_deref() {
-                if c.is_complete() {
-                    finish = FinishReason::Complete;
+                decoding.step(&self.tokenizer, &mut self.logits)?;
+                let out = std::mem::take(&mut decoding.out);
+                if !out.is_empty() && !sink(&out) {
+                    cancelled = true;
+                    return Ok(());
                 }
             }
             Ok(())
@@ -356,17 +308,20 @@ impl GgufChatModel {
             self.reset_cache();
             return Err(e);
         }
-        if finish != FinishReason::StopString && finish != FinishReason::Cancelled {
-            let rest = stops.flush();
-            if !rest.is_empty() {
-                sink(&rest);
+        let finish = if cancelled {
+            FinishReason::Cancelled
+        } else {
+            let (finish, tail) = decoding.end();
+            if !tail.is_empty() {
+                sink(&tail);
             }
-        }
+            finish
+        };
         Ok(Generation {
-            text: stops.text().to_string(),
-            completion_tokens: generated.len(),
-            tokens: generated,
-            prompt_tokens: prompt.len(),
+            text: decoding.stops.text().to_string(),
+            completion_tokens: decoding.generated.len(),
+            tokens: decoding.generated,
+            prompt_tokens,
             cached_tokens,
             finish_reason: finish,
             prefill_ms,

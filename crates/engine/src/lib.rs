@@ -27,6 +27,7 @@ pub mod chat;
 pub mod chat_model;
 pub mod constraint;
 mod decoder;
+mod decoding;
 pub mod device;
 pub mod encoder;
 pub mod error;
