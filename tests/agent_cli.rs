@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn persona(data: &Path, args: &[&str]) -> Output {
+fn persona<S: AsRef<OsStr>>(data: &Path, args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_persona")).arg("--data-dir").arg(data).args(args).output().expect("the persona binary runs")
 }
 
@@ -153,27 +154,27 @@ fn rating_set(dir: &Path) -> (PathBuf, PathBuf, Value) {
     (q, o, questions)
 }
 
+/// `persona bench lamp` on a questions/outputs pair: the set, then `extra`,
+/// then `--out`.
+fn lamp_args(q: &Path, o: &Path, extra: &[&str], out: &Path) -> Vec<String> {
+    let set = ["bench", "lamp", "--questions", path_str(q), "--outputs", path_str(o)];
+    set.iter().chain(extra).chain(&["--out", path_str(out)]).map(|s| s.to_string()).collect()
+}
+
+/// The tiny model without the encyclopedia: what the bench tests run.
+const TINY: [&str; 3] = ["-m", "tiny", "--no-encyclopedia"];
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
 #[test]
 fn bench_lamp_runs_scores_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (q, o, questions) = rating_set(tmp.path());
     let out = tmp.path().join("run");
-    let args = [
-        "bench",
-        "lamp",
-        "--questions",
-        q.to_str().unwrap(),
-        "--outputs",
-        o.to_str().unwrap(),
-        "--method",
-        "prompt,rag-1",
-        "-m",
-        "tiny",
-        "--no-encyclopedia",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let args = lamp_args(&q, &o, &[&["--method", "prompt,rag-1"][..], &TINY].concat(), &out);
     let md = ok(&persona(&data, &args));
     assert!(md.contains("| prompt | 2 |") && md.contains("| rag-1 | 2 |"), "{md}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -189,14 +190,11 @@ fn bench_lamp_runs_scores_and_resumes() {
     ok(&persona(&data, &args));
     assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results);
     // A rerun with other settings would mix two setups in one results file.
-    let other = persona(&data, &[&args[..], &["-k", "2"]].concat());
+    let other = persona(&data, &lamp_args(&q, &o, &[&["--method", "prompt,rag-1", "-k", "2"][..], &TINY].concat(), &out));
     let e = String::from_utf8_lossy(&other.stderr);
     assert!(!other.status.success() && e.contains("config.K = 4, this run has config.K = 2"), "{e}");
     assert_eq!(std::fs::read_to_string(out.join("results.jsonl")).unwrap(), results, "the results are kept");
-    let bad = persona(
-        &data,
-        &["bench", "lamp", "--questions", q.to_str().unwrap(), "--outputs", o.to_str().unwrap(), "--method", "best", "--out", out.to_str().unwrap()],
-    );
+    let bad = persona(&data, &lamp_args(&q, &o, &["--method", "best"], &out));
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown method 'best'"));
 
     // The same users in the OPPU layout: one user with two queries.
@@ -209,26 +207,8 @@ fn bench_lamp_runs_scores_and_resumes() {
     ]);
     std::fs::write(&oppu, users.to_string()).unwrap();
     let out2 = tmp.path().join("run-oppu");
-    let md = ok(&persona(
-        &data,
-        &[
-            "bench",
-            "lamp",
-            "--oppu",
-            oppu.to_str().unwrap(),
-            "--task",
-            "LaMP-3",
-            "--users",
-            "1",
-            "--method",
-            "prompt",
-            "-m",
-            "tiny",
-            "--no-encyclopedia",
-            "--out",
-            out2.to_str().unwrap(),
-        ],
-    ));
+    let oppu_args = [&["bench", "lamp", "--oppu", path_str(&oppu), "--task", "LaMP-3", "--users", "1", "--method", "prompt"][..], &TINY].concat();
+    let md = ok(&persona(&data, &[&oppu_args[..], &["--out", path_str(&out2)]].concat()));
     assert!(md.contains("| prompt | 1 |"), "one user scored: {md}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out2.join("report.json")).unwrap()).unwrap();
     assert_eq!((report["meta"]["users"].as_u64(), report["meta"]["questions_asked"].as_u64()), (Some(1), Some(2)));
@@ -257,26 +237,7 @@ fn bench_lamp_runs_scores_and_resumes() {
 
     // A benchmark split by method: a method run alone gives the same outputs
     // as beside others, and the parts merge into one report.
-    let lamp = |method: &str, dir: &std::path::Path| {
-        ok(&persona(
-            &data,
-            &[
-                "bench",
-                "lamp",
-                "--questions",
-                q.to_str().unwrap(),
-                "--outputs",
-                o.to_str().unwrap(),
-                "--method",
-                method,
-                "-m",
-                "tiny",
-                "--no-encyclopedia",
-                "--out",
-                dir.to_str().unwrap(),
-            ],
-        ))
-    };
+    let lamp = |method: &str, dir: &Path| ok(&persona(&data, &lamp_args(&q, &o, &[&["--method", method][..], &TINY].concat(), dir)));
     let raw_of = |dir: &std::path::Path, method: &str| -> Vec<Value> {
         let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
         text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|r| r["method"] == method).map(|r| r["raw"].clone()).collect()
@@ -300,28 +261,7 @@ fn bench_lamp_runs_scores_and_resumes() {
 
     // A benchmark split by users: two shards give the unsplit run's rows,
     // with the set's own user ordinals, and merge into its report.
-    let shard = |spec: &str, dir: &std::path::Path| {
-        ok(&persona(
-            &data,
-            &[
-                "bench",
-                "lamp",
-                "--questions",
-                q.to_str().unwrap(),
-                "--outputs",
-                o.to_str().unwrap(),
-                "--method",
-                "prompt,rag-1",
-                "-m",
-                "tiny",
-                "--no-encyclopedia",
-                "--shard",
-                spec,
-                "--out",
-                dir.to_str().unwrap(),
-            ],
-        ))
-    };
+    let shard = |spec: &str, dir: &Path| ok(&persona(&data, &lamp_args(&q, &o, &[&["--method", "prompt,rag-1"][..], &TINY, &["--shard", spec]].concat(), dir)));
     let (s0, s1) = (tmp.path().join("shard-0"), tmp.path().join("shard-1"));
     assert!(shard("0/2", &s0).contains("| prompt | 1 |"));
     shard("1/2", &s1);
@@ -339,21 +279,7 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert!(md.contains("| prompt | 2 |") && md.contains("| rag-1 | 2 |"), "{md}");
     assert_eq!(rows_of(&joined), rows_of(&out), "the shards' rows are the unsplit run's");
     assert_eq!(report(&joined)["methods"]["prompt"], report(&out)["methods"]["prompt"]);
-    let bad = persona(
-        &data,
-        &[
-            "bench",
-            "lamp",
-            "--questions",
-            q.to_str().unwrap(),
-            "--outputs",
-            o.to_str().unwrap(),
-            "--shard",
-            "2/2",
-            "--out",
-            tmp.path().join("x").to_str().unwrap(),
-        ],
-    );
+    let bad = persona(&data, &lamp_args(&q, &o, &["--shard", "2/2"], &tmp.path().join("x")));
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("shard '2/2'"));
 }
 

@@ -23,6 +23,7 @@
 
 mod backend;
 mod batch;
+pub mod bench;
 pub mod chat;
 pub mod chat_model;
 pub mod constraint;

