@@ -45,6 +45,20 @@ impl<M: AgentLlm> Runtime<M> {
         Runtime { model, encoder, memory, encyclopedia, tools: ToolConfig::default(), semantic: SemanticConfig::default() }
     }
 
+    /// A runtime for another thread that works with `model` (a client of
+    /// a shared model, say): the same encoder, encyclopedia and settings,
+    /// and its own connection to the same user store.
+    pub fn fork<N: AgentLlm>(&self, model: N) -> Result<Runtime<N>> {
+        Ok(Runtime {
+            model,
+            encoder: Arc::clone(&self.encoder),
+            memory: self.memory.reopen()?,
+            encyclopedia: self.encyclopedia.clone(),
+            tools: self.tools,
+            semantic: self.semantic.clone(),
+        })
+    }
+
     /// Work for the user `id`, who must be in the store; the model's cache
     /// scope is set to the user before anything else can use it.
     pub fn user(&mut self, id: &str) -> Result<UserScope<'_, M>> {

@@ -55,7 +55,7 @@ pub use gguf::{Architecture, GgufFile};
 pub use json_grammar::JsonGrammar;
 pub use json_schema::{JsonSchemaGrammar, Schema};
 pub use sampling::{Sampler, SamplingParams};
-pub use shared::{ModelClient, SharedModel};
+pub use shared::{ClientRequest, ClientSequences, ModelClient, SharedModel};
 pub use tokenizer::{GgufTokenizer, TokenBytes};
 
 /// Re-exported so callers can name devices without depending on candle.

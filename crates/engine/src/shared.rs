@@ -39,8 +39,9 @@ struct Prompter {
     add_bos: bool,
 }
 
-/// A sequence for the model's thread.
-struct Request {
+/// A sequence a [`ModelClient`] sent, for the loop that owns the model
+/// to run in its batch ([`ClientSequences`]).
+pub struct ClientRequest {
     prompt: Vec<u32>,
     params: GenerationParams,
     constraint: Option<SendConstraint>,
@@ -48,11 +49,20 @@ struct Request {
     reply: Sender<Result<Generation>>,
 }
 
+impl std::fmt::Debug for ClientRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRequest").field("prompt_tokens", &self.prompt.len()).field("scope", &self.scope).finish()
+    }
+}
+
+/// Where a client's requests go: true when the request was taken.
+type Sink = Arc<dyn Fn(ClientRequest) -> bool + Send + Sync>;
+
 /// A model running on its own thread, decoding the requests of every
 /// [`ModelClient`] together. The thread ends when the `SharedModel` and
 /// every client are gone (sequences still running are finished first).
 pub struct SharedModel {
-    requests: Sender<Request>,
+    requests: Sender<ClientRequest>,
     prompter: Arc<Prompter>,
     thread: Option<JoinHandle<()>>,
 }
@@ -78,8 +88,7 @@ impl SharedModel {
                 reason: format!("a shared model decodes in batches, which runs on the own decoder (Llama, Qwen2); this model is {}", model.info.architecture),
             });
         }
-        let prompter =
-            Arc::new(Prompter { info: model.info.clone(), tokenizer: model.tokenizer.clone(), template: model.template.clone(), add_bos: model.add_bos });
+        let prompter = Prompter::of(&model);
         let (requests, inbox) = channel();
         let thread = std::thread::Builder::new()
             .name("persona-shared-model".into())
@@ -90,7 +99,9 @@ impl SharedModel {
 
     /// A new caller of the model (default cache scope: the empty string).
     pub fn client(&self) -> ModelClient {
-        ModelClient { requests: self.requests.clone(), prompter: Arc::clone(&self.prompter), scope: String::new() }
+        let requests = self.requests.clone();
+        let sink: Sink = Arc::new(move |request| requests.send(request).is_ok());
+        ModelClient { sink, prompter: Arc::clone(&self.prompter), scope: String::new() }
     }
 
     /// Facts about the model.
@@ -115,9 +126,15 @@ impl SharedModel {
 /// sequences of different clients are decoded together.
 #[derive(Clone)]
 pub struct ModelClient {
-    requests: Sender<Request>,
+    sink: Sink,
     prompter: Arc<Prompter>,
     scope: String,
+}
+
+impl Prompter {
+    fn of(model: &GgufChatModel) -> Arc<Prompter> {
+        Arc::new(Prompter { info: model.info.clone(), tokenizer: model.tokenizer.clone(), template: model.template.clone(), add_bos: model.add_bos })
+    }
 }
 
 impl std::fmt::Debug for ModelClient {
@@ -127,6 +144,15 @@ impl std::fmt::Debug for ModelClient {
 }
 
 impl ModelClient {
+    /// A caller of `model` for a loop that owns the model itself (a
+    /// server's engine thread, say): `sink` hands each request to that
+    /// loop, which runs it with [`ClientSequences`] in its own batch;
+    /// `sink` returns false when the loop is gone. Default cache scope:
+    /// the empty string.
+    pub fn with_sink(model: &GgufChatModel, sink: impl Fn(ClientRequest) -> bool + Send + Sync + 'static) -> ModelClient {
+        ModelClient { sink: Arc::new(sink), prompter: Prompter::of(model), scope: String::new() }
+    }
+
     /// Facts about the model.
     pub fn info(&self) -> &ModelInfo {
         &self.prompter.info
@@ -176,8 +202,10 @@ impl ModelClient {
 
     fn submit(&self, prompt: Vec<u32>, params: &GenerationParams, constraint: Option<SendConstraint>) -> Result<Receiver<Result<Generation>>> {
         let (reply, answer) = channel();
-        let request = Request { prompt, params: params.clone(), constraint, scope: self.scope.clone(), reply };
-        self.requests.send(request).map_err(|_| stopped())?;
+        let request = ClientRequest { prompt, params: params.clone(), constraint, scope: self.scope.clone(), reply };
+        if !(self.sink)(request) {
+            return Err(stopped());
+        }
         Ok(answer)
     }
 }
@@ -190,28 +218,99 @@ fn receive(answer: &Receiver<Result<Generation>>) -> Result<Generation> {
     answer.recv().map_err(|_| stopped())?
 }
 
+/// The clients' sequences of a loop that owns a model: requests wait in
+/// order, join the loop's batch when it has room, and each is answered
+/// when its sequence is done. The loop steps the batch itself and passes
+/// every event through [`ClientSequences::route`], so client sequences
+/// can share a batch with the loop's own (a server's streamed chats).
+#[derive(Debug, Default)]
+pub struct ClientSequences {
+    waiting: VecDeque<ClientRequest>,
+    running: HashMap<SeqId, Sender<Result<Generation>>>,
+}
+
+impl ClientSequences {
+    /// No sequences.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a request.
+    pub fn push(&mut self, request: ClientRequest) {
+        self.waiting.push_back(request);
+    }
+
+    /// Requests waiting for a place in the batch.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Sequences in the batch.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Moves the oldest waiting request into `batch`; false when none was
+    /// waiting. A request the model refuses (too long, say) is answered
+    /// with the error at once.
+    pub fn admit_next(&mut self, model: &mut GgufChatModel, batch: &mut Batch<'static>) -> bool {
+        let Some(ClientRequest { prompt, params, constraint, scope, reply }) = self.waiting.pop_front() else { return false };
+        let constraint = constraint.map(|c| c as Box<dyn TokenConstraint>);
+        match model.join(batch, SeqRequest { prompt, params, constraint, scope }) {
+            Ok(id) => {
+                self.running.insert(id, reply);
+            }
+            // A caller that went away needs no answer.
+            Err(e) => drop(reply.send(Err(e))),
+        }
+        true
+    }
+
+    /// Takes the event if it is about a client sequence (answering the
+    /// client when the sequence is done or failed); gives it back otherwise.
+    pub fn route(&mut self, event: SeqEvent) -> Option<SeqEvent> {
+        let (id, result) = match event {
+            SeqEvent::Done { id, generation } if self.running.contains_key(&id) => (id, Ok(generation)),
+            SeqEvent::Failed { id, error } if self.running.contains_key(&id) => (id, Err(error)),
+            SeqEvent::Text { id, .. } if self.running.contains_key(&id) => return None,
+            other => return Some(other),
+        };
+        if let Some(reply) = self.running.remove(&id) {
+            drop(reply.send(result));
+        }
+        None
+    }
+
+    /// Answers every running sequence with an error (the batch they were
+    /// in failed a step and was dropped); waiting requests stay.
+    pub fn fail_running(&mut self, reason: &str) {
+        for (_, reply) in self.running.drain() {
+            drop(reply.send(Err(EngineError::Shared(format!("a batched step failed: {reason}")))));
+        }
+    }
+}
+
 /// The model's thread: admits requests into the batch (at most `parallel`
 /// running), steps it, and answers each sequence when it is done. Returns
 /// when every sender is gone and nothing is left to run.
-fn serve(mut model: GgufChatModel, inbox: &Receiver<Request>, parallel: usize) {
+fn serve(mut model: GgufChatModel, inbox: &Receiver<ClientRequest>, parallel: usize) {
     let mut batch: Batch<'static> = Batch::new();
-    let mut waiting: VecDeque<Request> = VecDeque::new();
-    let mut running: HashMap<SeqId, Sender<Result<Generation>>> = HashMap::new();
+    let mut clients = ClientSequences::new();
     let mut events = Vec::new();
     let mut open = true;
     loop {
-        if batch.is_empty() && waiting.is_empty() {
+        if batch.is_empty() && clients.waiting() == 0 {
             if !open {
                 return;
             }
             match inbox.recv() {
-                Ok(request) => waiting.push_back(request),
+                Ok(request) => clients.push(request),
                 Err(_) => return,
             }
         }
         loop {
             match inbox.try_recv() {
-                Ok(request) => waiting.push_back(request),
+                Ok(request) => clients.push(request),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     open = false;
@@ -219,39 +318,20 @@ fn serve(mut model: GgufChatModel, inbox: &Receiver<Request>, parallel: usize) {
                 }
             }
         }
-        while batch.len() < parallel {
-            let Some(Request { prompt, params, constraint, scope, reply }) = waiting.pop_front() else { break };
-            let constraint = constraint.map(|c| c as Box<dyn TokenConstraint>);
-            match model.join(&mut batch, SeqRequest { prompt, params, constraint, scope }) {
-                Ok(id) => {
-                    running.insert(id, reply);
-                }
-                // A caller that went away needs no answer.
-                Err(e) => drop(reply.send(Err(e))),
-            }
-        }
+        while batch.len() < parallel && clients.admit_next(&mut model, &mut batch) {}
         if batch.is_empty() {
             continue;
         }
         if let Err(e) = model.step(&mut batch, &mut events) {
             let reason = e.to_string();
-            tracing::error!(error = %reason, sequences = running.len(), "a step of the shared model's batch failed");
-            for (_, reply) in running.drain() {
-                drop(reply.send(Err(EngineError::Shared(format!("a batched step failed: {reason}")))));
-            }
+            tracing::error!(error = %reason, sequences = clients.running(), "a step of the shared model's batch failed");
+            clients.fail_running(&reason);
             batch = Batch::new();
             events.clear();
             continue;
         }
         for event in events.drain(..) {
-            let (id, result) = match event {
-                SeqEvent::Done { id, generation } => (id, Ok(generation)),
-                SeqEvent::Failed { id, error } => (id, Err(error)),
-                SeqEvent::Text { .. } => continue,
-            };
-            if let Some(reply) = running.remove(&id) {
-                drop(reply.send(result));
-            }
+            clients.route(event);
         }
     }
 }

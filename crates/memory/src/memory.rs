@@ -108,6 +108,13 @@ impl Memory {
         self
     }
 
+    /// Another connection to the same data folder, with the same HNSW
+    /// parameters (for work on another thread; SQLite keeps the writes of
+    /// both in order).
+    pub fn reopen(&self) -> Result<Memory> {
+        Ok(Memory::open(&self.dir)?.with_index_params(self.params))
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store

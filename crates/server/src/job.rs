@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use persona_agent::Runtime;
-use persona_engine::{ChatMessage, GenerationParams, GgufChatModel, JsonSchemaGrammar};
+use persona_engine::{ChatMessage, ClientRequest, GenerationParams, GgufChatModel, JsonSchemaGrammar};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::ApiError;
@@ -15,6 +15,10 @@ use crate::openai::Usage;
 
 /// The runtime the engine thread serves with.
 pub type ServeRuntime = Runtime<GgufChatModel>;
+
+/// A runtime on a thread of its own (agent requests, persona building,
+/// alignment), whose model calls join the engine thread's batch.
+pub type ClientRuntime = Runtime<persona_agent::SharedLlm>;
 
 /// Work for the engine thread that is not a chat (it runs between steps).
 pub type Work = Box<dyn FnOnce(&mut ServeRuntime) + Send>;
@@ -25,6 +29,18 @@ pub enum Job {
     Chat(Box<ChatJob>),
     /// Anything else (imports, searches, embeddings...).
     Run(Work),
+    /// A sequence of work running on another thread (an agent's request,
+    /// persona building, alignment) through a [`persona_engine::ModelClient`]:
+    /// it joins the same batch as the chats.
+    Sequence(ClientRequest),
+    /// A user's persona was built on another thread (or failed to be): the
+    /// chats that waited for it go on.
+    PersonaBuilt {
+        /// The user.
+        user: String,
+        /// What building it gave.
+        result: Result<(), ApiError>,
+    },
 }
 
 /// A chat request, checked and ready for the model.

@@ -7,7 +7,9 @@
 //! becomes part of their memory; `"model": "persona-agent"` runs the full
 //! tool loop. One model is in memory: an engine thread owns it and decodes
 //! concurrent requests together ([`persona_engine::Batch`]), each under its
-//! user's cache scope.
+//! user's cache scope; work of many calls (agent requests, building a
+//! persona, alignment) runs on threads of its own whose calls join that
+//! batch ([`persona_engine::ModelClient`]).
 //!
 //! Routes: `GET /health`, `GET /v1/models`, `GET /metrics`,
 //! `POST /v1/chat/completions`, `POST /v1/embeddings`, and the user's own:
@@ -35,6 +37,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use persona_engine::ModelClient;
 use subtle::ConstantTimeEq;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -120,6 +123,7 @@ impl Server {
             inflight: Arc::new(AtomicUsize::new(0)),
             metrics: Default::default(),
             jobs_state: Mutex::new(Default::default()),
+            client: std::sync::OnceLock::new(),
         });
         Ok(Server { listener, state, receiver, cors })
     }
@@ -138,6 +142,12 @@ impl Server {
         let engine_state = state.clone();
         let engine = std::thread::Builder::new().name("persona-engine".into()).spawn(move || match loader() {
             Ok(mut runtime) => {
+                // Work on other threads reaches the model through the job queue.
+                let jobs = engine_state.jobs.lock().map(|j| j.clone());
+                if let Ok(jobs) = jobs {
+                    let client = ModelClient::with_sink(runtime.scoped_model(), move |request| jobs.send(job::Job::Sequence(request)).is_ok());
+                    let _ = engine_state.client.set(client);
+                }
                 engine_state.status.store(READY, Ordering::Release);
                 tracing::info!("models loaded; serving");
                 worker::run(&mut runtime, &receiver, &engine_state);

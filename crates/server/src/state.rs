@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use persona_agent::SharedLlm;
+use persona_engine::ModelClient;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
-use crate::job::{Job, ServeRuntime, SlotGuard};
+use crate::job::{ClientRuntime, Job, ServeRuntime, SlotGuard};
 use crate::openai::Usage;
 
 /// How many requests may run and wait.
@@ -54,6 +56,9 @@ pub struct State {
     pub metrics: Metrics,
     /// Background jobs (alignment) by id: their last state.
     pub jobs_state: Mutex<HashMap<String, Value>>,
+    /// A client of the engine thread's model, for work on other threads
+    /// (set when the models are loaded).
+    pub client: OnceLock<ModelClient>,
 }
 
 impl State {
@@ -80,6 +85,13 @@ impl State {
             let _ = tx.send(f(rt));
         })))?;
         rx.await.map_err(|_| ApiError::internal("the engine thread dropped the request"))?
+    }
+
+    /// A runtime for work on a thread of its own, forked from the engine
+    /// thread's `runtime`: its model calls join the engine's batch.
+    pub fn fork(&self, runtime: &ServeRuntime) -> Result<ClientRuntime, ApiError> {
+        let client = self.client.get().ok_or_else(ApiError::loading)?;
+        Ok(runtime.fork(SharedLlm(client.clone()))?)
     }
 
     /// Records a background job's state.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+use crate::job::ClientRuntime;
 use crate::openai::JsonBody;
 use crate::state::State;
 
@@ -189,9 +190,9 @@ pub struct AlignRequest {
 }
 
 /// `POST /v1/users/{id}/align`: test-time alignment of the user's persona
-/// as a background job on the engine thread (chats wait while a replay or
-/// rewrite runs); answers 202 with the job, whose state `GET
-/// /v1/jobs/{job}` gives.
+/// as a background job on a thread of its own (its model calls share the
+/// batch with the chats, which go on meanwhile); answers 202 with the job,
+/// whose state `GET /v1/jobs/{job}` gives.
 pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = checked(&id)?;
     let request: AlignRequest = if body.iter().all(u8::is_ascii_whitespace) { AlignRequest::default() } else { crate::openai::parse_json(&body)? };
@@ -213,7 +214,30 @@ pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Strin
     state.set_job(&job, record("queued", json!({})));
     let (shared, job_id, user) = (state.clone(), job.clone(), id.clone());
     let queued = record("queued", json!({}));
+    // The engine thread forks a runtime for the job's own thread, whose
+    // replays and rewrites join the chats' batch.
     state.send(crate::job::Job::Run(Box::new(move |rt| {
+        let forked = match shared.fork(rt) {
+            Ok(forked) => forked,
+            Err(e) => {
+                let mut v = queued.clone();
+                v["status"] = json!("failed");
+                v["error"] = json!(e.message);
+                shared.set_job(&job_id, v);
+                return;
+            }
+        };
+        let started = std::thread::Builder::new().name("persona-align".into()).spawn(move || run_align(forked, &shared, &job_id, &user, &config, queued));
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the alignment job's thread");
+        }
+    })))?;
+    Ok((StatusCode::ACCEPTED, Json(state.job(&job).unwrap_or_else(|| record("queued", json!({}))))))
+}
+
+/// An alignment job on its own thread: records its state as it goes.
+fn run_align(mut rt: ClientRuntime, shared: &State, job_id: &str, user: &str, config: &AlignConfig, queued: Value) {
+    {
         let with = |status: &str, extra: Value| {
             let mut v = queued.clone();
             v["status"] = json!(status);
@@ -222,10 +246,10 @@ pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Strin
             }
             v
         };
-        shared.set_job(&job_id, with("running", json!({})));
-        let result = rt.user(&user).and_then(|mut scope| {
+        shared.set_job(job_id, with("running", json!({})));
+        let result = rt.user(user).and_then(|mut scope| {
             scope.persona()?;
-            scope.align(&config, None, None, &mut |_| {})
+            scope.align(config, None, None, &mut |_| {})
         });
         let done = match result {
             Ok(report) => with(
@@ -234,9 +258,8 @@ pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Strin
             ),
             Err(e) => with("failed", json!({"error": ApiError::from(e).message})),
         };
-        shared.set_job(&job_id, done);
-    })))?;
-    Ok((StatusCode::ACCEPTED, Json(state.job(&job).unwrap_or_else(|| record("queued", json!({}))))))
+        shared.set_job(job_id, done);
+    }
 }
 
 /// `GET /v1/jobs/{job}`: a background job's state.

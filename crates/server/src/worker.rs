@@ -1,10 +1,13 @@
-//! The engine thread: it owns the [`Runtime`] (one model in memory) and
-//! serves every request that touches the model, the encoder or the store.
-//! Chat requests join one running batch (the engine's continuous batching)
-//! up to `--parallel` at a time; the others wait in order. A request whose
-//! client went away leaves the batch at the next step, also during its
-//! prompt. A user's exchange is written to their memory before the reply's
-//! end is sent, so every answered exchange is stored.
+//! The engine thread: it owns the [`Runtime`](persona_agent::Runtime)
+//! (one model in memory) and serves every request that touches the model,
+//! the encoder or the store. Chat requests join one running batch (the
+//! engine's continuous batching) up to `--parallel` at a time; the others
+//! wait in order. Work that makes many model calls (an agent's request,
+//! building a persona, alignment) runs on a thread of its own whose calls
+//! join the same batch ([`Job::Sequence`]), so it never holds the chats
+//! up. A request whose client went away leaves the batch at the next step,
+//! also during its prompt. A user's exchange is written to their memory
+//! before the reply's end is sent, so every answered exchange is stored.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -12,14 +15,16 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use persona_agent::{AgentConfig, ANONYMOUS_SCOPE};
-use persona_engine::{Batch, ChatMessage, ChatModel, GrammarConstraint, JsonGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint};
+use persona_agent::{AgentConfig, AgentLlm, Runtime, ANONYMOUS_SCOPE};
+use persona_engine::{
+    Batch, ChatMessage, ChatModel, ClientSequences, GrammarConstraint, JsonGrammar, SeqEvent, SeqId, SeqRequest, TokenBytes, TokenConstraint,
+};
 use persona_memory::text::one_line;
 use persona_memory::NewRecord;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::job::{ChatEvent, ChatJob, Job, JsonMode, PersonalContext, ServeRuntime};
+use crate::job::{ChatEvent, ChatJob, ClientRuntime, Job, JsonMode, PersonalContext, ServeRuntime};
 use crate::openai::Usage;
 use crate::state::State;
 
@@ -30,58 +35,76 @@ struct Running {
     first: bool,
 }
 
+/// What the engine thread keeps between steps.
+struct Queues {
+    /// Chats waiting for a place in the batch.
+    waiting: VecDeque<Box<ChatJob>>,
+    /// Chats in the batch.
+    running: HashMap<SeqId, Running>,
+    /// Sequences of work on other threads.
+    clients: ClientSequences,
+    /// Chats waiting for their user's persona, by user (boxed as in the
+    /// other queues: they move between them without being copied).
+    #[allow(clippy::vec_box)]
+    building: HashMap<String, Vec<Box<ChatJob>>>,
+}
+
 /// The engine thread's loop; returns when every sender is gone.
 pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>) {
     let mut batch = Batch::new();
-    let mut waiting: VecDeque<Box<ChatJob>> = VecDeque::new();
-    let mut running: HashMap<SeqId, Running> = HashMap::new();
+    let mut q = Queues { waiting: VecDeque::new(), running: HashMap::new(), clients: ClientSequences::new(), building: HashMap::new() };
     let mut events = Vec::new();
     // The vocabulary's bytes, for JSON mode (built at its first use).
     let mut vocab: Option<Arc<TokenBytes>> = None;
     loop {
-        if batch.is_empty() && waiting.is_empty() {
+        if batch.is_empty() && q.waiting.is_empty() && q.clients.waiting() == 0 {
             match jobs.recv() {
-                Ok(job) => take(job, runtime, &mut waiting),
+                Ok(job) => take(job, runtime, &mut q),
                 Err(_) => return,
             }
         }
         loop {
             match jobs.try_recv() {
-                Ok(job) => take(job, runtime, &mut waiting),
+                Ok(job) => take(job, runtime, &mut q),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return,
             }
         }
         // Clients that went away free their place at once.
-        waiting.retain(|j| !j.events.is_closed());
-        let gone: Vec<SeqId> = running.iter().filter(|(_, r)| r.job.events.is_closed()).map(|(id, _)| *id).collect();
+        q.waiting.retain(|j| !j.events.is_closed());
+        let gone: Vec<SeqId> = q.running.iter().filter(|(_, r)| r.job.events.is_closed()).map(|(id, _)| *id).collect();
         for id in gone {
             batch.cancel(id);
-            running.remove(&id);
+            q.running.remove(&id);
             state.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
         }
+        // Work already under way first, then new chats.
+        while batch.len() < state.limits.parallel && q.clients.admit_next(runtime.scoped_model(), &mut batch) {}
         while batch.len() < state.limits.parallel {
-            let Some(job) = waiting.pop_front() else { break };
-            admit(job, runtime, &mut batch, &mut running, state, &mut vocab);
+            let Some(job) = q.waiting.pop_front() else { break };
+            admit(job, runtime, &mut batch, &mut q, state, &mut vocab);
         }
         state.metrics.running.store(batch.len(), Ordering::Relaxed);
-        state.metrics.queued.store(waiting.len(), Ordering::Relaxed);
+        state.metrics.queued.store(q.waiting.len() + q.clients.waiting(), Ordering::Relaxed);
         if batch.is_empty() {
             continue;
         }
         events.clear();
         if let Err(e) = runtime.scoped_model().step(&mut batch, &mut events) {
             tracing::error!(error = %e, "a batched step failed; failing its requests");
-            for (id, r) in running.drain() {
+            for (id, r) in q.running.drain() {
                 batch.cancel(id);
                 let _ = r.job.events.send(ChatEvent::Failed(ApiError::internal(format!("the model failed: {e}"))));
             }
+            q.clients.fail_running(&e.to_string());
+            batch = Batch::new();
             continue;
         }
         for event in events.drain(..) {
+            let Some(event) = q.clients.route(event) else { continue };
             match event {
                 SeqEvent::Text { id, text } => {
-                    if let Some(r) = running.get_mut(&id) {
+                    if let Some(r) = q.running.get_mut(&id) {
                         if r.first {
                             r.first = false;
                             state.metrics.observe_ttft(r.job.received.elapsed().as_secs_f64());
@@ -90,12 +113,12 @@ pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>)
                     }
                 }
                 SeqEvent::Failed { id, error } => {
-                    let Some(r) = running.remove(&id) else { continue };
+                    let Some(r) = q.running.remove(&id) else { continue };
                     tracing::warn!(completion = %r.job.id, %error, "a request failed during decoding");
                     let _ = r.job.events.send(ChatEvent::Failed(ApiError::internal(format!("the model failed on this request: {error}"))));
                 }
                 SeqEvent::Done { id, generation } => {
-                    let Some(r) = running.remove(&id) else { continue };
+                    let Some(r) = q.running.remove(&id) else { continue };
                     if r.first {
                         state.metrics.observe_ttft(r.job.received.elapsed().as_secs_f64());
                     }
@@ -112,12 +135,35 @@ pub fn run(runtime: &mut ServeRuntime, jobs: &Receiver<Job>, state: &Arc<State>)
     }
 }
 
-/// Runs other work now; queues a chat.
-fn take(job: Job, runtime: &mut ServeRuntime, waiting: &mut VecDeque<Box<ChatJob>>) {
+/// Runs other work now; queues a chat or a sequence.
+fn take(job: Job, runtime: &mut ServeRuntime, q: &mut Queues) {
     match job {
-        Job::Chat(chat) => waiting.push_back(chat),
+        Job::Chat(chat) => q.waiting.push_back(chat),
         Job::Run(work) => work(runtime),
+        Job::Sequence(request) => q.clients.push(request),
+        Job::PersonaBuilt { user, result } => {
+            // The chats that waited go first, in their order.
+            let parked = q.building.remove(&user).unwrap_or_default();
+            for job in parked.into_iter().rev() {
+                match &result {
+                    Ok(()) => q.waiting.push_front(job),
+                    Err(e) => drop(job.events.send(ChatEvent::Failed(e.clone()))),
+                }
+            }
+        }
     }
+}
+
+/// Runs `work` on a thread of its own with a runtime forked from the
+/// engine thread's (its model calls come back as [`Job::Sequence`]);
+/// `failed` gets the error when the thread cannot start.
+fn spawn_with_runtime(runtime: &ServeRuntime, state: &State, name: &str, work: impl FnOnce(ClientRuntime) + Send + 'static) -> Result<(), ApiError> {
+    let forked = state.fork(runtime)?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || work(forked))
+        .map(|_| ())
+        .map_err(|e| ApiError::internal(format!("cannot start a thread for this request: {e}")))
 }
 
 /// The last user message: what a stored exchange and a memory search read.
@@ -157,36 +203,71 @@ fn personal_system(runtime: &mut ServeRuntime, user: &str, query: &str) -> Resul
     Ok((parts.join("\n\n"), context))
 }
 
-/// Builds the prompt and joins the batch, or answers an agent request at
-/// once; a failure is reported to the client.
-fn admit(
-    job: Box<ChatJob>,
-    runtime: &mut ServeRuntime,
-    batch: &mut Batch<'static>,
-    running: &mut HashMap<SeqId, Running>,
-    state: &State,
-    vocab: &mut Option<Arc<TokenBytes>>,
-) {
+/// Whether a chat for `user` must wait for their persona to be built
+/// first: a known user with history and no persona yet.
+fn needs_persona(runtime: &ServeRuntime, user: &str) -> Result<bool, ApiError> {
+    let store = runtime.memory().store();
+    let Some(u) = store.user(user)? else { return Ok(false) };
+    Ok(store.latest_persona(&u)?.is_none() && store.record_count(&u)? >= PERSONA_MIN_RECORDS)
+}
+
+/// Builds the prompt and joins the batch; an agent request, or a chat
+/// whose user's persona must be built first, goes to a thread of its own.
+/// A failure is reported to the client.
+fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'static>, q: &mut Queues, state: &Arc<State>, vocab: &mut Option<Arc<TokenBytes>>) {
     let query = last_user_text(&job.messages);
     if job.agent {
-        let result = answer_as_agent(runtime, &job, &query);
-        match result {
+        let metrics = Arc::clone(state);
+        let (events, failed) = (job.events.clone(), job.events.clone());
+        let started = spawn_with_runtime(runtime, state, "persona-agent", move |mut rt| match answer_as_agent(&mut rt, &job, &query) {
             Ok((text, usage, context)) => {
-                let _ = job.events.send(ChatEvent::Started(Some(context)));
-                let _ = job.events.send(ChatEvent::Text(text.clone()));
-                state.metrics.count(&usage);
-                finish(runtime, job, &query, text, "stop", usage);
+                let _ = events.send(ChatEvent::Started(Some(context)));
+                let _ = events.send(ChatEvent::Text(text.clone()));
+                metrics.metrics.count(&usage);
+                finish(&mut rt, job, &query, text, "stop", usage);
+            }
+            Err(e) => drop(events.send(ChatEvent::Failed(e))),
+        });
+        if let Err(e) = started {
+            let _ = failed.send(ChatEvent::Failed(e));
+        }
+        return;
+    }
+    if let Some(user) = job.user.clone() {
+        match needs_persona(runtime, &user) {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Some(parked) = q.building.get_mut(&user) {
+                    parked.push(job);
+                    return;
+                }
+                let done = Arc::clone(state);
+                let who = user.clone();
+                let started = spawn_with_runtime(runtime, state, "persona-build", move |mut rt| {
+                    let result = rt.user(&who).and_then(|mut scope| scope.persona().map(|_| ())).map_err(ApiError::from);
+                    if let Err(e) = &result {
+                        tracing::error!(user = %who, error = %e.message, "building the user's persona failed");
+                    }
+                    let _ = done.send(Job::PersonaBuilt { user: who, result });
+                });
+                match started {
+                    Ok(()) => {
+                        q.building.insert(user, vec![job]);
+                    }
+                    Err(e) => drop(job.events.send(ChatEvent::Failed(e))),
+                }
+                return;
             }
             Err(e) => {
                 let _ = job.events.send(ChatEvent::Failed(e));
+                return;
             }
         }
-        return;
     }
     match join(runtime, &job, &query, batch, vocab) {
         Ok((id, context)) => {
             let _ = job.events.send(ChatEvent::Started(context));
-            running.insert(id, Running { job, query, first: true });
+            q.running.insert(id, Running { job, query, first: true });
         }
         Err(e) => {
             let _ = job.events.send(ChatEvent::Failed(e));
@@ -234,7 +315,7 @@ fn join(
 
 /// The full method: the action loop with the user's persona, memory and
 /// tools; the answer is the reply.
-fn answer_as_agent(runtime: &mut ServeRuntime, job: &ChatJob, query: &str) -> Result<(String, Usage, PersonalContext), ApiError> {
+fn answer_as_agent<M: AgentLlm>(runtime: &mut Runtime<M>, job: &ChatJob, query: &str) -> Result<(String, Usage, PersonalContext), ApiError> {
     let Some(user) = &job.user else {
         return Err(ApiError::bad_request("the `persona-agent` model answers as a user: name one with `user`, `safety_identifier` or the X-User-Id header")
             .with_param("user"));
@@ -250,7 +331,7 @@ fn answer_as_agent(runtime: &mut ServeRuntime, job: &ChatJob, query: &str) -> Re
 }
 
 /// Stores the exchange (when asked) and then sends the end of the reply.
-fn finish(runtime: &mut ServeRuntime, job: Box<ChatJob>, query: &str, text: String, finish: &'static str, usage: Usage) {
+fn finish<M: AgentLlm>(runtime: &mut Runtime<M>, job: Box<ChatJob>, query: &str, text: String, finish: &'static str, usage: Usage) {
     if let (Some(user), true) = (&job.user, job.store) {
         if !query.trim().is_empty() && !text.trim().is_empty() {
             let mut metadata = Map::new();

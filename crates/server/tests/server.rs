@@ -428,6 +428,21 @@ fn alignment_runs_as_a_background_job() {
     assert_eq!(status, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(600);
+    // The job runs on a thread of its own: a chat meanwhile is answered
+    // while the job still runs (its calls share the batch, they do not
+    // hold it). On the engine thread, the chat would wait for the job.
+    loop {
+        let state = get(url, &format!("/v1/jobs/{id}")).1;
+        if state["status"] == "running" {
+            break;
+        }
+        assert!(state["status"] == "queued" && Instant::now() < deadline, "{state}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, reply) = post(url, "/v1/chat/completions", &chat("Say hi.", 2));
+    assert_eq!(status, 200, "{reply}");
+    let meanwhile = get(url, &format!("/v1/jobs/{id}")).1;
+    assert_eq!(meanwhile["status"], "running", "the chat waited for the alignment job: {meanwhile}");
     let done = loop {
         let (status, state) = get(url, &format!("/v1/jobs/{id}"));
         assert_eq!(status, 200);
