@@ -16,6 +16,7 @@ pub mod bench;
 pub mod error;
 pub mod import;
 pub mod index;
+mod index_cache;
 pub mod memory;
 pub mod record;
 pub mod semantic;

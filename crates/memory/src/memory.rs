@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, MemoryError, Result};
 use crate::index::{IndexParams, VectorIndex};
+use crate::index_cache::{IndexCache, DEFAULT_CAPACITY};
 use crate::record::{Hit, NewRecord};
 use crate::store::{RecordsState, Store, User};
 
@@ -71,7 +72,7 @@ pub struct Memory {
     dir: PathBuf,
     params: IndexParams,
     /// Indexes loaded in this process, with the state they match.
-    cache: HashMap<i64, (RecordsState, VectorIndex)>,
+    cache: IndexCache<(RecordsState, VectorIndex)>,
 }
 
 /// The file's sha256 (the models store's digest, so that both verify files
@@ -97,7 +98,7 @@ impl Memory {
     /// users that no longer exist (left by a crash during deletion).
     pub fn open(dir: &Path) -> Result<Memory> {
         let store = Store::open(dir)?;
-        let memory = Memory { store, dir: dir.to_path_buf(), params: IndexParams::default(), cache: HashMap::new() };
+        let memory = Memory { store, dir: dir.to_path_buf(), params: IndexParams::default(), cache: IndexCache::new(DEFAULT_CAPACITY) };
         memory.remove_orphan_indexes()?;
         Ok(memory)
     }
@@ -108,11 +109,18 @@ impl Memory {
         self
     }
 
+    /// Keeps at most `users` users' indexes loaded (the most recently
+    /// used; 64 by default); the others are read from disk when needed.
+    pub fn with_index_cache(mut self, users: usize) -> Self {
+        self.cache = IndexCache::new(users);
+        self
+    }
+
     /// Another connection to the same data folder, with the same HNSW
-    /// parameters (for work on another thread; SQLite keeps the writes of
+    /// parameters and index cache (for work on another thread; SQLite keeps the writes of
     /// both in order).
     pub fn reopen(&self) -> Result<Memory> {
-        Ok(Memory::open(&self.dir)?.with_index_params(self.params))
+        Ok(Memory::open(&self.dir)?.with_index_params(self.params).with_index_cache(self.cache.capacity()))
     }
 
     /// The store.

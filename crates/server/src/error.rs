@@ -103,6 +103,21 @@ impl ApiError {
         }
     }
 
+    /// 409: the request conflicts with work under way (e.g. a second
+    /// alignment job for a user who has one).
+    pub fn conflict(message: impl Into<String>, param: &str, code: &'static str) -> Self {
+        ApiError { param: Some(param.into()), code: Some(code), ..Self::new(StatusCode::CONFLICT, "invalid_request_error", message) }
+    }
+
+    /// 503: the background job queue is full.
+    pub fn overloaded_jobs(limit: usize) -> Self {
+        ApiError {
+            retry_after: Some(30),
+            code: Some("overloaded"),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", format!("{limit} background jobs already wait; retry later"))
+        }
+    }
+
     /// 500: a fault of the server, not of the request.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)

@@ -18,6 +18,7 @@
 //! `POST /v1/users/{id}/align` (a background job, `GET /v1/jobs/{job}`),
 //! `DELETE /v1/users/{id}`.
 
+mod background;
 mod error;
 mod job;
 mod openai;
@@ -80,7 +81,7 @@ impl Default for ServerConfig {
             model_name: "small".into(),
             encoder_name: "minilm".into(),
             api_key: None,
-            limits: Limits { parallel: 8, queue: 64, max_body_bytes: 4 << 20 },
+            limits: Limits { parallel: 8, queue: 64, max_body_bytes: 4 << 20, align_jobs: 1 },
             cors_origins: Vec::new(),
         }
     }
@@ -99,6 +100,9 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         if config.limits.parallel == 0 {
             return Err(ServerError::Config { name: "parallel", reason: "must be at least 1".into() });
+        }
+        if config.limits.align_jobs == 0 {
+            return Err(ServerError::Config { name: "align-jobs", reason: "must be at least 1".into() });
         }
         if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             return Err(ServerError::Config { name: "api-key", reason: "is empty".into() });
@@ -122,7 +126,7 @@ impl Server {
             limits: config.limits,
             inflight: Arc::new(AtomicUsize::new(0)),
             metrics: Default::default(),
-            jobs_state: Mutex::new(Default::default()),
+            background: Default::default(),
             client: std::sync::OnceLock::new(),
         });
         Ok(Server { listener, state, receiver, cors })

@@ -1,7 +1,6 @@
 //! What the request handlers share: the way to the engine thread, the
 //! limits, the metrics and background jobs.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
@@ -9,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use persona_agent::SharedLlm;
 use persona_engine::ModelClient;
-use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::background::Background;
 use crate::error::ApiError;
 use crate::job::{ClientRuntime, Job, ServeRuntime, SlotGuard};
 use crate::openai::Usage;
@@ -25,6 +24,9 @@ pub struct Limits {
     pub queue: usize,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Alignment jobs running at once (each on a thread of its own whose
+    /// model calls join the chats' batch); more wait, up to `queue`.
+    pub align_jobs: usize,
 }
 
 /// Loading state of the models.
@@ -54,8 +56,8 @@ pub struct State {
     pub inflight: Arc<AtomicUsize>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
-    /// Background jobs (alignment) by id: their last state.
-    pub jobs_state: Mutex<HashMap<String, Value>>,
+    /// Background jobs (alignment): their queue and states.
+    pub background: Background,
     /// A client of the engine thread's model, for work on other threads
     /// (set when the models are loaded).
     pub client: OnceLock<ModelClient>,
@@ -94,16 +96,17 @@ impl State {
         Ok(runtime.fork(SharedLlm(client.clone()))?)
     }
 
-    /// Records a background job's state.
-    pub fn set_job(&self, id: &str, state: Value) {
-        if let Ok(mut jobs) = self.jobs_state.lock() {
-            jobs.insert(id.to_string(), state);
-        }
-    }
-
-    /// A background job's last state.
-    pub fn job(&self, id: &str) -> Option<Value> {
-        self.jobs_state.lock().ok().and_then(|j| j.get(id).cloned())
+    /// Runs `work` on a thread of its own named `name`, with a runtime
+    /// forked from the engine thread's `runtime` (so its model calls come
+    /// back to the engine thread as [`Job::Sequence`] and join the batch).
+    /// Called on the engine thread.
+    pub fn spawn(&self, runtime: &ServeRuntime, name: &str, work: impl FnOnce(ClientRuntime) + Send + 'static) -> Result<(), ApiError> {
+        let forked = self.fork(runtime)?;
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(forked))
+            .map(|_| ())
+            .map_err(|e| ApiError::internal(format!("cannot start a thread for this work: {e}")))
     }
 
     /// Takes a place for a chat request, or answers 503 when the running

@@ -15,6 +15,7 @@ use persona_memory::{ImportOptions, MemoryError, NewRecord};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::background::{AlignTask, Submitted};
 use crate::error::ApiError;
 use crate::job::ClientRuntime;
 use crate::openai::JsonBody;
@@ -190,9 +191,11 @@ pub struct AlignRequest {
 }
 
 /// `POST /v1/users/{id}/align`: test-time alignment of the user's persona
-/// as a background job on a thread of its own (its model calls share the
-/// batch with the chats, which go on meanwhile); answers 202 with the job,
-/// whose state `GET /v1/jobs/{job}` gives.
+/// as a background job; answers 202 with the job, whose state
+/// `GET /v1/jobs/{job}` gives. At most `limits.align_jobs` jobs run at once,
+/// each on a thread of its own whose replays and rewrites join the chats'
+/// batch (the chats go on meanwhile); more wait in order, up to
+/// `limits.queue` (then 503); a user with a job queued or running gets 409.
 pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<String>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = checked(&id)?;
     let request: AlignRequest = if body.iter().all(u8::is_ascii_whitespace) { AlignRequest::default() } else { crate::openai::parse_json(&body)? };
@@ -203,66 +206,51 @@ pub async fn align(Shared(state): Shared<Arc<State>>, UrlPath(id): UrlPath<Strin
     // The user must exist before a job is made.
     let user = id.clone();
     state.run(move |rt| Ok(rt.memory().store().require_user(&user).map(|_| ())?)).await?;
-    let job = format!("align-{:016x}", rand::random::<u64>());
-    let record = |status: &str, extra: Value| {
-        let mut v = json!({"id": job, "object": "job", "kind": "align", "user": id, "status": status});
-        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
-            v.extend(extra);
-        }
-        v
-    };
-    state.set_job(&job, record("queued", json!({})));
-    let (shared, job_id, user) = (state.clone(), job.clone(), id.clone());
-    let queued = record("queued", json!({}));
-    // The engine thread forks a runtime for the job's own thread, whose
-    // replays and rewrites join the chats' batch.
-    state.send(crate::job::Job::Run(Box::new(move |rt| {
-        let forked = match shared.fork(rt) {
-            Ok(forked) => forked,
-            Err(e) => {
-                let mut v = queued.clone();
-                v["status"] = json!("failed");
-                v["error"] = json!(e.message);
-                shared.set_job(&job_id, v);
-                return;
+    let task = AlignTask { id: format!("align-{:016x}", rand::random::<u64>()), user: id, config };
+    let job = task.id.clone();
+    let limits = state.limits;
+    if state.background.submit(task, limits.align_jobs, limits.queue.max(1))? == Submitted::StartWorker {
+        // The engine thread forks a runtime for the worker's thread.
+        let shared = state.clone();
+        let started = state.send(crate::job::Job::Run(Box::new(move |rt| {
+            let worker = shared.clone();
+            if let Err(e) = shared.spawn(rt, "persona-align", move |rt| align_worker(rt, &worker)) {
+                tracing::error!(error = %e.message, "cannot start an alignment worker");
+                shared.background.worker_failed(&e);
             }
-        };
-        let started = std::thread::Builder::new().name("persona-align".into()).spawn(move || run_align(forked, &shared, &job_id, &user, &config, queued));
+        })));
         if let Err(e) = started {
-            tracing::error!(error = %e, "cannot start the alignment job's thread");
+            state.background.worker_failed(&e);
         }
-    })))?;
-    Ok((StatusCode::ACCEPTED, Json(state.job(&job).unwrap_or_else(|| record("queued", json!({}))))))
+    }
+    let answer = state.background.state(&job).ok_or_else(|| ApiError::internal("the job was forgotten"))?;
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
-/// An alignment job on its own thread: records its state as it goes.
-fn run_align(mut rt: ClientRuntime, shared: &State, job_id: &str, user: &str, config: &AlignConfig, queued: Value) {
-    {
-        let with = |status: &str, extra: Value| {
-            let mut v = queued.clone();
-            v["status"] = json!(status);
-            if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
-                v.extend(extra);
-            }
-            v
-        };
-        shared.set_job(job_id, with("running", json!({})));
-        let result = rt.user(user).and_then(|mut scope| {
-            scope.persona()?;
-            scope.align(config, None, None, &mut |_| {})
-        });
-        let done = match result {
-            Ok(report) => with(
+/// An alignment worker: runs queued jobs one after another with its
+/// runtime until none is left, recording each job's state as it goes.
+fn align_worker(mut rt: ClientRuntime, shared: &State) {
+    while let Some(task) = shared.background.next() {
+        // A panic fails its job, not the queue behind it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.user(&task.user).and_then(|mut scope| {
+                scope.persona()?;
+                scope.align(&task.config, None, None, &mut |_| {})
+            })
+        }));
+        match result {
+            Err(_) => shared.background.finish(&task, "failed", json!({"error": "the alignment job panicked; see the server's log"})),
+            Ok(Ok(report)) => shared.background.finish(
+                &task,
                 "succeeded",
                 json!({"result": {"initial_version": report.initial_version, "final_version": report.final_version, "initial_score": report.initial_score, "final_score": report.final_score, "iterations": report.iterations.len()}}),
             ),
-            Err(e) => with("failed", json!({"error": ApiError::from(e).message})),
-        };
-        shared.set_job(job_id, done);
+            Ok(Err(e)) => shared.background.finish(&task, "failed", json!({"error": ApiError::from(e).message})),
+        }
     }
 }
 
 /// `GET /v1/jobs/{job}`: a background job's state.
 pub async fn job(Shared(state): Shared<Arc<State>>, UrlPath(job): UrlPath<String>) -> Result<Json<Value>, ApiError> {
-    state.job(&job).map(Json).ok_or_else(|| ApiError::not_found(format!("no job '{job}'"), "job", "job_not_found"))
+    state.background.state(&job).map(Json).ok_or_else(|| ApiError::not_found(format!("no job '{job}'"), "job", "job_not_found"))
 }

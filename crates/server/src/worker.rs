@@ -24,7 +24,7 @@ use persona_memory::NewRecord;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::job::{ChatEvent, ChatJob, ClientRuntime, Job, JsonMode, PersonalContext, ServeRuntime};
+use crate::job::{ChatEvent, ChatJob, Job, JsonMode, PersonalContext, ServeRuntime};
 use crate::openai::Usage;
 use crate::state::State;
 
@@ -154,18 +154,6 @@ fn take(job: Job, runtime: &mut ServeRuntime, q: &mut Queues) {
     }
 }
 
-/// Runs `work` on a thread of its own with a runtime forked from the
-/// engine thread's (its model calls come back as [`Job::Sequence`]);
-/// `failed` gets the error when the thread cannot start.
-fn spawn_with_runtime(runtime: &ServeRuntime, state: &State, name: &str, work: impl FnOnce(ClientRuntime) + Send + 'static) -> Result<(), ApiError> {
-    let forked = state.fork(runtime)?;
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || work(forked))
-        .map(|_| ())
-        .map_err(|e| ApiError::internal(format!("cannot start a thread for this request: {e}")))
-}
-
 /// The last user message: what a stored exchange and a memory search read.
 fn last_user_text(messages: &[ChatMessage]) -> String {
     messages.iter().rev().find(|m| m.role == persona_engine::Role::User).map(|m| m.content.clone()).unwrap_or_default()
@@ -219,7 +207,7 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
     if job.agent {
         let metrics = Arc::clone(state);
         let (events, failed) = (job.events.clone(), job.events.clone());
-        let started = spawn_with_runtime(runtime, state, "persona-agent", move |mut rt| match answer_as_agent(&mut rt, &job, &query) {
+        let started = state.spawn(runtime, "persona-agent", move |mut rt| match answer_as_agent(&mut rt, &job, &query) {
             Ok((text, usage, context)) => {
                 let _ = events.send(ChatEvent::Started(Some(context)));
                 let _ = events.send(ChatEvent::Text(text.clone()));
@@ -243,7 +231,7 @@ fn admit(job: Box<ChatJob>, runtime: &mut ServeRuntime, batch: &mut Batch<'stati
                 }
                 let done = Arc::clone(state);
                 let who = user.clone();
-                let started = spawn_with_runtime(runtime, state, "persona-build", move |mut rt| {
+                let started = state.spawn(runtime, "persona-build", move |mut rt| {
                     let result = rt.user(&who).and_then(|mut scope| scope.persona().map(|_| ())).map_err(ApiError::from);
                     if let Err(e) = &result {
                         tracing::error!(user = %who, error = %e.message, "building the user's persona failed");

@@ -35,7 +35,12 @@ fn start(config: ServerConfig, loader: Loader) -> SocketAddr {
 }
 
 fn config() -> ServerConfig {
-    ServerConfig { port: 0, model_name: "tiny".into(), limits: Limits { parallel: 4, queue: 4, max_body_bytes: BODY_LIMIT }, ..ServerConfig::default() }
+    ServerConfig {
+        port: 0,
+        model_name: "tiny".into(),
+        limits: Limits { parallel: 4, queue: 4, max_body_bytes: BODY_LIMIT, align_jobs: 1 },
+        ..ServerConfig::default()
+    }
 }
 
 /// The shared server with the tiny model (loaded once for every test).
@@ -443,6 +448,19 @@ fn alignment_runs_as_a_background_job() {
     assert_eq!(status, 200, "{reply}");
     let meanwhile = get(url, &format!("/v1/jobs/{id}")).1;
     assert_eq!(meanwhile["status"], "running", "the chat waited for the alignment job: {meanwhile}");
+    // One job per user at a time; one job runs at once (`align_jobs: 1`),
+    // the next waits its turn; a queued job whose user is deleted fails.
+    let (status, again) = post(url, &format!("/v1/users/{user}/align"), &json!({}));
+    assert_eq!((status, &again["error"]["code"]), (409, &json!("job_in_progress")), "{again}");
+    assert!(again["error"]["message"].as_str().unwrap().contains(&id), "{again}");
+    let other = "aligned-reader-two";
+    assert_eq!(import(url, other, &author_records(&author, 6)).0, 201);
+    let (status, waiting) = post(url, &format!("/v1/users/{other}/align"), &json!({"batch": 1, "iterations": 1}));
+    assert_eq!((status, &waiting["status"]), (202, &json!("queued")), "{waiting}");
+    let waiting = waiting["id"].as_str().unwrap().to_string();
+    assert_eq!(get(url, &format!("/v1/jobs/{id}")).1["status"], "running");
+    assert_eq!(get(url, &format!("/v1/jobs/{waiting}")).1["status"], "queued", "a second job ran beside the first");
+    assert_eq!(read(agent().delete(&format!("{url}/v1/users/{other}")).call()).0, 200);
     let done = loop {
         let (status, state) = get(url, &format!("/v1/jobs/{id}"));
         assert_eq!(status, 200);
@@ -454,6 +472,16 @@ fn alignment_runs_as_a_background_job() {
     };
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["result"]["iterations"], 1, "{done}");
+    let failed = loop {
+        let state = get(url, &format!("/v1/jobs/{waiting}")).1;
+        if state["status"] != "queued" && state["status"] != "running" {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "the queued job did not end: {state}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains(other), "{failed}");
     let (_, history) = get(url, &format!("/v1/users/{user}/persona?history=true"));
     let versions = history["versions"].as_array().unwrap();
     assert_eq!(versions.last().unwrap()["version"], done["result"]["final_version"], "{history}");
@@ -473,7 +501,7 @@ fn a_full_queue_answers_503_with_retry_after() {
         let encoder = BertEncoder::load(model_path("minilm").parent().unwrap(), "minilm", &Device::Cpu).map_err(|e| e.to_string())?;
         Ok(Runtime::new(model, std::sync::Arc::new(encoder), Memory::open(&data).map_err(|e| e.to_string())?, None))
     });
-    let config = ServerConfig { limits: Limits { parallel: 1, queue: 0, max_body_bytes: BODY_LIMIT }, ..config() };
+    let config = ServerConfig { limits: Limits { parallel: 1, queue: 0, max_body_bytes: BODY_LIMIT, align_jobs: 1 }, ..config() };
     let url = format!("http://{}", start(config, loader));
     let deadline = Instant::now() + Duration::from_secs(120);
     while get(&url, "/health").0 != 200 {

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Retry-After.
     #[arg(long, default_value_t = 64)]
     pub queue: usize,
+    /// Alignment jobs (POST /v1/users/{id}/align) run at once; more wait in
+    /// order, up to --queue. Each shares the model with the chats.
+    #[arg(long, default_value_t = 1)]
+    pub align_jobs: usize,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
@@ -83,7 +87,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<()> {
         model_name: args.runtime.model.clone(),
         encoder_name: args.runtime.encoder.clone(),
         api_key,
-        limits: Limits { parallel: args.parallel, queue: args.queue, max_body_bytes: args.max_body_bytes },
+        limits: Limits { parallel: args.parallel, queue: args.queue, max_body_bytes: args.max_body_bytes, align_jobs: args.align_jobs },
         cors_origins: args.cors_origins,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the async runtime")?;
