@@ -5,6 +5,14 @@ token p50/p95, aggregate generated tokens/s, and the server's RSS before and
 after (when given its pid).
 
 usage: python load.py --url http://127.0.0.1:8080 --model small --clients 8 --seconds 120 [--pid PID]
+                      [--users N] [--rss-every S]
+
+--users N names one of N users (load-0 .. load-N-1, in turn) in each
+request, so the server answers as that user: persona, memory search, the
+exchange stored (a persona is built once a user has five records). Without
+it the chats are plain. --rss-every S samples the server's RSS every S
+seconds into "rss_mib_series" ([seconds, MiB] pairs), to see whether its
+memory levels off under a long load.
 
 Tokens are counted as the content chunks of the streams (both servers
 send one chunk per token), so the two servers are counted alike.
@@ -43,6 +51,7 @@ def rss_kib(pid):
 
 async def client(n, args, deadline, stats):
     rng = random.Random(n)
+    sent = 0
     async with httpx.AsyncClient(base_url=args.url, timeout=httpx.Timeout(600.0)) as http:
         while time.monotonic() < deadline:
             body = {
@@ -53,6 +62,9 @@ async def client(n, args, deadline, stats):
                 "seed": rng.randrange(1 << 30),
                 "stream": True,
             }
+            if args.users:
+                body["user"] = f"load-{(n + sent * args.clients) % args.users}"
+                sent += 1
             start = time.monotonic()
             first = None
             tokens = 0
@@ -94,18 +106,33 @@ async def main():
     p.add_argument("--seconds", type=float, default=120)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--pid", type=int)
+    p.add_argument("--users", type=int, default=0)
+    p.add_argument("--rss-every", type=float, default=0)
     args = p.parse_args()
     stats = {"requests": 0, "tokens": 0, "ttft": [], "status": {}}
     rss_before = rss_kib(args.pid)
     start = time.monotonic()
     deadline = start + args.seconds
+    series = []
+
+    async def sample():
+        while time.monotonic() < deadline:
+            rss = rss_kib(args.pid)
+            if rss is not None:
+                series.append([round(time.monotonic() - start), round(rss / 1024, 1)])
+            await asyncio.sleep(args.rss_every)
+
+    sampler = asyncio.create_task(sample()) if args.rss_every > 0 and args.pid else None
     await asyncio.gather(*(client(n, args, deadline, stats) for n in range(args.clients)))
+    if sampler:
+        sampler.cancel()
     elapsed = time.monotonic() - start
     ttft = sorted(stats["ttft"])
     q = lambda f: ttft[min(len(ttft) - 1, int(f * len(ttft)))] if ttft else None
     errors = sum(v for k, v in stats["status"].items() if k != "503")
     print(json.dumps({
         "clients": args.clients,
+        "users": args.users,
         "seconds": round(elapsed, 1),
         "requests": stats["requests"],
         "errors": errors,
@@ -117,6 +144,7 @@ async def main():
         "tokens_per_s": round(stats["tokens"] / elapsed, 2),
         "rss_before_mib": rss_before and round(rss_before / 1024, 1),
         "rss_after_mib": rss_kib(args.pid) and round(rss_kib(args.pid) / 1024, 1),
+        **({"rss_mib_series": series} if series else {}),
     }))
 
 

@@ -10,7 +10,9 @@
 #   LLAMA_PYTHON: a Python with llama-cpp-python[server]
 #   CLIENT_PYTHON: a Python with httpx
 #   defaults: 120 seconds, clients 8 and 32; model small, 2 threads
-#   (MODEL=..., THREADS=... to change; SERVERS="persona llama" picks which run).
+#   (MODEL=..., THREADS=... to change; SERVERS="persona llama" picks which run;
+#   USERS=N makes every request name one of N users, RSS_EVERY=S samples the
+#   server's RSS every S seconds: see load.py).
 # llama_cpp.server runs with --interrupt_requests False: by default a new
 # request cancels the one it is streaming, which empties every stream of a
 # concurrent load.
@@ -33,7 +35,7 @@ wait_ready() {
 run_load() {
     local name="$1" pid="$2" model_name="$3"
     for c in "${clients[@]}"; do
-        out="$("$client_py" benches/serve/load.py --url "http://127.0.0.1:$port" --model "$model_name" --clients "$c" --seconds "$seconds" --pid "$pid")"
+        out="$("$client_py" benches/serve/load.py --url "http://127.0.0.1:$port" --model "$model_name" --clients "$c" --seconds "$seconds" --pid "$pid" --users "${USERS:-0}" --rss-every "${RSS_EVERY:-0}")"
         echo "{\"server\": \"$name\", ${out#\{}"
     done
 }

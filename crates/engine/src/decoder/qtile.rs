@@ -25,6 +25,8 @@
 // runtime check of the CPU features it is compiled for, and all memory
 // access goes through bounds-checked slices and arrays.
 #![allow(unsafe_code)]
+// The tiles are x86-64 code; elsewhere only the type is named.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
 use super::qblock::{for_each_block, ActBlock, Weights, BLOCK};
 

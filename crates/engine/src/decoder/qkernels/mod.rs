@@ -1,5 +1,6 @@
-//! AVX2 / AVX-VNNI / AVX-512 VNNI matrix multiplication for Q4_1, Q5_0 and
-//! Q4_K weights, the instruction set chosen at run time.
+//! AVX2 / AVX-VNNI / AVX-512 VNNI (x86-64) and NEON / NEON dot-product
+//! (aarch64) matrix multiplication for Q4_1, Q5_0 and Q4_K weights, the
+//! instruction set chosen at run time.
 //!
 //! candle 0.11 has SIMD CPU kernels for Q4_0, Q8_0 and the k-quants only;
 //! Q4_1 and Q5_0 (the tiny model is Q4_1, the small model mostly Q5_0) run
@@ -62,6 +63,11 @@ const ROWS_PER_TASK: usize = 16;
 pub enum Isa {
     /// Plain Rust (any CPU).
     Portable,
+    /// aarch64 NEON (every aarch64 CPU): widening byte multiplies.
+    Neon,
+    /// aarch64 NEON with the dot-product extension (`sdot`: Cortex-A55/A76
+    /// and newer, Apple M1 and newer, Graviton 2 and newer).
+    NeonDot,
     /// x86-64 AVX2 + FMA.
     Avx2,
     /// x86-64 AVX-VNNI: byte dot products in one instruction on 256-bit
@@ -74,12 +80,14 @@ pub enum Isa {
 
 impl Isa {
     /// Every instruction set, slowest first.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 6] = [Isa::Portable, Isa::Neon, Isa::NeonDot, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
 
     /// The name [`ISA_ENV`] takes for it.
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "dotprod",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512Vnni => "avx512vnni",
@@ -94,12 +102,23 @@ impl Isa {
             let avx2 = has!("avx2") && has!("fma");
             match self {
                 Isa::Portable => true,
+                Isa::Neon | Isa::NeonDot => false,
                 Isa::Avx2 => avx2,
                 Isa::AvxVnni => avx2 && has!("avxvnni"),
                 Isa::Avx512Vnni => avx2 && has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni"),
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            use std::arch::is_aarch64_feature_detected as has;
+            match self {
+                Isa::Portable => true,
+                Isa::Neon => has!("neon"),
+                Isa::NeonDot => has!("neon") && has!("dotprod"),
+                _ => false,
+            }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             self == Isa::Portable
         }
@@ -112,7 +131,7 @@ impl Isa {
 }
 
 /// The environment variable that caps the instruction set (`avx512vnni`,
-/// `avxvnni`, `avx2` or `portable`), to compare kernels or to work around a
+/// `avxvnni`, `avx2`, `dotprod`, `neon` or `portable`), to compare kernels or to work around a
 /// CPU problem.
 pub const ISA_ENV: &str = "PERSONA_SIMD";
 
@@ -132,7 +151,8 @@ pub fn isa() -> Isa {
     })
 }
 
-/// Whether this CPU runs the SIMD kernels (x86-64 with AVX2 and FMA).
+/// Whether this CPU runs the SIMD kernels (x86-64 with AVX2 and FMA, or
+/// aarch64).
 pub fn available() -> bool {
     isa() > Isa::Portable
 }
@@ -159,9 +179,11 @@ pub fn quantize_rows(x: &[f32], k: usize) -> Vec<ActBlock> {
 
 /// Activation rows from which prefill takes the repacked path (below it,
 /// repacking a task's weights would cost more than it saves).
+#[cfg(target_arch = "x86_64")]
 const PACK_FROM_ROWS: usize = 8;
 
 /// The same for the 256-bit tiles (AVX2, AVX-VNNI).
+#[cfg(target_arch = "x86_64")]
 const PACK_FROM_ROWS_256: usize = 6;
 
 /// `out[i * n + j] = dot(x row i, weight row j)` for `m` activation rows and
@@ -258,6 +280,25 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
             return;
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if matches!(isa, Isa::Neon | Isa::NeonDot) {
+            // Each activation row in turn over the task's weight rows
+            // (still in the caches after the first).
+            for i in 0..m {
+                // SAFETY: `isa` was detected on this CPU (NEON, and the
+                // dot-product extension for `NeonDot`).
+                unsafe {
+                    if isa == Isa::NeonDot {
+                        neon::rows_dot(w, act(i), out, m, i)
+                    } else {
+                        neon::rows(w, act(i), out, m, i)
+                    }
+                };
+            }
+            return;
+        }
+    }
     let _ = (isa, packed);
     for i in 0..m {
         for r in 0..weight_rows {
@@ -291,6 +332,8 @@ pub fn dequantize(kind: Kind, data: &[u8]) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 #[cfg(test)]
 mod tests {
@@ -408,6 +451,14 @@ mod tests {
         }
         assert!(isa() <= detected_isa());
         assert!(Isa::Avx512Vnni.or_supported_below().supported());
+        // A run that means to test a given instruction set says so (the
+        // aarch64 run under qemu: `dotprod`), so that it cannot fall back
+        // to a slower one unnoticed.
+        if let Ok(expected) = std::env::var("PERSONA_EXPECT_ISA") {
+            assert_eq!(detected_isa().name(), expected, "this CPU's best instruction set");
+        }
+        #[cfg(target_arch = "aarch64")]
+        assert!(Isa::Neon.supported(), "every aarch64 CPU has NEON");
     }
 
     #[test]

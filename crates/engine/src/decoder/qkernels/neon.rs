@@ -1,0 +1,158 @@
+//! The aarch64 row kernels: one activation row against a task's weight
+//! rows, on NEON (widening byte multiplies) or NEON with the dot-product
+//! extension (`sdot`); each gives the bits of [`super::dot_reference`]:
+//! a block's integer dot product is exact either way, and the scaling is
+//! the same scalar fused multiply-adds in the same order.
+
+// SIMD intrinsics need `unsafe`: every entry point is only called after a
+// runtime check of the CPU features it is compiled for, and all memory
+// access goes through bounds-checked slices (loads read exactly one block).
+#![allow(unsafe_code)]
+
+use std::arch::aarch64::*;
+
+use half::f16;
+
+use super::{ActBlock, Kind, Weights};
+use crate::decoder::qblock::q4k_scales;
+
+/// Dot products of every weight row of `w` with the activation row
+/// `acts`, into `out[r * m + i]` (NEON).
+///
+/// # Safety
+/// The CPU must have NEON (every aarch64 CPU does).
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn rows(w: &Weights<'_>, acts: &[ActBlock], out: &mut [f32], m: usize, i: usize) {
+    for r in 0..w.rows() {
+        out[r * m + i] = row::<false>(w.kind, w.row(r), acts);
+    }
+}
+
+/// [`rows`] with `sdot`.
+///
+/// # Safety
+/// The CPU must have NEON and the dot-product extension.
+#[target_feature(enable = "neon,dotprod")]
+pub(super) unsafe fn rows_dot(w: &Weights<'_>, acts: &[ActBlock], out: &mut [f32], m: usize, i: usize) {
+    for r in 0..w.rows() {
+        out[r * m + i] = row::<true>(w.kind, w.row(r), acts);
+    }
+}
+
+/// One weight row against one activation row, block by block as the
+/// reference does: `acc = fma(isum, d * a.d, acc)`, `off = fma(m, a.s, off)`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn row<const DOT: bool>(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
+    let (mut acc, mut off) = (0f32, 0f32);
+    let mut block = |lo: uint8x16_t, hi: uint8x16_t, d: f32, m: f32, a: &ActBlock| {
+        let isum = block_isum::<DOT>(lo, hi, a);
+        acc = (isum as f32).mul_add(d * a.d, acc);
+        off = m.mul_add(a.s, off);
+    };
+    let low = vdupq_n_u8(0x0f);
+    match kind {
+        Kind::Q4_1 => {
+            for (b, a) in w.chunks_exact(kind.block_bytes()).zip(acts) {
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
+                let raw = load16(&b[4..20]);
+                block(vandq_u8(raw, low), vshrq_n_u8::<4>(raw), d, min, a);
+            }
+        }
+        Kind::Q5_0 => {
+            // Byte j of a half looks at bit j of its 16 high bits.
+            let bit = vld1q_u8_array(&[1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128]);
+            let five = vdupq_n_u8(0x10);
+            for (b, a) in w.chunks_exact(kind.block_bytes()).zip(acts) {
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let high = |lo_byte: u8, hi_byte: u8| vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(lo_byte), vdup_n_u8(hi_byte)), bit), five);
+                let raw = load16(&b[6..22]);
+                let lo = vorrq_u8(vandq_u8(raw, low), high(b[2], b[3]));
+                let hi = vorrq_u8(vshrq_n_u8::<4>(raw), high(b[4], b[5]));
+                block(lo, hi, d, -16.0 * d, a);
+            }
+        }
+        Kind::Q4K => {
+            for (b, a8) in w.chunks_exact(kind.block_bytes()).zip(acts.chunks_exact(8)) {
+                let (d, m) = q4k_scales(b);
+                // Sub-blocks 2p and 2p + 1 are the low and high nibbles of
+                // the same 32 bytes.
+                for p in 0..4 {
+                    let (h0, h1) = (load16(&b[16 + 32 * p..32 + 32 * p]), load16(&b[32 + 32 * p..48 + 32 * p]));
+                    block(vandq_u8(h0, low), vandq_u8(h1, low), d[2 * p], m[2 * p], &a8[2 * p]);
+                    block(vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1), d[2 * p + 1], m[2 * p + 1], &a8[2 * p + 1]);
+                }
+            }
+        }
+    }
+    acc + off
+}
+
+/// The exact integer dot product of 32 unsigned weights (`lo` then `hi`,
+/// each below 32) with the block's 32 signed activations.
+#[inline]
+#[target_feature(enable = "neon")]
+fn block_isum<const DOT: bool>(lo: uint8x16_t, hi: uint8x16_t, a: &ActBlock) -> i32 {
+    let a0 = load16_i8(&a.qs[..16]);
+    let a1 = load16_i8(&a.qs[16..]);
+    // Weights below 128 read the same as signed bytes.
+    let (u0, u1) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+    if DOT {
+        // SAFETY: `DOT` is only set by `rows_dot`, whose callers checked
+        // that the CPU has the dot-product extension.
+        vaddvq_s32(unsafe { sdot(sdot(vdupq_n_s32(0), u0, a0), u1, a1) })
+    } else {
+        // Each product is at most 31 * 128 in magnitude: four summed per
+        // 16-bit lane stay below 16,000.
+        let p = vmull_s8(vget_low_s8(u0), vget_low_s8(a0));
+        let p = vmlal_high_s8(p, u0, a0);
+        let p = vmlal_s8(p, vget_low_s8(u1), vget_low_s8(a1));
+        let p = vmlal_high_s8(p, u1, a1);
+        vaddlvq_s16(p)
+    }
+}
+
+/// `acc + dot(a, b)` in groups of four bytes (`sdot`), through inline
+/// assembly since the intrinsic is not stable Rust yet.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: the function's target features include the dot-product
+    // extension; registers only, no memory.
+    unsafe {
+        std::arch::asm!(
+            ".arch_extension dotprod",
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// 16 bytes of a slice of exactly 16.
+#[inline]
+#[target_feature(enable = "neon")]
+fn load16(bytes: &[u8]) -> uint8x16_t {
+    let bytes: &[u8; 16] = bytes.try_into().unwrap_or(&[0; 16]);
+    vld1q_u8_array(bytes)
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load16_i8(bytes: &[i8]) -> int8x16_t {
+    let bytes: &[i8; 16] = bytes.try_into().unwrap_or(&[0; 16]);
+    // SAFETY: `bytes` is 16 readable bytes.
+    unsafe { vld1q_s8(bytes.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn vld1q_u8_array(bytes: &[u8; 16]) -> uint8x16_t {
+    // SAFETY: `bytes` is 16 readable bytes.
+    unsafe { vld1q_u8(bytes.as_ptr()) }
+}
