@@ -40,7 +40,8 @@ run_load() {
     done
 }
 data="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$data"' EXIT
+# KEEP_LOGS=DIR keeps the servers' logs there.
+trap 'kill $(jobs -p) 2>/dev/null || true; if [ -n "${KEEP_LOGS:-}" ]; then mkdir -p "$KEEP_LOGS" && cp "$data"/*.out "$data"/*.err "$KEEP_LOGS"/ 2>/dev/null || true; fi; rm -rf "$data"' EXIT
 servers="${SERVERS:-persona llama}"
 if [[ " $servers " == *" persona "* ]]; then
 $persona --threads "$threads" --data-dir "$data" serve -m "$model" --port $port --no-encyclopedia > "$data/persona.out" 2> "$data/persona.err" &

@@ -104,6 +104,12 @@ impl Store {
 
     fn configure(&mut self) -> Result<()> {
         self.conn.busy_timeout(Duration::from_secs(30)).map_err(|e| self.db_err(e))?;
+        // Write transactions take the write lock when they begin, so one
+        // that reads first (the next version number) waits for another
+        // connection's writer (up to the busy timeout) instead of failing
+        // with "database is locked" when that writer commits in between,
+        // which a deferred transaction cannot wait out.
+        self.conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         // WAL: readers never block the writer; FULL: a committed transaction
         // survives power loss too.
         let mode: String = self.conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| self.db_err(e))?;
@@ -225,6 +231,41 @@ mod tests {
 
     fn rows(texts: &[&str]) -> Vec<(NewRecord, Vec<f32>)> {
         texts.iter().map(|t| (NewRecord::new(*t, format!("answer to {t}")), vec![1.0, 0.0])).collect()
+    }
+
+    #[test]
+    fn writers_on_two_connections_wait_for_each_other() {
+        // The server writes one user's store from two connections at once
+        // (the engine thread stores exchanges while another thread builds
+        // or aligns a persona). A write transaction that reads first (the
+        // next version number) must wait for the other writer, not fail
+        // with "database is locked" when the other commits in between.
+        let dir = tempfile::tempdir().unwrap();
+        let user = Store::open(dir.path()).unwrap().ensure_user("a").unwrap();
+        let per_thread = 40;
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let (dir, user) = (dir.path().to_path_buf(), user.clone());
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&dir).unwrap();
+                    for i in 0..per_thread {
+                        match t {
+                            0 => store.insert_records(&user, "m", &rows(&[&format!("record {i}")])).map(|_| ()),
+                            1 => store.add_persona_version(&user, &format!("persona {i}"), None, None).map(|_| ()),
+                            _ => store.add_semantic_profile(&user, "task", "prompt", "model", &format!("summary {i}"), i).map(|_| ()),
+                        }
+                        .unwrap_or_else(|e| panic!("writer {t}, write {i}: {e}"));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let versions: Vec<i64> = store.persona_versions(&user).unwrap().iter().map(|v| v.version).collect();
+        assert_eq!(versions, (1..=per_thread).collect::<Vec<_>>());
+        assert_eq!(store.record_count(&user).unwrap(), per_thread);
     }
 
     #[test]
