@@ -138,7 +138,7 @@ pub fn measure_chat(model: &mut GgufChatModel, load_ms: f64, bench: &ChatBench) 
     let batches = measure_batches(model, &bench.batches, bench.gen_tokens.min(64), bench.runs)?;
     let engine = match &model.info().repacked {
         Some(_) => format!("persona-engine (candle {CANDLE_VERSION}, Q8_0 repack)"),
-        None => format!("persona-engine (own forward + Q4_1/Q5_0/Q4_K kernels, candle {CANDLE_VERSION})"),
+        None => format!("persona-engine (own forward + Q4_1/Q5_0/Q4_K/Q6_K kernels, candle {CANDLE_VERSION})"),
     };
     Ok(Measurement {
         engine,

@@ -190,7 +190,10 @@ impl GgufChatModel {
         }
         // Types the own decoder multiplies natively need no conversion.
         let native: Vec<GgmlDType> = if options.native_kernels && own {
-            [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q4K].into_iter().filter(|t| crate::decoder::native_kind(*t, device).is_some()).collect()
+            [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q4K, GgmlDType::Q6K]
+                .into_iter()
+                .filter(|t| crate::decoder::native_kind(*t, device).is_some())
+                .collect()
         } else {
             Vec::new()
         };

@@ -4,7 +4,7 @@
 //! so a server that runs for months does not grow with them.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use persona_agent::AlignConfig;
 use serde_json::{json, Value};
@@ -51,8 +51,12 @@ pub struct Background {
 }
 
 impl Background {
-    fn lock(&self) -> Result<MutexGuard<'_, Inner>, ApiError> {
-        self.inner.lock().map_err(|_| ApiError::internal("the job table is poisoned"))
+    /// The table, also after a thread panicked while holding it: no code
+    /// here panics between two updates that belong together, so the table
+    /// is whole, and refusing every later job (or losing a finished job's
+    /// state) would be worse than going on.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `task` (its state `queued`): refused with 409 while the user
@@ -60,7 +64,7 @@ impl Background {
     /// already wait. Says whether a worker must be started (fewer than
     /// `max_workers` run).
     pub fn submit(&self, task: AlignTask, max_workers: usize, max_pending: usize) -> Result<Submitted, ApiError> {
-        let mut inner = self.lock()?;
+        let mut inner = self.lock();
         if let Some(job) = inner.busy.get(&task.user) {
             return Err(ApiError::conflict(
                 format!("user '{}' already has an alignment job queued or running ({job}); wait for it (GET /v1/jobs/{job})", task.user),
@@ -85,7 +89,7 @@ impl Background {
     /// The next job for a worker (its state becomes `running`), or none:
     /// then the worker is counted out and must end.
     pub fn next(&self) -> Option<AlignTask> {
-        let mut inner = self.inner.lock().ok()?;
+        let mut inner = self.lock();
         match inner.pending.pop_front() {
             Some(task) => {
                 inner.states.insert(task.id.clone(), job_state(&task, "running", json!({})));
@@ -101,7 +105,7 @@ impl Background {
     /// Records how `task` ended (`succeeded` or `failed`, with `extra`
     /// fields) and frees its user for another job.
     pub fn finish(&self, task: &AlignTask, status: &str, extra: Value) {
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let mut inner = self.lock();
         inner.states.insert(task.id.clone(), job_state(task, status, extra));
         if inner.busy.get(&task.user) == Some(&task.id) {
             inner.busy.remove(&task.user);
@@ -118,7 +122,7 @@ impl Background {
     /// left the queued jobs fail with `error` (nothing would run them).
     pub fn worker_failed(&self, error: &ApiError) {
         let orphans = {
-            let Ok(mut inner) = self.inner.lock() else { return };
+            let mut inner = self.lock();
             inner.workers = inner.workers.saturating_sub(1);
             if inner.workers > 0 {
                 return;
@@ -132,7 +136,7 @@ impl Background {
 
     /// A job's last state.
     pub fn state(&self, id: &str) -> Option<Value> {
-        self.inner.lock().ok().and_then(|inner| inner.states.get(id).cloned())
+        self.lock().states.get(id).cloned()
     }
 }
 
@@ -172,6 +176,21 @@ mod tests {
         assert_eq!(b.next().unwrap().id, "a3");
         assert!(b.next().is_none());
         assert_eq!(b.submit(task("d1", "dan"), 1, 2).unwrap(), Submitted::StartWorker, "the worker ended");
+    }
+
+    #[test]
+    fn a_panic_while_holding_the_table_does_not_stop_the_queue() {
+        let b = std::sync::Arc::new(Background::default());
+        let holder = b.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = holder.inner.lock().unwrap();
+            panic!("a thread dies holding the job table");
+        })
+        .join();
+        assert!(b.inner.is_poisoned());
+        assert_eq!(b.submit(task("a1", "ann"), 1, 1).unwrap(), Submitted::StartWorker);
+        assert_eq!(b.next().unwrap().id, "a1");
+        assert_eq!(b.state("a1").unwrap()["status"], "running");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! A linear layer over quantized weights: the AVX2 kernels of
-//! [`super::qkernels`] for Q4_1, Q5_0 and Q4_K on CPUs that have them, candle's
-//! `QMatMul` for every other type and device.
+//! A linear layer over quantized weights: the SIMD kernels of
+//! [`super::qkernels`] for Q4_1, Q5_0, Q4_K and Q6_K on CPUs that have them,
+//! candle's `QMatMul` for every other type and device.
 
 use std::sync::Arc;
 
@@ -10,15 +10,9 @@ use candle_core::{Device, Module, Shape, Tensor};
 use super::mapped::{MappedTensor, ModelMap, WeightBytes};
 use super::qkernels::{self, Kind};
 
-/// Batches up to this many rows (decode batches of up to 8 sequences) run
-/// Q6_K row by row (see `forward`). Longer chunks stay tiled, so a prompt
-/// suffix of 8 tokens or fewer after a cached prefix may differ from a full
-/// prefill in the last bits on models with Q6_K tensors.
-const PER_ROW_LIMIT: usize = 8;
-
 /// `y = x W^T` for quantized `W` of shape `(out, in)`.
 pub(crate) enum Linear {
-    Candle(QMatMul, GgmlDType),
+    Candle(QMatMul),
     Native { kind: Kind, weights: WeightBytes, out: usize, inner: usize, device: Device },
 }
 
@@ -31,6 +25,7 @@ pub(crate) fn native_kind(dtype: GgmlDType, device: &Device) -> Option<Kind> {
         GgmlDType::Q4_1 => Some(Kind::Q4_1),
         GgmlDType::Q5_0 => Some(Kind::Q5_0),
         GgmlDType::Q4K => Some(Kind::Q4K),
+        GgmlDType::Q6K => Some(Kind::Q6K),
         _ => None,
     }
 }
@@ -46,8 +41,7 @@ impl Linear {
         if let Some((kind, out, inner)) = Self::native_shape(native, weights.dtype(), weights.shape(), &device) {
             return Ok(Linear::Native { kind, weights: WeightBytes::Tensor(weights), out, inner, device });
         }
-        let dtype = weights.dtype();
-        Ok(Linear::Candle(QMatMul::from_arc(weights)?, dtype))
+        Ok(Linear::Candle(QMatMul::from_arc(weights)?))
     }
 
     /// The kernel and `(out, in)` when the own kernels take these weights.
@@ -83,20 +77,7 @@ impl Linear {
     /// `x` of shape `(rows, in)` to `(rows, out)`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Candle(m, dtype) => {
-                // candle multiplies Q6_K with a tiled kernel when several
-                // rows come together and with a dot product per row when one
-                // does (x86): same math, different rounding. A decode batch
-                // (a few rows) runs row by row, so each sequence gets the
-                // bits it would get alone; prefill chunks stay tiled.
-                let rows = x.dim(0)?;
-                if *dtype == GgmlDType::Q6K && cfg!(target_arch = "x86_64") && rows > 1 && rows <= PER_ROW_LIMIT {
-                    let outs = (0..rows).map(|r| m.forward(&x.narrow(0, r, 1)?)).collect::<candle_core::Result<Vec<_>>>()?;
-                    Tensor::cat(&outs, 0)
-                } else {
-                    m.forward(x)
-                }
-            }
+            Linear::Candle(m) => m.forward(x),
             Linear::Native { kind, weights, out, inner, device } => {
                 let (rows, width) = x.dims2()?;
                 if width != *inner {

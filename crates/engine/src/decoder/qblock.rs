@@ -1,7 +1,7 @@
-//! The quantized block formats the own kernels read (Q4_1, Q5_0, Q4_K),
-//! the 8-bit activation blocks they multiply with, and reading a block's
-//! 32 unsigned weights with its scale and offset: shared by the row kernels
-//! ([`super::qkernels`]) and the repacked tiles ([`super::qtile`]).
+//! The quantized block formats the own kernels read (Q4_1, Q5_0, Q4_K,
+//! Q6_K), the 8-bit activation blocks they multiply with, and reading a
+//! block's 32 unsigned weights with its scales and offset: shared by the row
+//! kernels ([`super::qkernels`]) and the repacked tiles ([`super::qtile`]).
 
 use half::f16;
 
@@ -17,6 +17,12 @@ pub enum Kind {
     /// 128 bytes of nibbles; value `d * sc * q - dmin * m`. Each sub-block
     /// is one block of these kernels (scale `d * sc`, offset `-dmin * m`).
     Q4K,
+    /// k-quant super-blocks of 256 values (210 bytes): 128 bytes of low
+    /// nibbles, 64 bytes of high 2-bit pairs, sixteen signed 8-bit scales
+    /// (one per 16 values), f16 `d` last; value `d * sc * (q - 32)` with
+    /// 6-bit `q`. Each 32 values are one block of these kernels with two
+    /// scales (see [`Block`]).
+    Q6K,
 }
 
 impl Kind {
@@ -26,13 +32,14 @@ impl Kind {
             Kind::Q4_1 => 20,
             Kind::Q5_0 => 22,
             Kind::Q4K => 144,
+            Kind::Q6K => 210,
         }
     }
 
     /// Values per stored block (32, or 256 for a k-quant super-block).
     pub const fn block_values(self) -> usize {
         match self {
-            Kind::Q4K => 256,
+            Kind::Q4K | Kind::Q6K => 256,
             _ => BLOCK,
         }
     }
@@ -41,18 +48,69 @@ impl Kind {
     pub const fn row_bytes(self, k: usize) -> usize {
         k / self.block_values() * self.block_bytes()
     }
+
+    /// Activation values that share one scale when multiplied with this
+    /// kind: 32, or for Q6_K a whole super-block of 256 (as llama.cpp's
+    /// Q8_K does), so that a super-block's eight integer products add up
+    /// exactly and take one floating-point multiply-add.
+    pub const fn act_group(self) -> usize {
+        match self {
+            Kind::Q6K => 256,
+            _ => BLOCK,
+        }
+    }
+
+    /// The zero point subtracted from every unsigned weight before its
+    /// half-block scale applies (Q6_K: 32; the others have none).
+    pub const fn zero(self) -> i32 {
+        match self {
+            Kind::Q6K => 32,
+            _ => 0,
+        }
+    }
 }
 
 /// Values per block.
 pub const BLOCK: usize = 32;
 
-/// One block of quantized activations: `d * qs`, with `s = d * sum(qs)`.
+/// One block of quantized activations: `d * qs`, with `s = d * sum(qs)`
+/// and the integer sums `hs` of its two halves (values 0-15 and 16-31).
+/// `d` is shared by the blocks of a group ([`Kind::act_group`]).
 #[derive(Clone, Copy)]
 #[repr(C, align(32))]
 pub struct ActBlock {
     pub(crate) qs: [i8; BLOCK],
     pub(crate) d: f32,
     pub(crate) s: f32,
+    pub(crate) hs: [i32; 2],
+}
+
+/// One block of 32 weights as the products use it: value `i` is
+/// `d * sc[i / 16] * (u[i] - kind.zero()) + m`. Only Q6_K has half-block
+/// scales and a zero point; the others have `sc = [1, 1]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Block {
+    pub(crate) u: [u8; BLOCK],
+    pub(crate) d: f32,
+    pub(crate) m: f32,
+    pub(crate) sc: [i8; 2],
+}
+
+impl Block {
+    /// The block's exact integer product with an activation block:
+    /// `sc[0] * (dot(u, qs) over 0-15 - zero * hs[0]) + sc[1] * (the same
+    /// over 16-31)`; for kinds without half scales, just `dot(u, qs)`.
+    pub(crate) fn isum(&self, kind: Kind, a: &ActBlock) -> i32 {
+        let half = |h: usize| -> i32 {
+            let dot: i32 = (16 * h..16 * h + 16).map(|i| self.u[i] as i32 * a.qs[i] as i32).sum();
+            dot - kind.zero() * a.hs[h]
+        };
+        if kind == Kind::Q6K {
+            self.sc[0] as i32 * half(0) + self.sc[1] as i32 * half(1)
+        } else {
+            half(0) + half(1)
+        }
+    }
 }
 
 /// Weight rows of one quantization type, `row_bytes` each.
@@ -73,8 +131,8 @@ impl Weights<'_> {
 }
 
 /// Calls `f` with every 32-value block of a row in order, as the dot
-/// products use it (see [`unsigned_block`]); Q4_K super-blocks give eight.
-pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut([u8; BLOCK], f32, f32)) {
+/// products use it (see [`unsigned_block`]); k-quant super-blocks give eight.
+pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut(&Block)) {
     for b in row.chunks_exact(kind.block_bytes()) {
         match kind {
             Kind::Q4K => {
@@ -83,15 +141,34 @@ pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut([u8; BLOC
                 for j in 0..8 {
                     let half = &qs[32 * (j / 2)..32 * (j / 2) + 32];
                     let u: [u8; BLOCK] = std::array::from_fn(|l| if j % 2 == 0 { half[l] & 0x0f } else { half[l] >> 4 });
-                    f(u, d[j], m[j]);
+                    f(&Block { u, d: d[j], m: m[j], sc: [1, 1] });
+                }
+            }
+            Kind::Q6K => {
+                let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
+                for j in 0..8 {
+                    let u = q6k_unsigned(b, j);
+                    f(&Block { u, d, m: 0.0, sc: [b[192 + 2 * j] as i8, b[193 + 2 * j] as i8] });
                 }
             }
             _ => {
                 let (u, d, m) = unsigned_block(kind, b);
-                f(u, d, m);
+                f(&Block { u, d, m, sc: [1, 1] });
             }
         }
     }
+}
+
+/// The 32 unsigned 6-bit weights of block `j` (0-7) of a Q6_K super-block,
+/// laid out as GGML lays them: each half of 128 values takes 64 bytes of
+/// low nibbles and 32 bytes of high pairs; its block `k` (0-3) reads the low
+/// (k < 2) or high nibbles of bytes `32 (k % 2)..` and bits `2k, 2k + 1` of
+/// the pairs.
+pub(crate) fn q6k_unsigned(b: &[u8], j: usize) -> [u8; BLOCK] {
+    let (h, k) = (j / 4, j % 4);
+    let ql = &b[64 * h + 32 * (k % 2)..64 * h + 32 * (k % 2) + 32];
+    let qh = &b[128 + 32 * h..128 + 32 * h + 32];
+    std::array::from_fn(|l| ((ql[l] >> (4 * (k / 2))) & 0x0f) | (((qh[l] >> (2 * k)) & 3) << 4))
 }
 
 /// A Q4_K super-block's eight sub-block scales `d * sc` and offsets
@@ -112,7 +189,7 @@ pub(crate) fn q4k_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
 
 /// The 32 unsigned weights of a Q4_1 / Q5_0 block and its scale(s):
 /// `(u, d, m)` meaning `d * u + m` (Q4_1 in 0..16, Q5_0 in 0..32 with
-/// `m = -16 d`). Q4_K super-blocks go through [`for_each_block`].
+/// `m = -16 d`). k-quant super-blocks go through [`for_each_block`].
 pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
     let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
     let mut u = [0u8; BLOCK];
@@ -132,6 +209,12 @@ pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
                 u[j + 16] = (byte >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
             }
             (u, d, -16.0 * d)
+        }
+        Kind::Q6K => {
+            // Only the first block, without its half scales: whole
+            // super-blocks go through `for_each_block`.
+            let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
+            (q6k_unsigned(b, 0), d, 0.0)
         }
         Kind::Q4K => {
             // Only the first sub-block: whole super-blocks go through

@@ -11,7 +11,11 @@
 //! register serves several activation rows; without VNNI the byte products
 //! are `maddubs` pairs summed in 16 bits over four groups (exact: weights
 //! below 32 and activations within +-127 stay below 2^15) and widened once
-//! per half block. A block's integer sums are then scaled and accumulated exactly as
+//! per half block. Q6_K blocks (weights below 64, a scale per 16 values and
+//! a zero point of 32) widen after two groups, and each half block's sum,
+//! less 32 times the activations' half sum, is multiplied by its scale
+//! before the two are added: the row kernels' exact integer; a super-block's
+//! eight such sums share one activation scale and take one multiply-add. A block's integer sums are then scaled and accumulated exactly as
 //! [`super::qkernels::dot_reference`] does for one row (`fma(isum, d_w *
 //! d_a, acc)`, `fma(m_w, s_a, off)`, `acc + off` at the end), lane by lane,
 //! so the results have the same bits as the row-by-row decode path.
@@ -48,10 +52,12 @@ pub(crate) struct Packed {
     d: [f32; LANES],
     /// Each row's offset per unit of activation sum (`m`).
     m: [f32; LANES],
+    /// Each row's half-block scales (Q6_K; 1 for the other kinds).
+    sc: [[i32; LANES]; 2],
 }
 
 impl Packed {
-    const ZERO: Packed = Packed { q: [[0; 4 * LANES]; BLOCK / 4], d: [0.0; LANES], m: [0.0; LANES] };
+    const ZERO: Packed = Packed { q: [[0; 4 * LANES]; BLOCK / 4], d: [0.0; LANES], m: [0.0; LANES], sc: [[0; LANES]; 2] };
 }
 
 /// Repacks the rows of `w` (at most [`LANES`]) into `out`, one [`Packed`]
@@ -62,13 +68,15 @@ pub(crate) fn pack(w: &Weights<'_>, out: &mut Vec<Packed>) {
     out.resize(blocks, Packed::ZERO);
     for r in 0..w.rows().min(LANES) {
         let mut b = 0;
-        for_each_block(w.kind, w.row(r), |u, d, m| {
+        for_each_block(w.kind, w.row(r), |block| {
             if let Some(p) = out.get_mut(b) {
-                for (t, quad) in u.chunks_exact(4).enumerate() {
+                for (t, quad) in block.u.chunks_exact(4).enumerate() {
                     p.q[t][4 * r..4 * r + 4].copy_from_slice(quad);
                 }
-                p.d[r] = d;
-                p.m[r] = m;
+                p.d[r] = block.d;
+                p.m[r] = block.m;
+                p.sc[0][r] = block.sc[0] as i32;
+                p.sc[1][r] = block.sc[1] as i32;
             }
             b += 1;
         });
@@ -77,13 +85,14 @@ pub(crate) fn pack(w: &Weights<'_>, out: &mut Vec<Packed>) {
 
 /// Dot products of the packed rows (`rows` of them) with every activation
 /// row (`acts`, `blocks` per row) into `out` (by weight row: `out[r * m +
-/// i]`, `m = out.len() / rows`).
+/// i]`, `m = out.len() / rows`); `six` for Q6_K blocks (half-block scales
+/// and a zero point).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW, VL and VNNI.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub(crate) unsafe fn times_acts(packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
+pub(crate) unsafe fn times_acts(six: bool, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
     let m = out.len() / rows.max(1);
     let act = |i: usize| &acts[i * blocks..(i + 1) * blocks];
     let mut put = |i: usize, lanes: &[f32; LANES]| {
@@ -93,14 +102,16 @@ pub(crate) unsafe fn times_acts(packed: &[Packed], acts: &[ActBlock], blocks: us
     };
     let mut i = 0;
     while i + 4 <= m {
-        let y = x86::tile::<4>(packed, [act(i), act(i + 1), act(i + 2), act(i + 3)]);
+        let group = [act(i), act(i + 1), act(i + 2), act(i + 3)];
+        let y = if six { x86::tile::<4, true>(packed, group) } else { x86::tile::<4, false>(packed, group) };
         for (k, lanes) in y.iter().enumerate() {
             put(i + k, lanes);
         }
         i += 4;
     }
     while i < m {
-        put(i, &x86::tile::<1>(packed, [act(i)])[0]);
+        let y = if six { x86::tile::<1, true>(packed, [act(i)]) } else { x86::tile::<1, false>(packed, [act(i)]) };
+        put(i, &y[0]);
         i += 1;
     }
 }
@@ -111,7 +122,7 @@ pub(crate) unsafe fn times_acts(packed: &[Packed], acts: &[ActBlock], blocks: us
 /// # Safety
 /// The CPU must have AVX2 and FMA, and AVX-VNNI when `vnni` is set.
 #[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn times_acts_256(vnni: bool, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
+pub(crate) unsafe fn times_acts_256(vnni: bool, six: bool, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
     let m = out.len() / rows.max(1);
     let act = |i: usize| &acts[i * blocks..(i + 1) * blocks];
     let halves = rows.div_ceil(HALF);
@@ -127,13 +138,7 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, packed: &[Packed], acts: &[ActBl
         let group = std::array::from_fn(|k| act(i + k));
         for half in 0..halves {
             // SAFETY: the caller checked the CPU features.
-            let y = unsafe {
-                if vnni {
-                    x86::tile_vnni::<TILE_ROWS>(packed, half, group)
-                } else {
-                    x86::tile_avx2::<TILE_ROWS>(packed, half, group)
-                }
-            };
+            let y = unsafe { tile_256::<TILE_ROWS>(vnni, six, packed, half, group) };
             for (k, lanes) in y.iter().enumerate() {
                 put(half, i + k, lanes);
             }
@@ -143,16 +148,28 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, packed: &[Packed], acts: &[ActBl
     while i < m {
         for half in 0..halves {
             // SAFETY: as above.
-            let y = unsafe {
-                if vnni {
-                    x86::tile_vnni::<1>(packed, half, [act(i)])
-                } else {
-                    x86::tile_avx2::<1>(packed, half, [act(i)])
-                }
-            };
+            let y = unsafe { tile_256::<1>(vnni, six, packed, half, [act(i)]) };
             put(half, i, &y[0]);
         }
         i += 1;
+    }
+}
+
+/// The 256-bit tile for the instruction set and block kind.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA, and AVX-VNNI when `vnni` is set.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn tile_256<const R: usize>(vnni: bool, six: bool, packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
+    // SAFETY: the caller checked the CPU features.
+    unsafe {
+        match (vnni, six) {
+            (true, true) => x86::tile_vnni::<R, true>(packed, half, rows),
+            (true, false) => x86::tile_vnni::<R, false>(packed, half, rows),
+            (false, true) => x86::tile_avx2::<R, true>(packed, half, rows),
+            (false, false) => x86::tile_avx2::<R, false>(packed, half, rows),
+        }
     }
 }
 
@@ -168,7 +185,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Packed, HALF, LANES};
-    use crate::decoder::qblock::{ActBlock, BLOCK};
+    use crate::decoder::qblock::{ActBlock, Kind, BLOCK};
 
     /// Activation bytes `4t..4t + 4` in every 32-bit lane (`t < 8`).
     #[inline]
@@ -191,19 +208,35 @@ mod x86 {
 
     /// `tile_avx2` / `tile_vnni`: eight outputs (one per row of half `half`
     /// of the packed rows) for each of `R` activation rows; `$block`
-    /// computes a block's eight integer sums.
+    /// computes a block's integer sums by half block, `SIX` for Q6_K.
     macro_rules! tile_256 {
         ($name:ident, $features:literal, $block:ident) => {
             #[inline]
             #[target_feature(enable = $features)]
-            pub(super) fn $name<const R: usize>(packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
+            pub(super) fn $name<const R: usize, const SIX: bool>(packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
                 let mut acc = [_mm256_setzero_ps(); R];
                 let mut off = [_mm256_setzero_ps(); R];
+                // Q6_K: the super-block's integer sums so far.
+                let mut sb = [_mm256_setzero_si256(); R];
                 for (b, p) in packed.iter().enumerate() {
                     let acts: [&ActBlock; R] = std::array::from_fn(|r| &rows[r][b]);
-                    let isum = $block::<R>(p, half, &acts);
+                    let isum = combine_256::<R, SIX>(p, half, &acts, $block::<R, SIX>(p, half, &acts));
                     // SAFETY: `d` and `m` hold 16 f32 each, this half 8 of them; unaligned loads.
                     let (d, m) = unsafe { (_mm256_loadu_ps(p.d[HALF * half..].as_ptr()), _mm256_loadu_ps(p.m[HALF * half..].as_ptr())) };
+                    if SIX {
+                        // One multiply-add per super-block (its eight blocks
+                        // share the activation scale); no offsets.
+                        for r in 0..R {
+                            sb[r] = _mm256_add_epi32(sb[r], isum[r]);
+                        }
+                        if b % 8 == 7 {
+                            for r in 0..R {
+                                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb[r]), _mm256_mul_ps(d, _mm256_set1_ps(acts[r].d)), acc[r]);
+                                sb[r] = _mm256_setzero_si256();
+                            }
+                        }
+                        continue;
+                    }
                     for r in 0..R {
                         acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(d, _mm256_set1_ps(acts[r].d)), acc[r]);
                         off[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(acts[r].s), off[r]);
@@ -219,64 +252,124 @@ mod x86 {
         };
     }
 
-    /// A block's integer sums on AVX2: `maddubs` pairs added in 16 bits
-    /// over four byte groups, then widened.
+    /// A block's integer sums from its two half blocks' (values 0-15 and
+    /// 16-31): added, or for Q6_K (`SIX`) each less the zero point times
+    /// the activations' half sum and times the row's half-block scale, as
+    /// [`crate::decoder::qblock::Block::isum`] computes it (exact).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn block_avx2<const R: usize>(p: &Packed, half: usize, acts: &[&ActBlock; R]) -> [__m256i; R] {
+    fn combine_256<const R: usize, const SIX: bool>(p: &Packed, half: usize, acts: &[&ActBlock; R], sums: [[__m256i; R]; 2]) -> [__m256i; R] {
+        if !SIX {
+            return std::array::from_fn(|r| _mm256_add_epi32(sums[0][r], sums[1][r]));
+        }
+        // SAFETY: `sc[h]` holds 16 i32, this half 8 of them; unaligned loads.
+        let (lo, hi) = unsafe {
+            (_mm256_loadu_si256(p.sc[0][HALF * half..].as_ptr() as *const __m256i), _mm256_loadu_si256(p.sc[1][HALF * half..].as_ptr() as *const __m256i))
+        };
+        let z = Kind::Q6K.zero();
+        std::array::from_fn(|r| {
+            let h0 = _mm256_sub_epi32(sums[0][r], _mm256_set1_epi32(z * acts[r].hs[0]));
+            let h1 = _mm256_sub_epi32(sums[1][r], _mm256_set1_epi32(z * acts[r].hs[1]));
+            _mm256_add_epi32(_mm256_mullo_epi32(h0, lo), _mm256_mullo_epi32(h1, hi))
+        })
+    }
+
+    /// A block's integer sums by half block on AVX2: `maddubs` pairs added
+    /// in 16 bits over a run of byte groups, then widened. The 16-bit sums
+    /// cannot overflow: a run is four groups for weights below 32 (4 * 2 *
+    /// 31 * 127 = 31,496) and two for Q6_K's below 64 (2 * 2 * 63 * 127 =
+    /// 32,004).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn block_avx2<const R: usize, const SIX: bool>(p: &Packed, half: usize, acts: &[&ActBlock; R]) -> [[__m256i; R]; 2] {
         let ones = _mm256_set1_epi16(1);
-        let mut isum = [_mm256_setzero_si256(); R];
-        for quarter in 0..2 {
+        let run = if SIX { 2 } else { 4 };
+        let mut sums = [[_mm256_setzero_si256(); R]; 2];
+        for start in (0..BLOCK / 4).step_by(run) {
             let mut s16 = [_mm256_setzero_si256(); R];
-            for t in 4 * quarter..4 * quarter + 4 {
+            for t in start..start + run {
                 let w = half_row(p, t, half);
                 for r in 0..R {
                     s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(w, four(acts[r], t)));
                 }
             }
+            let h = start / 4;
             for r in 0..R {
-                isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(s16[r], ones));
+                sums[h][r] = _mm256_add_epi32(sums[h][r], _mm256_madd_epi16(s16[r], ones));
             }
         }
-        isum
+        sums
     }
 
-    /// A block's integer sums on AVX-VNNI: one `vpdpbusd` per byte group.
+    /// A block's integer sums by half block on AVX-VNNI: one `vpdpbusd`
+    /// per byte group.
     #[inline]
     #[target_feature(enable = "avx2,fma,avxvnni")]
-    fn block_vnni<const R: usize>(p: &Packed, half: usize, acts: &[&ActBlock; R]) -> [__m256i; R] {
-        let mut isum = [_mm256_setzero_si256(); R];
+    fn block_vnni<const R: usize, const SIX: bool>(p: &Packed, half: usize, acts: &[&ActBlock; R]) -> [[__m256i; R]; 2] {
+        let mut sums = [[_mm256_setzero_si256(); R]; 2];
         for t in 0..BLOCK / 4 {
             let w = half_row(p, t, half);
+            let h = t / 4;
             for r in 0..R {
-                isum[r] = _mm256_dpbusd_avx_epi32(isum[r], w, four(acts[r], t));
+                sums[h][r] = _mm256_dpbusd_avx_epi32(sums[h][r], w, four(acts[r], t));
             }
         }
-        isum
+        sums
     }
 
     tile_256!(tile_avx2, "avx2,fma", block_avx2);
     tile_256!(tile_vnni, "avx2,fma,avxvnni", block_vnni);
 
-    /// Sixteen outputs (one per packed row) for each of `R` activation rows.
+    /// Sixteen outputs (one per packed row) for each of `R` activation
+    /// rows; `SIX` for Q6_K (the two half blocks' sums kept apart and
+    /// combined as `combine_256` does).
     #[inline]
     #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
-    pub(super) fn tile<const R: usize>(packed: &[Packed], rows: [&[ActBlock]; R]) -> [[f32; LANES]; R] {
+    pub(super) fn tile<const R: usize, const SIX: bool>(packed: &[Packed], rows: [&[ActBlock]; R]) -> [[f32; LANES]; R] {
         let mut acc = [_mm512_setzero_ps(); R];
         let mut off = [_mm512_setzero_ps(); R];
+        // Q6_K: the super-block's integer sums so far.
+        let mut sb = [_mm512_setzero_si512(); R];
+        let z = Kind::Q6K.zero();
         for (b, p) in packed.iter().enumerate() {
-            let mut isum = [_mm512_setzero_si512(); R];
+            let mut sums = [[_mm512_setzero_si512(); R]; 2];
             for (t, q) in p.q.iter().enumerate() {
                 // SAFETY: `q` is 64 readable bytes; unaligned load.
                 let w = unsafe { _mm512_loadu_si512(q.as_ptr() as *const __m512i) };
+                let h = if SIX { t / 4 } else { 0 };
                 for r in 0..R {
                     let a = &rows[r][b].qs;
                     let four = i32::from_le_bytes([a[4 * t] as u8, a[4 * t + 1] as u8, a[4 * t + 2] as u8, a[4 * t + 3] as u8]);
-                    isum[r] = _mm512_dpbusd_epi32(isum[r], w, _mm512_set1_epi32(four));
+                    sums[h][r] = _mm512_dpbusd_epi32(sums[h][r], w, _mm512_set1_epi32(four));
                 }
             }
+            let isum: [__m512i; R] = if SIX {
+                // SAFETY: `sc[h]` is 16 readable i32; unaligned loads.
+                let (lo, hi) = unsafe { (_mm512_loadu_si512(p.sc[0].as_ptr() as *const __m512i), _mm512_loadu_si512(p.sc[1].as_ptr() as *const __m512i)) };
+                std::array::from_fn(|r| {
+                    let a = &rows[r][b];
+                    let h0 = _mm512_sub_epi32(sums[0][r], _mm512_set1_epi32(z * a.hs[0]));
+                    let h1 = _mm512_sub_epi32(sums[1][r], _mm512_set1_epi32(z * a.hs[1]));
+                    _mm512_add_epi32(_mm512_mullo_epi32(h0, lo), _mm512_mullo_epi32(h1, hi))
+                })
+            } else {
+                sums[0]
+            };
             // SAFETY: `d` and `m` are 16 readable f32 each; unaligned loads.
             let (d, m) = unsafe { (_mm512_loadu_ps(p.d.as_ptr()), _mm512_loadu_ps(p.m.as_ptr())) };
+            if SIX {
+                // As in the 256-bit tiles: one multiply-add per super-block.
+                for r in 0..R {
+                    sb[r] = _mm512_add_epi32(sb[r], isum[r]);
+                }
+                if b % 8 == 7 {
+                    for r in 0..R {
+                        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb[r]), _mm512_mul_ps(d, _mm512_set1_ps(rows[r][b].d)), acc[r]);
+                        sb[r] = _mm512_setzero_si512();
+                    }
+                }
+                continue;
+            }
             for r in 0..R {
                 let a = &rows[r][b];
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, _mm512_set1_ps(a.d)), acc[r]);

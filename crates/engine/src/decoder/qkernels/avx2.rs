@@ -96,6 +96,81 @@ fn hsum4_f32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [f32; 4] {
     out
 }
 
+/// 32 bytes of a slice of exactly 32; `None` for any other length.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn load32(bytes: &[u8]) -> Option<__m256i> {
+    let bytes = <&[u8; 32]>::try_from(bytes).ok()?;
+    // SAFETY: `bytes` is 32 readable bytes; unaligned load.
+    Some(unsafe { _mm256_loadu_si256(bytes.as_ptr() as *const __m256i) })
+}
+
+/// [`super::dot_reference`] of one Q6_K weight row, same bits (one
+/// version for every x86 instruction set: `maddubs` + `madd` applies the
+/// half-block scales in the instruction that sums the pairs). Per block of
+/// 32: `maddubs` of the 6-bit weights (below 64, so a pair stays below
+/// 2^15) with the activations, less `maddubs` of 32 with them (the zero
+/// point; the difference stays below 2^13), then `madd` with the block's
+/// two scales (eight 16-bit lanes each). The eight blocks of a super-block
+/// share one activation scale, so their exact integer sums add up in the
+/// lanes of one register: one reduction and one multiply-add per 256
+/// weights.
+///
+/// `N` activation rows at once (a decode batch): each weight super-block
+/// is decoded once for all of them, each row accumulating as alone.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn row_q6k<const N: usize>(w: &[u8], acts: [&[ActBlock]; N]) -> [f32; N] {
+    let low = _mm256_set1_epi8(0x0f);
+    let pair = _mm256_set1_epi8(0x30);
+    let zero = _mm256_set1_epi8(Kind::Q6K.zero() as i8);
+    let mut acc = [0f32; N];
+    let supers = w.len() / Kind::Q6K.block_bytes();
+    if acts.iter().any(|a| a.len() < 8 * supers) {
+        return [0.0; N];
+    }
+    for (s, sb) in w.chunks_exact(Kind::Q6K.block_bytes()).enumerate() {
+        let (Some(sc), Some(dh)) = (sb.get(192..208).and_then(|s| <&[u8; 16]>::try_from(s).ok()), sb.get(208..210)) else { return [0.0; N] };
+        let a8: [&[ActBlock]; N] = std::array::from_fn(|r| &acts[r][8 * s..8 * s + 8]);
+        let d = f16::from_le_bytes([dh[0], dh[1]]).to_f32();
+        // SAFETY: `sc` is 16 readable bytes; unaligned load.
+        let scales = unsafe { _mm_loadu_si128(sc.as_ptr() as *const __m128i) };
+        let mut sum = [_mm256_setzero_si256(); N];
+        for h in 0..2 {
+            let (Some(ql0), Some(ql1), Some(qh)) =
+                (load32(&sb[64 * h..64 * h + 32]), load32(&sb[64 * h + 32..64 * h + 64]), load32(&sb[128 + 32 * h..160 + 32 * h]))
+            else {
+                return [0.0; N];
+            };
+            // Block k: low (k < 2) or high nibbles of ql0 / ql1, bits 2k and
+            // 2k + 1 of qh moved to bits 4 and 5 (shifts of 16-bit lanes
+            // only carry bits the mask then drops).
+            let u = [
+                _mm256_or_si256(_mm256_and_si256(ql0, low), _mm256_and_si256(_mm256_slli_epi16(qh, 4), pair)),
+                _mm256_or_si256(_mm256_and_si256(ql1, low), _mm256_and_si256(_mm256_slli_epi16(qh, 2), pair)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low), _mm256_and_si256(qh, pair)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low), _mm256_and_si256(_mm256_srli_epi16(qh, 2), pair)),
+            ];
+            for (k, &u) in u.iter().enumerate() {
+                let j = 4 * h + k;
+                // Scales 2j (eight 16-bit lanes) and 2j + 1 (the other eight).
+                let pick = _mm_set_epi64x((0x0101_0101_0101_0101u64 * (2 * j as u64 + 1)) as i64, (0x0101_0101_0101_0101u64 * 2 * j as u64) as i64);
+                let by = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick));
+                for r in 0..N {
+                    let a = load_acts(&a8[r][j]);
+                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, a), _mm256_maddubs_epi16(zero, a));
+                    sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(p, by));
+                }
+            }
+        }
+        for r in 0..N {
+            acc[r] = (hsum_i32(sum[r]) as f32).mul_add(d * a8[r][7].d, acc[r]);
+        }
+    }
+    // The reference's offset sum stays +0 (Q6_K has no offset).
+    acc.map(|a| a + 0.0)
+}
+
 /// Four activation rows' block scales and scaled sums (a lane per
 /// activation row of a group).
 struct Lanes {
@@ -221,7 +296,7 @@ macro_rules! rows_for {
         fn $unpack(kind: Kind, block: &[u8]) -> Option<(__m256i, f32, f32)> {
             let d = f16::from_le_bytes([*block.first()?, *block.get(1)?]).to_f32();
             Some(match kind {
-                Kind::Q4K => return None,
+                Kind::Q4K | Kind::Q6K => return None,
                 Kind::Q4_1 => (nibbles(<&[u8; 16]>::try_from(block.get(4..20)?).ok()?), d, f16::from_le_bytes([block[2], block[3]]).to_f32()),
                 Kind::Q5_0 => {
                     let qh = u32::from_le_bytes(<[u8; 4]>::try_from(block.get(2..6)?).ok()?);
@@ -240,6 +315,19 @@ macro_rules! rows_for {
         #[target_feature(enable = $features)]
         pub(super) fn $group(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
             let n = acts.len().min(4);
+            if w.kind == Kind::Q6K {
+                for r in 0..w.rows() {
+                    let at = r * m + i;
+                    match acts[..n] {
+                        [a] => out[at] = row_q6k::<1>(w.row(r), [a])[0],
+                        [a, b] => out[at..at + 2].copy_from_slice(&row_q6k::<2>(w.row(r), [a, b])),
+                        [a, b, c] => out[at..at + 3].copy_from_slice(&row_q6k::<3>(w.row(r), [a, b, c])),
+                        [a, b, c, d, ..] => out[at..at + 4].copy_from_slice(&row_q6k::<4>(w.row(r), [a, b, c, d])),
+                        [] => {}
+                    }
+                }
+                return;
+            }
             let Some(&first) = acts.first() else { return };
             // Missing activation rows repeat the first; their lanes are dropped.
             let a4: [&[ActBlock]; 4] = std::array::from_fn(|k| if k < n { acts[k] } else { first });
@@ -275,6 +363,12 @@ macro_rules! rows_for {
             if w.kind == Kind::Q4K {
                 for r in 0..w.rows() {
                     out[r * m + i] = $row_q4k(w.row(r), act);
+                }
+                return;
+            }
+            if w.kind == Kind::Q6K {
+                for r in 0..w.rows() {
+                    out[r * m + i] = row_q6k::<1>(w.row(r), [act])[0];
                 }
                 return;
             }

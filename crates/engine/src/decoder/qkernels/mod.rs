@@ -1,6 +1,6 @@
 //! AVX2 / AVX-VNNI / AVX-512 VNNI (x86-64) and NEON / NEON dot-product
-//! (aarch64) matrix multiplication for Q4_1, Q5_0 and Q4_K weights, the
-//! instruction set chosen at run time.
+//! (aarch64) matrix multiplication for Q4_1, Q5_0, Q4_K and Q6_K weights,
+//! the instruction set chosen at run time.
 //!
 //! candle 0.11 has SIMD CPU kernels for Q4_0, Q8_0 and the k-quants only;
 //! Q4_1 and Q5_0 (the tiny model is Q4_1, the small model mostly Q5_0) run
@@ -14,6 +14,13 @@
 //! llama.cpp does: scale `max|x| / 127`), and each block product is an
 //! integer dot product of 32 pairs (`maddubs` + `madd`, or one `vpdpbusd`
 //! where the CPU has AVX-512 VNNI) scaled once.
+//!
+//! Q6_K (the large model's output layer and half its `ffn_down` and
+//! `attn_v`) went through candle's kernel, which rounds differently in its
+//! tiled (several rows) and per-row forms, so a decode batch had to run it
+//! row by row; a Q6_K block of 32 here has a signed scale per 16 values and
+//! a zero point of 32, which its integer product takes in (see
+//! [`super::qblock::Block::isum`]).
 //!
 //! Every path computes one output the same way, block by block: the
 //! block's exact integer dot product `isum` of the unsigned weights with the
@@ -157,24 +164,27 @@ pub fn available() -> bool {
     isa() > Isa::Portable
 }
 
-/// Quantizes each row of `x` (`rows` rows of `k` values, `k` a multiple of
-/// 32) to 8-bit blocks.
-pub fn quantize_rows(x: &[f32], k: usize) -> Vec<ActBlock> {
-    x.chunks_exact(BLOCK)
-        .map(|v| {
-            let amax = v.iter().fold(0f32, |m, &a| m.max(a.abs()));
-            let d = amax / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+/// Quantizes each row of `x` (`k` values per row, `k` a multiple of
+/// `group`) to 8-bit blocks of 32, one scale per `group` values (32, or
+/// 256 for Q6_K: [`Kind::act_group`]).
+pub fn quantize_rows(x: &[f32], k: usize, group: usize) -> Vec<ActBlock> {
+    debug_assert!(group.is_multiple_of(BLOCK) && k.is_multiple_of(group));
+    let mut out = Vec::with_capacity(x.len() / BLOCK);
+    for g in x.chunks_exact(group) {
+        let amax = g.iter().fold(0f32, |m, &a| m.max(a.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        for v in g.chunks_exact(BLOCK) {
             let mut qs = [0i8; BLOCK];
-            let mut sum = 0i32;
-            for (q, &a) in qs.iter_mut().zip(v) {
+            let mut hs = [0i32; 2];
+            for (i, (q, &a)) in qs.iter_mut().zip(v).enumerate() {
                 *q = (a * id).round() as i8;
-                sum += *q as i32;
+                hs[i / 16] += *q as i32;
             }
-            debug_assert_eq!(k % BLOCK, 0);
-            ActBlock { qs, d, s: d * sum as f32 }
-        })
-        .collect()
+            out.push(ActBlock { qs, d, s: d * (hs[0] + hs[1]) as f32, hs });
+        }
+    }
+    out
 }
 
 /// Activation rows from which prefill takes the repacked path (below it,
@@ -201,7 +211,7 @@ pub fn matmul_on(isa: Isa, kind: Kind, weights: &[u8], n: usize, k: usize, x: &[
     let row_bytes = kind.row_bytes(k);
     debug_assert_eq!(weights.len(), n * row_bytes);
     debug_assert_eq!(x.len(), m * k);
-    let acts = quantize_rows(x, k);
+    let acts = quantize_rows(x, k, kind.act_group());
     // Results by weight row first (each task owns whole weight rows), then
     // transposed to `(m, n)`.
     let mut by_row = vec![0f32; n * m];
@@ -243,14 +253,14 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
         if isa == Isa::Avx512Vnni && m >= PACK_FROM_ROWS {
             super::qtile::pack(w, packed);
             // SAFETY: `isa` was detected on this CPU (AVX-512 VNNI).
-            unsafe { super::qtile::times_acts(packed, acts, blocks, weight_rows, out) };
+            unsafe { super::qtile::times_acts(w.kind == Kind::Q6K, packed, acts, blocks, weight_rows, out) };
             return;
         }
         if matches!(isa, Isa::Avx2 | Isa::AvxVnni) && m >= PACK_FROM_ROWS_256 {
             super::qtile::pack(w, packed);
             // SAFETY: `isa` was detected on this CPU (AVX2 + FMA, and
             // AVX-VNNI when it says so).
-            unsafe { super::qtile::times_acts_256(isa == Isa::AvxVnni, packed, acts, blocks, weight_rows, out) };
+            unsafe { super::qtile::times_acts_256(isa == Isa::AvxVnni, w.kind == Kind::Q6K, packed, acts, blocks, weight_rows, out) };
             return;
         }
         if isa > Isa::Portable {
@@ -310,14 +320,29 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
 /// Portable dot product of one weight row with one activation row: the
 /// definition every SIMD path matches bit for bit.
 pub fn dot_reference(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
-    let (mut acc, mut off) = (0f32, 0f32);
+    let (mut acc, off) = (0f32, 0f32);
+    if kind == Kind::Q6K {
+        // One activation scale per super-block: its eight exact integer
+        // products summed, then one multiply-add (no offset: the sum of
+        // offsets stays +0).
+        let (mut isum, mut i) = (0i32, 0);
+        for_each_block(kind, w, |b| {
+            isum += b.isum(kind, &acts[i]);
+            i += 1;
+            if i % 8 == 0 {
+                acc = (isum as f32).mul_add(b.d * acts[i - 1].d, acc);
+                isum = 0;
+            }
+        });
+        return acc + off;
+    }
+    let mut off = off;
     let mut i = 0;
-    for_each_block(kind, w, |u, d, m| {
+    for_each_block(kind, w, |b| {
         let a = &acts[i];
         i += 1;
-        let isum: i32 = u.iter().zip(&a.qs).map(|(&x, &y)| x as i32 * y as i32).sum();
-        acc = (isum as f32).mul_add(d * a.d, acc);
-        off = m.mul_add(a.s, off);
+        acc = (b.isum(kind, a) as f32).mul_add(b.d * a.d, acc);
+        off = b.m.mul_add(a.s, off);
     });
     acc + off
 }
@@ -326,7 +351,7 @@ pub fn dot_reference(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
 #[cfg(test)]
 pub fn dequantize(kind: Kind, data: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(data.len() / kind.block_bytes() * kind.block_values());
-    for_each_block(kind, data, |u, d, m| out.extend(u.map(|v| d * v as f32 + m)));
+    for_each_block(kind, data, |b| out.extend((0..BLOCK).map(|i| b.d * b.sc[i / 16] as f32 * (b.u[i] as i32 - kind.zero()) as f32 + b.m)));
     out
 }
 
@@ -342,7 +367,7 @@ mod tests {
     use super::*;
     use crate::decoder::qblock::unsigned_block;
 
-    const ALL: [Kind; 3] = [Kind::Q4_1, Kind::Q5_0, Kind::Q4K];
+    const ALL: [Kind; 4] = [Kind::Q4_1, Kind::Q5_0, Kind::Q4K, Kind::Q6K];
 
     /// A row width near `k` that `kind`'s blocks divide.
     fn width(kind: Kind, k: usize) -> usize {
@@ -360,6 +385,22 @@ mod tests {
         };
         let mut out = Vec::new();
         for _ in 0..count {
+            if kind == Kind::Q6K {
+                // 192 bytes of 6-bit values, sixteen signed scales (both
+                // extremes included), d last.
+                for _ in 0..192 {
+                    out.push(next() as u8);
+                }
+                for j in 0..16 {
+                    out.push(match j {
+                        0 => 127,
+                        1 => 0x80,
+                        _ => next() as u8,
+                    });
+                }
+                out.extend_from_slice(&f16::from_f32(0.0002 + (next() % 100) as f32 * 0.00001).to_le_bytes());
+                continue;
+            }
             let d = f16::from_f32(0.005 + (next() % 100) as f32 * 0.0001);
             out.extend_from_slice(&d.to_le_bytes());
             match kind {
@@ -375,6 +416,7 @@ mod tests {
                         out.push(next() as u8);
                     }
                 }
+                Kind::Q6K => unreachable!("written above"),
             }
             for _ in 0..16 {
                 out.push(next() as u8);
@@ -391,7 +433,7 @@ mod tests {
             for m in [1, 3, 4, 9] {
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
                 let out = matmul(kind, &w, n, k, &x, m);
-                let acts = quantize_rows(&x, k);
+                let acts = quantize_rows(&x, k, kind.act_group());
                 let dense = dequantize(kind, &w);
                 for i in 0..m {
                     for j in 0..n {
@@ -435,10 +477,11 @@ mod tests {
         // too). Nine and thirteen activation rows take the repacked tiles
         // (a full tile plus a remainder); one the row path; two, three and
         // six (on AVX-512) the groups of four; 19 weight rows leave a
-        // partial task and a partial half.
+        // partial task and a partial half; k-quant rows have two
+        // super-blocks.
         for kind in ALL {
             for m in [1, 2, 3, 6, 9, 13] {
-                let (n, k) = (19, width(kind, 128));
+                let (n, k) = (19, width(kind, 288));
                 let w = blocks(kind, n * k / kind.block_values(), 5);
                 // Activations that reach +-127 after quantization in every block.
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 29 % 89) as f32 - 44.0) / 11.0).collect();
@@ -486,6 +529,32 @@ mod tests {
     }
 
     #[test]
+    fn q6_k_integer_sums_cannot_overflow_on_any_path() {
+        // Every weight at 63 and every scale at -128 (the largest products)
+        // against activations at +-127: the AVX2 tile's 16-bit sums over two
+        // groups reach 2 * 2 * 63 * 127 = 32,004 < 32,767.
+        let (n, k, m) = (16, 256, 9);
+        let mut w = Vec::new();
+        for _ in 0..n * k / 256 {
+            w.extend_from_slice(&[0xff; 192]);
+            w.extend_from_slice(&[0x80; 16]);
+            w.extend_from_slice(&f16::from_f32(0.001).to_le_bytes());
+        }
+        for sign in [1.0f32, -1.0] {
+            let x = vec![sign; m * k];
+            // Every weight is d * -128 * (63 - 32), every input +-1.
+            let expected = sign * f16::from_f32(0.001).to_f32() * -128.0 * 31.0 * k as f32;
+            for isa in Isa::ALL {
+                for rows in [1, 2, m] {
+                    for v in matmul_on(isa, Kind::Q6K, &w, n, k, &x[..rows * k], rows) {
+                        assert!((v - expected).abs() < 1e-4 * expected.abs(), "{isa:?} m={rows}: {v} vs {expected}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn q5_0_decoding_matches_the_exact_q8_0_conversion() {
         let w = blocks(Kind::Q5_0, 4, 3);
         let q8 = crate::repack::q5_0_to_q8_0(&w).unwrap();
@@ -497,20 +566,24 @@ mod tests {
     }
 
     #[test]
-    fn q4_k_blocks_decode_as_candle_decodes_them() {
-        // candle's own Q4_K dequantization is the reference for the format
-        // (scales and mins packed in 6 bits, nibbles by sub-block pairs).
-        let w = blocks(Kind::Q4K, 3, 9);
-        let theirs = candle_core::quantized::ggml_file::qtensor_from_ggml(candle_core::quantized::GgmlDType::Q4K, &w, vec![3 * 256], &candle_core::Device::Cpu)
-            .unwrap()
-            .dequantize(&candle_core::Device::Cpu)
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let ours = dequantize(Kind::Q4K, &w);
-        assert_eq!(ours.len(), theirs.len());
-        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "value {i}: {a} vs candle {b}");
+    fn k_quant_blocks_decode_as_candle_decodes_them() {
+        // candle's own dequantization is the reference for the formats
+        // (Q4_K: scales and mins packed in 6 bits, nibbles by sub-block
+        // pairs; Q6_K: nibbles and 2-bit pairs by quarter of a half, a
+        // signed scale per 16 values).
+        for (kind, dtype) in [(Kind::Q4K, candle_core::quantized::GgmlDType::Q4K), (Kind::Q6K, candle_core::quantized::GgmlDType::Q6K)] {
+            let w = blocks(kind, 3, 9);
+            let theirs = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &w, vec![3 * 256], &candle_core::Device::Cpu)
+                .unwrap()
+                .dequantize(&candle_core::Device::Cpu)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let ours = dequantize(kind, &w);
+            assert_eq!(ours.len(), theirs.len());
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{kind:?} value {i}: {a} vs candle {b}");
+            }
         }
     }
 }

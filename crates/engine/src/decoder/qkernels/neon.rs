@@ -73,6 +73,38 @@ fn row<const DOT: bool>(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
                 block(lo, hi, d, -16.0 * d, a);
             }
         }
+        Kind::Q6K => {
+            let pair = vdupq_n_u8(0x30);
+            let z = Kind::Q6K.zero();
+            for (b, a8) in w.chunks_exact(kind.block_bytes()).zip(acts.chunks_exact(8)) {
+                let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
+                // The eight blocks share one activation scale: their exact
+                // sums add up, then one multiply-add.
+                let mut sum = 0i32;
+                for (j, a) in a8.iter().enumerate() {
+                    // Block j: half h, quarter k (see `qblock::q6k_unsigned`).
+                    let (h, k) = (j / 4, j % 4);
+                    let ql = 64 * h + 32 * (k % 2);
+                    let qh = 128 + 32 * h;
+                    // The pairs' bits 2k and 2k + 1 moved to bits 4 and 5.
+                    let up = vdupq_n_s8(4 - 2 * k as i8);
+                    let bits = |at: usize| vandq_u8(vshlq_u8(load16(&b[at..at + 16]), up), pair);
+                    let nib = |at: usize| {
+                        let v = load16(&b[at..at + 16]);
+                        if k < 2 {
+                            vandq_u8(v, low)
+                        } else {
+                            vshrq_n_u8::<4>(v)
+                        }
+                    };
+                    let (lo, hi) = block_halves::<DOT>(vorrq_u8(nib(ql), bits(qh)), vorrq_u8(nib(ql + 16), bits(qh + 16)), a);
+                    let (s0, s1) = (b[192 + 2 * j] as i8 as i32, b[193 + 2 * j] as i8 as i32);
+                    sum += s0 * (lo - z * a.hs[0]) + s1 * (hi - z * a.hs[1]);
+                }
+                acc = (sum as f32).mul_add(d * a8[7].d, acc);
+            }
+            // The reference's offset sum stays +0 (Q6_K has no offset).
+        }
         Kind::Q4K => {
             for (b, a8) in w.chunks_exact(kind.block_bytes()).zip(acts.chunks_exact(8)) {
                 let (d, m) = q4k_scales(b);
@@ -113,6 +145,24 @@ fn block_isum<const DOT: bool>(lo: uint8x16_t, hi: uint8x16_t, a: &ActBlock) -> 
     }
 }
 
+/// The exact integer dot products of the block's two halves: 16 unsigned
+/// weights `lo` (each below 64) with activations 0-15, and `hi` with 16-31.
+#[inline]
+#[target_feature(enable = "neon")]
+fn block_halves<const DOT: bool>(lo: uint8x16_t, hi: uint8x16_t, a: &ActBlock) -> (i32, i32) {
+    let a0 = load16_i8(&a.qs[..16]);
+    let a1 = load16_i8(&a.qs[16..]);
+    let (u0, u1) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+    if DOT {
+        // SAFETY: as in `block_isum`.
+        unsafe { (vaddvq_s32(sdot(vdupq_n_s32(0), u0, a0)), vaddvq_s32(sdot(vdupq_n_s32(0), u1, a1))) }
+    } else {
+        // Two products of at most 63 * 128 per 16-bit lane: below 16,200.
+        let half = |u: int8x16_t, a: int8x16_t| vaddlvq_s16(vmlal_high_s8(vmull_s8(vget_low_s8(u), vget_low_s8(a)), u, a));
+        (half(u0, a0), half(u1, a1))
+    }
+}
+
 /// `acc + dot(a, b)` in groups of four bytes (`sdot`), through inline
 /// assembly since the intrinsic is not stable Rust yet.
 #[inline]
@@ -138,6 +188,9 @@ fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn load16(bytes: &[u8]) -> uint8x16_t {
+    // Callers slice exactly 16 bytes out of a whole block; zeros (a wrong
+    // result, never a read out of bounds) would mean a bug there.
+    debug_assert_eq!(bytes.len(), 16);
     let bytes: &[u8; 16] = bytes.try_into().unwrap_or(&[0; 16]);
     vld1q_u8_array(bytes)
 }
@@ -145,6 +198,7 @@ fn load16(bytes: &[u8]) -> uint8x16_t {
 #[inline]
 #[target_feature(enable = "neon")]
 fn load16_i8(bytes: &[i8]) -> int8x16_t {
+    debug_assert_eq!(bytes.len(), 16);
     let bytes: &[i8; 16] = bytes.try_into().unwrap_or(&[0; 16]);
     // SAFETY: `bytes` is 16 readable bytes.
     unsafe { vld1q_s8(bytes.as_ptr()) }
