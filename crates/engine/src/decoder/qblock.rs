@@ -15,7 +15,7 @@ pub enum Kind {
     /// k-quant super-blocks of 256 values (144 bytes): f16 `d`, f16 `dmin`,
     /// twelve bytes of 6-bit scales and mins for eight sub-blocks of 32,
     /// 128 bytes of nibbles; value `d * sc * q - dmin * m`. Each sub-block
-    /// is one block of these kernels (scale `d * sc`, offset `-dmin * m`).
+    /// is one block of these kernels (see [`Block`]).
     Q4K,
     /// k-quant super-blocks of 256 values (210 bytes): 128 bytes of low
     /// nibbles, 64 bytes of high 2-bit pairs, sixteen signed 8-bit scales
@@ -55,9 +55,15 @@ impl Kind {
     /// exactly and take one floating-point multiply-add.
     pub const fn act_group(self) -> usize {
         match self {
-            Kind::Q6K => 256,
+            Kind::Q4K | Kind::Q6K => 256,
             _ => BLOCK,
         }
+    }
+
+    /// Whether products go by super-block ([`Kind::act_group`] 256): the
+    /// k-quants, whose blocks carry small integer scales.
+    pub const fn is_super(self) -> bool {
+        self.act_group() > BLOCK
     }
 
     /// The zero point subtracted from every unsigned weight before its
@@ -83,33 +89,50 @@ pub struct ActBlock {
     pub(crate) d: f32,
     pub(crate) s: f32,
     pub(crate) hs: [i32; 2],
+    /// The integer sums of the (up to) eight blocks of the 256 values of
+    /// its row this block belongs to (blocks `8c..8c + 8`), the same in
+    /// each of them: a k-quant super-block's offset product reads them as
+    /// one vector.
+    pub(crate) bs: [i16; 8],
 }
 
 /// One block of 32 weights as the products use it: value `i` is
-/// `d * sc[i / 16] * (u[i] - kind.zero()) + m`. Only Q6_K has half-block
-/// scales and a zero point; the others have `sc = [1, 1]`.
+/// `d * sc[i / 16] * (u[i] - kind.zero()) + m * mi`.
+///
+/// Q4_1 and Q5_0: `d` and `m` the block's scale and offset, `sc = [1, 1]`,
+/// `mi = 1`. The k-quants (super-blocks): `d` and `m` the super-block's
+/// (Q4_K: `d` and `-dmin`; Q6_K: `d` and 0), `sc` the block's integer
+/// scales (Q4_K: its 6-bit scale twice; Q6_K: one per 16 values) and `mi`
+/// its integer offset multiplier (Q4_K: its 6-bit min; Q6_K: 0).
 #[derive(Clone, Copy)]
 pub(crate) struct Block {
     pub(crate) u: [u8; BLOCK],
     pub(crate) d: f32,
     pub(crate) m: f32,
     pub(crate) sc: [i8; 2],
+    pub(crate) mi: i32,
 }
 
 impl Block {
     /// The block's exact integer product with an activation block:
     /// `sc[0] * (dot(u, qs) over 0-15 - zero * hs[0]) + sc[1] * (the same
-    /// over 16-31)`; for kinds without half scales, just `dot(u, qs)`.
+    /// over 16-31)`; for Q4_1 and Q5_0 just `dot(u, qs)`.
     pub(crate) fn isum(&self, kind: Kind, a: &ActBlock) -> i32 {
         let half = |h: usize| -> i32 {
             let dot: i32 = (16 * h..16 * h + 16).map(|i| self.u[i] as i32 * a.qs[i] as i32).sum();
             dot - kind.zero() * a.hs[h]
         };
-        if kind == Kind::Q6K {
+        if kind.is_super() {
             self.sc[0] as i32 * half(0) + self.sc[1] as i32 * half(1)
         } else {
             half(0) + half(1)
         }
+    }
+
+    /// The block's exact integer offset product (super-blocks): `mi` times
+    /// the activations' sum.
+    pub(crate) fn msum(&self, a: &ActBlock) -> i32 {
+        self.mi * (a.hs[0] + a.hs[1])
     }
 }
 
@@ -136,24 +159,26 @@ pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut(&Block)) 
     for b in row.chunks_exact(kind.block_bytes()) {
         match kind {
             Kind::Q4K => {
-                let (d, m) = q4k_scales(b);
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+                let (sc, mn) = q4k_scale_bytes(&b[4..16]);
                 let qs = &b[16..144];
                 for j in 0..8 {
                     let half = &qs[32 * (j / 2)..32 * (j / 2) + 32];
                     let u: [u8; BLOCK] = std::array::from_fn(|l| if j % 2 == 0 { half[l] & 0x0f } else { half[l] >> 4 });
-                    f(&Block { u, d: d[j], m: m[j], sc: [1, 1] });
+                    f(&Block { u, d, m: -dmin, sc: [sc[j] as i8; 2], mi: mn[j] as i32 });
                 }
             }
             Kind::Q6K => {
                 let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
                 for j in 0..8 {
                     let u = q6k_unsigned(b, j);
-                    f(&Block { u, d, m: 0.0, sc: [b[192 + 2 * j] as i8, b[193 + 2 * j] as i8] });
+                    f(&Block { u, d, m: 0.0, sc: [b[192 + 2 * j] as i8, b[193 + 2 * j] as i8], mi: 0 });
                 }
             }
             _ => {
                 let (u, d, m) = unsigned_block(kind, b);
-                f(&Block { u, d, m, sc: [1, 1] });
+                f(&Block { u, d, m, sc: [1, 1], mi: 1 });
             }
         }
     }
@@ -171,20 +196,18 @@ pub(crate) fn q6k_unsigned(b: &[u8], j: usize) -> [u8; BLOCK] {
     std::array::from_fn(|l| ((ql[l] >> (4 * (k / 2))) & 0x0f) | (((qh[l] >> (2 * k)) & 3) << 4))
 }
 
-/// A Q4_K super-block's eight sub-block scales `d * sc` and offsets
-/// `-(dmin * m)` (the 6-bit values packed as GGML packs them).
-pub(crate) fn q4k_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
-    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
-    let q = &b[4..16];
-    let mut scale = [0f32; 8];
-    let mut offset = [0f32; 8];
+/// A Q4_K super-block's eight 6-bit sub-block scales and eight 6-bit mins,
+/// from the twelve bytes that pack them (as GGML packs them: scales and
+/// mins 0-3 in the low six bits of bytes 0-3 and 4-7; 4-7 in the nibbles of
+/// bytes 8-11 with their top two bits in the top bits of bytes 0-7).
+pub(crate) fn q4k_scale_bytes(q: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut scale = [0u8; 8];
+    let mut min = [0u8; 8];
     for j in 0..8 {
-        let (sc, m) = if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) };
-        scale[j] = d * sc as f32;
-        offset[j] = -(dmin * m as f32);
+        (scale[j], min[j]) =
+            if j < 4 { (q[j] & 63, q[j + 4] & 63) } else { ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4)) };
     }
-    (scale, offset)
+    (scale, min)
 }
 
 /// The 32 unsigned weights of a Q4_1 / Q5_0 block and its scale(s):
@@ -217,13 +240,14 @@ pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
             (q6k_unsigned(b, 0), d, 0.0)
         }
         Kind::Q4K => {
-            // Only the first sub-block: whole super-blocks go through
-            // `for_each_block`.
-            let (scale, offset) = q4k_scales(b);
+            // Only the first sub-block, its scale and offset multiplied
+            // out: whole super-blocks go through `for_each_block`.
+            let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+            let (sc, mn) = q4k_scale_bytes(&b[4..16]);
             for (j, &byte) in b[16..48].iter().enumerate() {
                 u[j] = byte & 0x0f;
             }
-            (u, scale[0], offset[0])
+            (u, d * sc[0] as f32, -(dmin * mn[0] as f32))
         }
     }
 }

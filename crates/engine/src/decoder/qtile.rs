@@ -14,8 +14,10 @@
 //! per half block. Q6_K blocks (weights below 64, a scale per 16 values and
 //! a zero point of 32) widen after two groups, and each half block's sum,
 //! less 32 times the activations' half sum, is multiplied by its scale
-//! before the two are added: the row kernels' exact integer; a super-block's
-//! eight such sums share one activation scale and take one multiply-add. A block's integer sums are then scaled and accumulated exactly as
+//! before the two are added: the row kernels' exact integer. For both
+//! k-quants (Q4_K: one integer scale per block, and its min times the
+//! activation block's sum for the offset) a super-block's eight integer
+//! sums share one activation scale and take one multiply-add. A block's integer sums are then scaled and accumulated exactly as
 //! [`super::qkernels::dot_reference`] does for one row (`fma(isum, d_w *
 //! d_a, acc)`, `fma(m_w, s_a, off)`, `acc + off` at the end), lane by lane,
 //! so the results have the same bits as the row-by-row decode path.
@@ -32,7 +34,7 @@
 // The tiles are x86-64 code; elsewhere only the type is named.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 
-use super::qblock::{for_each_block, ActBlock, Weights, BLOCK};
+use super::qblock::{for_each_block, ActBlock, Kind, Weights, BLOCK};
 
 /// Rows per repacked block (the 32-bit lanes of a 512-bit register).
 pub(crate) const LANES: usize = 16;
@@ -52,12 +54,14 @@ pub(crate) struct Packed {
     d: [f32; LANES],
     /// Each row's offset per unit of activation sum (`m`).
     m: [f32; LANES],
-    /// Each row's half-block scales (Q6_K; 1 for the other kinds).
+    /// Each row's integer half-block scales (k-quants; 1 for the others).
     sc: [[i32; LANES]; 2],
+    /// Each row's integer offset multiplier (Q4_K's min).
+    mi: [i32; LANES],
 }
 
 impl Packed {
-    const ZERO: Packed = Packed { q: [[0; 4 * LANES]; BLOCK / 4], d: [0.0; LANES], m: [0.0; LANES], sc: [[0; LANES]; 2] };
+    const ZERO: Packed = Packed { q: [[0; 4 * LANES]; BLOCK / 4], d: [0.0; LANES], m: [0.0; LANES], sc: [[0; LANES]; 2], mi: [0; LANES] };
 }
 
 /// Repacks the rows of `w` (at most [`LANES`]) into `out`, one [`Packed`]
@@ -77,6 +81,7 @@ pub(crate) fn pack(w: &Weights<'_>, out: &mut Vec<Packed>) {
                 p.m[r] = block.m;
                 p.sc[0][r] = block.sc[0] as i32;
                 p.sc[1][r] = block.sc[1] as i32;
+                p.mi[r] = block.mi;
             }
             b += 1;
         });
@@ -85,14 +90,14 @@ pub(crate) fn pack(w: &Weights<'_>, out: &mut Vec<Packed>) {
 
 /// Dot products of the packed rows (`rows` of them) with every activation
 /// row (`acts`, `blocks` per row) into `out` (by weight row: `out[r * m +
-/// i]`, `m = out.len() / rows`); `six` for Q6_K blocks (half-block scales
-/// and a zero point).
+/// i]`, `m = out.len() / rows`); `kind` the weights' kind (the k-quants
+/// sum a super-block's integer products before scaling them).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW, VL and VNNI.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub(crate) unsafe fn times_acts(six: bool, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
+pub(crate) unsafe fn times_acts(kind: Kind, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
     let m = out.len() / rows.max(1);
     let act = |i: usize| &acts[i * blocks..(i + 1) * blocks];
     let mut put = |i: usize, lanes: &[f32; LANES]| {
@@ -103,14 +108,22 @@ pub(crate) unsafe fn times_acts(six: bool, packed: &[Packed], acts: &[ActBlock],
     let mut i = 0;
     while i + 4 <= m {
         let group = [act(i), act(i + 1), act(i + 2), act(i + 3)];
-        let y = if six { x86::tile::<4, true>(packed, group) } else { x86::tile::<4, false>(packed, group) };
+        let y = match kind {
+            Kind::Q6K => x86::tile::<4, true, true>(packed, group),
+            Kind::Q4K => x86::tile::<4, true, false>(packed, group),
+            _ => x86::tile::<4, false, false>(packed, group),
+        };
         for (k, lanes) in y.iter().enumerate() {
             put(i + k, lanes);
         }
         i += 4;
     }
     while i < m {
-        let y = if six { x86::tile::<1, true>(packed, [act(i)]) } else { x86::tile::<1, false>(packed, [act(i)]) };
+        let y = match kind {
+            Kind::Q6K => x86::tile::<1, true, true>(packed, [act(i)]),
+            Kind::Q4K => x86::tile::<1, true, false>(packed, [act(i)]),
+            _ => x86::tile::<1, false, false>(packed, [act(i)]),
+        };
         put(i, &y[0]);
         i += 1;
     }
@@ -122,7 +135,7 @@ pub(crate) unsafe fn times_acts(six: bool, packed: &[Packed], acts: &[ActBlock],
 /// # Safety
 /// The CPU must have AVX2 and FMA, and AVX-VNNI when `vnni` is set.
 #[cfg(target_arch = "x86_64")]
-pub(crate) unsafe fn times_acts_256(vnni: bool, six: bool, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
+pub(crate) unsafe fn times_acts_256(vnni: bool, kind: Kind, packed: &[Packed], acts: &[ActBlock], blocks: usize, rows: usize, out: &mut [f32]) {
     let m = out.len() / rows.max(1);
     let act = |i: usize| &acts[i * blocks..(i + 1) * blocks];
     let halves = rows.div_ceil(HALF);
@@ -138,7 +151,7 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, six: bool, packed: &[Packed], ac
         let group = std::array::from_fn(|k| act(i + k));
         for half in 0..halves {
             // SAFETY: the caller checked the CPU features.
-            let y = unsafe { tile_256::<TILE_ROWS>(vnni, six, packed, half, group) };
+            let y = unsafe { tile_256::<TILE_ROWS>(vnni, kind, packed, half, group) };
             for (k, lanes) in y.iter().enumerate() {
                 put(half, i + k, lanes);
             }
@@ -148,7 +161,7 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, six: bool, packed: &[Packed], ac
     while i < m {
         for half in 0..halves {
             // SAFETY: as above.
-            let y = unsafe { tile_256::<1>(vnni, six, packed, half, [act(i)]) };
+            let y = unsafe { tile_256::<1>(vnni, kind, packed, half, [act(i)]) };
             put(half, i, &y[0]);
         }
         i += 1;
@@ -161,14 +174,16 @@ pub(crate) unsafe fn times_acts_256(vnni: bool, six: bool, packed: &[Packed], ac
 /// The CPU must have AVX2 and FMA, and AVX-VNNI when `vnni` is set.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-unsafe fn tile_256<const R: usize>(vnni: bool, six: bool, packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
+unsafe fn tile_256<const R: usize>(vnni: bool, kind: Kind, packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
     // SAFETY: the caller checked the CPU features.
     unsafe {
-        match (vnni, six) {
-            (true, true) => x86::tile_vnni::<R, true>(packed, half, rows),
-            (true, false) => x86::tile_vnni::<R, false>(packed, half, rows),
-            (false, true) => x86::tile_avx2::<R, true>(packed, half, rows),
-            (false, false) => x86::tile_avx2::<R, false>(packed, half, rows),
+        match (vnni, kind) {
+            (true, Kind::Q6K) => x86::tile_vnni::<R, true, true>(packed, half, rows),
+            (true, Kind::Q4K) => x86::tile_vnni::<R, true, false>(packed, half, rows),
+            (true, _) => x86::tile_vnni::<R, false, false>(packed, half, rows),
+            (false, Kind::Q6K) => x86::tile_avx2::<R, true, true>(packed, half, rows),
+            (false, Kind::Q4K) => x86::tile_avx2::<R, true, false>(packed, half, rows),
+            (false, _) => x86::tile_avx2::<R, false, false>(packed, half, rows),
         }
     }
 }
@@ -208,31 +223,50 @@ mod x86 {
 
     /// `tile_avx2` / `tile_vnni`: eight outputs (one per row of half `half`
     /// of the packed rows) for each of `R` activation rows; `$block`
-    /// computes a block's integer sums by half block, `SIX` for Q6_K.
+    /// computes a block's integer sums by half block; `SUPER` for the
+    /// k-quants (a super-block's integer sums scaled once), `SIX` for Q6_K.
     macro_rules! tile_256 {
         ($name:ident, $features:literal, $block:ident) => {
             #[inline]
             #[target_feature(enable = $features)]
-            pub(super) fn $name<const R: usize, const SIX: bool>(packed: &[Packed], half: usize, rows: [&[ActBlock]; R]) -> [[f32; HALF]; R] {
+            pub(super) fn $name<const R: usize, const SUPER: bool, const SIX: bool>(
+                packed: &[Packed],
+                half: usize,
+                rows: [&[ActBlock]; R],
+            ) -> [[f32; HALF]; R] {
                 let mut acc = [_mm256_setzero_ps(); R];
                 let mut off = [_mm256_setzero_ps(); R];
-                // Q6_K: the super-block's integer sums so far.
+                // k-quants: the super-block's integer sums and offset sums so far.
                 let mut sb = [_mm256_setzero_si256(); R];
+                let mut mb = [_mm256_setzero_si256(); R];
                 for (b, p) in packed.iter().enumerate() {
                     let acts: [&ActBlock; R] = std::array::from_fn(|r| &rows[r][b]);
-                    let isum = combine_256::<R, SIX>(p, half, &acts, $block::<R, SIX>(p, half, &acts));
+                    let isum = combine_256::<R, SUPER, SIX>(p, half, &acts, $block::<R, SIX>(p, half, &acts));
                     // SAFETY: `d` and `m` hold 16 f32 each, this half 8 of them; unaligned loads.
                     let (d, m) = unsafe { (_mm256_loadu_ps(p.d[HALF * half..].as_ptr()), _mm256_loadu_ps(p.m[HALF * half..].as_ptr())) };
-                    if SIX {
-                        // One multiply-add per super-block (its eight blocks
-                        // share the activation scale); no offsets.
+                    if SUPER {
+                        // One multiply-add each per super-block (its eight
+                        // blocks share the activation scale); Q6_K has no
+                        // offsets (`off` stays +0, as in the reference).
                         for r in 0..R {
                             sb[r] = _mm256_add_epi32(sb[r], isum[r]);
                         }
+                        if !SIX {
+                            // SAFETY: `mi` holds 16 i32, this half 8 of them; unaligned load.
+                            let mi = unsafe { _mm256_loadu_si256(p.mi[HALF * half..].as_ptr() as *const __m256i) };
+                            for r in 0..R {
+                                mb[r] = _mm256_add_epi32(mb[r], _mm256_mullo_epi32(mi, _mm256_set1_epi32(acts[r].hs[0] + acts[r].hs[1])));
+                            }
+                        }
                         if b % 8 == 7 {
                             for r in 0..R {
-                                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb[r]), _mm256_mul_ps(d, _mm256_set1_ps(acts[r].d)), acc[r]);
+                                let ad = _mm256_set1_ps(acts[r].d);
+                                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sb[r]), _mm256_mul_ps(d, ad), acc[r]);
+                                if !SIX {
+                                    off[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mb[r]), _mm256_mul_ps(m, ad), off[r]);
+                                }
                                 sb[r] = _mm256_setzero_si256();
+                                mb[r] = _mm256_setzero_si256();
                             }
                         }
                         continue;
@@ -253,19 +287,32 @@ mod x86 {
     }
 
     /// A block's integer sums from its two half blocks' (values 0-15 and
-    /// 16-31): added, or for Q6_K (`SIX`) each less the zero point times
-    /// the activations' half sum and times the row's half-block scale, as
+    /// 16-31): added; for Q4_K (`SUPER`) times the row's block scale; for
+    /// Q6_K (`SIX`) each less the zero point times the activations' half
+    /// sum and times the row's half-block scale, as
     /// [`crate::decoder::qblock::Block::isum`] computes it (exact).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn combine_256<const R: usize, const SIX: bool>(p: &Packed, half: usize, acts: &[&ActBlock; R], sums: [[__m256i; R]; 2]) -> [__m256i; R] {
-        if !SIX {
-            return std::array::from_fn(|r| _mm256_add_epi32(sums[0][r], sums[1][r]));
-        }
+    fn combine_256<const R: usize, const SUPER: bool, const SIX: bool>(
+        p: &Packed,
+        half: usize,
+        acts: &[&ActBlock; R],
+        sums: [[__m256i; R]; 2],
+    ) -> [__m256i; R] {
         // SAFETY: `sc[h]` holds 16 i32, this half 8 of them; unaligned loads.
         let (lo, hi) = unsafe {
             (_mm256_loadu_si256(p.sc[0][HALF * half..].as_ptr() as *const __m256i), _mm256_loadu_si256(p.sc[1][HALF * half..].as_ptr() as *const __m256i))
         };
+        if !SIX {
+            return std::array::from_fn(|r| {
+                let sum = _mm256_add_epi32(sums[0][r], sums[1][r]);
+                if SUPER {
+                    _mm256_mullo_epi32(sum, lo)
+                } else {
+                    sum
+                }
+            });
+        }
         let z = Kind::Q6K.zero();
         std::array::from_fn(|r| {
             let h0 = _mm256_sub_epi32(sums[0][r], _mm256_set1_epi32(z * acts[r].hs[0]));
@@ -321,15 +368,16 @@ mod x86 {
     tile_256!(tile_vnni, "avx2,fma,avxvnni", block_vnni);
 
     /// Sixteen outputs (one per packed row) for each of `R` activation
-    /// rows; `SIX` for Q6_K (the two half blocks' sums kept apart and
-    /// combined as `combine_256` does).
+    /// rows; `SUPER` and `SIX` as for the 256-bit tiles (Q6_K's two half
+    /// blocks' sums kept apart and combined as `combine_256` does).
     #[inline]
     #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni")]
-    pub(super) fn tile<const R: usize, const SIX: bool>(packed: &[Packed], rows: [&[ActBlock]; R]) -> [[f32; LANES]; R] {
+    pub(super) fn tile<const R: usize, const SUPER: bool, const SIX: bool>(packed: &[Packed], rows: [&[ActBlock]; R]) -> [[f32; LANES]; R] {
         let mut acc = [_mm512_setzero_ps(); R];
         let mut off = [_mm512_setzero_ps(); R];
-        // Q6_K: the super-block's integer sums so far.
+        // k-quants: the super-block's integer sums and offset sums so far.
         let mut sb = [_mm512_setzero_si512(); R];
+        let mut mb = [_mm512_setzero_si512(); R];
         let z = Kind::Q6K.zero();
         for (b, p) in packed.iter().enumerate() {
             let mut sums = [[_mm512_setzero_si512(); R]; 2];
@@ -352,20 +400,37 @@ mod x86 {
                     let h1 = _mm512_sub_epi32(sums[1][r], _mm512_set1_epi32(z * a.hs[1]));
                     _mm512_add_epi32(_mm512_mullo_epi32(h0, lo), _mm512_mullo_epi32(h1, hi))
                 })
+            } else if SUPER {
+                // SAFETY: `sc[0]` is 16 readable i32; unaligned load.
+                let sc = unsafe { _mm512_loadu_si512(p.sc[0].as_ptr() as *const __m512i) };
+                std::array::from_fn(|r| _mm512_mullo_epi32(sums[0][r], sc))
             } else {
                 sums[0]
             };
             // SAFETY: `d` and `m` are 16 readable f32 each; unaligned loads.
             let (d, m) = unsafe { (_mm512_loadu_ps(p.d.as_ptr()), _mm512_loadu_ps(p.m.as_ptr())) };
-            if SIX {
-                // As in the 256-bit tiles: one multiply-add per super-block.
+            if SUPER {
+                // As in the 256-bit tiles: one multiply-add each per super-block.
                 for r in 0..R {
                     sb[r] = _mm512_add_epi32(sb[r], isum[r]);
                 }
+                if !SIX {
+                    // SAFETY: `mi` is 16 readable i32; unaligned load.
+                    let mi = unsafe { _mm512_loadu_si512(p.mi.as_ptr() as *const __m512i) };
+                    for r in 0..R {
+                        let a = &rows[r][b];
+                        mb[r] = _mm512_add_epi32(mb[r], _mm512_mullo_epi32(mi, _mm512_set1_epi32(a.hs[0] + a.hs[1])));
+                    }
+                }
                 if b % 8 == 7 {
                     for r in 0..R {
-                        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb[r]), _mm512_mul_ps(d, _mm512_set1_ps(rows[r][b].d)), acc[r]);
+                        let ad = _mm512_set1_ps(rows[r][b].d);
+                        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb[r]), _mm512_mul_ps(d, ad), acc[r]);
+                        if !SIX {
+                            off[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(mb[r]), _mm512_mul_ps(m, ad), off[r]);
+                        }
                         sb[r] = _mm512_setzero_si512();
+                        mb[r] = _mm512_setzero_si512();
                     }
                 }
                 continue;

@@ -231,39 +231,12 @@ fn load_acts(a: &ActBlock) -> __m256i {
     unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) }
 }
 
-/// A Q4_K super-block's eight sub-blocks as unsigned nibbles, with
-/// their scales and offsets ([`super::q4k_scales`]); `None` for a short
-/// block.
+/// A Q4_K super-block's eight 6-bit scales and eight 6-bit mins as the
+/// bytes of two words (as [`crate::decoder::qblock::q4k_scale_bytes`],
+/// with 32-bit masks as GGML does: the scalar bit picking took a third of a
+/// Q4_K decode row).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn unpack_q4k(block: &[u8]) -> Option<([__m256i; 8], [f32; 8], [f32; 8])> {
-    let head = <&[u8; 16]>::try_from(block.get(..16)?).ok()?;
-    let qs = block.get(16..144)?;
-    let (d, m) = q4k_scales(head);
-    let mask = _mm256_set1_epi8(0x0f);
-    let mut u = [_mm256_setzero_si256(); 8];
-    for c in 0..4 {
-        // SAFETY: `qs` is 128 bytes, so `32c..32c + 32` is readable; unaligned load.
-        let v = unsafe { _mm256_loadu_si256(qs[32 * c..32 * c + 32].as_ptr() as *const __m256i) };
-        u[2 * c] = _mm256_and_si256(v, mask);
-        u[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-    }
-    Some((u, d, m))
-}
-
-/// The row and group kernels for one instruction set (`$features`):
-/// `$idot` multiplies 32 unsigned weight bytes by 32 signed activation
-/// bytes, `$high` expands Q5_0's high bits.
-/// [`super::q4k_scales`] in vector registers, same bits: the twelve bytes
-/// of 6-bit scales and mins rearranged with 32-bit masks (as GGML does)
-/// into eight scale bytes and eight min bytes, each widened and converted
-/// as one vector. (The scalar version's per-value conversions and bit
-/// picking took a third of a Q4_K decode row.)
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn q4k_scales(head: &[u8; 16]) -> ([f32; 8], [f32; 8]) {
-    let d = f16::from_le_bytes([head[0], head[1]]).to_f32();
-    let dmin = f16::from_le_bytes([head[2], head[3]]).to_f32();
+fn q4k_scale_words(head: &[u8; 16]) -> (u64, u64) {
     let word = |i: usize| u32::from_le_bytes([head[4 + 4 * i], head[5 + 4 * i], head[6 + 4 * i], head[7 + 4 * i]]);
     let (w0, w1, w2) = (word(0), word(1), word(2));
     const LOW6: u32 = 0x3f3f_3f3f;
@@ -274,19 +247,98 @@ fn q4k_scales(head: &[u8; 16]) -> ([f32; 8], [f32; 8]) {
     // the high nibbles of w2 with the top bits of w1's bytes.
     let scales = (w0 & LOW6) as u64 | (((w2 & LOW4) | (((w0 >> 6) & TOP2) << 4)) as u64) << 32;
     let mins = (w1 & LOW6) as u64 | ((((w2 >> 4) & LOW4) | (((w1 >> 6) & TOP2) << 4)) as u64) << 32;
-    let widen = |bytes: u64, by: f32| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes as i64))), _mm256_set1_ps(by));
-    let (mut sc, mut mn) = ([0f32; 8], [0f32; 8]);
-    // SAFETY: both arrays are 32 writable bytes; unaligned stores.
-    unsafe {
-        _mm256_storeu_ps(sc.as_mut_ptr(), widen(scales, d));
-        // -(dmin * m): the product's sign flipped, as the scalar negation does.
-        _mm256_storeu_ps(mn.as_mut_ptr(), _mm256_xor_ps(widen(mins, dmin), _mm256_set1_ps(-0.0)));
+    (scales, mins)
+}
+
+/// [`super::dot_reference`] of one Q4_K weight row with `N` activation
+/// rows (a decode batch decodes each super-block once), same bits: per
+/// block `maddubs` of the nibbles with the activations and `madd` with
+/// the block's 6-bit scale (exact: pairs below 2 * 15 * 127), the eight
+/// blocks' sums added in one register (they share the activation scale),
+/// the mins times the activations' block sums in integers; then one
+/// multiply-add each for the super-block's product and offset.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn row_q4k<const N: usize>(w: &[u8], acts: [&[ActBlock]; N]) -> [f32; N] {
+    let mask = _mm256_set1_epi8(0x0f);
+    // Per activation row: lane 0 the product sum, lane 1 the offset sum.
+    let mut acc = [_mm_setzero_ps(); N];
+    let supers = w.len() / Kind::Q4K.block_bytes();
+    if acts.iter().any(|a| a.len() < 8 * supers) {
+        return [0.0; N];
     }
-    (sc, mn)
+    for (s, sb) in w.chunks_exact(Kind::Q4K.block_bytes()).enumerate() {
+        let Some(head) = sb.get(..16).and_then(|h| <&[u8; 16]>::try_from(h).ok()) else { return [0.0; N] };
+        let d = f16::from_le_bytes([head[0], head[1]]).to_f32();
+        let dmin = f16::from_le_bytes([head[2], head[3]]).to_f32();
+        let (scales, mins) = q4k_scale_words(head);
+        let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64)));
+        let mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+        let a8: [&[ActBlock]; N] = std::array::from_fn(|r| &acts[r][8 * s..8 * s + 8]);
+        let mut sum = [_mm256_setzero_si256(); N];
+        for c in 0..4 {
+            let Some(v) = load32(&sb[16 + 32 * c..48 + 32 * c]) else { return [0.0; N] };
+            // Blocks 2c and 2c + 1: the low and high nibbles of 32 bytes;
+            // their scales (16-bit lanes 2c and 2c + 1 of `sc`) broadcast.
+            let pick = |j: usize| _mm256_set1_epi16((2 * j as i16) | ((2 * j as i16 + 1) << 8));
+            let (lo, hi) = (_mm256_and_si256(v, mask), _mm256_and_si256(_mm256_srli_epi16(v, 4), mask));
+            let (by_lo, by_hi) = (_mm256_shuffle_epi8(sc, pick(2 * c)), _mm256_shuffle_epi8(sc, pick(2 * c + 1)));
+            for r in 0..N {
+                let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_acts(&a8[r][2 * c])), by_lo);
+                let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_acts(&a8[r][2 * c + 1])), by_hi);
+                sum[r] = _mm256_add_epi32(sum[r], _mm256_add_epi32(p_lo, p_hi));
+            }
+        }
+        for r in 0..N {
+            // SAFETY: `bs` is 16 readable bytes; unaligned load.
+            let bs = unsafe { _mm_loadu_si128(a8[r][0].bs.as_ptr() as *const __m128i) };
+            let m4 = _mm_madd_epi16(mn, bs);
+            let s4 = _mm_add_epi32(_mm256_castsi256_si128(sum[r]), _mm256_extracti128_si256(sum[r], 1));
+            // [products, offsets, ..]: both exact integers.
+            let h = _mm_hadd_epi32(s4, m4);
+            let h = _mm_hadd_epi32(h, h);
+            let ad = a8[r][0].d;
+            let by = _mm_mul_ps(_mm_setr_ps(d, -dmin, 0.0, 0.0), _mm_set1_ps(ad));
+            acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(h), by, acc[r]);
+        }
+    }
+    std::array::from_fn(|r| {
+        let mut v = [0f32; 4];
+        // SAFETY: `v` is 16 writable bytes; unaligned store.
+        unsafe { _mm_storeu_ps(v.as_mut_ptr(), acc[r]) };
+        v[0] + v[1]
+    })
+}
+
+/// A k-quant row ([`row_q4k`] or [`row_q6k`]) with up to four activation
+/// rows `acts` (those from `i` on), into `out[r * m + i + k]` for every
+/// weight row `r` of `w`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn rows_super(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn run<const N: usize>(kind: Kind, row: &[u8], acts: [&[ActBlock]; N]) -> [f32; N] {
+        if kind == Kind::Q6K {
+            row_q6k::<N>(row, acts)
+        } else {
+            row_q4k::<N>(row, acts)
+        }
+    }
+    for r in 0..w.rows() {
+        let (row, at) = (w.row(r), r * m + i);
+        match *acts {
+            [a] => out[at] = run::<1>(w.kind, row, [a])[0],
+            [a, b] => out[at..at + 2].copy_from_slice(&run::<2>(w.kind, row, [a, b])),
+            [a, b, c] => out[at..at + 3].copy_from_slice(&run::<3>(w.kind, row, [a, b, c])),
+            [a, b, c, d, ..] => out[at..at + 4].copy_from_slice(&run::<4>(w.kind, row, [a, b, c, d])),
+            [] => {}
+        }
+    }
 }
 
 macro_rules! rows_for {
-    ($rows:ident, $row:ident, $group:ident, $unpack:ident, $row_q4k:ident, $features:literal, $idot:ident, $high:ident) => {
+    ($rows:ident, $row:ident, $group:ident, $unpack:ident, $features:literal, $idot:ident, $high:ident) => {
         /// One weight block as the products use it: the 32 unsigned
         /// weights (Q5_0's high bits expanded by `$high`), the scale `d`
         /// and the offset `m` per unit of activation sum (see
@@ -315,17 +367,8 @@ macro_rules! rows_for {
         #[target_feature(enable = $features)]
         pub(super) fn $group(w: &Weights<'_>, acts: &[&[ActBlock]], out: &mut [f32], m: usize, i: usize) {
             let n = acts.len().min(4);
-            if w.kind == Kind::Q6K {
-                for r in 0..w.rows() {
-                    let at = r * m + i;
-                    match acts[..n] {
-                        [a] => out[at] = row_q6k::<1>(w.row(r), [a])[0],
-                        [a, b] => out[at..at + 2].copy_from_slice(&row_q6k::<2>(w.row(r), [a, b])),
-                        [a, b, c] => out[at..at + 3].copy_from_slice(&row_q6k::<3>(w.row(r), [a, b, c])),
-                        [a, b, c, d, ..] => out[at..at + 4].copy_from_slice(&row_q6k::<4>(w.row(r), [a, b, c, d])),
-                        [] => {}
-                    }
-                }
+            if w.kind.is_super() {
+                rows_super(w, &acts[..n], out, m, i);
                 return;
             }
             let Some(&first) = acts.first() else { return };
@@ -336,18 +379,9 @@ macro_rules! rows_for {
             for r in 0..w.rows() {
                 let mut sums = Sums::new();
                 for (s, block) in w.row(r).chunks_exact(size).enumerate() {
-                    if w.kind == Kind::Q4K {
-                        let Some((u, d, mw)) = unpack_q4k(block) else { return };
-                        for j in 0..8 {
-                            let b = 8 * s + j;
-                            let a = a4.map(|act| load_acts(&act[b]));
-                            sums.add([$idot(u[j], a[0]), $idot(u[j], a[1]), $idot(u[j], a[2]), $idot(u[j], a[3])], d[j], mw[j], &lanes[b]);
-                        }
-                    } else {
-                        let Some((u, d, mw)) = $unpack(w.kind, block) else { return };
-                        let a = a4.map(|act| load_acts(&act[s]));
-                        sums.add([$idot(u, a[0]), $idot(u, a[1]), $idot(u, a[2]), $idot(u, a[3])], d, mw, &lanes[s]);
-                    }
+                    let Some((u, d, mw)) = $unpack(w.kind, block) else { return };
+                    let a = a4.map(|act| load_acts(&act[s]));
+                    sums.add([$idot(u, a[0]), $idot(u, a[1]), $idot(u, a[2]), $idot(u, a[3])], d, mw, &lanes[s]);
                 }
                 let v = sums.total();
                 out[r * m + i..r * m + i + n].copy_from_slice(&v[..n]);
@@ -360,46 +394,13 @@ macro_rules! rows_for {
         /// loop lives here so that the row product inlines into it.
         #[target_feature(enable = $features)]
         pub(super) fn $rows(w: &Weights<'_>, act: &[ActBlock], out: &mut [f32], m: usize, i: usize) {
-            if w.kind == Kind::Q4K {
-                for r in 0..w.rows() {
-                    out[r * m + i] = $row_q4k(w.row(r), act);
-                }
-                return;
-            }
-            if w.kind == Kind::Q6K {
-                for r in 0..w.rows() {
-                    out[r * m + i] = row_q6k::<1>(w.row(r), [act])[0];
-                }
+            if w.kind.is_super() {
+                rows_super(w, &[act], out, m, i);
                 return;
             }
             for r in 0..w.rows() {
                 out[r * m + i] = $row(w.kind, w.row(r), act);
             }
-        }
-
-        /// [`super::dot_reference`] of one Q4_K weight row, same bits:
-        /// a super-block's eight sub-blocks in two groups of four.
-        #[inline]
-        #[target_feature(enable = $features)]
-        fn $row_q4k(w: &[u8], act: &[ActBlock]) -> f32 {
-            let (mut acc, mut off) = (0f32, 0f32);
-            for (sb, a) in w.chunks_exact(Kind::Q4K.block_bytes()).zip(act.chunks_exact(8)) {
-                let Some((u, d, m)) = unpack_q4k(sb) else { return 0.0 };
-                for h in 0..2 {
-                    let j = 4 * h;
-                    let s = hsum4_f32(
-                        $idot(u[j], load_acts(&a[j])),
-                        $idot(u[j + 1], load_acts(&a[j + 1])),
-                        $idot(u[j + 2], load_acts(&a[j + 2])),
-                        $idot(u[j + 3], load_acts(&a[j + 3])),
-                    );
-                    for k in 0..4 {
-                        acc = s[k].mul_add(d[j + k] * a[j + k].d, acc);
-                        off = m[j + k].mul_add(a[j + k].s, off);
-                    }
-                }
-            }
-            acc + off
         }
 
         /// [`super::dot_reference`] of one weight row, same bits. Blocks
@@ -438,6 +439,6 @@ macro_rules! rows_for {
     };
 }
 
-rows_for!(rows, row, group, unpack, row_q4k, "avx2,fma", idot, high_bits);
-rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, row_q4k_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
-rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, row_q4k_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);
+rows_for!(rows, row, group, unpack, "avx2,fma", idot, high_bits);
+rows_for!(rows_vnni, row_vnni, group_vnni, unpack_vnni, "avx2,fma,avx512f,avx512vl,avx512bw,avx512vnni", idot_vnni, high_bits_vnni);
+rows_for!(rows_avxvnni, row_avxvnni, group_avxvnni, unpack_avxvnni, "avx2,fma,avxvnni", idot_avxvnni, high_bits);

@@ -4,33 +4,32 @@
 //!
 //! candle 0.11 has SIMD CPU kernels for Q4_0, Q8_0 and the k-quants only;
 //! Q4_1 and Q5_0 (the tiny model is Q4_1, the small model mostly Q5_0) run
-//! scalar code there. Q4_K (most of the large model) has candle kernels,
-//! but they need the weights in memory (plus a repacked copy); here a Q4_K
-//! super-block is eight blocks of 32 with scale `d * sc` and offset
-//! `-dmin * m`, read in place from the memory-mapped file like the others. Converting them to Q8_0 at load made them fast but
-//! 1.3-1.7x larger, and decoding is bound by memory bandwidth, so every
-//! token read 30-70% more bytes than llama.cpp does. These kernels read the
-//! original blocks: activations are quantized per 32 values to 8 bits (as
-//! llama.cpp does: scale `max|x| / 127`), and each block product is an
+//! scalar code there. The k-quants (Q4_K: most of the large model; Q6_K:
+//! its output layer and half its `ffn_down` and `attn_v`) have candle
+//! kernels, but they need the weights in memory (plus a repacked copy), and
+//! candle's Q6_K rounds differently in its tiled and per-row forms. These
+//! kernels read the original blocks in place from the memory-mapped file.
+//! (Converting Q4_1/Q5_0 to Q8_0 at load made them fast but 1.3-1.7x larger,
+//! and decoding is bound by memory bandwidth.) Activations are quantized to
+//! 8 bits (scale `max|x| / 127`) per 32 values for Q4_1 and Q5_0, and per
+//! 256 for the k-quants (as llama.cpp's Q8_K); each block product is an
 //! integer dot product of 32 pairs (`maddubs` + `madd`, or one `vpdpbusd`
-//! where the CPU has AVX-512 VNNI) scaled once.
+//! where the CPU has VNNI).
 //!
-//! Q6_K (the large model's output layer and half its `ffn_down` and
-//! `attn_v`) went through candle's kernel, which rounds differently in its
-//! tiled (several rows) and per-row forms, so a decode batch had to run it
-//! row by row; a Q6_K block of 32 here has a signed scale per 16 values and
-//! a zero point of 32, which its integer product takes in (see
-//! [`super::qblock::Block::isum`]).
-//!
-//! Every path computes one output the same way, block by block: the
-//! block's exact integer dot product `isum` of the unsigned weights with the
-//! 8-bit activations, then `acc = fma(isum, d_w * d_a, acc)` and
-//! `off = fma(m_w, s_a, off)` (`m_w` the block's offset: Q4_1's min,
-//! Q5_0's `-16 d`, `s_a` the activation block's scaled sum), and at the end
-//! `acc + off`. So a row's result has the same bits alone, in a batch, on
-//! AVX2, AVX-512 or plain Rust (tests), which the prefix cache relies on
-//! (a cached prefix followed by a short suffix must give the logits of the
-//! whole prompt).
+//! Every path computes one output the same way. Q4_1 and Q5_0, block by
+//! block: the block's exact integer dot product `isum` of the unsigned
+//! weights with the 8-bit activations, then `acc = fma(isum, d_w * d_a,
+//! acc)` and `off = fma(m_w, s_a, off)` (`m_w` the block's offset: Q4_1's
+//! min, Q5_0's `-16 d`; `s_a` the activation block's scaled sum). The
+//! k-quants, super-block by super-block: the eight blocks' integer products
+//! times their integer scales (Q6_K: a signed scale per 16 values and a
+//! zero point of 32; see [`super::qblock::Block::isum`]) summed exactly,
+//! likewise Q4_K's 6-bit mins times the activation blocks' sums, then one
+//! `fma` each with the super-block's `d` (and `-dmin`) times the shared
+//! activation scale. At the end `acc + off`. So a row's result has the same
+//! bits alone, in a batch, on AVX2, AVX-512, NEON or plain Rust (tests),
+//! which the prefix cache relies on (a cached prefix followed by a short
+//! suffix must give the logits of the whole prompt).
 //!
 //! The work is split over output rows (tasks of 16) on candle's own CPU
 //! pool (the one its quantized matmuls use: a second pool would make the
@@ -181,7 +180,19 @@ pub fn quantize_rows(x: &[f32], k: usize, group: usize) -> Vec<ActBlock> {
                 *q = (a * id).round() as i8;
                 hs[i / 16] += *q as i32;
             }
-            out.push(ActBlock { qs, d, s: d * (hs[0] + hs[1]) as f32, hs });
+            out.push(ActBlock { qs, d, s: d * (hs[0] + hs[1]) as f32, hs, bs: [0; 8] });
+        }
+    }
+    for row in out.chunks_mut(k / BLOCK) {
+        for chunk in row.chunks_mut(8) {
+            let mut bs = [0i16; 8];
+            for (sum, b) in bs.iter_mut().zip(chunk.iter()) {
+                // At most 32 * 127 in magnitude.
+                *sum = (b.hs[0] + b.hs[1]) as i16;
+            }
+            for b in chunk {
+                b.bs = bs;
+            }
         }
     }
     out
@@ -253,14 +264,14 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
         if isa == Isa::Avx512Vnni && m >= PACK_FROM_ROWS {
             super::qtile::pack(w, packed);
             // SAFETY: `isa` was detected on this CPU (AVX-512 VNNI).
-            unsafe { super::qtile::times_acts(w.kind == Kind::Q6K, packed, acts, blocks, weight_rows, out) };
+            unsafe { super::qtile::times_acts(w.kind, packed, acts, blocks, weight_rows, out) };
             return;
         }
         if matches!(isa, Isa::Avx2 | Isa::AvxVnni) && m >= PACK_FROM_ROWS_256 {
             super::qtile::pack(w, packed);
             // SAFETY: `isa` was detected on this CPU (AVX2 + FMA, and
             // AVX-VNNI when it says so).
-            unsafe { super::qtile::times_acts_256(isa == Isa::AvxVnni, w.kind == Kind::Q6K, packed, acts, blocks, weight_rows, out) };
+            unsafe { super::qtile::times_acts_256(isa == Isa::AvxVnni, w.kind, packed, acts, blocks, weight_rows, out) };
             return;
         }
         if isa > Isa::Portable {
@@ -320,24 +331,26 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
 /// Portable dot product of one weight row with one activation row: the
 /// definition every SIMD path matches bit for bit.
 pub fn dot_reference(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
-    let (mut acc, off) = (0f32, 0f32);
-    if kind == Kind::Q6K {
-        // One activation scale per super-block: its eight exact integer
-        // products summed, then one multiply-add (no offset: the sum of
-        // offsets stays +0).
-        let (mut isum, mut i) = (0i32, 0);
+    let (mut acc, mut off) = (0f32, 0f32);
+    let mut i = 0;
+    if kind.is_super() {
+        // One activation scale per super-block: its eight blocks' exact
+        // integer products and offset products summed, then one
+        // multiply-add each (Q6_K's offsets are 0, so `off` stays +0).
+        let (mut isum, mut msum) = (0i32, 0i32);
         for_each_block(kind, w, |b| {
             isum += b.isum(kind, &acts[i]);
+            msum += b.msum(&acts[i]);
             i += 1;
             if i % 8 == 0 {
-                acc = (isum as f32).mul_add(b.d * acts[i - 1].d, acc);
-                isum = 0;
+                let ad = acts[i - 1].d;
+                acc = (isum as f32).mul_add(b.d * ad, acc);
+                off = (msum as f32).mul_add(b.m * ad, off);
+                (isum, msum) = (0, 0);
             }
         });
         return acc + off;
     }
-    let mut off = off;
-    let mut i = 0;
     for_each_block(kind, w, |b| {
         let a = &acts[i];
         i += 1;
@@ -351,7 +364,7 @@ pub fn dot_reference(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
 #[cfg(test)]
 pub fn dequantize(kind: Kind, data: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(data.len() / kind.block_bytes() * kind.block_values());
-    for_each_block(kind, data, |b| out.extend((0..BLOCK).map(|i| b.d * b.sc[i / 16] as f32 * (b.u[i] as i32 - kind.zero()) as f32 + b.m)));
+    for_each_block(kind, data, |b| out.extend((0..BLOCK).map(|i| b.d * b.sc[i / 16] as f32 * (b.u[i] as i32 - kind.zero()) as f32 + b.m * b.mi as f32)));
     out
 }
 
@@ -529,25 +542,38 @@ mod tests {
     }
 
     #[test]
-    fn q6_k_integer_sums_cannot_overflow_on_any_path() {
-        // Every weight at 63 and every scale at -128 (the largest products)
-        // against activations at +-127: the AVX2 tile's 16-bit sums over two
-        // groups reach 2 * 2 * 63 * 127 = 32,004 < 32,767.
-        let (n, k, m) = (16, 256, 9);
-        let mut w = Vec::new();
+    fn k_quant_integer_sums_cannot_overflow_on_any_path() {
+        // The largest products against activations at +-127. Q6_K: every
+        // weight at 63 and every scale at -128 (the AVX2 tile's 16-bit sums
+        // over two groups reach 2 * 2 * 63 * 127 = 32,004 < 32,767). Q4_K:
+        // every nibble 15, every 6-bit scale and min 63 (a super-block's
+        // integer sum reaches 8 * 63 * 32 * 15 * 127, 2^24.9, and its offset
+        // sum 8 * 63 * 32 * 127).
+        let (n, k, m) = (16, 512, 9);
+        let d = f16::from_f32(0.001);
+        let dmin = f16::from_f32(0.0005);
+        let mut q6 = Vec::new();
+        let mut q4 = Vec::new();
         for _ in 0..n * k / 256 {
-            w.extend_from_slice(&[0xff; 192]);
-            w.extend_from_slice(&[0x80; 16]);
-            w.extend_from_slice(&f16::from_f32(0.001).to_le_bytes());
+            q6.extend_from_slice(&[0xff; 192]);
+            q6.extend_from_slice(&[0x80; 16]);
+            q6.extend_from_slice(&d.to_le_bytes());
+            q4.extend_from_slice(&d.to_le_bytes());
+            q4.extend_from_slice(&dmin.to_le_bytes());
+            q4.extend_from_slice(&[0xff; 140]);
         }
-        for sign in [1.0f32, -1.0] {
-            let x = vec![sign; m * k];
-            // Every weight is d * -128 * (63 - 32), every input +-1.
-            let expected = sign * f16::from_f32(0.001).to_f32() * -128.0 * 31.0 * k as f32;
-            for isa in Isa::ALL {
-                for rows in [1, 2, m] {
-                    for v in matmul_on(isa, Kind::Q6K, &w, n, k, &x[..rows * k], rows) {
-                        assert!((v - expected).abs() < 1e-4 * expected.abs(), "{isa:?} m={rows}: {v} vs {expected}");
+        // Every Q6_K weight is d * -128 * (63 - 32); every Q4_K weight
+        // d * 63 * 15 - dmin * 63.
+        let cases = [(Kind::Q6K, q6, d.to_f32() * -128.0 * 31.0), (Kind::Q4K, q4, d.to_f32() * 63.0 * 15.0 - dmin.to_f32() * 63.0)];
+        for (kind, w, weight) in cases {
+            for sign in [1.0f32, -1.0] {
+                let x = vec![sign; m * k];
+                let expected = sign * weight * k as f32;
+                for isa in Isa::ALL {
+                    for rows in [1, 2, 4, m] {
+                        for v in matmul_on(isa, kind, &w, n, k, &x[..rows * k], rows) {
+                            assert!((v - expected).abs() < 1e-4 * expected.abs(), "{kind:?} {isa:?} m={rows}: {v} vs {expected}");
+                        }
                     }
                 }
             }

@@ -14,7 +14,7 @@ use std::arch::aarch64::*;
 use half::f16;
 
 use super::{ActBlock, Kind, Weights};
-use crate::decoder::qblock::q4k_scales;
+use crate::decoder::qblock::q4k_scale_bytes;
 
 /// Dot products of every weight row of `w` with the activation row
 /// `acts`, into `out[r * m + i]` (NEON).
@@ -107,14 +107,25 @@ fn row<const DOT: bool>(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
         }
         Kind::Q4K => {
             for (b, a8) in w.chunks_exact(kind.block_bytes()).zip(acts.chunks_exact(8)) {
-                let (d, m) = q4k_scales(b);
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+                let (sc, mn) = q4k_scale_bytes(&b[4..16]);
+                // The eight blocks share one activation scale: their exact
+                // scaled products and offset products add up, then one
+                // multiply-add each.
+                let (mut isum, mut msum) = (0i32, 0i32);
                 // Sub-blocks 2p and 2p + 1 are the low and high nibbles of
                 // the same 32 bytes.
                 for p in 0..4 {
                     let (h0, h1) = (load16(&b[16 + 32 * p..32 + 32 * p]), load16(&b[32 + 32 * p..48 + 32 * p]));
-                    block(vandq_u8(h0, low), vandq_u8(h1, low), d[2 * p], m[2 * p], &a8[2 * p]);
-                    block(vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1), d[2 * p + 1], m[2 * p + 1], &a8[2 * p + 1]);
+                    for (j, lo, hi) in [(2 * p, vandq_u8(h0, low), vandq_u8(h1, low)), (2 * p + 1, vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1))] {
+                        isum += sc[j] as i32 * block_isum::<DOT>(lo, hi, &a8[j]);
+                        msum += mn[j] as i32 * (a8[j].hs[0] + a8[j].hs[1]);
+                    }
                 }
+                let ad = a8[7].d;
+                acc = (isum as f32).mul_add(d * ad, acc);
+                off = (msum as f32).mul_add(-dmin * ad, off);
             }
         }
     }
