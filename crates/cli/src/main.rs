@@ -108,6 +108,13 @@ fn main() {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
+    // With PERSONA_SIMD below the CPU's best, candle's own kernels are
+    // capped the same way (unless the caller chose their level already).
+    if let Some((key, value)) = persona_engine::kernels::candle_isa_env() {
+        if std::env::var_os(key).is_none() {
+            std::env::set_var(key, value);
+        }
+    }
     let level = match cli.log_verbosity {
         0 => "warn",
         1 => "info",

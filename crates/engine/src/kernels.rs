@@ -3,4 +3,4 @@
 //! (benchmark reports name it), and a direct entry point for kernel
 //! benchmarks (`examples/qmatmul_speed.rs`).
 
-pub use crate::decoder::qkernels::{detected_isa, isa, matmul, Isa, Kind, ISA_ENV};
+pub use crate::decoder::qkernels::{candle_isa_env, detected_isa, isa, matmul, Isa, Kind, ISA_ENV};

@@ -23,7 +23,11 @@ pub fn machine() -> String {
     .collect::<Vec<_>>()
     .join(" ");
     let kernels = persona_engine::kernels::isa().name();
-    let capped = std::env::var(persona_engine::kernels::ISA_ENV).map(|v| format!(", capped by PERSONA_SIMD={v}")).unwrap_or_default();
+    let mut capped = std::env::var(persona_engine::kernels::ISA_ENV).map(|v| format!(", capped by PERSONA_SIMD={v}")).unwrap_or_default();
+    if let Some((key, value)) = persona_engine::kernels::candle_isa_env() {
+        let value = std::env::var(key).unwrap_or_else(|_| value.to_string());
+        capped.push_str(&format!(" (candle's x86 kernels too: {key}={value})"));
+    }
     format!("{cpu}, {cores} cores; CPU SIMD: {}; build target features: {build}; own kernels: {kernels}{capped}", cpu_simd_flags())
 }
 

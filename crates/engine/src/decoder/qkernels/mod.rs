@@ -157,6 +157,29 @@ pub fn isa() -> Isa {
     })
 }
 
+/// The environment variable (and value) that keeps candle's own x86
+/// kernels within the instruction set these kernels are capped at by
+/// [`ISA_ENV`]: candle 0.11 picks its repacked Q4_K / Q6_K / Q8_0 kernels
+/// by CPU detection alone (AVX-512 VNNI where present), so without it an
+/// "AVX2" run would still multiply the layers that go through candle (the
+/// small model's Q8_0 output layer) with AVX-512. `None` when nothing is
+/// capped. candle reads it once, at its first quantized product: a binary
+/// sets it at startup, before any thread exists.
+pub fn candle_isa_env() -> Option<(&'static str, &'static str)> {
+    candle_cap(isa(), detected_isa())
+}
+
+/// [`candle_isa_env`] for kernels capped at `used` on a CPU whose best is
+/// `best`. candle's x86 levels are AVX-512 VNNI, AVX-VNNI and AVX2 (its
+/// lowest); `used` is AVX-VNNI only where the CPU has it, so forcing that
+/// level is safe.
+fn candle_cap(used: Isa, best: Isa) -> Option<(&'static str, &'static str)> {
+    if best <= Isa::NeonDot || used >= best {
+        return None;
+    }
+    Some(if used == Isa::AvxVnni { ("MISTRALRS_FORCE_AVXVNNI", "1") } else { ("MISTRALRS_FORCE_AVX2", "1") })
+}
+
 /// Whether this CPU runs the SIMD kernels (x86-64 with AVX2 and FMA, or
 /// aarch64).
 pub fn available() -> bool {
@@ -539,6 +562,21 @@ mod tests {
                 assert!((v - expected).abs() < 1e-4 * expected.abs(), "{v} vs {expected}");
             }
         }
+    }
+
+    #[test]
+    fn candle_is_capped_with_the_own_kernels() {
+        let avx2 = Some(("MISTRALRS_FORCE_AVX2", "1"));
+        assert_eq!(candle_cap(Isa::Avx2, Isa::Avx512Vnni), avx2);
+        assert_eq!(candle_cap(Isa::Portable, Isa::Avx512Vnni), avx2);
+        assert_eq!(candle_cap(Isa::Avx2, Isa::AvxVnni), avx2);
+        assert_eq!(candle_cap(Isa::AvxVnni, Isa::Avx512Vnni), Some(("MISTRALRS_FORCE_AVXVNNI", "1")));
+        // Nothing capped, or not x86: candle chooses as it does.
+        for best in [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2] {
+            assert_eq!(candle_cap(best, best), None);
+        }
+        assert_eq!(candle_cap(Isa::Portable, Isa::NeonDot), None);
+        assert_eq!(candle_cap(Isa::Neon, Isa::NeonDot), None);
     }
 
     #[test]
