@@ -67,23 +67,48 @@ impl MappedTensor {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.map.0[self.range.clone()]
     }
+
+    /// Takes the tensor's pages out of this process's resident memory
+    /// after a copy of it was made (they stay in the page cache, and a later
+    /// read maps them again): without it, a repacked tensor would count
+    /// twice in the peak RSS. Only whole pages inside the tensor; best
+    /// effort (an error leaves the pages mapped).
+    pub(crate) fn release(&self) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let start = self.range.start.next_multiple_of(PAGE);
+            let end = self.range.end / PAGE * PAGE;
+            if end > start {
+                // SAFETY: a read-only shared map of a file that does not
+                // change (module documentation): dropping its pages only
+                // makes the next access read them from the page cache
+                // again, with the same bytes; no borrow of these pages
+                // outlives `bytes()` callers, which read them again.
+                let _ = unsafe { self.map.0.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            }
+        }
+    }
 }
 
-/// Quantized weights in candle's memory or in the mapped file.
+/// Quantized weights in candle's memory, in the mapped file, or repacked.
 #[derive(Clone)]
 pub(crate) enum WeightBytes {
     /// A tensor candle loaded.
     Tensor(Arc<QTensor>),
     /// Bytes in the mapped file.
     Mapped(MappedTensor),
+    /// Q4_K rows interleaved by eight ([`super::qkernels::x8`]).
+    Interleaved(Arc<Vec<u8>>),
 }
 
 impl WeightBytes {
-    /// The raw GGML blocks.
+    /// The raw GGML blocks, or the interleaved layout's bytes.
     pub(crate) fn bytes(&self) -> candle_core::Result<Cow<'_, [u8]>> {
         match self {
             WeightBytes::Tensor(t) => t.data(),
             WeightBytes::Mapped(m) => Ok(Cow::Borrowed(m.bytes())),
+            WeightBytes::Interleaved(b) => Ok(Cow::Borrowed(b.as_slice())),
         }
     }
 }
@@ -110,5 +135,19 @@ mod tests {
         let err = map.tensor(&content(16), "w").err().unwrap().to_string();
         assert!(err.contains("beyond the end of the file"), "{err}");
         assert!(map.tensor(&content(0), "missing").is_err());
+    }
+
+    #[test]
+    fn released_pages_read_the_same_bytes_again() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let bytes: Vec<u8> = (0..5 * 4096 + 100).map(|i| (i * 31 % 251) as u8).collect();
+        file.write_all(&bytes).unwrap();
+        let map = ModelMap::new(file.as_file()).unwrap();
+        // A tensor over three and a half pages, not page-aligned.
+        let t = MappedTensor { map: map.clone(), range: 1000..1000 + 14_500 };
+        assert_eq!(t.bytes(), &bytes[1000..15_500]);
+        t.release();
+        assert_eq!(t.bytes(), &bytes[1000..15_500]);
+        assert_eq!(&map.0[..], &bytes[..], "the pages around it are intact");
     }
 }
