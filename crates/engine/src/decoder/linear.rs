@@ -1,6 +1,6 @@
 //! A linear layer over quantized weights: the SIMD kernels of
 //! [`super::qkernels`] for Q4_1, Q5_0, Q4_K and Q6_K on CPUs that have them
-//! (Q4_K interleaved by eight rows on x86-64: [`super::qkernels::x8`]),
+//! (Q4_K and Q6_K interleaved by eight rows on x86-64: [`super::qkernels::x8`]),
 //! candle's `QMatMul` for every other type and device.
 
 use std::sync::Arc;
@@ -69,10 +69,10 @@ impl Linear {
         if let (Some(map), Some(info)) = (map, content.tensor_infos.get(name)) {
             if let Some((kind, out, inner)) = Self::native_shape(native, info.ggml_dtype, &info.shape, device) {
                 let weights: MappedTensor = map.tensor(content, name)?;
-                // Q4_K decodes fastest interleaved by eight rows (x86); the
-                // copy replaces the mapped pages in memory.
-                if kind == Kind::Q4K && qkernels::x8::applies(out) {
-                    if let Some(packed) = qkernels::x8::pack(weights.bytes(), out, inner) {
+                // The k-quants decode fastest interleaved by eight rows
+                // (x86); the copy replaces the mapped pages in memory.
+                if qkernels::x8::applies(kind, out) {
+                    if let Some(packed) = qkernels::x8::pack(kind, weights.bytes(), out, inner) {
                         weights.release();
                         return Ok(Linear::Native { kind, weights: WeightBytes::Interleaved(Arc::new(packed)), out, inner, device: device.clone() });
                     }
@@ -95,7 +95,7 @@ impl Linear {
                 let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
                 let data = weights.bytes()?;
                 let y = match weights {
-                    WeightBytes::Interleaved(_) => qkernels::x8::matmul(&data, *out, *inner, &xs, rows),
+                    WeightBytes::Interleaved(_) => qkernels::x8::matmul(*kind, &data, *out, *inner, &xs, rows),
                     _ => qkernels::matmul(*kind, &data, *out, *inner, &xs, rows),
                 };
                 Tensor::from_vec(y, (rows, *out), device)

@@ -98,7 +98,7 @@ pub(crate) enum WeightBytes {
     Tensor(Arc<QTensor>),
     /// Bytes in the mapped file.
     Mapped(MappedTensor),
-    /// Q4_K rows interleaved by eight ([`super::qkernels::x8`]).
+    /// k-quant rows interleaved by eight ([`super::qkernels::x8`]).
     Interleaved(Arc<Vec<u8>>),
 }
 

@@ -37,10 +37,10 @@
 //! reads each weight row one after the next (reading two side by side was
 //! 3x slower on a matrix larger than the caches: the prefetcher follows
 //! one stream best); a batch of two to seven rows decodes each weight
-//! block once for four of them. Q4_K matrices on x86-64 are instead stored
-//! interleaved by eight rows at load ([`x8`], one stream again), so that a
-//! decoding step needs no horizontal sums: about 2x faster per row than the
-//! row kernel. From eight rows on (prefill; six on AVX2),
+//! block once for four of them. Q4_K and Q6_K matrices on x86-64 are
+//! instead stored interleaved by eight rows at load ([`x8`], one stream
+//! again), so that a decoding step needs no horizontal sums: Q4_K about 2x
+//! faster per row than the row kernel. From eight rows on (prefill; six on AVX2),
 //! a task's 16 weight rows are repacked so that each 32-bit lane of a
 //! register holds a different row ([`super::qtile`]): four activation bytes
 //! are broadcast per `vpdpbusd` (AVX-512 VNNI: sixteen rows; AVX-VNNI:
