@@ -4,8 +4,8 @@
 //!
 //! `cargo run --release -p persona-engine --example qmatmul_speed q5_0 4864 896 512 5`
 //!
-//! Q4_K and Q6_K are timed in the original layout and interleaved by eight
-//! rows.
+//! Each kind is timed in the original layout and interleaved by eight rows
+//! (the layout decoding reads on x86-64 where it applies).
 //!
 //! Prints the median time and a checksum of the output (which must not
 //! change when the kernel changes). Threads: `RAYON_NUM_THREADS` (default:
@@ -81,8 +81,7 @@ fn main() {
         println!("{who} {kind:?} n={n} k={k} m={m}: median {ms:.2} ms over {reps} runs ({gops:.1} GOP/s), checksum {checksum:.6}");
     };
     report(&format!("{:?}", isa()), &|| matmul(kind, &weights, n, k, &x, m));
-    // The k-quants also interleaved by eight rows (the layout decoding
-    // reads on x86-64).
+    // Also interleaved by eight rows (the layout decoding reads on x86-64).
     if let Some(packed) = persona_engine::kernels::x8::pack(kind, &weights, n, k) {
         report(&format!("{:?} x8", isa()), &|| persona_engine::kernels::x8::matmul(kind, &packed, n, k, &x, m));
     }

@@ -1,6 +1,6 @@
 //! A linear layer over quantized weights: the SIMD kernels of
 //! [`super::qkernels`] for Q4_1, Q5_0, Q4_K and Q6_K on CPUs that have them
-//! (Q4_K and Q6_K interleaved by eight rows on x86-64: [`super::qkernels::x8`]),
+//! (interleaved by eight rows on x86-64: [`super::qkernels::x8`]),
 //! candle's `QMatMul` for every other type and device.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Shape, Tensor};
 
-use super::mapped::{MappedTensor, ModelMap, WeightBytes};
+use super::mapped::{Layout, MappedTensor, ModelMap, WeightBytes};
 use super::qkernels::{self, Kind};
 
 /// `y = x W^T` for quantized `W` of shape `(out, in)`.
@@ -69,8 +69,9 @@ impl Linear {
         if let (Some(map), Some(info)) = (map, content.tensor_infos.get(name)) {
             if let Some((kind, out, inner)) = Self::native_shape(native, info.ggml_dtype, &info.shape, device) {
                 let weights: MappedTensor = map.tensor(content, name)?;
-                // The k-quants decode fastest interleaved by eight rows
-                // (x86); the copy replaces the mapped pages in memory.
+                // Decoding is fastest on eight rows interleaved (x86, see
+                // `x8::applies`); the copy replaces the mapped pages in
+                // memory.
                 if qkernels::x8::applies(kind, out) {
                     if let Some(packed) = qkernels::x8::pack(kind, weights.bytes(), out, inner) {
                         weights.release();
@@ -93,10 +94,9 @@ impl Linear {
                     candle_core::bail!("linear layer expects {inner} inputs, got {width}");
                 }
                 let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                let data = weights.bytes()?;
-                let y = match weights {
-                    WeightBytes::Interleaved(_) => qkernels::x8::matmul(*kind, &data, *out, *inner, &xs, rows),
-                    _ => qkernels::matmul(*kind, &data, *out, *inner, &xs, rows),
+                let y = match weights.layout()? {
+                    Layout::Interleaved(data) => qkernels::x8::matmul(*kind, data, *out, *inner, &xs, rows),
+                    Layout::Rows(data) => qkernels::matmul(*kind, &data, *out, *inner, &xs, rows),
                 };
                 Tensor::from_vec(y, (rows, *out), device)
             }

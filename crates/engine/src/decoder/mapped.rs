@@ -98,18 +98,26 @@ pub(crate) enum WeightBytes {
     Tensor(Arc<QTensor>),
     /// Bytes in the mapped file.
     Mapped(MappedTensor),
-    /// k-quant rows interleaved by eight ([`super::qkernels::x8`]).
+    /// Rows interleaved by eight ([`super::qkernels::x8`]).
     Interleaved(Arc<Vec<u8>>),
 }
 
+/// Weight bytes in the layout they are stored in.
+pub(crate) enum Layout<'a> {
+    /// GGML's blocks, one row after the other.
+    Rows(Cow<'a, [u8]>),
+    /// Rows interleaved by eight ([`super::qkernels::x8::pack`]).
+    Interleaved(&'a [u8]),
+}
+
 impl WeightBytes {
-    /// The raw GGML blocks, or the interleaved layout's bytes.
-    pub(crate) fn bytes(&self) -> candle_core::Result<Cow<'_, [u8]>> {
-        match self {
-            WeightBytes::Tensor(t) => t.data(),
-            WeightBytes::Mapped(m) => Ok(Cow::Borrowed(m.bytes())),
-            WeightBytes::Interleaved(b) => Ok(Cow::Borrowed(b.as_slice())),
-        }
+    /// The bytes and their layout.
+    pub(crate) fn layout(&self) -> candle_core::Result<Layout<'_>> {
+        Ok(match self {
+            WeightBytes::Tensor(t) => Layout::Rows(t.data()?),
+            WeightBytes::Mapped(m) => Layout::Rows(Cow::Borrowed(m.bytes())),
+            WeightBytes::Interleaved(b) => Layout::Interleaved(b.as_slice()),
+        })
     }
 }
 

@@ -37,10 +37,11 @@
 //! reads each weight row one after the next (reading two side by side was
 //! 3x slower on a matrix larger than the caches: the prefetcher follows
 //! one stream best); a batch of two to seven rows decodes each weight
-//! block once for four of them. Q4_K and Q6_K matrices on x86-64 are
-//! instead stored interleaved by eight rows at load ([`x8`], one stream
-//! again), so that a decoding step needs no horizontal sums: Q4_K about 2x
-//! faster per row than the row kernel. From eight rows on (prefill; six on AVX2),
+//! block once for four of them. On x86-64 the k-quant matrices (and Q4_1
+//! and Q5_0 ones where the CPU has no VNNI) are instead stored interleaved
+//! by eight rows at load ([`x8`], one stream again), so that a decoding
+//! step needs no horizontal sums: Q4_K about 2x faster per row than the row
+//! kernel. From eight rows on (prefill; six on AVX2),
 //! a task's 16 weight rows are repacked so that each 32-bit lane of a
 //! register holds a different row ([`super::qtile`]): four activation bytes
 //! are broadcast per `vpdpbusd` (AVX-512 VNNI: sixteen rows; AVX-VNNI:
@@ -249,19 +250,36 @@ pub fn matmul_on(isa: Isa, kind: Kind, weights: &[u8], n: usize, k: usize, x: &[
     debug_assert_eq!(weights.len(), n * row_bytes);
     debug_assert_eq!(x.len(), m * k);
     let acts = quantize_rows(x, k, kind.act_group());
-    // Results by weight row first (each task owns whole weight rows), then
-    // transposed to `(m, n)`.
+    over_tasks(n, m, |first, out, scratch| {
+        let w = Weights { kind, data: &weights[first * row_bytes..(first + out.len() / m) * row_bytes], row_bytes };
+        rows_times_acts(isa, &w, &acts, blocks, out, &mut scratch.packed);
+    })
+}
+
+/// A worker's scratch space, kept from one task to the next.
+#[derive(Default)]
+struct TaskScratch {
+    /// Repacked tiles ([`super::qtile`]).
+    packed: Vec<Packed>,
+    /// Weight bytes (a task's rows unpacked from another layout).
+    bytes: Vec<u8>,
+}
+
+/// Runs `f(first, out, scratch)` for the tasks of [`ROWS_PER_TASK`] weight
+/// rows (of `n`) on candle's CPU pool: `first` the task's first weight row,
+/// `out` its results by weight row (`out[r * m + i]` for activation row
+/// `i`), so that each task owns whole weight rows; returns the results as
+/// `(m, n)`.
+fn over_tasks(n: usize, m: usize, f: impl Fn(usize, &mut [f32], &mut TaskScratch) + Sync) -> Vec<f32> {
     let mut by_row = vec![0f32; n * m];
     {
         // One uncontended lock per task hands each worker its own rows.
         let tasks: Vec<Mutex<&mut [f32]>> = by_row.chunks_mut(ROWS_PER_TASK * m).map(Mutex::new).collect();
         candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
-            let mut packed = Vec::new();
+            let mut scratch = TaskScratch::default();
             for task in range {
                 let Ok(mut out) = tasks[task].lock() else { continue };
-                let first = task * ROWS_PER_TASK * row_bytes;
-                let w = Weights { kind, data: &weights[first..first + out.len() / m * row_bytes], row_bytes };
-                rows_times_acts(isa, &w, &acts, blocks, &mut out, &mut packed);
+                f(task * ROWS_PER_TASK, &mut out, &mut scratch);
             }
         });
     }

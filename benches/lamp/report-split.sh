@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs the report-split parts behind benches/lamp/README.md ("Report split"):
+# config C (`--answer-when-done --align-model large`, n=3, E=3, K=4, seed 42)
+# on the users after each set's 20 dev users, in resumable parts that each
+# fit a sitting of a 2-core machine:
+#
+#   BIN=/path/to/persona RAW=../shared/data OUT=/var/tmp/lamp-report benches/lamp/report-split.sh
+#
+# Each part is one `bench lamp` run into OUT/<part> (rerun to continue a
+# part that was stopped: finished queries are kept); a part that finished
+# leaves OUT/<part>/.done and is skipped. When a part finishes, its
+# report.{md,json} is copied to benches/lamp/report-split/ (never
+# results.jsonl, the users' memory or the rebuilt sets: they quote the
+# data); commit it. When all parts of a set are done, `bench merge` joins
+# them into OUT/<set>-merged and its report is copied as <set>-merged.*.
+# PARTS chooses parts by name (default: every part, in the order below).
+set -u
+BIN=${BIN:-target/release/persona}
+RAW=${RAW:-../shared/data}
+OUT=${OUT:-/var/tmp/lamp-report}
+THREADS=${THREADS:-2}
+DEST=${DEST:-$(cd "$(dirname "$0")" && pwd)/report-split}
+SETS=$OUT/sets
+BASE=prompt,icl,rag-1,rag-4,pag-4
+COMMON=(--skip-users 20 --answer-when-done --align-model large --seed 42)
+mkdir -p "$OUT" "$SETS" "$DEST"
+
+# A rebuilt set with its own options (the top-100 sets as in the paper;
+# LaMP-2M with a lower --min-profile for more users).
+set_args() {
+  local name=$1; shift
+  if [ ! -f "$SETS/$name/questions.json" ]; then
+    "$BIN" data build --raw "$RAW" "$@" --out "$SETS/$name" >&2 || return 1
+  fi
+  echo "--questions $SETS/$name/questions.json --outputs $SETS/$name/outputs.json"
+}
+
+# part NAME REPORT_NAME -- bench lamp arguments...
+part() {
+  local name=$1 report=$2; shift 3
+  if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return 0; fi
+  if [ -f "$OUT/$name/.done" ]; then echo "=== $name: done"; return 0; fi
+  echo "=== $(date -u +%FT%TZ) $name: $*"
+  if "$BIN" --threads "$THREADS" bench lamp "$@" --out "$OUT/$name" > "$OUT/$name.log" 2>&1; then
+    touch "$OUT/$name/.done"
+    cp "$OUT/$name/report.md" "$DEST/$report.md"
+    cp "$OUT/$name/report.json" "$DEST/$report.json"
+    echo "=== $(date -u +%FT%TZ) $name: finished, report in $DEST/$report.md"
+  else
+    echo "=== $(date -u +%FT%TZ) $name: failed or stopped (see $OUT/$name.log)"
+    return 1
+  fi
+}
+
+# merge SET PART... : joins finished parts into OUT/<SET>-merged.
+merge() {
+  local set=$1; shift
+  local runs=() p
+  for p in "$@"; do
+    [ -f "$OUT/$p/.done" ] || { echo "=== $set merge: waits for $p"; return 0; }
+    runs+=(--run "$OUT/$p")
+  done
+  if [ -f "$OUT/$set-merged/report.json" ]; then echo "=== $set merge: done"; return 0; fi
+  "$BIN" bench merge "${runs[@]}" --out "$OUT/$set-merged" > "$OUT/$set-merged.log" 2>&1 || { echo "=== $set merge failed"; return 1; }
+  cp "$OUT/$set-merged/report.md" "$DEST/$set-merged.md"
+  cp "$OUT/$set-merged/report.json" "$DEST/$set-merged.json"
+  echo "=== $set merge: $DEST/$set-merged.md"
+}
+
+shards() { # shards PREFIX REPORT N -- args: the PersonaAgent shards of a set
+  local prefix=$1 report=$2 n=$3 i; shift 4
+  for ((i = 0; i < n; i++)); do
+    part "$prefix-pa-s$i" "$report-persona-agent-shard${i}of$n" -- "$@" --method persona-agent --shard "$i/$n" || return 1
+  done
+}
+
+L3=$(set_args LaMP-3-top100 --task LaMP-3 --max-users 100) || exit 1
+L1=$(set_args LaMP-1-top100 --task LaMP-1 --max-users 100) || exit 1
+M6=$(set_args LaMP-2M-min6 --task LaMP-2M --min-profile 6) || exit 1
+
+# LaMP-3: baselines (committed as LaMP-3-baselines), then PersonaAgent.
+# shellcheck disable=SC2086
+{
+  part rep-3-base LaMP-3-baselines -- $L3 "${COMMON[@]}" --method $BASE &&
+  shards rep-3 LaMP-3 4 -- $L3 "${COMMON[@]}" &&
+  merge LaMP-3 rep-3-base rep-3-pa-s0 rep-3-pa-s1 rep-3-pa-s2 rep-3-pa-s3
+} || exit 1
+# shellcheck disable=SC2086
+{
+  part rep-1-base LaMP-1-baselines -- $L1 "${COMMON[@]}" --method $BASE &&
+  shards rep-1 LaMP-1 4 -- $L1 "${COMMON[@]}" &&
+  merge LaMP-1 rep-1-base rep-1-pa-s0 rep-1-pa-s1 rep-1-pa-s2 rep-1-pa-s3
+} || exit 1
+# LaMP-2M beyond its 53 default users: the users --min-profile 6 adds
+# (the first 53 are the set run before, unchanged).
+# shellcheck disable=SC2086
+{
+  part rep-2M-ext-base LaMP-2M-ext-baselines -- $M6 --skip-users 53 --answer-when-done --align-model large --seed 42 --method $BASE &&
+  part rep-2M-ext-pa LaMP-2M-ext-persona-agent -- $M6 --skip-users 53 --answer-when-done --align-model large --seed 42 --method persona-agent
+} || exit 1
+echo "=== $(date -u +%FT%TZ) all parts done"
