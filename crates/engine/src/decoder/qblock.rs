@@ -154,7 +154,7 @@ impl Weights<'_> {
 }
 
 /// Calls `f` with every 32-value block of a row in order, as the dot
-/// products use it (see [`unsigned_block`]); k-quant super-blocks give eight.
+/// products use it (see [`q4_1_block`], [`q5_0_block`]); k-quant super-blocks give eight.
 pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut(&Block)) {
     for b in row.chunks_exact(kind.block_bytes()) {
         match kind {
@@ -176,8 +176,8 @@ pub(crate) fn for_each_block(kind: Kind, row: &[u8], mut f: impl FnMut(&Block)) 
                     f(&Block { u, d, m: 0.0, sc: [b[192 + 2 * j] as i8, b[193 + 2 * j] as i8], mi: 0 });
                 }
             }
-            _ => {
-                let (u, d, m) = unsigned_block(kind, b);
+            Kind::Q4_1 | Kind::Q5_0 => {
+                let (u, d, m) = if kind == Kind::Q4_1 { q4_1_block(b) } else { q5_0_block(b) };
                 f(&Block { u, d, m, sc: [1, 1], mi: 1 });
             }
         }
@@ -210,44 +210,29 @@ pub(crate) fn q4k_scale_bytes(q: &[u8]) -> ([u8; 8], [u8; 8]) {
     (scale, min)
 }
 
-/// The 32 unsigned weights of a Q4_1 / Q5_0 block and its scale(s):
-/// `(u, d, m)` meaning `d * u + m` (Q4_1 in 0..16, Q5_0 in 0..32 with
-/// `m = -16 d`). k-quant super-blocks go through [`for_each_block`].
-pub(crate) fn unsigned_block(kind: Kind, b: &[u8]) -> ([u8; BLOCK], f32, f32) {
+/// The 32 unsigned weights (0..16) of a Q4_1 block, its scale and offset:
+/// `(u, d, m)` meaning `d * u + m`.
+pub(crate) fn q4_1_block(b: &[u8]) -> ([u8; BLOCK], f32, f32) {
     let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
     let mut u = [0u8; BLOCK];
-    match kind {
-        Kind::Q4_1 => {
-            let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
-            for (j, &byte) in b[4..20].iter().enumerate() {
-                u[j] = byte & 0x0f;
-                u[j + 16] = byte >> 4;
-            }
-            (u, d, min)
-        }
-        Kind::Q5_0 => {
-            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            for (j, &byte) in b[6..22].iter().enumerate() {
-                u[j] = (byte & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
-                u[j + 16] = (byte >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
-            }
-            (u, d, -16.0 * d)
-        }
-        Kind::Q6K => {
-            // Only the first block, without its half scales: whole
-            // super-blocks go through `for_each_block`.
-            let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
-            (q6k_unsigned(b, 0), d, 0.0)
-        }
-        Kind::Q4K => {
-            // Only the first sub-block, its scale and offset multiplied
-            // out: whole super-blocks go through `for_each_block`.
-            let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
-            let (sc, mn) = q4k_scale_bytes(&b[4..16]);
-            for (j, &byte) in b[16..48].iter().enumerate() {
-                u[j] = byte & 0x0f;
-            }
-            (u, d * sc[0] as f32, -(dmin * mn[0] as f32))
-        }
+    for (j, &byte) in b[4..20].iter().enumerate() {
+        u[j] = byte & 0x0f;
+        u[j + 16] = byte >> 4;
     }
+    (u, d, min)
+}
+
+/// The 32 unsigned weights (0..32, the high bits from the block's 32-bit
+/// mask) of a Q5_0 block, its scale and offset: `(u, d, -16 d)` meaning
+/// `d * u - 16 d`.
+pub(crate) fn q5_0_block(b: &[u8]) -> ([u8; BLOCK], f32, f32) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let mut u = [0u8; BLOCK];
+    for (j, &byte) in b[6..22].iter().enumerate() {
+        u[j] = (byte & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+        u[j + 16] = (byte >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+    }
+    (u, d, -16.0 * d)
 }

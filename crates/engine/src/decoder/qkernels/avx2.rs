@@ -342,7 +342,7 @@ macro_rules! rows_for {
         /// One weight block as the products use it: the 32 unsigned
         /// weights (Q5_0's high bits expanded by `$high`), the scale `d`
         /// and the offset `m` per unit of activation sum (see
-        /// [`super::unsigned_block`]); `None` for a short block.
+        /// [`crate::decoder::qblock::q5_0_block`]); `None` for a short block.
         #[inline]
         #[target_feature(enable = $features)]
         fn $unpack(kind: Kind, block: &[u8]) -> Option<(__m256i, f32, f32)> {

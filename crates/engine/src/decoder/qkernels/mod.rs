@@ -430,7 +430,7 @@ pub(super) mod tests {
     use half::f16;
 
     use super::*;
-    use crate::decoder::qblock::unsigned_block;
+    use crate::decoder::qblock::q5_0_block;
 
     const ALL: [Kind; 4] = [Kind::Q4_1, Kind::Q5_0, Kind::Q4K, Kind::Q6K];
 
@@ -652,7 +652,7 @@ pub(super) mod tests {
         let w = blocks(Kind::Q5_0, 4, 3);
         let q8 = crate::repack::q5_0_to_q8_0(&w).unwrap();
         for (b, (q5, q8)) in w.chunks_exact(22).zip(q8.chunks_exact(34)).enumerate() {
-            let (u, _, _) = unsigned_block(Kind::Q5_0, q5);
+            let (u, _, _) = q5_0_block(q5);
             let expected: Vec<i8> = q8[2..].iter().map(|&v| v as i8).collect();
             assert_eq!(u.map(|v| v as i8 - 16).to_vec(), expected, "block {b}");
         }
