@@ -12,9 +12,13 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let mut rev = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let changed = git(&["-C", root, "status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"]);
+    // The manifest folder of this build (read when the script runs: a build
+    // script compiled for one checkout is reused by another that shares the
+    // target folder, so `env!` would name the first one).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = format!("{manifest}/../..");
+    let mut rev = git(&["-C", &root, "rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let changed = git(&["-C", &root, "status", "--porcelain", "--untracked-files=no", "--", "crates", "Cargo.toml", "Cargo.lock"]);
     if rev != "unknown" && changed.is_some_and(|c| !c.is_empty()) {
         rev.push_str("+dirty");
     }
@@ -24,7 +28,7 @@ fn main() {
     println!("cargo:rerun-if-changed={root}/Cargo.toml");
     println!("cargo:rerun-if-changed={root}/Cargo.lock");
     // Rebuild when HEAD moves (a commit, a checkout).
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+    if let Some(dir) = git(&["-C", &root, "rev-parse", "--absolute-git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
         println!("cargo:rerun-if-changed={dir}/refs/heads");
         println!("cargo:rerun-if-changed={dir}/packed-refs");

@@ -26,12 +26,13 @@ pub(crate) struct Shape {
     pub pos: usize,
 }
 
-/// Query rows per unit of parallel work.
-const ROWS_PER_TASK: usize = 4;
-
 /// `q`: `(seq, heads * head_dim)` after rotary embedding; `keys`/`values`:
 /// the cache tensors `(kv_heads, capacity, head_dim)` already holding the
 /// new positions. Returns `(seq, heads * head_dim)`.
+///
+/// The unit of parallel work is one query row of one head, so that a
+/// decode step (one row) spreads its heads over every thread; each unit's
+/// arithmetic is the same however the units are split.
 pub(crate) fn attend(q: &[f32], keys: &Tensor, values: &Tensor, s: &Shape) -> candle_core::Result<Vec<f32>> {
     let (k_store, k_layout) = keys.storage_and_layout();
     let (v_store, v_layout) = values.storage_and_layout();
@@ -45,43 +46,39 @@ pub(crate) fn attend(q: &[f32], keys: &Tensor, values: &Tensor, s: &Shape) -> ca
     let group = s.heads / s.kv_heads;
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let mut out = vec![0f32; q.len()];
-    let tasks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(ROWS_PER_TASK * width).map(Mutex::new).collect();
-    candle_core::utils::barrier_pool().execute_chunked(tasks.len(), |range| {
+    // Unit `u` is query row `u / heads`, head `u % heads`: its output is the
+    // `u`-th run of `head_dim` values of `out`.
+    let units: Vec<Mutex<&mut [f32]>> = out.chunks_mut(s.head_dim).map(Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(units.len(), |range| {
         let mut scores = Vec::with_capacity(s.pos + seq);
-        for task in range {
-            let Ok(mut rows) = tasks[task].lock() else { continue };
-            for (r, out_row) in rows.chunks_exact_mut(width).enumerate() {
-                let t = task * ROWS_PER_TASK + r;
-                let visible = s.pos + t + 1;
-                for h in 0..s.heads {
-                    let kv = h / group;
-                    let base = kv * s.capacity * s.head_dim;
-                    let q_row = &q[t * width + h * s.head_dim..t * width + (h + 1) * s.head_dim];
-                    scores.clear();
-                    for j in 0..visible {
-                        let k_row = &k_all[base + j * s.head_dim..base + (j + 1) * s.head_dim];
-                        scores.push(dot(q_row, k_row) * scale);
-                    }
-                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let mut sum = 0f32;
-                    for v in scores.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
-                    let o = &mut out_row[h * s.head_dim..(h + 1) * s.head_dim];
-                    o.fill(0.0);
-                    for (j, &p) in scores.iter().enumerate() {
-                        let v_row = &v_all[base + j * s.head_dim..base + (j + 1) * s.head_dim];
-                        for (a, &b) in o.iter_mut().zip(v_row) {
-                            *a += p * b;
-                        }
-                    }
-                    let inv = 1.0 / sum;
-                    o.iter_mut().for_each(|a| *a *= inv);
+        for u in range {
+            let Ok(mut o) = units[u].lock() else { continue };
+            let (t, h) = (u / s.heads, u % s.heads);
+            let visible = s.pos + t + 1;
+            let base = (h / group) * s.capacity * s.head_dim;
+            let q_row = &q[t * width + h * s.head_dim..t * width + (h + 1) * s.head_dim];
+            scores.clear();
+            for j in 0..visible {
+                let k_row = &k_all[base + j * s.head_dim..base + (j + 1) * s.head_dim];
+                scores.push(dot(q_row, k_row) * scale);
+            }
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut sum = 0f32;
+            for v in scores.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            o.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                let v_row = &v_all[base + j * s.head_dim..base + (j + 1) * s.head_dim];
+                for (a, &b) in o.iter_mut().zip(v_row) {
+                    *a += p * b;
                 }
             }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|a| *a *= inv);
         }
     });
-    drop(tasks);
+    drop(units);
     Ok(out)
 }
