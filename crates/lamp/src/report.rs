@@ -44,6 +44,35 @@ pub struct MethodScores {
     /// reports without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_persona_agent: Option<PairedDiff>,
+    /// Wall time per user (the sum of the user's questions, alignment
+    /// included), in seconds (absent in reports written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds_per_user: Option<UserSeconds>,
+}
+
+/// Wall time per user over the users of a method, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UserSeconds {
+    /// The median user's time.
+    pub median: f64,
+    /// The mean over users.
+    pub mean: f64,
+}
+
+impl UserSeconds {
+    /// Median and mean of each user's total time (`ms` of the user's rows
+    /// added up); `None` without users.
+    fn of(users: &[Vec<&ResultRow>]) -> Option<Self> {
+        let mut totals: Vec<f64> = users.iter().map(|u| u.iter().map(|r| r.ms as f64 / 1000.0).sum()).collect();
+        if totals.is_empty() {
+            return None;
+        }
+        totals.sort_by(f64::total_cmp);
+        let mid = totals.len() / 2;
+        let median = if totals.len() % 2 == 1 { totals[mid] } else { (totals[mid - 1] + totals[mid]) / 2.0 };
+        let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+        Some(UserSeconds { median, mean })
+    }
 }
 
 /// A paired difference of the task's main metric (accuracy, or MAE for
@@ -124,6 +153,7 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
     }
     let users: Vec<Vec<&ResultRow>> = by_user.into_values().collect();
     let n = users.len();
+    let seconds_per_user = UserSeconds::of(&users);
     let pick = |sample: &[&Vec<&ResultRow>]| -> (Vec<String>, Vec<String>) {
         let flat = || sample.iter().flat_map(|u| u.iter());
         (flat().map(|r| r.output.clone()).collect(), flat().map(|r| r.gold.clone()).collect())
@@ -145,7 +175,17 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
                     Ok(classification(&p, &g, labels)?.f1)
                 })?,
             );
-            Ok(MethodScores { n, accuracy: Some(m.accuracy), f1: Some(m.f1), mae: None, rmse: None, invalid_rate, ci, vs_persona_agent: None })
+            Ok(MethodScores {
+                n,
+                accuracy: Some(m.accuracy),
+                f1: Some(m.f1),
+                mae: None,
+                rmse: None,
+                invalid_rate,
+                ci,
+                vs_persona_agent: None,
+                seconds_per_user,
+            })
         }
         None => {
             let m = rating(&preds, &golds)?;
@@ -163,7 +203,7 @@ pub fn score(task: Task, rows: &[&ResultRow], seed: u64) -> Result<MethodScores>
                     Ok(rating(&p, &g)?.rmse)
                 })?,
             );
-            Ok(MethodScores { n, accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci, vs_persona_agent: None })
+            Ok(MethodScores { n, accuracy: None, f1: None, mae: Some(m.mae), rmse: Some(m.rmse), invalid_rate, ci, vs_persona_agent: None, seconds_per_user })
         }
     }
 }
@@ -210,6 +250,14 @@ fn score_cells(task: Task, s: &MethodScores) -> String {
     format!("{} | {} | {} | {:.1}%", s.n, cell(va, s.ci.get(a)), cell(vb, s.ci.get(b)), s.invalid_rate * 100.0)
 }
 
+/// The time cell: median seconds per user (mean in brackets).
+fn seconds_cell(s: &MethodScores) -> String {
+    match s.seconds_per_user {
+        Some(t) => format!("{:.0} ({:.0})", t.median, t.mean),
+        None => "-".into(),
+    }
+}
+
 /// The paired-difference cell: `+0.150 [+0.050, +0.250]`, starred when
 /// the interval excludes zero in PersonaAgent's favour.
 fn paired_cell(d: Option<&PairedDiff>) -> String {
@@ -225,10 +273,12 @@ fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]
     if !methods.iter().any(|m| scores.contains_key(m.name())) {
         return "None of these was run.\n".into();
     }
-    let mut out = format!("| method | n | {ha} | {hb} | invalid | PersonaAgent − method, {metric} (paired) |\n|---|---|---|---|---|---|\n");
+    let mut out = format!(
+        "| method | n | {ha} | {hb} | invalid | PersonaAgent − method, {metric} (paired) | s per user, median (mean) |\n|---|---|---|---|---|---|---:|\n"
+    );
     for m in methods {
         let Some(s) = scores.get(m.name()) else { continue };
-        out.push_str(&format!("| {} | {} | {} |\n", m.name(), score_cells(task, s), paired_cell(s.vs_persona_agent.as_ref())));
+        out.push_str(&format!("| {} | {} | {} | {} |\n", m.name(), score_cells(task, s), paired_cell(s.vs_persona_agent.as_ref()), seconds_cell(s)));
     }
     out
 }
@@ -250,7 +300,7 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
             ));
         }
     }
-    out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE).\n\n## Methods (Table 2)\n\n");
+    out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE). Time per user is wall time on the machine that ran the method (alignment included; time a process was paused counts too).\n\n## Methods (Table 2)\n\n");
     out.push_str(&table(task, scores, &methods));
     out.push_str("\n## Ablations (Table 3)\n\n");
     out.push_str(&table(task, scores, &ablations));
@@ -347,5 +397,23 @@ mod tests {
         // A resample holds whole users: user 0 alone scores 0.5, user 1 alone 1.0,
         // so no resample can give 0 (which splitting user 0's rows could).
         assert!(s.ci["accuracy"].low >= 0.5 - 1e-12 && s.ci["accuracy"].high <= 1.0 + 1e-12, "{:?}", s.ci["accuracy"]);
+    }
+
+    #[test]
+    fn time_per_user_adds_a_users_questions_and_takes_median_and_mean() {
+        // User 0: two questions of 3 s and 5 s (8 s); users 1 and 2: 2 s and 20 s.
+        let timed = |user: usize, id: &str, ms: u64| ResultRow { id: id.into(), ms, ..row(Method::PersonaAgent, user, "[1]", "[1]", Reading::Exact) };
+        let rows = vec![timed(0, "a", 3000), timed(0, "b", 5000), timed(1, "c", 2000), timed(2, "d", 20_000)];
+        let s = &score_all(Task::Citation, &rows, 1).unwrap()["persona-agent"];
+        assert_eq!(s.seconds_per_user, Some(UserSeconds { median: 8.0, mean: 10.0 }));
+        let md = markdown(Task::Citation, "t", &score_all(Task::Citation, &rows, 1).unwrap(), &serde_json::json!({}));
+        assert!(md.contains("s per user, median (mean)") && md.contains("| - | 8 (10) |"), "{md}");
+        // An even number of users: the mean of the middle two.
+        let s = &score_all(Task::Citation, &rows[..3], 1).unwrap()["persona-agent"];
+        assert_eq!(s.seconds_per_user.map(|t| t.median), Some(5.0));
+        // Reports written before the field still read.
+        let mut json = serde_json::to_value(s).unwrap();
+        json.as_object_mut().unwrap().remove("seconds_per_user");
+        assert_eq!(serde_json::from_value::<MethodScores>(json).unwrap().seconds_per_user, None);
     }
 }
