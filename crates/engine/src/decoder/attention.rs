@@ -82,3 +82,63 @@ pub(crate) fn attend(q: &[f32], keys: &Tensor, values: &Tensor, s: &Shape) -> ca
     drop(units);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_prefill_gives_the_bits_of_one_row_at_a_time_and_matches_a_reference() {
+        // 6 query heads over 2 key/value heads, 5 cached positions, 11 new rows.
+        let (heads, kv_heads, head_dim, pos, seq, capacity) = (6, 2, 16, 5, 11, 32);
+        let k = values(kv_heads * capacity * head_dim, 1);
+        let v = values(kv_heads * capacity * head_dim, 2);
+        let q = values(seq * heads * head_dim, 3);
+        let keys = Tensor::from_vec(k.clone(), (kv_heads, capacity, head_dim), &Device::Cpu).unwrap();
+        let vals = Tensor::from_vec(v.clone(), (kv_heads, capacity, head_dim), &Device::Cpu).unwrap();
+        let shape = |pos| Shape { heads, kv_heads, head_dim, capacity, pos };
+        let all = attend(&q, &keys, &vals, &shape(pos)).unwrap();
+        let width = heads * head_dim;
+        for t in 0..seq {
+            let one = attend(&q[t * width..(t + 1) * width], &keys, &vals, &shape(pos + t)).unwrap();
+            assert_eq!(
+                one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                all[t * width..(t + 1) * width].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "row {t}"
+            );
+        }
+        // Against softmax(q k / sqrt(d)) v in f64, causal.
+        for t in 0..seq {
+            for h in 0..heads {
+                let base = (h / (heads / kv_heads)) * capacity * head_dim;
+                let qr = &q[t * width + h * head_dim..t * width + (h + 1) * head_dim];
+                let visible = pos + t + 1;
+                let s: Vec<f64> = (0..visible)
+                    .map(|j| qr.iter().zip(&k[base + j * head_dim..]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (head_dim as f64).sqrt())
+                    .collect();
+                let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for d in 0..head_dim {
+                    let want: f64 = (0..visible).map(|j| e[j] / sum * v[base + j * head_dim + d] as f64).sum();
+                    let got = all[t * width + h * head_dim + d] as f64;
+                    assert!((want - got).abs() < 1e-5, "row {t} head {h} dim {d}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
