@@ -292,10 +292,16 @@ fn by_row_to_rows(by_row: Vec<f32>, n: usize, m: usize) -> Vec<f32> {
     if m == 1 {
         return by_row;
     }
+    // In blocks of 16 weight rows: each output row gets 16 adjacent values
+    // at a time while the block's 16 source rows stay in the cache.
+    const BLOCK: usize = 16;
     let mut out = vec![0f32; m * n];
-    for (j, row) in by_row.chunks_exact(m).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            out[i * n + j] = v;
+    for j0 in (0..n).step_by(BLOCK) {
+        let j1 = (j0 + BLOCK).min(n);
+        for (i, out_row) in out.chunks_exact_mut(n).enumerate() {
+            for (j, o) in (j0..j1).zip(&mut out_row[j0..j1]) {
+                *o = by_row[j * m + i];
+            }
         }
     }
     out
@@ -433,6 +439,20 @@ pub(super) mod tests {
     use crate::decoder::qblock::q5_0_block;
 
     const ALL: [Kind; 4] = [Kind::Q4_1, Kind::Q5_0, Kind::Q4K, Kind::Q6K];
+
+    #[test]
+    fn results_by_weight_row_transpose_to_activation_rows() {
+        // n not a multiple of the 16-row block, several activation rows.
+        for (n, m) in [(37, 5), (16, 3), (7, 1), (5, 2)] {
+            let by_row: Vec<f32> = (0..n * m).map(|x| x as f32).collect();
+            let out = by_row_to_rows(by_row.clone(), n, m);
+            for i in 0..m {
+                for j in 0..n {
+                    assert_eq!(out[i * n + j], by_row[j * m + i], "n {n} m {m} at ({i}, {j})");
+                }
+            }
+        }
+    }
 
     /// A row width near `k` that `kind`'s blocks divide.
     fn width(kind: Kind, k: usize) -> usize {
