@@ -320,7 +320,7 @@ impl GgufChatModel {
             }
             finish
         };
-        Ok(Generation {
+        let generation = Generation {
             text: decoding.stops.text().to_string(),
             completion_tokens: decoding.generated.len(),
             tokens: decoding.generated,
@@ -329,7 +329,17 @@ impl GgufChatModel {
             finish_reason: finish,
             prefill_ms,
             decode_ms: decode_start.elapsed().as_secs_f64() * 1000.0,
-        })
+        };
+        tracing::debug!(
+            model = %self.info.name,
+            prompt_tokens,
+            cached_tokens,
+            completion_tokens = generation.completion_tokens,
+            prefill_ms = generation.prefill_ms.round(),
+            decode_ms = generation.decode_ms.round(),
+            "generation"
+        );
+        Ok(generation)
     }
 
     /// Forgets the KV cache (after an error its content is unknown).

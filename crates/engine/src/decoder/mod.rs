@@ -14,6 +14,7 @@
 
 mod attention;
 mod embed;
+mod f8;
 mod kv;
 mod linear;
 mod mapped;
