@@ -1,8 +1,13 @@
 //! Batched generation: several independent sequences decoded together, with
 //! sequences joining and leaving between steps (continuous batching).
 //!
-//! Each sequence gets its own KV cache (seeded from the prefix cache when it
-//! shares a prefix with an earlier call of the same scope). A step runs one
+//! Each sequence gets its own KV cache, seeded from the prefix cache when it
+//! shares a prefix with an earlier call of the same scope, or from another
+//! sequence of the batch (same scope) whose prompt starts with the same
+//! tokens: several prompts that join together with one system prompt (the
+//! agent's lock-step replays, alignment's feedback calls, a server's
+//! concurrent requests) prefill it once, the others wait for it and copy its
+//! keys and values. A step runs one
 //! forward for every sequence that has tokens to feed, a chunk of a new
 //! prompt or the token sampled at the previous step, so the weights are read
 //! once per step for the whole batch instead of once per sequence; then each
@@ -16,6 +21,7 @@ use std::time::Instant;
 use crate::backend::{Backend, Own, PREFILL_CHUNK};
 use crate::chat_model::{ChatModel, GgufChatModel};
 use crate::constraint::TokenConstraint;
+use crate::decoder::prefix::common_prefix;
 use crate::decoder::{KvCache, SeqInput};
 use crate::decoding::Decoding;
 use crate::error::{CandleContext, EngineError, Result};
@@ -126,6 +132,10 @@ struct Seq<'c> {
     logits: Vec<f32>,
     /// Why the sequence failed, if it did (it leaves at the end of the step).
     failed: Option<EngineError>,
+    /// An earlier sequence of the batch whose history has this one's next
+    /// tokens, up to the given length: this one is not fed until that one
+    /// has fed them, then copies their keys and values.
+    source: Option<(SeqId, usize)>,
     joined: Instant,
     first_token: Option<Instant>,
 }
@@ -161,7 +171,7 @@ impl Seq<'_> {
 fn feed(own: &mut Own, seqs: &mut [Seq<'_>]) -> Result<()> {
     let mut inputs: Vec<SeqInput<'_>> = Vec::new();
     let mut ends = Vec::new();
-    for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.decoding.finish.is_none() && s.fed < s.decoding.history.len()) {
+    for (i, seq) in seqs.iter_mut().enumerate().filter(|(_, s)| s.decoding.finish.is_none() && s.source.is_none() && s.fed < s.decoding.history.len()) {
         let end = seq.decoding.history.len().min(seq.fed + PREFILL_CHUNK);
         ends.push((i, end));
         inputs.push(SeqInput { tokens: &seq.decoding.history[seq.fed..end], cache: &mut seq.cache });
@@ -174,6 +184,59 @@ fn feed(own: &mut Own, seqs: &mut [Seq<'_>]) -> Result<()> {
     for ((i, end), row) in ends.into_iter().zip(rows) {
         seqs[i].fed = end;
         seqs[i].logits = row;
+    }
+    Ok(())
+}
+
+/// A sequence shares a prompt prefix with another sequence of its batch
+/// only when that saves prefilling at least this many tokens (waiting for a
+/// few tokens is not worth a step of delay).
+const MIN_SHARED_TOKENS: usize = 32;
+
+/// Seeds `cache` with the longest prefix of `prompt` held by the prefix
+/// cache in `scope`; returns its length. The last prompt token is always
+/// left to feed: its logits start decoding.
+fn restore_cached(own: &mut Own, scope: &str, prompt: &[u32], cache: &mut KvCache) -> Result<usize> {
+    let Some((entry, len)) = own.prefixes.lookup(scope, prompt) else { return Ok(0) };
+    let cached = len.min(prompt.len() - 1);
+    cache.restore_from(entry, cached).during("restoring a cached prefix")?;
+    Ok(cached)
+}
+
+/// The running sequence of `scope` whose history shares the longest prefix
+/// with `prompt` (the earliest on a tie: it is the furthest fed), and that
+/// length, short of the prompt's last token.
+fn best_source<'a, 'c>(seqs: &'a [Seq<'c>], scope: &str, prompt: &[u32]) -> Option<(&'a Seq<'c>, usize)> {
+    let mut best: Option<(&Seq<'c>, usize)> = None;
+    for seq in seqs.iter().filter(|s| s.scope == scope && !s.ended()) {
+        let shared = common_prefix(&seq.decoding.history, prompt).min(prompt.len() - 1);
+        if best.is_none_or(|(_, longest)| shared > longest) {
+            best = Some((seq, shared));
+        }
+    }
+    best
+}
+
+/// Sequences waiting for a shared prefix copy it from their source once the
+/// source has fed it. When the source left the batch before (it ended or
+/// was cancelled), the waiting one looks in the prefix cache again (an
+/// ended sequence leaves its tokens there) and feeds the rest itself.
+fn take_shared_prefixes(own: &mut Own, seqs: &mut [Seq<'_>]) -> Result<()> {
+    for i in 0..seqs.len() {
+        let Some((source, shared)) = seqs[i].source else { continue };
+        // A source joined earlier, so it sits before the waiting sequence.
+        let (before, rest) = seqs.split_at_mut(i);
+        let seq = &mut rest[0];
+        match before.iter().find(|s| s.id == source) {
+            Some(s) if s.fed >= shared => {
+                seq.cache.restore_from(&s.cache, shared).during("copying a shared prefix")?;
+                seq.fed = shared;
+            }
+            Some(s) if !s.ended() => continue,
+            _ => seq.fed = restore_cached(own, &seq.scope, &seq.decoding.history, &mut seq.cache)?,
+        }
+        seq.cached_tokens = seq.fed;
+        seq.source = None;
     }
     Ok(())
 }
@@ -207,11 +270,18 @@ impl GgufChatModel {
         let prompt = fit_context(prompt, params.max_tokens, self.info().context_length, params.context_policy)?;
         let own = self.own_decoder()?;
         let mut cache = own.decoder.new_cache();
-        let mut cached = 0;
-        if let Some((entry, len)) = own.prefixes.lookup(&scope, &prompt) {
-            // The last prompt token is always fed: its logits start decoding.
-            cached = len.min(prompt.len() - 1);
-            cache.restore_from(entry, cached).during("restoring a cached prefix")?;
+        let cached = restore_cached(own, &scope, &prompt, &mut cache)?;
+        // A sequence of the batch that shares more of the prompt than the
+        // prefix cache: copy what it has fed, wait for the rest.
+        let mut source = None;
+        let mut fed = cached;
+        if let Some((leader, shared)) = best_source(&batch.seqs, &scope, &prompt).filter(|&(_, shared)| shared >= cached + MIN_SHARED_TOKENS) {
+            if leader.fed >= shared {
+                cache.restore_from(&leader.cache, shared).during("copying a shared prefix")?;
+                fed = shared;
+            } else {
+                source = Some((leader.id, shared));
+            }
         }
         let id = SeqId(batch.next);
         batch.next += 1;
@@ -219,12 +289,13 @@ impl GgufChatModel {
             id,
             scope,
             prompt_tokens: prompt.len(),
-            cached_tokens: cached,
+            cached_tokens: fed,
             decoding: Decoding::new(prompt, params, constraint)?,
-            fed: cached,
+            fed,
             cache,
             logits: Vec::new(),
             failed: None,
+            source,
             joined: Instant::now(),
             first_token: None,
         });
@@ -240,6 +311,7 @@ impl GgufChatModel {
     pub fn step(&mut self, batch: &mut Batch<'_>, events: &mut Vec<SeqEvent>) -> Result<()> {
         let own = self.own_decoder()?;
         feed(own, &mut batch.seqs)?;
+        take_shared_prefixes(own, &mut batch.seqs)?;
         let tokenizer = &self.tokenizer;
         let now = Instant::now();
         for seq in batch.seqs.iter_mut().filter(|s| s.decoding.finish.is_none() && s.fed == s.decoding.history.len() && !s.logits.is_empty()) {
@@ -268,6 +340,15 @@ impl GgufChatModel {
             }
             let id = seq.id;
             let (generation, tail) = seq.finish(now);
+            tracing::debug!(
+                model = %self.info.name,
+                prompt_tokens = generation.prompt_tokens,
+                cached_tokens = generation.cached_tokens,
+                completion_tokens = generation.completion_tokens,
+                prefill_ms = generation.prefill_ms.round(),
+                decode_ms = generation.decode_ms.round(),
+                "batched generation"
+            );
             if !tail.is_empty() {
                 events.push(SeqEvent::Text { id, text: tail });
             }

@@ -146,6 +146,9 @@ fn check_batch(name: &str, sampled_too: bool) {
         assert_eq!(batched.len(), prompts.len());
         for (i, (a, b)) in one_by_one.iter().zip(&batched).enumerate() {
             assert_eq!(a.tokens, b.tokens, "{name}, prompt {i}: {:?} vs {:?}", a.text, b.text);
+            // The persona is prefilled once, by the first prompt; the others copy it.
+            let shared = prompts[..i].iter().map(|p| shared_prefix(p, &prompts[i])).max().unwrap_or(0);
+            assert_eq!(b.cached_tokens, shared, "{name}, prompt {i}: tokens taken from another sequence of the batch");
             assert_eq!(a.text, b.text);
             assert_eq!(a.finish_reason, b.finish_reason);
             assert_eq!(b.prompt_tokens, lengths[i]);
@@ -249,6 +252,87 @@ fn sequences_join_a_running_batch_and_leave_it() {
         let Some(SeqEvent::Done { generation, .. }) = events.last() else { panic!("no result: {events:?}") };
         assert_eq!(generation.cached_tokens, cached, "scope {scope}");
     }
+}
+
+#[test]
+fn sequences_of_a_batch_prefill_a_shared_prefix_once() {
+    use persona_engine::{Batch, Generation, SeqEvent, SeqRequest};
+    let mut model = load("tiny");
+    let params = GenerationParams { max_tokens: 12, stop: vec!["\n\n".into()], ..Default::default() };
+    // A system prompt longer than one prefill chunk (512 tokens): the first
+    // sequence needs two steps to feed it, the others wait for it.
+    let system = PERSONA.repeat(14);
+    let prompts =
+        [prompt(&model, &system, "Name two noble gases."), prompt(&model, &system, "What is the capital of France?"), prompt(&model, &system, "Say hi.")];
+    let shared = shared_prefix(&prompts[0], &prompts[1]);
+    assert!(shared > 512, "{shared}");
+    let one_by_one: Vec<Generation> = prompts
+        .iter()
+        .map(|p| {
+            model.clear_caches();
+            model.generate_tokens(p.clone(), &params, None, &mut |_| true).unwrap()
+        })
+        .collect();
+    let request = |p: &Vec<u32>, scope: &str| SeqRequest { prompt: p.clone(), params: params.clone(), constraint: None, scope: scope.into() };
+    let run = |model: &mut GgufChatModel, batch: &mut Batch<'_>, events: &mut Vec<SeqEvent>| {
+        while !batch.is_empty() {
+            model.step(batch, events).unwrap();
+        }
+    };
+    let done = |events: &[SeqEvent], id| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                SeqEvent::Done { id: i, generation } if *i == id => Some(generation.clone()),
+                _ => None,
+            })
+            .expect("a result")
+    };
+
+    // Joined together: the second waits for the first, then copies; another
+    // scope never shares (a user's prompt state never serves another user).
+    model.clear_caches();
+    let mut batch = Batch::new();
+    let mut events = Vec::new();
+    let a = model.join(&mut batch, request(&prompts[0], "alice")).unwrap();
+    let b = model.join(&mut batch, request(&prompts[1], "alice")).unwrap();
+    let c = model.join(&mut batch, request(&prompts[1], "bob")).unwrap();
+    run(&mut model, &mut batch, &mut events);
+    let (ga, gb, gc) = (done(&events, a), done(&events, b), done(&events, c));
+    assert_eq!((ga.cached_tokens, gb.cached_tokens, gc.cached_tokens), (0, shared, 0));
+    for (g, want) in [(&ga, &one_by_one[0]), (&gb, &one_by_one[1]), (&gc, &one_by_one[1])] {
+        assert_eq!(g.tokens, want.tokens, "a copied prefix changed the output: {:?} vs {:?}", g.text, want.text);
+    }
+
+    // A sequence joining once the other has fed the prefix copies it at once.
+    model.clear_caches();
+    let mut batch = Batch::new();
+    let mut events = Vec::new();
+    let a = model.join(&mut batch, request(&prompts[0], "alice")).unwrap();
+    while !batch.started(a) {
+        model.step(&mut batch, &mut events).unwrap();
+    }
+    let d = model.join(&mut batch, request(&prompts[2], "alice")).unwrap();
+    model.step(&mut batch, &mut events).unwrap();
+    assert!(batch.started(d) || !batch.contains(d), "the copied prefix left one step of prompt to feed");
+    run(&mut model, &mut batch, &mut events);
+    let gd = done(&events, d);
+    assert_eq!(gd.cached_tokens, shared_prefix(&prompts[0], &prompts[2]));
+    assert_eq!(gd.tokens, one_by_one[2].tokens, "{:?} vs {:?}", gd.text, one_by_one[2].text);
+
+    // The sequence it waits for is cancelled half-way: it feeds the prompt itself.
+    model.clear_caches();
+    let mut batch = Batch::new();
+    let mut events = Vec::new();
+    let a = model.join(&mut batch, request(&prompts[0], "alice")).unwrap();
+    let b = model.join(&mut batch, request(&prompts[1], "alice")).unwrap();
+    model.step(&mut batch, &mut events).unwrap();
+    assert!(!batch.started(a) && !batch.started(b), "the first chunk of the shared prompt is fed");
+    assert!(batch.cancel(a));
+    run(&mut model, &mut batch, &mut events);
+    let gb = done(&events, b);
+    assert_eq!(gb.cached_tokens, 0);
+    assert_eq!(gb.tokens, one_by_one[1].tokens, "{:?} vs {:?}", gb.text, one_by_one[1].text);
 }
 
 /// The shared model (its own thread, clients on several threads).
