@@ -139,6 +139,10 @@ pub enum Outcome {
     /// Every replay already matched the user's answer: nothing to give
     /// feedback on, no rewrite written; alignment ends here.
     NoGap,
+    /// The rewrite is the current persona word for word: nothing new to
+    /// store or replay. Sampling is seeded, so every further iteration
+    /// would write the same feedback and rewrite again: alignment ends here.
+    Unchanged,
     /// Refused by a guard; the previous version stays.
     Rejected {
         /// Why.
@@ -346,8 +350,9 @@ fn replay_all(ctx: &mut AlignContext<'_>, user: &str, persona: &str, replays: &[
 /// next iteration). Feedback is written only for replays that missed the
 /// user's answer; when none missed there is nothing to align and
 /// alignment stops ([`Outcome::NoGap`]). Sampling is seeded, so an
-/// iteration after a rejected rewrite would write the same rewrite again:
-/// alignment stops there too.
+/// iteration after a rejected rewrite, or after a rewrite that repeats the
+/// current persona ([`Outcome::Unchanged`]), would write the same rewrite
+/// again: alignment stops there too.
 pub fn align_with(
     mut ctx: AlignContext<'_>,
     user: &str,
@@ -436,6 +441,13 @@ pub fn align_with(
         let rewrite = writer.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
         tracing::info!(user, iteration, ms = ms_since(phase), "alignment: persona rewritten");
         let candidate = persona::from_rewrite(&rewrite);
+        if candidate == text {
+            tracing::info!(user, iteration, "alignment: the rewrite repeats the current persona; stopping");
+            let it = Iteration { iteration, from_version, simulations, feedback, candidate_score: None, outcome: Outcome::Unchanged };
+            progress(AlignEvent::IterationEnd(&it));
+            iterations.push(it);
+            break;
+        }
         let count = |s: &str| -> Result<usize> { Ok(ctx.model.count_tokens(s)?) };
         let mut verdict = persona::check(&candidate, config.max_persona_tokens, &count)?;
         if verdict.is_ok() {
@@ -634,6 +646,30 @@ mod tests {
         assert_eq!(versions.len(), 2);
         assert_eq!(versions[1].text, versions[0].text);
         assert_eq!(versions[1].feedback.as_deref(), Some(UNCHANGED_NOTE));
+    }
+
+    #[test]
+    fn a_rewrite_that_repeats_the_persona_ends_alignment_without_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut memory = memory_with_user(dir.path());
+        // Iteration 1 is accepted; iteration 2's rewrite is that persona again.
+        let mut model = script(&[
+            replay("tag9"),
+            replay("tag4"),
+            lines(&["f1", "Ann tags by plot."]),
+            replay("tag9"),
+            replay("tag4"),
+            lines(&["g1", "  Ann tags by plot.  "]),
+        ]);
+        let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config(2, 3), &mut |_| {}).unwrap();
+        assert!(model.replies.is_empty(), "the repeated persona is not replayed and no third iteration runs");
+        assert_eq!(report.iterations.len(), 2);
+        assert!(matches!(report.iterations[1].outcome, Outcome::Unchanged), "{:?}", report.iterations[1].outcome);
+        assert_eq!(report.iterations[1].candidate_score, None);
+        assert_eq!((report.final_version, report.final_score), (2, 1.0));
+        assert_eq!(persona::profile_of(&report.final_text), "Ann tags by plot.");
+        let u = memory.store().require_user("ann").unwrap();
+        assert_eq!(memory.store().persona_versions(&u).unwrap().len(), 2, "nothing stored for the repeat");
     }
 
     #[test]

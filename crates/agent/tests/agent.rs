@@ -296,11 +296,12 @@ fn the_score_guard_keeps_only_rewrites_that_do_as_well_on_the_replays() {
                 assert!(it.simulations.iter().all(|s| s.simulated == s.real), "no gap means every replay matched");
                 assert_eq!(score, 2.0);
             }
+            Outcome::Unchanged => assert!(it.candidate_score.is_none(), "an unchanged rewrite is not replayed"),
         }
     }
     assert_eq!(report.final_score, score);
     assert!(report.final_score >= report.initial_score);
-    let rejected = report.iterations.iter().position(|it| matches!(it.outcome, Outcome::Rejected { .. } | Outcome::NoGap));
+    let rejected = report.iterations.iter().position(|it| matches!(it.outcome, Outcome::Rejected { .. } | Outcome::NoGap | Outcome::Unchanged));
     if let Some(i) = rejected {
         assert_eq!(i + 1, report.iterations.len(), "alignment stops at a rejection");
     }

@@ -123,6 +123,7 @@ pub struct AlignmentRow {
     /// The final persona's summed replay score.
     pub final_score: f64,
     /// Per iteration: `accepted`, `no_gap` (every replay matched; alignment
+    /// ended), `unchanged` (the rewrite repeated the persona; alignment
     /// ended), or the guard that rejected the rewrite (`empty`,
     /// `missing_rules`, `too_long`, `copied`, `worse`).
     pub outcomes: Vec<String>,
@@ -139,6 +140,7 @@ impl AlignmentRow {
             .map(|it| match &it.outcome {
                 Outcome::Accepted { .. } => "accepted".to_string(),
                 Outcome::NoGap => "no_gap".to_string(),
+                Outcome::Unchanged => "unchanged".to_string(),
                 Outcome::Rejected { rejection, .. } => rejection.guard().to_string(),
             })
             .collect();

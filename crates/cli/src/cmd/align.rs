@@ -85,6 +85,7 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
                         format!("iteration {}: rewrite rejected ({rejection}); keeping v{} and stopping", it.iteration, it.from_version)
                     }
                     Outcome::NoGap => format!("iteration {}: every replay matched the user's answer; nothing to align (v{})", it.iteration, it.from_version),
+                    Outcome::Unchanged => format!("iteration {}: the rewrite repeats persona v{}; nothing new, stopping", it.iteration, it.from_version),
                 };
                 bar.suspend(|| {
                     println!("{line}");
