@@ -46,6 +46,11 @@ pub struct AlignConfig {
     /// Keep a rewrite only if it scores at least as well on the replays as
     /// the persona it would replace (one more replay batch per iteration).
     pub score_guard: bool,
+    /// With the score guard, a rewrite that only ties with the current
+    /// persona on the replays is refused too ([`Rejection::NoBetter`]): a
+    /// few replays often tie, and a tying rewrite can still drop what the
+    /// persona knew (the semantic memory's figures, say).
+    pub strict_score_guard: bool,
     /// Replay the n interactions of an iteration in lock step, one batch
     /// per step ([`run_agents`]), instead of one after another. The traces
     /// are the same up to the last bits of batched arithmetic. On a 2-core
@@ -72,6 +77,7 @@ impl Default for AlignConfig {
             semantic: SemanticConfig::default(),
             record_unchanged: false,
             score_guard: true,
+            strict_score_guard: false,
             lock_step: false,
         }
     }
@@ -346,7 +352,8 @@ fn replay_all(ctx: &mut AlignContext<'_>, user: &str, persona: &str, replays: &[
 /// passes [`persona::check`], copies no replayed record and is not mostly
 /// pasted feedback ([`persona::check_copies`]) and, with
 /// [`AlignConfig::score_guard`], scores at least as well on the same
-/// replays as the persona it would replace (its replays then serve the
+/// replays as the persona it would replace (better, with
+/// [`AlignConfig::strict_score_guard`]) (its replays then serve the
 /// next iteration). Feedback is written only for replays that missed the
 /// user's answer; when none missed there is nothing to align and
 /// alignment stops ([`Outcome::NoGap`]). Sampling is seeded, so an
@@ -463,6 +470,8 @@ pub fn align_with(
             candidate_score = Some(s);
             if s < score {
                 verdict = Err(Rejection::Worse { candidate: s, current: score });
+            } else if s == score && config.strict_score_guard {
+                verdict = Err(Rejection::NoBetter { score: s });
             } else {
                 traces = candidate_traces;
             }
@@ -646,6 +655,29 @@ mod tests {
         assert_eq!(versions.len(), 2);
         assert_eq!(versions[1].text, versions[0].text);
         assert_eq!(versions[1].feedback.as_deref(), Some(UNCHANGED_NOTE));
+    }
+
+    #[test]
+    fn a_strict_guard_refuses_a_tying_rewrite_that_the_default_keeps() {
+        for (strict, kept) in [(false, true), (true, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut memory = memory_with_user(dir.path());
+            // The rewrite's replays score as the persona's did (one of two right).
+            let mut model = script(&[replay("tag9"), replay("tag4"), lines(&["f1", "Ann tags by plot."]), replay("tag9"), replay("tag4")]);
+            let config = AlignConfig { strict_score_guard: strict, ..config(2, 1) };
+            let report = align(&mut model, &mut memory, &WordEncoder, None, "ann", &config, &mut |_| {}).unwrap();
+            assert!(model.replies.is_empty());
+            let it = &report.iterations[0];
+            assert_eq!((it.score(), it.candidate_score), (1.0, Some(1.0)));
+            match (&it.outcome, kept) {
+                (Outcome::Accepted { version: 2 }, true) => assert_eq!(persona::profile_of(&report.final_text), "Ann tags by plot."),
+                (Outcome::Rejected { rejection: Rejection::NoBetter { score }, .. }, false) => {
+                    assert_eq!(*score, 1.0);
+                    assert_eq!(report.final_text, report.initial_text);
+                }
+                (other, _) => panic!("strict {strict}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -61,6 +61,14 @@ pub enum Rejection {
         /// The current persona's score.
         current: f64,
     },
+    /// The rewrite scores only as well as the current persona on the
+    /// replays, and the guard asks for better
+    /// ([`crate::AlignConfig::strict_score_guard`]).
+    #[error("the rewrite scores {score} on the replays, no better than the current persona")]
+    NoBetter {
+        /// Both personas' score.
+        score: f64,
+    },
 }
 
 impl Rejection {
@@ -72,6 +80,7 @@ impl Rejection {
             Rejection::TooLong { .. } => "too_long",
             Rejection::Copied { .. } => "copied",
             Rejection::Worse { .. } => "worse",
+            Rejection::NoBetter { .. } => "no_better",
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct AlignArgs {
     /// to check that it scores at least as well.
     #[arg(long)]
     pub no_score_guard: bool,
+    /// Keep a rewrite only if it scores strictly better on the replays
+    /// than the persona it would replace (a tie keeps the current one).
+    #[arg(long, conflicts_with = "no_score_guard")]
+    pub strict_score_guard: bool,
     /// Print the report as JSON (iterations, replays with traces,
     /// feedback, outcomes, initial and final persona).
     #[arg(long)]
@@ -57,6 +61,7 @@ pub fn run(ctx: &Context, args: AlignArgs) -> Result<()> {
         semantic: args.agent.semantic_config(),
         lock_step: args.lock_step,
         score_guard: !args.no_score_guard,
+        strict_score_guard: args.strict_score_guard,
         ..AlignConfig::default()
     };
     let mut config = config;

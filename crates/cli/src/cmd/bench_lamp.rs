@@ -108,6 +108,11 @@ pub struct LampArgs {
     /// replaying it to check that it scores at least as well.
     #[arg(long)]
     pub no_score_guard: bool,
+    /// Alignment: keep a rewrite only if it scores strictly better on the
+    /// replays than the persona it would replace (a tie keeps the current
+    /// one).
+    #[arg(long, conflicts_with = "no_score_guard")]
+    pub strict_score_guard: bool,
     /// Do not give the agents the encyclopedia.
     #[arg(long)]
     pub no_encyclopedia: bool,
@@ -218,6 +223,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.score_guard = !args.no_score_guard;
+    config.align.strict_score_guard = args.strict_score_guard;
     config.free_text = args.free_text;
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
@@ -225,6 +231,10 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     if args.answer_when_done {
         // Only when set, so that the settings of earlier runs still match.
         run_config["answer_when_done"] = json!(true);
+    }
+    if args.strict_score_guard {
+        // Likewise.
+        run_config["strict_score_guard"] = json!(true);
     }
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
