@@ -45,7 +45,7 @@ impl Context {
 
     /// How chat models are loaded (repacked copies live in the models cache).
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { repack: self.repack, repack_dir: Some(self.store.root().join(".repacked")), native_kernels: true }
+        LoadOptions { repack: self.repack, repack_dir: Some(self.store.root().join(".repacked")), native_kernels: true, device_ops: false }
     }
 
     /// Loads a chat model from a path.

@@ -57,7 +57,7 @@ impl Backend {
         // candle's models read their tensors through a buffered reader.
         let reader = || BufReader::new(file);
         let weights = match arch {
-            Architecture::Llama | Architecture::Qwen2 => return Self::load_own(arch, &content, file, device, native),
+            Architecture::Llama | Architecture::Qwen2 => return Self::load_own(arch, &content, file, device, native, false),
             Architecture::Qwen3 => CandleWeights::Qwen3(quantized_qwen3::ModelWeights::from_gguf(content, &mut reader(), device)?),
             Architecture::Phi3 => CandleWeights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, &mut reader(), device)?),
             Architecture::Gemma3 => CandleWeights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(content, &mut reader(), device)?),
@@ -68,10 +68,10 @@ impl Backend {
     /// Loads a model the own decoder runs ([`Decoder::supports`]); the
     /// header is only borrowed, so the tokenizer can be built from it at
     /// the same time.
-    pub(crate) fn load_own(arch: Architecture, content: &Content, file: &File, device: &Device, native: bool) -> candle_core::Result<Self> {
+    pub(crate) fn load_own(arch: Architecture, content: &Content, file: &File, device: &Device, native: bool, device_ops: bool) -> candle_core::Result<Self> {
         let mut reader = BufReader::new(file);
         let map = if native && device.is_cpu() { Some(ModelMap::new(file)?) } else { None };
-        let decoder = Decoder::from_gguf(arch, content, &mut reader, map.as_ref(), device, native)?;
+        let decoder = Decoder::from_gguf(arch, content, &mut reader, map.as_ref(), device, native, device_ops)?;
         let kv = decoder.new_cache();
         Ok(Backend::Own(Box::new(Own { decoder, kv, prefixes: PrefixCache::new(DEFAULT_BUDGET_BYTES) })))
     }

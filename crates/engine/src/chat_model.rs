@@ -63,11 +63,18 @@ pub struct LoadOptions {
     /// (Llama and Qwen2 on x86-64 CPUs that have AVX2 and FMA) instead of
     /// converting them to Q8_0.
     pub native_kernels: bool,
+    /// Run the forward pass as it runs on a GPU, through candle's tensor
+    /// ops (a dense embedding table, candle's quantized matmuls on the
+    /// file's own types, attention as matrix products under a causal mask),
+    /// on whatever device the model loads on. On the CPU this is slower
+    /// than the default path; it is how tests check the GPU's code path on
+    /// machines without a GPU. Implies no native kernels and no repacking.
+    pub device_ops: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { repack: true, repack_dir: None, native_kernels: true }
+        LoadOptions { repack: true, repack_dir: None, native_kernels: true, device_ops: false }
     }
 }
 
@@ -189,7 +196,7 @@ impl GgufChatModel {
             tracing::info!(kernels = crate::decoder::qkernels::isa().name(), "CPU instruction set of the own quantized kernels");
         }
         // Types the own decoder multiplies natively need no conversion.
-        let native: Vec<GgmlDType> = if options.native_kernels && own {
+        let native: Vec<GgmlDType> = if options.native_kernels && own && !options.device_ops {
             [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q4K, GgmlDType::Q6K]
                 .into_iter()
                 .filter(|t| crate::decoder::native_kind(*t, device).is_some())
@@ -197,7 +204,7 @@ impl GgufChatModel {
         } else {
             Vec::new()
         };
-        let repacked = if options.repack && device.is_cpu() && crate::repack::needs_repack(gguf.content(), &native) {
+        let repacked = if options.repack && device.is_cpu() && !options.device_ops && crate::repack::needs_repack(gguf.content(), &native) {
             let beside = || path.parent().unwrap_or(Path::new(".")).join(".repacked");
             let dir = options.repack_dir.clone().unwrap_or_else(beside);
             let target = crate::repack::repacked_path(&dir, gguf.path())?;
@@ -220,7 +227,7 @@ impl GgufChatModel {
             let weights = repacked.as_ref().unwrap_or(&gguf);
             std::thread::scope(|s| {
                 let tokenizer = s.spawn(|| make_tokenizer(&gguf));
-                let backend = Backend::load_own(arch, weights.content(), &file, device, !native.is_empty()).during(&during);
+                let backend = Backend::load_own(arch, weights.content(), &file, device, !native.is_empty(), options.device_ops).during(&during);
                 let tokenizer = tokenizer.join().unwrap_or_else(|_| Err(EngineError::Tokenizer("building the tokenizer panicked".into())));
                 (tokenizer, backend)
             })

@@ -17,7 +17,7 @@ use persona_engine::{
 use persona_testkit::{manifest_entry, model_path};
 use serde_json::Value;
 
-fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
@@ -33,7 +33,7 @@ fn lock_tiny() -> std::sync::MutexGuard<'static, GgufChatModel> {
     tiny().lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub(crate) fn ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
@@ -77,13 +77,13 @@ fn special_tokens_are_plain_text_unless_parsing_is_asked_for() {
 
 /// Logit gap below which llama.cpp's top two tokens count as a near-tie that
 /// quantization noise (different activation rounding) may flip.
-const NEAR_TIE: f64 = 0.25;
+pub(crate) const NEAR_TIE: f64 = 0.25;
 
 /// Greedy continuations must equal llama.cpp's for the first 8 tokens. The
 /// one allowed difference is a near-tie in llama.cpp's own logits (recorded
 /// in the fixture), after which the two sequences legitimately diverge; at
 /// least half of the prompts must agree on all 8 tokens.
-fn check_greedy(model: &mut GgufChatModel, fixture_name: &str) {
+pub(crate) fn check_greedy(model: &mut GgufChatModel, fixture_name: &str) {
     let fx = fixture(fixture_name);
     let cases = fx["greedy"].as_array().unwrap();
     let mut exact = 0;
@@ -248,7 +248,7 @@ fn a_tokenizer_json_beside_the_model_wins() {
     std::os::unix::fs::symlink(model_path("tiny"), &link).unwrap();
     // A broken tokenizer.json is read (and reported) instead of the GGUF metadata.
     std::fs::write(dir.path().join("tokenizer.json"), b"{ not json").unwrap();
-    let opts = persona_engine::LoadOptions { repack: true, repack_dir: Some(dir.path().join("repacked")), native_kernels: true };
+    let opts = persona_engine::LoadOptions { repack: true, repack_dir: Some(dir.path().join("repacked")), native_kernels: true, ..Default::default() };
     let err = GgufChatModel::load_with(&link, &Device::Cpu, &opts).unwrap_err();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
     // A valid one (here: the GGUF tokenizer saved as JSON) loads and tokenizes the same.
@@ -268,13 +268,13 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
     let params = GenerationParams { max_tokens: 6, ..Default::default() };
     // The own Q4_1/Q5_0 kernels off: the repack path is what runs on CPUs
     // without AVX2 and for architectures on candle's models.
-    let plain_opts = LoadOptions { repack: false, repack_dir: Some(dir.path().into()), native_kernels: false };
+    let plain_opts = LoadOptions { repack: false, repack_dir: Some(dir.path().into()), native_kernels: false, ..Default::default() };
     let mut plain = GgufChatModel::load_with(&path, &Device::Cpu, &plain_opts).unwrap();
     assert!(plain.info().repacked.is_none());
     let want = plain.generate(prompt, &params, &mut |_| true).unwrap().tokens;
     drop(plain);
 
-    let opts = LoadOptions { repack: true, repack_dir: Some(dir.path().into()), native_kernels: false };
+    let opts = LoadOptions { repack: true, repack_dir: Some(dir.path().into()), native_kernels: false, ..Default::default() };
     let mut packed = GgufChatModel::load_with(&path, &Device::Cpu, &opts).unwrap();
     let copy = packed.info().repacked.clone().expect("the small model has Q5_0 tensors to repack");
     assert!(copy.starts_with(dir.path()));
@@ -294,7 +294,7 @@ fn repacking_slow_quant_types_keeps_greedy_output_and_is_cached() {
 fn concurrent_first_loads_repack_safely() {
     use persona_engine::LoadOptions;
     let dir = tempfile::tempdir().unwrap();
-    let opts = LoadOptions { repack: true, repack_dir: Some(dir.path().into()), native_kernels: false };
+    let opts = LoadOptions { repack: true, repack_dir: Some(dir.path().into()), native_kernels: false, ..Default::default() };
     let loads: Vec<_> = (0..3)
         .map(|_| {
             let opts = opts.clone();

@@ -31,8 +31,13 @@ fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
 }
 
 fn check_prefix_reuse(name: &str) {
-    let mut warm = load(name);
-    let mut cold = load(name);
+    check_prefix_reuse_with(name, &|| load(name));
+}
+
+/// Prefix reuse of the models `load` makes (`name` for messages).
+pub(crate) fn check_prefix_reuse_with(name: &str, load: &dyn Fn() -> GgufChatModel) {
+    let mut warm = load();
+    let mut cold = load();
     cold.set_prefix_cache_budget(0);
     let params = greedy(16);
     let first = prompt(&warm, PERSONA, "What is a rocket's escape velocity?");
@@ -123,9 +128,13 @@ fn the_prefix_cache_stays_within_its_byte_budget() {
 }
 
 fn check_batch(name: &str, sampled_too: bool) {
-    let mut model = load(name);
+    check_batch_with(name, &mut load(name), sampled_too);
+}
+
+/// Batched against one-by-one generation on `model` (`name` for messages).
+pub(crate) fn check_batch_with(name: &str, model: &mut GgufChatModel, sampled_too: bool) {
     let questions = ["What is the capital of France?", "Give me one tip for learning Rust.", "Why is the sky blue? Explain briefly.", "Name two noble gases."];
-    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| prompt(&model, PERSONA, q)).collect();
+    let prompts: Vec<Vec<u32>> = questions.iter().map(|q| prompt(model, PERSONA, q)).collect();
     let lengths: Vec<usize> = prompts.iter().map(Vec::len).collect();
     assert!(lengths.windows(2).any(|w| w[0] != w[1]), "prompts of different lengths: {lengths:?}");
     let mut cases = vec![GenerationParams { max_tokens: 24, stop: vec!["\n\n".into()], ..Default::default() }];

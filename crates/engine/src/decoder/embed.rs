@@ -21,11 +21,13 @@ pub(crate) enum Embeddings {
 }
 
 impl Embeddings {
-    pub(crate) fn new(table: Arc<QTensor>, device: &Device) -> candle_core::Result<Self> {
+    /// The table on `device`; `quantized` keeps it quantized where the
+    /// device is the CPU.
+    pub(crate) fn new(table: Arc<QTensor>, device: &Device, quantized: bool) -> candle_core::Result<Self> {
         let (vocab, hidden) = table.shape().dims2()?;
         let dtype = table.dtype();
         let row_blocks = hidden.checked_div(dtype.block_size()).unwrap_or(0);
-        if device.is_cpu() && row_blocks > 0 && hidden % dtype.block_size() == 0 {
+        if quantized && device.is_cpu() && row_blocks > 0 && hidden % dtype.block_size() == 0 {
             Ok(Embeddings::Quantized { table, vocab, hidden })
         } else {
             Ok(Embeddings::Dense(table.dequantize(device)?))

@@ -87,6 +87,10 @@ pub struct Decoder {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// Attention by the CPU kernel of [`attention`] (masking by
+    /// construction); otherwise by tensor ops under a causal mask, as on a
+    /// GPU.
+    cpu_attention: bool,
     masks: HashMap<(usize, usize), Tensor>,
 }
 
@@ -108,7 +112,9 @@ impl Decoder {
     /// Loads the weights of a Llama or Qwen2 GGUF. With `native`, Q4_1 and
     /// Q5_0 matrices use the AVX2 kernels of [`qkernels`] where the CPU has
     /// them (read in place from `map` when given); otherwise every matrix
-    /// goes through candle's `QMatMul`.
+    /// goes through candle's `QMatMul`. With `device_ops`, the CPU runs the
+    /// path a GPU runs (dense embeddings, attention as tensor ops).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_gguf<R: std::io::Read + std::io::Seek>(
         arch: Architecture,
         ct: &gguf_file::Content,
@@ -116,6 +122,7 @@ impl Decoder {
         map: Option<&ModelMap>,
         device: &Device,
         native: bool,
+        device_ops: bool,
     ) -> candle_core::Result<Self> {
         let prefix = arch.gguf_name();
         let md = |key: &str| match ct.metadata.get(&format!("{prefix}.{key}")) {
@@ -146,7 +153,7 @@ impl Decoder {
         } else {
             Linear::from_arc(native, embedded.clone())?
         };
-        let embeddings = Embeddings::new(embedded, device)?;
+        let embeddings = Embeddings::new(embedded, device, !device_ops)?;
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let name = |n: &str| format!("blk.{i}.{n}");
@@ -172,7 +179,8 @@ impl Decoder {
             });
         }
         let (cos, sin) = rotary_tables(head_dim, config.rope_base, config.context_length, device)?;
-        Ok(Decoder { config, embeddings, layers, norm, output, cos, sin, device: device.clone(), masks: HashMap::new() })
+        let cpu_attention = device.is_cpu() && !device_ops;
+        Ok(Decoder { config, embeddings, layers, norm, output, cos, sin, device: device.clone(), cpu_attention, masks: HashMap::new() })
     }
 
     /// An empty cache for one sequence of this model.
@@ -204,7 +212,7 @@ impl Decoder {
             let (pos, len) = (s.cache.len(), s.tokens.len());
             // The CPU attention masks by construction (each row reads only
             // the keys it may see).
-            let mask = if len > 1 && !self.device.is_cpu() { Some(self.mask(len, pos)?) } else { None };
+            let mask = if len > 1 && !self.cpu_attention { Some(self.mask(len, pos)?) } else { None };
             spans.push((offset, len, pos, mask));
             offset += len;
         }
@@ -253,7 +261,7 @@ impl Decoder {
         let v = heads_first(v, c.kv_heads)?.squeeze(0)?;
         let pos_in_cache = cache.len();
         let (keys, values) = cache.append(layer, &k, &v)?;
-        if self.device.is_cpu() {
+        if self.cpu_attention {
             if let Some((kt, vt)) = cache.layer(layer) {
                 let rows = q.squeeze(0)?.transpose(0, 1)?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
                 let shape = attention::Shape { heads: c.heads, kv_heads: c.kv_heads, head_dim: c.head_dim, capacity: cache.capacity(), pos: pos_in_cache };
