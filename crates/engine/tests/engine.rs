@@ -17,9 +17,15 @@ use persona_engine::{
 use persona_testkit::{manifest_entry, model_path};
 use serde_json::Value;
 
+/// A reference fixture, from this crate's sources, or (for a test binary
+/// carried to another machine, e.g. a GPU's) from
+/// `crates/engine/tests/fixtures` under the working directory.
 pub(crate) fn fixture(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    let built_here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = if built_here.is_dir() { built_here } else { Path::new("crates/engine/tests/fixtures").to_path_buf() };
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 /// The tiny model, loaded once and shared (tests take the lock in turn).
