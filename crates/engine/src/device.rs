@@ -57,11 +57,16 @@ impl DeviceChoice {
             DeviceChoice::Metal(n) => Device::new_metal(n),
         };
         opened.map_err(|e| {
-            let feature = match self {
-                DeviceChoice::Metal(_) => "metal",
-                _ => "cuda",
+            let (feature, built) = match self {
+                DeviceChoice::Metal(_) => ("metal", cfg!(feature = "metal")),
+                _ => ("cuda", cfg!(feature = "cuda")),
             };
-            EngineError::Device { device: self.to_string(), reason: format!("{e} (build with `--features {feature}` on a machine that has one)") }
+            let hint = if built {
+                format!("this build has {feature}: is the GPU's driver installed and the GPU visible to this process?")
+            } else {
+                format!("build with `--features {feature}` on a machine that has one")
+            };
+            EngineError::Device { device: self.to_string(), reason: format!("{e} ({hint})") }
         })
     }
 }
