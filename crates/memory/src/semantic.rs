@@ -135,6 +135,12 @@ pub struct SemanticConfig {
     pub repeat_penalty: f32,
     /// Seed for sampling.
     pub seed: u64,
+    /// Begin the profile with the user's label counts, counted, not
+    /// written by the model (`- Past answers (all 24 entries): 5 (18
+    /// times), 4 (5 times), 3 (once)`), for label-like histories. Small
+    /// writers garble the counts the prompt shows them ("very generous
+    /// overall (3 stars)"); this line keeps them exact.
+    pub counts_in_profile: bool,
 }
 
 impl Default for SemanticConfig {
@@ -147,6 +153,7 @@ impl Default for SemanticConfig {
             temperature: 0.1,
             repeat_penalty: 1.15,
             seed: 42,
+            counts_in_profile: false,
         }
     }
 }
@@ -179,10 +186,11 @@ fn render_record(r: &Record, config: &SemanticConfig) -> String {
     format!("- Given: {query}\n  Response: {}\n", crate::text::clip_exact(&r.response, 200).replace('\n', " "))
 }
 
-/// How often each response occurs, when responses look like labels.
-fn label_stats(records: &[Record], task: TaskKind) -> String {
+/// How often each response occurs, most frequent first, when responses
+/// look like labels (few distinct values cover the records).
+fn label_counts(records: &[Record], task: TaskKind) -> Vec<(&str, usize)> {
     if !task.has_labels() {
-        return String::new();
+        return Vec::new();
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in records {
@@ -191,12 +199,33 @@ fn label_stats(records: &[Record], task: TaskKind) -> String {
     // Free-text answers are not labels: only count when few distinct values
     // cover the records.
     if counts.is_empty() || counts.len() > 20 || counts.len() * 2 > records.len().max(2) {
-        return String::new();
+        return Vec::new();
     }
     let mut sorted: Vec<(&str, usize)> = counts.into_iter().collect();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let parts: Vec<String> = sorted.iter().map(|(label, n)| format!("{label} ({n})")).collect();
+    sorted
+}
+
+/// The label counts as the summary prompt shows them.
+fn label_stats(records: &[Record], task: TaskKind) -> String {
+    let counts = label_counts(records, task);
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts.iter().map(|(label, n)| format!("{label} ({n})")).collect();
     format!("Over all {} entries, the responses were: {}.\n", records.len(), parts.join(", "))
+}
+
+/// The label counts as the profile's first bullet (empty when the
+/// responses are not labels).
+fn counts_bullet(records: &[Record], task: TaskKind) -> String {
+    let counts = label_counts(records, task);
+    if counts.is_empty() {
+        return String::new();
+    }
+    let times = |n: usize| if n == 1 { "once".to_string() } else { format!("{n} times") };
+    let parts: Vec<String> = counts.iter().map(|(label, n)| format!("{label} ({})", times(*n))).collect();
+    format!("- Past answers (all {} entries): {}", records.len(), parts.join(", "))
 }
 
 /// Summarises `records` (oldest first) into a profile.
@@ -207,6 +236,7 @@ pub fn summarize(model: &mut dyn Summarizer, records: &[Record], task: TaskKind,
     // The label counts cover the whole history (cheap); the text shown to
     // the model only the most recent records when capped.
     let stats = label_stats(records, task);
+    let counts = if config.counts_in_profile { counts_bullet(records, task) } else { String::new() };
     let records = match config.max_records {
         Some(n) if records.len() > n => &records[records.len() - n..],
         _ => records,
@@ -249,7 +279,9 @@ pub fn summarize(model: &mut dyn Summarizer, records: &[Record], task: TaskKind,
         }
         partials = next;
     }
-    Ok(Summary { text: partials.pop().unwrap_or_default(), task, records: records.len(), chunks: chunks.len(), calls })
+    let written = partials.pop().unwrap_or_default();
+    let text = if counts.is_empty() { written } else { format!("{counts}\n{written}") };
+    Ok(Summary { text, task, records: records.len(), chunks: chunks.len(), calls })
 }
 
 /// Packs lines, in order, into pieces of at most `budget` tokens (a line
@@ -358,6 +390,24 @@ mod tests {
         assert!(summarize(&mut m, &[], TaskKind::General, &config).is_err());
         let mut tiny = Scripted { context: 100, prompts: vec![] };
         assert!(summarize(&mut tiny, &records(3), TaskKind::General, &config).unwrap_err().to_string().contains("no room"));
+    }
+
+    #[test]
+    fn counts_in_profile_lead_the_profile_exactly_and_only_for_labels() {
+        let mut m = Scripted { context: 4096, prompts: vec![] };
+        let config = SemanticConfig { counts_in_profile: true, max_records: Some(4), ..Default::default() };
+        // Counted over the whole history, also when the text shows fewer records.
+        let s = summarize(&mut m, &records(7), TaskKind::NewsCategory, &config).unwrap();
+        assert_eq!(s.text, "- Past answers (all 7 entries): politics (4 times), sports (3 times)\n- summary 1");
+        let mut one = records(6);
+        one[5].response = "business".into();
+        let s = summarize(&mut m, &one, TaskKind::NewsCategory, &config).unwrap();
+        assert!(s.text.starts_with("- Past answers (all 6 entries): politics (3 times), sports (2 times), business (once)\n"), "{}", s.text);
+        // Not for histories without labels, nor when off.
+        let next = m.prompts.len() + 1;
+        assert_eq!(summarize(&mut m, &records(6), TaskKind::Citation, &config).unwrap().text, format!("- summary {next}"));
+        let off = SemanticConfig { max_records: Some(4), ..Default::default() };
+        assert!(!summarize(&mut m, &records(6), TaskKind::NewsCategory, &off).unwrap().text.contains("Past answers"));
     }
 
     #[test]

@@ -113,6 +113,11 @@ pub struct LampArgs {
     /// one).
     #[arg(long, conflicts_with = "no_score_guard")]
     pub strict_score_guard: bool,
+    /// Semantic memory: begin each user's profile (and so the initial
+    /// persona and PAG's profile) with the counts of the user's past labels,
+    /// counted rather than written by the model.
+    #[arg(long)]
+    pub counts_in_profile: bool,
     /// Do not give the agents the encyclopedia.
     #[arg(long)]
     pub no_encyclopedia: bool,
@@ -224,6 +229,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.score_guard = !args.no_score_guard;
     config.align.strict_score_guard = args.strict_score_guard;
+    config.align.semantic.counts_in_profile = args.counts_in_profile;
     config.free_text = args.free_text;
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
@@ -235,6 +241,9 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     if args.strict_score_guard {
         // Likewise.
         run_config["strict_score_guard"] = json!(true);
+    }
+    if args.counts_in_profile {
+        run_config["counts_in_profile"] = json!(true);
     }
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
