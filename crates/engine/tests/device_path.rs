@@ -18,10 +18,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
 
-use persona_engine::{BertEncoder, ChatModel, Device, DeviceChoice, Encoder, GenerationParams, GgufChatModel, LoadOptions};
+use persona_engine::{BertEncoder, ChatModel, Device, DeviceChoice, Encoder, GgufChatModel, LoadOptions};
 use persona_testkit::{model_dir, model_path};
 
-use crate::engine::{check_greedy, fixture, ids, NEAR_TIE};
+use crate::engine::{check_greedy, fixture, greedy_cases, NEAR_TIE};
 use crate::prefix_batch::{check_batch_with, check_prefix_reuse_with};
 
 /// The GPU named by `PERSONA_TEST_DEVICE`, or `None` (with the reason on
@@ -57,23 +57,19 @@ fn first_difference(a: &[u32], b: &[u32]) -> Option<usize> {
 /// tokens at such a tie; at least half must agree on every token.
 fn check_against_cpu(name: &str, fixture_name: &str, model: &mut GgufChatModel) {
     let mut cpu = GgufChatModel::load(model_path(name), &Device::Cpu).unwrap();
-    let fx = fixture(fixture_name);
-    let cases = fx["greedy"].as_array().unwrap();
+    let cases = greedy_cases(fixture_name);
     let mut same = 0;
-    for case in cases {
-        let prompt = case["prompt"].as_str().unwrap();
-        let reference = ids(&case["ids"]);
-        let margins: Vec<f64> = case["margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
-        let params = GenerationParams { max_tokens: reference.len().max(1), ..Default::default() };
-        let ours = cpu.generate(prompt, &params, &mut |_| true).unwrap();
-        let theirs = model.generate(prompt, &params, &mut |_| true).unwrap();
+    for case in &cases {
+        let prompt = case.prompt.as_str();
+        let ours = cpu.generate(prompt, &case.params(), &mut |_| true).unwrap();
+        let theirs = model.generate(prompt, &case.params(), &mut |_| true).unwrap();
         let Some(i) = first_difference(&ours.tokens, &theirs.tokens) else {
             same += 1;
             continue;
         };
-        let cpu_left_llama_cpp_before = first_difference(&ours.tokens, &reference).is_some_and(|j| j < i);
+        let cpu_left_llama_cpp_before = first_difference(&ours.tokens, &case.ids).is_some_and(|j| j < i);
         if !cpu_left_llama_cpp_before {
-            let margin = margins.get(i).copied().unwrap_or(f64::INFINITY);
+            let margin = case.margins.get(i).copied().unwrap_or(f64::INFINITY);
             assert!(
                 margin < NEAR_TIE,
                 "{name}: token {i} differs from the CPU path's for {prompt:?} where llama.cpp's margin is {margin:.3} (not a near-tie): {:?} vs {:?}",

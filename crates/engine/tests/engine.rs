@@ -85,21 +85,52 @@ fn special_tokens_are_plain_text_unless_parsing_is_asked_for() {
 /// quantization noise (different activation rounding) may flip.
 pub(crate) const NEAR_TIE: f64 = 0.25;
 
+/// One greedy case of a llama.cpp fixture: the prompt, llama.cpp's tokens
+/// and, at each of them, the gap between its top two logits.
+pub(crate) struct GreedyCase {
+    pub(crate) prompt: String,
+    pub(crate) prompt_ids: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
+    pub(crate) margins: Vec<f64>,
+    pub(crate) text: String,
+}
+
+impl GreedyCase {
+    /// Greedy decoding for as many tokens as llama.cpp's continuation.
+    pub(crate) fn params(&self) -> GenerationParams {
+        GenerationParams { max_tokens: self.ids.len().max(1), ..Default::default() }
+    }
+}
+
+/// The greedy cases of a llama.cpp fixture.
+pub(crate) fn greedy_cases(fixture_name: &str) -> Vec<GreedyCase> {
+    let fx = fixture(fixture_name);
+    fx["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| GreedyCase {
+            prompt: case["prompt"].as_str().unwrap().to_string(),
+            prompt_ids: ids(&case["prompt_ids"]),
+            ids: ids(&case["ids"]),
+            margins: case["margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect(),
+            text: case["text"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
 /// Greedy continuations must equal llama.cpp's for the first 8 tokens. The
 /// one allowed difference is a near-tie in llama.cpp's own logits (recorded
 /// in the fixture), after which the two sequences legitimately diverge; at
 /// least half of the prompts must agree on all 8 tokens.
 pub(crate) fn check_greedy(model: &mut GgufChatModel, fixture_name: &str) {
-    let fx = fixture(fixture_name);
-    let cases = fx["greedy"].as_array().unwrap();
+    let cases = greedy_cases(fixture_name);
     let mut exact = 0;
-    for case in cases {
-        let prompt = case["prompt"].as_str().unwrap();
-        let expected = ids(&case["ids"]);
-        let margins: Vec<f64> = case["margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap()).collect();
-        assert_eq!(model.prompt_tokens(prompt).unwrap(), ids(&case["prompt_ids"]), "prompt tokens differ");
-        let params = GenerationParams { max_tokens: expected.len().max(1), ..Default::default() };
-        let g = model.generate(prompt, &params, &mut |_| true).unwrap();
+    for case in &cases {
+        let prompt = case.prompt.as_str();
+        let (expected, margins) = (&case.ids, &case.margins);
+        assert_eq!(model.prompt_tokens(prompt).unwrap(), case.prompt_ids, "prompt tokens differ");
+        let g = model.generate(prompt, &case.params(), &mut |_| true).unwrap();
         let n = 8.min(expected.len());
         match (0..n).find(|&i| g.tokens.get(i) != Some(&expected[i])) {
             None => exact += 1,
@@ -108,7 +139,7 @@ pub(crate) fn check_greedy(model: &mut GgufChatModel, fixture_name: &str) {
                 "greedy token {i} differs from llama.cpp for {prompt:?} where llama.cpp's margin is {:.3} (not a near-tie): ours {:?} vs {:?}",
                 margins[i],
                 g.text,
-                case["text"]
+                case.text
             ),
         }
     }

@@ -206,26 +206,24 @@ fn label_counts(records: &[Record], task: TaskKind) -> Vec<(&str, usize)> {
     sorted
 }
 
-/// The label counts as the summary prompt shows them.
-fn label_stats(records: &[Record], task: TaskKind) -> String {
-    let counts = label_counts(records, task);
+/// The label counts of `total` records as the summary prompt shows them.
+fn label_stats(counts: &[(&str, usize)], total: usize) -> String {
     if counts.is_empty() {
         return String::new();
     }
     let parts: Vec<String> = counts.iter().map(|(label, n)| format!("{label} ({n})")).collect();
-    format!("Over all {} entries, the responses were: {}.\n", records.len(), parts.join(", "))
+    format!("Over all {total} entries, the responses were: {}.\n", parts.join(", "))
 }
 
-/// The label counts as the profile's first bullet (empty when the
-/// responses are not labels).
-fn counts_bullet(records: &[Record], task: TaskKind) -> String {
-    let counts = label_counts(records, task);
+/// The label counts of `total` records as the profile's first bullet
+/// (empty when the responses are not labels).
+fn counts_bullet(counts: &[(&str, usize)], total: usize) -> String {
     if counts.is_empty() {
         return String::new();
     }
     let times = |n: usize| if n == 1 { "once".to_string() } else { format!("{n} times") };
     let parts: Vec<String> = counts.iter().map(|(label, n)| format!("{label} ({})", times(*n))).collect();
-    format!("- Past answers (all {} entries): {}", records.len(), parts.join(", "))
+    format!("- Past answers (all {total} entries): {}", parts.join(", "))
 }
 
 /// Summarises `records` (oldest first) into a profile.
@@ -235,8 +233,9 @@ pub fn summarize(model: &mut dyn Summarizer, records: &[Record], task: TaskKind,
     }
     // The label counts cover the whole history (cheap); the text shown to
     // the model only the most recent records when capped.
-    let stats = label_stats(records, task);
-    let counts = if config.counts_in_profile { counts_bullet(records, task) } else { String::new() };
+    let label_counts = label_counts(records, task);
+    let stats = label_stats(&label_counts, records.len());
+    let counts = if config.counts_in_profile { counts_bullet(&label_counts, records.len()) } else { String::new() };
     let records = match config.max_records {
         Some(n) if records.len() > n => &records[records.len() - n..],
         _ => records,
