@@ -447,7 +447,7 @@ pub fn align_with(
         let phase = Instant::now();
         let rewrite = writer.complete(REWRITE_SYSTEM, &rewrite_prompt, &config.params(config.rewrite_tokens))?;
         tracing::info!(user, iteration, ms = ms_since(phase), "alignment: persona rewritten");
-        let candidate = persona::from_rewrite(&rewrite);
+        let candidate = persona::from_rewrite(&rewrite, &text);
         if candidate == text {
             tracing::info!(user, iteration, "alignment: the rewrite repeats the current persona; stopping");
             let it = Iteration { iteration, from_version, simulations, feedback, candidate_score: None, outcome: Outcome::Unchanged };

@@ -3,6 +3,7 @@
 //! by alignment) and the tool-use rules. Every version is stored with its
 //! parent and the feedback that produced it.
 
+use persona_memory::semantic::{counts_line, COUNTS_LINE_PREFIX};
 use persona_memory::{Memory, PersonaVersion, SemanticConfig, Summarizer, TaskKind};
 use serde::Serialize;
 
@@ -160,21 +161,30 @@ pub fn check(text: &str, max_tokens: usize, count_tokens: &dyn Fn(&str) -> Resul
     Ok(Ok(()))
 }
 
-/// Turns a model's rewrite into a persona text: the model writes the
-/// description only; if it wrote a whole persona anyway, its description
-/// part is taken and the standard role and rules are put around it.
-pub fn from_rewrite(rewrite: &str) -> String {
+/// Turns a model's rewrite of the persona `current` into a persona text:
+/// the model writes the description only; if it wrote a whole persona
+/// anyway, its description part is taken and the standard role and rules
+/// are put around it. The label-counts line of the current description
+/// (counted from the memory, see `SemanticConfig::counts_in_profile`) is
+/// kept as it was: a rewrite describes the user, it does not recount, and
+/// any counts line the model wrote itself is dropped.
+pub fn from_rewrite(rewrite: &str, current: &str) -> String {
     let mut profile = profile_of(rewrite).to_string();
     // A rewrite that restates the rules must not carry its own version of them.
     if let Some(i) = profile.find(RULES_HEADING) {
         profile.truncate(i);
     }
-    let profile = profile.trim();
-    if profile.is_empty() {
+    let described: Vec<&str> = profile.lines().filter(|line| !line.trim_start().starts_with(COUNTS_LINE_PREFIX)).collect();
+    let described = described.join("\n");
+    let described = described.trim();
+    if described.is_empty() {
         // Still check the result: an empty description is rejected.
         return format!("{}\n\n{PROFILE_HEADING}\n\n\n{RULES_HEADING}\n{}", PERSONA_ROLE.trim(), PERSONA_RULES.trim());
     }
-    compose(profile)
+    match counts_line(profile_of(current)) {
+        Some(counts) => compose(&format!("{counts}\n{described}")),
+        None => compose(described),
+    }
 }
 
 /// The user's current persona, creating version 1 from the semantic memory
@@ -223,7 +233,7 @@ mod tests {
 
     #[test]
     fn guards_reject_empty_missing_rules_and_over_budget() {
-        assert_eq!(check(&from_rewrite("   "), 1000, &words).unwrap(), Err(Rejection::Empty));
+        assert_eq!(check(&from_rewrite("   ", ""), 1000, &words).unwrap(), Err(Rejection::Empty));
         assert_eq!(check("This user likes jazz.", 1000, &words).unwrap(), Err(Rejection::MissingRules));
         let edited = compose("Likes jazz.").replace("at least once", "never");
         assert_eq!(check(&edited, 1000, &words).unwrap(), Err(Rejection::MissingRules));
@@ -254,9 +264,29 @@ mod tests {
     fn a_rewrite_keeps_the_standard_rules() {
         // The model wrote a whole persona with its own (weaker) rules.
         let rewrite = format!("{PROFILE_HEADING}\nThis user loves jazz.\n\n{RULES_HEADING}\nJust answer.");
-        let text = from_rewrite(&rewrite);
+        let text = from_rewrite(&rewrite, &compose("This user likes music."));
         assert_eq!(profile_of(&text), "This user loves jazz.");
         assert!(check(&text, 1000, &words).unwrap().is_ok());
-        assert_eq!(profile_of(&from_rewrite("This user reads history books.")), "This user reads history books.");
+        assert_eq!(profile_of(&from_rewrite("This user reads history books.", "")), "This user reads history books.");
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_counted_labels_and_cannot_recount() {
+        let counts = "- Past answers (all 31 entries): 5 (18 times), 4 (10 times), 3 (2 times), 2 (once)";
+        let current = compose(&format!("{counts}\n- Very generous overall."));
+        // The writer dropped the counts line (as the 1.5B writer did on LaMP-3 dev user 4).
+        assert_eq!(
+            profile_of(&from_rewrite("This user is generous with quality products.", &current)),
+            format!("{counts}\nThis user is generous with quality products.")
+        );
+        // ... or garbled it: its own version goes, the counted one stays.
+        let garbled = "- Past answers (all 31 entries): 3 (18 times)\n- Rates durable things high.";
+        assert_eq!(profile_of(&from_rewrite(garbled, &current)), format!("{counts}\n- Rates durable things high."));
+        // Kept word for word, the rewrite equals itself (so `unchanged` still stops alignment).
+        assert_eq!(from_rewrite(profile_of(&current), &current), current);
+        // Only counts: nothing describes the user.
+        assert_eq!(check(&from_rewrite(counts, &current), 1000, &words).unwrap(), Err(Rejection::Empty));
+        // Without counts in the current persona, none are added.
+        assert_eq!(profile_of(&from_rewrite("Likes jazz.", &compose("Likes music."))), "Likes jazz.");
     }
 }

@@ -117,7 +117,8 @@ fn main() {
     }
     let level = match cli.log_verbosity {
         0 => "warn",
-        1 => "info",
+        // hnsw_rs logs every index dump at info level: noise at -v.
+        1 => "info,hnsw_rs=warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));

@@ -6,10 +6,12 @@
 //! ([`build`]), the compared methods ([`methods`]), a resumable runner
 //! ([`runner`]), reading model outputs as task outputs ([`parse`]), the
 //! official metrics with bootstrap confidence intervals over users
-//! ([`metrics`], [`report`]), persona analysis ([`analysis`]) and plots
+//! ([`metrics`], [`report`]), each method's answers side by side
+//! ([`answers`]), persona analysis ([`analysis`]) and plots
 //! ([`plot`]).
 
 pub mod analysis;
+pub mod answers;
 pub mod build;
 pub mod error;
 pub mod format;
@@ -25,6 +27,7 @@ pub mod runner;
 pub mod shard;
 pub mod task;
 
+pub use answers::answers_markdown;
 pub use build::{build, BuildOptions, Built, Manifest};
 pub use error::{LampError, Result};
 pub use format::{first_users, read_examples, read_outputs, read_questions, user_ordinals, write_examples, Example, Gold, Outputs, Question};

@@ -215,6 +215,16 @@ fn label_stats(counts: &[(&str, usize)], total: usize) -> String {
     format!("Over all {total} entries, the responses were: {}.\n", parts.join(", "))
 }
 
+/// How the profile's label-counts line begins (see
+/// [`SemanticConfig::counts_in_profile`]).
+pub const COUNTS_LINE_PREFIX: &str = "- Past answers (all ";
+
+/// The label-counts line of a profile, when it has one (its first line,
+/// written by [`summarize`] with [`SemanticConfig::counts_in_profile`]).
+pub fn counts_line(profile: &str) -> Option<&str> {
+    profile.trim_start().lines().next().filter(|line| line.starts_with(COUNTS_LINE_PREFIX))
+}
+
 /// The label counts of `total` records as the profile's first bullet
 /// (empty when the responses are not labels).
 fn counts_bullet(counts: &[(&str, usize)], total: usize) -> String {
@@ -223,7 +233,7 @@ fn counts_bullet(counts: &[(&str, usize)], total: usize) -> String {
     }
     let times = |n: usize| if n == 1 { "once".to_string() } else { format!("{n} times") };
     let parts: Vec<String> = counts.iter().map(|(label, n)| format!("{label} ({})", times(*n))).collect();
-    format!("- Past answers (all {total} entries): {}", parts.join(", "))
+    format!("{COUNTS_LINE_PREFIX}{total} entries): {}", parts.join(", "))
 }
 
 /// Summarises `records` (oldest first) into a profile.
@@ -398,6 +408,8 @@ mod tests {
         // Counted over the whole history, also when the text shows fewer records.
         let s = summarize(&mut m, &records(7), TaskKind::NewsCategory, &config).unwrap();
         assert_eq!(s.text, "- Past answers (all 7 entries): politics (4 times), sports (3 times)\n- summary 1");
+        assert_eq!(counts_line(&s.text), Some("- Past answers (all 7 entries): politics (4 times), sports (3 times)"));
+        assert_eq!(counts_line("- summary 1\n- Past answers (all 7 entries): x (7 times)"), None);
         let mut one = records(6);
         one[5].response = "business".into();
         let s = summarize(&mut m, &one, TaskKind::NewsCategory, &config).unwrap();

@@ -150,10 +150,28 @@ fn methods(spec: &str) -> Result<Vec<Method>> {
     Ok(out)
 }
 
+/// Runs of at most this many questions also print each method's answers.
+const ANSWERS_SHOWN_UP_TO: usize = 10;
+
 pub fn run_lamp(ctx: &Context, args: LampArgs) -> Result<()> {
-    let (_, _, md) = evaluate(ctx, &args)?;
-    println!("{md}");
+    let run = evaluate(ctx, &args)?;
+    println!("{}", run.markdown);
+    if let Some(answers) = persona_lamp::answers_markdown(&run.rows, ANSWERS_SHOWN_UP_TO) {
+        println!("{answers}");
+    }
     Ok(())
+}
+
+/// What one `bench lamp` run found.
+pub struct Evaluation {
+    /// The task.
+    pub task: Task,
+    /// Each method's scores.
+    pub scores: BTreeMap<String, MethodScores>,
+    /// The markdown report (as written to report.md).
+    pub markdown: String,
+    /// Every answer, this run's and the resumed ones.
+    pub rows: Vec<persona_lamp::ResultRow>,
 }
 
 /// The examples without those of the first `n` users.
@@ -166,9 +184,8 @@ fn task_of_outputs(outputs: &std::path::Path) -> Result<Task> {
     name.parse().with_context(|| format!("{} names task '{name}'; pass --task", outputs.display()))
 }
 
-/// Runs the methods and writes report.json and report.md; returns the
-/// task, the scores and the markdown report.
-pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String, MethodScores>, String)> {
+/// Runs the methods and writes report.json and report.md.
+pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     let methods = methods(&args.method)?;
     let args = args.clone();
     if args.outputs.is_some() && args.questions.is_none() && args.oppu.is_none() {
@@ -298,7 +315,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<(Task, BTreeMap<String
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     let md = markdown(task, &source, &scores, &meta);
     std::fs::write(args.out.join("report.md"), &md)?;
-    Ok((task, scores, md))
+    Ok(Evaluation { task, scores, markdown: md, rows })
 }
 
 /// What every worker of a run shares.
@@ -408,7 +425,7 @@ pub fn run_scaling(ctx: &Context, args: ScalingArgs) -> Result<()> {
         }
         lamp.out = args.lamp.out.join(format!("{name}-{value}"));
         eprintln!("{name} = {value}");
-        let (t, scores, _) = evaluate(ctx, &lamp)?;
+        let Evaluation { task: t, scores, .. } = evaluate(ctx, &lamp)?;
         task = Some(t);
         points.push((value, scores));
     }
