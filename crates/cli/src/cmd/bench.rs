@@ -25,6 +25,10 @@ pub enum BenchCommand {
     Memory(crate::cmd::bench_memory::MemoryBenchArgs),
     /// The LaMP benchmark: the paper's methods and ablations on a set in
     /// the official format (e.g. one made by `persona data build`).
+    ///
+    /// Prints the report (also written to OUT/report.md and report.json);
+    /// a run of at most 10 questions then prints each method's answer to
+    /// each question beside the user's own.
     Lamp(crate::cmd::bench_lamp::LampArgs),
     /// Test-time scaling: the methods at several values of n, E or K
     /// (paper Fig. 3).
