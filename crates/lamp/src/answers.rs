@@ -44,7 +44,7 @@ pub fn answers_markdown(rows: &[ResultRow], max_questions: usize) -> Option<Stri
 
 fn answer_cell(row: &ResultRow) -> String {
     if row.reading == Reading::Invalid {
-        return format!("(invalid: {})", escape(&shorten(&row.raw, 40)));
+        return format!("(invalid: {})", escape(&persona_memory::text::clip(&row.raw, 40)));
     }
     let mark = if row.output.trim() == row.gold.trim() { " ✓" } else { "" };
     format!("{}{mark}", escape(&row.output))
@@ -53,13 +53,6 @@ fn answer_cell(row: &ResultRow) -> String {
 /// A table cell's text: one line, no column bars.
 fn escape(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
-}
-
-fn shorten(s: &str, chars: usize) -> String {
-    match s.char_indices().nth(chars) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 #[cfg(test)]
