@@ -11,11 +11,11 @@ use std::time::Instant;
 use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use serde_json::Value;
 
-use crate::choice::Choices;
+use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::{AgentError, Result};
-use crate::grammar::{ParamKind, ToolCallGrammar};
+use crate::grammar::{ParamKind, StepGrammar};
 use crate::llm::{AgentLlm, Continuation, Transcript};
-use crate::prompts::{fill, AGENT_FORMAT, FALLBACK_ANSWER};
+use crate::prompts::{fill, AGENT_FORMAT, ANSWER_TURN, FALLBACK_ANSWER};
 use crate::tools::{parse_call, CallContext, ToolRegistry, ToolSpec};
 use crate::trace::{Finish, Trace, TraceStep};
 
@@ -56,6 +56,12 @@ pub struct AgentConfig {
     /// right after the last observation. Off, the agent may go on calling
     /// tools until the step limit.
     pub answer_when_done: bool,
+    /// With [`AgentConfig::choices`]: a step that can only answer closes
+    /// the agent's turn and asks the question again in a new user turn
+    /// (after every tool result), and the answer is the bare label decoded
+    /// right after it, the shape in which the one-call methods answer,
+    /// instead of a `final_answer` call written after the observations.
+    pub answer_turn: bool,
 }
 
 impl Default for AgentConfig {
@@ -72,6 +78,7 @@ impl Default for AgentConfig {
             seed: 42,
             choices: None,
             answer_when_done: false,
+            answer_turn: false,
         }
     }
 }
@@ -100,6 +107,11 @@ impl AgentConfig {
             context_policy: ContextPolicy::Error,
             ignore_eos: false,
         }
+    }
+
+    /// Whether a step allowed only `allowed` is the answer turn.
+    fn is_answer_turn(&self, allowed: &[String]) -> bool {
+        self.answer_turn && self.choices.is_some() && allowed == [FINAL_ANSWER]
     }
 
     /// The final-answer pseudo-tool: its answer is one of the labels when
@@ -234,8 +246,12 @@ pub fn run_agents(
             live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used, runs[i].stuck))).collect();
         // A step that can only answer goes straight to the action when the
         // run answers once its calls are done.
-        let thinking: Vec<usize> =
-            live.iter().zip(&steps).filter(|(_, step)| !(config.answer_when_done && step.allowed == [FINAL_ANSWER])).map(|(&i, _)| i).collect();
+        let thinking: Vec<usize> = live
+            .iter()
+            .zip(&steps)
+            .filter(|(_, step)| !((config.answer_when_done && step.allowed == [FINAL_ANSWER]) || config.is_answer_turn(&step.allowed)))
+            .map(|(&i, _)| i)
+            .collect();
         for &i in &thinking {
             model.append(&mut runs[i].transcript, if step_no == 1 { "Thought:" } else { "\nThought:" })?;
         }
@@ -248,11 +264,16 @@ pub fn run_agents(
                 account(step, &thought);
                 step.thought = thought.text.trim().to_string();
             }
-            let transcript = &mut runs[i].transcript;
+            let (question, transcript) = (runs[i].question.text, &mut runs[i].transcript);
+            if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
+                model.ask(transcript, &fill(ANSWER_TURN, &[("question", question)]))?;
+                grammars.push(Some(StepGrammar::Label(ChoiceGrammar::new(choices))));
+                continue;
+            }
             let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
             model.append(transcript, label)?;
             let names: Vec<&str> = step.allowed.iter().map(String::as_str).collect();
-            grammars.push(Some(tools.grammar(&names, &[&final_spec])?));
+            grammars.push(Some(tools.grammar(&names, &[&final_spec])?.into()));
         }
         // Enough room for the longest string argument at one byte a token.
         let call_params = GenerationParams {
@@ -264,6 +285,13 @@ pub fn run_agents(
             let run = &mut runs[i];
             run.model_calls += 1 + usize::from(thinking.contains(&i));
             account(&mut step, action);
+            if config.is_answer_turn(&step.allowed) {
+                answer_label(config, run, &mut step, &action.text);
+                step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
+                run.steps.push(step);
+                run.ms = start.elapsed().as_secs_f64() * 1000.0;
+                continue;
+            }
             let observation = resolve(tools, &final_spec, run, &mut step, &action.text)?;
             if run.answer.is_none() {
                 model.append(&mut run.transcript, &format!("\nObservation: {}", observation.trim()))?;
@@ -278,27 +306,35 @@ pub fn run_agents(
     }
 
     // Runs that reached the step limit are asked for the answer directly:
-    // under the label grammar when there are labels, else as free text.
+    // in the answer turn or as a `final_answer` call when there are labels,
+    // else as free text.
     let unanswered: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].answer.is_none()).collect();
     if !unanswered.is_empty() {
-        let grammar = match config.choices {
-            Some(_) => Some(tools.grammar(&[FINAL_ANSWER], &[&final_spec])?),
+        let answer_turn = config.is_answer_turn(&[FINAL_ANSWER.to_string()]);
+        let grammar: Option<StepGrammar> = match &config.choices {
+            Some(choices) if answer_turn => Some(StepGrammar::Label(ChoiceGrammar::new(choices))),
+            Some(_) => Some(tools.grammar(&[FINAL_ANSWER], &[&final_spec])?.into()),
             None => None,
         };
         for &i in &unanswered {
-            let label = if grammar.is_some() { FALLBACK_ACTION } else { FALLBACK_ANSWER };
-            model.append(&mut runs[i].transcript, label)?;
+            let run = &mut runs[i];
+            match (&grammar, answer_turn) {
+                (Some(_), true) => model.ask(&mut run.transcript, &fill(ANSWER_TURN, &[("question", run.question.text)]))?,
+                (Some(_), false) => model.append(&mut run.transcript, FALLBACK_ACTION)?,
+                (None, _) => model.append(&mut run.transcript, FALLBACK_ANSWER)?,
+            }
         }
         let grammars = vec![grammar; unanswered.len()];
         let answers = extend_runs(model, &mut runs, &unanswered, grammars, &config.params(config.answer_bytes as usize + 96, &["\n"]))?;
         for (&i, c) in unanswered.iter().zip(answers) {
             let run = &mut runs[i];
             run.model_calls += 1;
-            let answer = match config.choices {
-                Some(_) => {
+            let answer = match (&config.choices, answer_turn) {
+                (Some(choices), true) => choices.find(&c.text).map(str::to_string).unwrap_or_default(),
+                (Some(_), false) => {
                     parse_call(&c.text).ok().and_then(|call| call.arguments.get("answer").and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
                 }
-                None => c.text.trim().to_string(),
+                (None, _) => c.text.trim().to_string(),
             };
             run.answer = Some(answer);
             run.finish = Finish::StepLimit;
@@ -331,7 +367,7 @@ fn extend_runs(
     model: &mut dyn AgentLlm,
     runs: &mut [Run<'_>],
     which: &[usize],
-    mut grammars: Vec<Option<ToolCallGrammar>>,
+    mut grammars: Vec<Option<StepGrammar>>,
     params: &GenerationParams,
 ) -> Result<Vec<Continuation>> {
     if let ([i], [_]) = (which, grammars.as_slice()) {
@@ -343,6 +379,18 @@ fn extend_runs(
     }
     let mut transcripts: Vec<&mut Transcript> = runs.iter_mut().enumerate().filter(|(i, _)| which.contains(i)).map(|(_, r)| &mut r.transcript).collect();
     model.extend_batch(&mut transcripts, grammars, params)
+}
+
+/// Takes the label the answer turn wrote as the run's answer (the grammar
+/// admits nothing else; a length cut leaves an error and no label).
+fn answer_label(config: &AgentConfig, run: &mut Run<'_>, step: &mut TraceStep, text: &str) {
+    let label = config.choices.as_ref().and_then(|c| c.find(text)).map(str::to_string);
+    if label.is_none() {
+        step.error = Some(format!("the answer {:?} is not one of the labels", text.trim()));
+    }
+    let label = label.unwrap_or_default();
+    step.arguments = serde_json::json!({ "answer": label });
+    run.answer = Some(label);
 }
 
 /// Checks and carries out the call a step wrote; returns the observation
@@ -463,6 +511,43 @@ mod tests {
         assert_eq!(model.constrained[2].0, [FINAL_ANSWER], "only the answer once the calls are done");
         assert_eq!(trace.model_calls, 5);
         assert!(model.replies.is_empty());
+    }
+
+    #[test]
+    fn the_answer_turn_asks_again_and_takes_a_bare_label() {
+        let choices = Choices::new(&["jazz", "rock", "folk"]).unwrap();
+        let config = AgentConfig { answer_when_done: true, answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
+        let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, "rock"]);
+        let questions = [Question { text: "Which genre? Answer with jazz, rock or folk.", hidden_records: &[] }];
+        let mut traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
+        let trace = traces.pop().unwrap();
+        assert_eq!((trace.answer.as_str(), trace.finish), ("rock", Finish::Answer));
+        assert_eq!(trace.steps.len(), 3);
+        let last = &trace.steps[2];
+        assert_eq!((last.thought.as_str(), last.tool.as_deref(), last.error.as_deref()), ("", None, None));
+        assert_eq!(last.arguments["answer"], "rock");
+        // The last grammar admits the labels alone, and the label came after
+        // the question asked again in a user turn that follows the observations.
+        assert_eq!(model.constrained[2], (vec!["jazz".to_string(), "rock".into(), "folk".into()], true));
+        assert_eq!(trace.model_calls, 5);
+        assert!(model.replies.is_empty());
+    }
+
+    #[test]
+    fn the_answer_turn_is_the_last_step_whatever_came_before() {
+        let choices = Choices::new(&["jazz", "rock"]).unwrap();
+        let config = AgentConfig { answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
+        let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
+        let mut model = Scripted::new(&["", broken, "", broken, "", broken, "jazz"]);
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &config).unwrap();
+        assert_eq!((trace.answer.as_str(), trace.steps.len()), ("jazz", 4));
+        assert_eq!(model.constrained.last().unwrap(), &(vec!["jazz".to_string(), "rock".into()], true));
+        assert!(model.replies.is_empty());
+        // Without labels there is no answer turn: the last step is a call.
+        let mut model = Scripted::new(&["", broken, "", broken, "", broken, "", broken, " Blue"]);
+        let config = AgentConfig { answer_turn: true, ..AgentConfig::default() };
+        let trace = run_agent(&mut model, "persona", &mut registry(), "Favourite colour?", &config).unwrap();
+        assert_eq!((trace.answer.as_str(), trace.finish), ("Blue", Finish::StepLimit));
     }
 
     #[test]

@@ -157,6 +157,11 @@ impl ChoiceGrammar {
         ChoiceGrammar { options: Arc::new(options), state, done: false }
     }
 
+    /// The labels it admits.
+    pub fn labels(&self) -> Vec<String> {
+        self.options.iter().map(|o| String::from_utf8_lossy(o).into_owned()).collect()
+    }
+
     /// Checks a whole text (true when it is one label, optionally followed
     /// by the ending newline where that is needed).
     pub fn accepts(&self, text: &str) -> bool {

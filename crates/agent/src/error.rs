@@ -48,6 +48,10 @@ pub enum AgentError {
         /// Why it is refused.
         reason: String,
     },
+    /// The model's chat template cannot continue a conversation with a new
+    /// user turn after the assistant's (the answer turn needs it).
+    #[error("the chat template cannot add a user turn after the assistant's: {0}")]
+    Template(String),
     /// The user has no persona yet and none can be built.
     #[error("user '{user}': {reason}")]
     NoPersona {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use persona_engine::ByteGrammar;
 
-use crate::choice::{ChoiceState, Choices};
+use crate::choice::{ChoiceGrammar, ChoiceState, Choices};
 
 /// The type of a tool parameter.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -354,6 +354,70 @@ impl ByteGrammar for ToolCallGrammar {
                 }
                 first[..common].to_vec()
             }
+        }
+    }
+}
+
+/// What one constrained continuation of the agent's transcript may be: a
+/// tool call ([`ToolCallGrammar`]) or, in the answer turn, a bare label
+/// ([`ChoiceGrammar`]).
+#[derive(Debug, Clone)]
+pub enum StepGrammar {
+    /// One call of the allowed tools.
+    Call(ToolCallGrammar),
+    /// One label, as plain text.
+    Label(ChoiceGrammar),
+}
+
+impl StepGrammar {
+    /// What the grammar allows: the tool names of a call, the labels of an answer.
+    pub fn allowed(&self) -> Vec<String> {
+        match self {
+            StepGrammar::Call(g) => g.tool_names().to_vec(),
+            StepGrammar::Label(g) => g.labels(),
+        }
+    }
+
+    /// Checks a whole text against the grammar.
+    pub fn accepts(&self, text: &str) -> bool {
+        match self {
+            StepGrammar::Call(g) => g.accepts(text),
+            StepGrammar::Label(g) => g.accepts(text),
+        }
+    }
+}
+
+impl From<ToolCallGrammar> for StepGrammar {
+    fn from(g: ToolCallGrammar) -> Self {
+        StepGrammar::Call(g)
+    }
+}
+
+impl From<ChoiceGrammar> for StepGrammar {
+    fn from(g: ChoiceGrammar) -> Self {
+        StepGrammar::Label(g)
+    }
+}
+
+impl ByteGrammar for StepGrammar {
+    fn step(&mut self, byte: u8) -> bool {
+        match self {
+            StepGrammar::Call(g) => g.step(byte),
+            StepGrammar::Label(g) => g.step(byte),
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        match self {
+            StepGrammar::Call(g) => g.is_complete(),
+            StepGrammar::Label(g) => g.is_complete(),
+        }
+    }
+
+    fn forced(&self) -> Vec<u8> {
+        match self {
+            StepGrammar::Call(g) => g.forced(),
+            StepGrammar::Label(g) => g.forced(),
         }
     }
 }

@@ -39,7 +39,7 @@ pub use align::{
 };
 pub use choice::{ChoiceGrammar, Choices};
 pub use error::{AgentError, Result};
-pub use grammar::{ParamKind, ToolCallGrammar};
+pub use grammar::{ParamKind, StepGrammar, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};
 pub use persona::Rejection;
 pub use runtime::{Parts, Runtime, SharedEncoder, UserScope, ANONYMOUS_SCOPE};

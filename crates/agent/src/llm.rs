@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::{AgentError, Result};
-use crate::grammar::ToolCallGrammar;
+use crate::grammar::StepGrammar;
 
 /// A conversation prefix the model continues: the rendered chat (system and
 /// user turns, the assistant turn opened) plus everything appended since.
@@ -49,10 +49,15 @@ pub trait AgentLlm: Summarizer {
     /// Appends text the model did not write (observations, labels). Special
     /// token text in it stays plain text.
     fn append(&mut self, transcript: &mut Transcript, text: &str) -> Result<()>;
+    /// Ends the assistant's turn, adds a user turn saying `user` and opens
+    /// the assistant's next turn, in the same transcript (the KV cache
+    /// keeps serving everything before). Special token text in `user`
+    /// stays plain text.
+    fn ask(&mut self, transcript: &mut Transcript, user: &str) -> Result<()>;
     /// Generates free text at the end of the transcript (appended to it).
     fn extend(&mut self, transcript: &mut Transcript, params: &GenerationParams) -> Result<Continuation>;
     /// Generates a tool call that the grammar accepts (appended to it).
-    fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: ToolCallGrammar, params: &GenerationParams) -> Result<Continuation>;
+    fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: StepGrammar, params: &GenerationParams) -> Result<Continuation>;
 
     /// Continues several transcripts together, each with free text
     /// (`grammars[i]` is `None`) or with a call its grammar accepts, as
@@ -62,7 +67,7 @@ pub trait AgentLlm: Summarizer {
     fn extend_batch(
         &mut self,
         transcripts: &mut [&mut Transcript],
-        grammars: Vec<Option<ToolCallGrammar>>,
+        grammars: Vec<Option<StepGrammar>>,
         params: &GenerationParams,
     ) -> Result<Vec<Continuation>> {
         check_batch(transcripts.len(), grammars.len())?;
@@ -106,11 +111,16 @@ impl<M: ChatModel> AgentLlm for M {
         Ok(())
     }
 
+    fn ask(&mut self, transcript: &mut Transcript, user: &str) -> Result<()> {
+        let (before, after) = turn_text(|m| self.render_chat(m))?;
+        append_turn(self.tokenizer(), transcript, &before, user, &after)
+    }
+
     fn extend(&mut self, transcript: &mut Transcript, params: &GenerationParams) -> Result<Continuation> {
         run(self, transcript, params, None)
     }
 
-    fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: ToolCallGrammar, params: &GenerationParams) -> Result<Continuation> {
+    fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: StepGrammar, params: &GenerationParams) -> Result<Continuation> {
         let vocab = self.tokenizer().token_bytes();
         let mut constraint = GrammarConstraint::new(grammar, vocab);
         run(self, transcript, params, Some(&mut constraint))
@@ -119,13 +129,13 @@ impl<M: ChatModel> AgentLlm for M {
     fn extend_batch(
         &mut self,
         transcripts: &mut [&mut Transcript],
-        grammars: Vec<Option<ToolCallGrammar>>,
+        grammars: Vec<Option<StepGrammar>>,
         params: &GenerationParams,
     ) -> Result<Vec<Continuation>> {
         check_batch(transcripts.len(), grammars.len())?;
         let start = Instant::now();
         let vocab = self.tokenizer().token_bytes();
-        let mut constraints: Vec<Option<GrammarConstraint<ToolCallGrammar>>> =
+        let mut constraints: Vec<Option<GrammarConstraint<StepGrammar>>> =
             grammars.into_iter().map(|g| g.map(|g| GrammarConstraint::new(g, vocab.clone()))).collect();
         let refs: Vec<Option<&mut dyn TokenConstraint>> = constraints.iter_mut().map(|c| c.as_mut().map(|c| c as &mut dyn TokenConstraint)).collect();
         let prompts = transcripts.iter().map(|t| t.tokens.clone()).collect();
@@ -167,6 +177,33 @@ fn run<M: ChatModel>(
     let start = Instant::now();
     let generation = model.generate_tokens(transcript.tokens.clone(), params, constraint, &mut |_| true)?;
     append_generation(model.tokenizer(), transcript, generation, start.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// The chat template's text around a user turn that follows the
+/// assistant's: `before + user + after` closes the assistant's turn, gives
+/// the user's and opens the assistant's next one. Found by rendering a
+/// conversation with marker contents and cutting at the markers.
+pub(crate) fn turn_text(render: impl Fn(&[ChatMessage]) -> persona_engine::Result<String>) -> Result<(String, String)> {
+    const SAID: &str = "\u{E000}said\u{E000}";
+    const ASKED: &str = "\u{E001}asked\u{E001}";
+    let open = render(&[ChatMessage::system("s"), ChatMessage::user("u")])?;
+    let full = render(&[ChatMessage::system("s"), ChatMessage::user("u"), ChatMessage::assistant(SAID), ChatMessage::user(ASKED)])?;
+    let rest = full
+        .strip_prefix(open.as_str())
+        .and_then(|r| r.strip_prefix(SAID))
+        .ok_or_else(|| AgentError::Template("a conversation with an assistant turn does not begin with the one-turn prompt".into()))?;
+    let (before, after) = rest.split_once(ASKED).ok_or_else(|| AgentError::Template("the new user turn's text is not rendered as given".into()))?;
+    Ok((before.to_string(), after.to_string()))
+}
+
+/// Appends a user turn (see [`AgentLlm::ask`]): the template's text with
+/// its special tokens, the user's text as plain text.
+pub(crate) fn append_turn(tokenizer: &GgufTokenizer, transcript: &mut Transcript, before: &str, user: &str, after: &str) -> Result<()> {
+    for (text, special) in [(before, true), (user, false), (after, true)] {
+        transcript.tokens.extend(tokenizer.encode(text, special)?);
+        transcript.text.push_str(text);
+    }
+    Ok(())
 }
 
 /// Adds what the model generated to the transcript. Everything it produced

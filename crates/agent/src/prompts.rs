@@ -15,6 +15,9 @@ pub const FEEDBACK_USER: &str = include_str!("../prompts/feedback_user.txt");
 pub const REWRITE_SYSTEM: &str = include_str!("../prompts/rewrite_system.txt");
 /// User turn of the persona rewrite (`{{profile}}`, `{{feedback}}`).
 pub const REWRITE_USER: &str = include_str!("../prompts/rewrite_user.txt");
+/// The user turn of the answer turn (`{{question}}`): the question asked
+/// again after the tool results, as the one-call methods ask it.
+pub const ANSWER_TURN: &str = include_str!("../prompts/answer_turn.txt");
 /// Appended when the step limit ends the loop without an answer.
 pub const FALLBACK_ANSWER: &str = include_str!("../prompts/fallback_answer.txt");
 
@@ -30,6 +33,7 @@ mod tests {
         for p in ["{{persona}}", "{{query}}", "{{simulated}}", "{{real}}"] {
             assert!(FEEDBACK_USER.contains(p), "{p}");
         }
+        assert!(ANSWER_TURN.contains("{{question}}"));
         assert!(REWRITE_USER.contains("{{profile}}") && REWRITE_USER.contains("{{feedback}}"));
         assert_eq!(fill("a {{x}} b {{x}}", &[("x", "1")]), "a 1 b 1");
     }

@@ -10,7 +10,7 @@ use persona_memory::Summarizer;
 use serde_json::{Map, Value};
 
 use crate::error::Result;
-use crate::grammar::ToolCallGrammar;
+use crate::grammar::StepGrammar;
 use crate::llm::{AgentLlm, Continuation, Transcript};
 use crate::tools::{Tool, ToolSpec};
 
@@ -66,12 +66,16 @@ impl AgentLlm for Scripted {
         t.text.push_str(text);
         Ok(())
     }
+    fn ask(&mut self, t: &mut Transcript, user: &str) -> Result<()> {
+        t.text.push_str(&format!("[user]{user}[assistant]"));
+        Ok(())
+    }
     fn extend(&mut self, t: &mut Transcript, _params: &GenerationParams) -> Result<Continuation> {
         self.cont(t)
     }
-    fn extend_constrained(&mut self, t: &mut Transcript, grammar: ToolCallGrammar, _params: &GenerationParams) -> Result<Continuation> {
+    fn extend_constrained(&mut self, t: &mut Transcript, grammar: StepGrammar, _params: &GenerationParams) -> Result<Continuation> {
         let c = self.cont(t)?;
-        self.constrained.push((grammar.tool_names().to_vec(), grammar.accepts(&c.text)));
+        self.constrained.push((grammar.allowed(), grammar.accepts(&c.text)));
         Ok(c)
     }
     fn complete_choice(&mut self, system: &str, _user: &str, choices: &crate::Choices, _params: &GenerationParams) -> Result<String> {

@@ -9,8 +9,8 @@ use persona_memory::Summarizer;
 
 use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::Result;
-use crate::grammar::ToolCallGrammar;
-use crate::llm::{append_generation, check_batch, choice_answer, AgentLlm, Continuation, Transcript};
+use crate::grammar::StepGrammar;
+use crate::llm::{append_generation, append_turn, check_batch, choice_answer, turn_text, AgentLlm, Continuation, Transcript};
 
 /// An [`AgentLlm`] whose calls run in a shared model's batch. Cheap to
 /// clone; give each thread its own.
@@ -55,13 +55,18 @@ impl AgentLlm for SharedLlm {
         Ok(())
     }
 
+    fn ask(&mut self, transcript: &mut Transcript, user: &str) -> Result<()> {
+        let (before, after) = turn_text(|m| self.0.render_chat(m))?;
+        append_turn(self.0.tokenizer(), transcript, &before, user, &after)
+    }
+
     fn extend(&mut self, transcript: &mut Transcript, params: &GenerationParams) -> Result<Continuation> {
         let start = Instant::now();
         let generation = self.0.generate(transcript.tokens.clone(), params, None)?;
         append_generation(self.0.tokenizer(), transcript, generation, start.elapsed().as_secs_f64() * 1000.0)
     }
 
-    fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: ToolCallGrammar, params: &GenerationParams) -> Result<Continuation> {
+    fn extend_constrained(&mut self, transcript: &mut Transcript, grammar: StepGrammar, params: &GenerationParams) -> Result<Continuation> {
         let start = Instant::now();
         let constraint = GrammarConstraint::new(grammar, self.0.tokenizer().token_bytes());
         let generation = self.0.generate(transcript.tokens.clone(), params, Some(Box::new(constraint)))?;
@@ -71,7 +76,7 @@ impl AgentLlm for SharedLlm {
     fn extend_batch(
         &mut self,
         transcripts: &mut [&mut Transcript],
-        grammars: Vec<Option<ToolCallGrammar>>,
+        grammars: Vec<Option<StepGrammar>>,
         params: &GenerationParams,
     ) -> Result<Vec<Continuation>> {
         check_batch(transcripts.len(), grammars.len())?;

@@ -312,3 +312,39 @@ fn the_score_guard_keeps_only_rewrites_that_do_as_well_on_the_replays() {
         report.iterations.iter().map(|i| format!("{:?}", i.outcome).chars().take(40).collect::<String>()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_answer_turn_is_a_new_user_turn_of_the_model_s_own_template() {
+    use persona_engine::{ChatMessage, ChatModel};
+    let mut model = tiny();
+    let mut transcript = model.start("You tag films.", "Which tag? A ghost haunts a lighthouse.").unwrap();
+    model.append(&mut transcript, "Thought: check.\nObservation: <|im_end|> is plain text here").unwrap();
+    model.ask(&mut transcript, "Asked again: which tag?").unwrap();
+    // The same text as the template renders for the whole conversation,
+    // and the turn markers are the special tokens, not their spelling.
+    let rendered = model
+        .render_chat(&[
+            ChatMessage::system("You tag films."),
+            ChatMessage::user("Which tag? A ghost haunts a lighthouse."),
+            ChatMessage::assistant("Thought: check.\nObservation: <|im_end|> is plain text here"),
+            ChatMessage::user("Asked again: which tag?"),
+        ])
+        .unwrap();
+    assert_eq!(transcript.text, rendered);
+    let im_end = model.tokenizer().token_id("<|im_end|>").expect("a ChatML model");
+    let ends = transcript.tokens.iter().filter(|&&t| t == im_end).count();
+    assert_eq!(ends, 4, "the ends of the system, user, assistant and new user turns; the observation's spelling stays text");
+
+    // In the loop: the label is decoded after the question asked again.
+    let dir = tempfile::tempdir().unwrap();
+    let Fixture { encoder, mut memory, wiki, mut model, persona } = fixture(dir.path());
+    let tags = Choices::parse_list(TAGS).unwrap();
+    let config = AgentConfig { choices: Some(tags.clone()), answer_when_done: true, answer_turn: true, ..AgentConfig::default() };
+    let question = format!("Which tag fits this movie ({TAGS})? A lonely astronaut befriends an alien on the Moon.");
+    let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+    let trace = run_agent(&mut model, &persona, &mut tools, &question, &config).unwrap();
+    assert!(tags.labels().contains(&trace.answer), "{:?} is not a tag\n{}", trace.answer, trace.render());
+    let last = trace.steps.last().unwrap();
+    assert_eq!((last.tool.as_deref(), last.error.as_deref(), last.thought.as_str()), (None, None, ""), "{}", trace.render());
+    assert!(last.cached_tokens > 0, "the answer turn reuses the loop's KV cache: {last:?}");
+}

@@ -25,6 +25,12 @@ pub struct AskArgs {
     /// decoded under their grammar, so nothing else can be written.
     #[arg(long, value_name = "A,B,...")]
     pub choices: Option<String>,
+    /// With --choices: once the tool calls are made, ask the question
+    /// again after their results and decode the bare label right after it
+    /// (the shape in which one-call prompts answer) instead of a
+    /// `final_answer` call.
+    #[arg(long, requires = "choices")]
+    pub answer_turn: bool,
     /// The question.
     pub question: String,
 }
@@ -34,6 +40,7 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
     if let Some(list) = &args.choices {
         config.choices = Some(persona_agent::Choices::parse_list(list).context("--choices")?);
     }
+    config.answer_turn = args.answer_turn;
     config.validate()?;
     let mut runtime = load(ctx, &args.agent)?;
     let mut user = runtime.user(&args.agent.user)?;

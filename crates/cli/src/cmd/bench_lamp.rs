@@ -87,6 +87,13 @@ pub struct LampArgs {
     /// searched), without another thought (see `AgentConfig::answer_when_done`).
     #[arg(long)]
     pub answer_when_done: bool,
+    /// Agents (and alignment's replays) answer in an answer turn: once the
+    /// tool calls are made, the question is asked again after their
+    /// results and the bare label is decoded right after it, as the
+    /// one-call methods answer, instead of a `final_answer` call (see
+    /// `AgentConfig::answer_turn`). Not with --free-text.
+    #[arg(long, conflicts_with = "free_text")]
+    pub answer_turn: bool,
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
@@ -242,6 +249,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.align.iterations = args.iterations;
     config.align.lock_step = args.lock_step;
     config.align.agent.answer_when_done = args.answer_when_done;
+    config.align.agent.answer_turn = args.answer_turn;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.score_guard = !args.no_score_guard;
@@ -254,6 +262,10 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     if args.answer_when_done {
         // Only when set, so that the settings of earlier runs still match.
         run_config["answer_when_done"] = json!(true);
+    }
+    if args.answer_turn {
+        // Likewise.
+        run_config["answer_turn"] = json!(true);
     }
     if args.strict_score_guard {
         // Likewise.
