@@ -15,7 +15,7 @@ use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::{AgentError, Result};
 use crate::grammar::{ParamKind, StepGrammar};
 use crate::llm::{AgentLlm, Continuation, Transcript};
-use crate::prompts::{fill, AGENT_FORMAT, ANSWER_TURN, FALLBACK_ANSWER};
+use crate::prompts::{fill, AGENT_FORMAT, ANSWER_TURN, ANSWER_TURN_START, FALLBACK_ANSWER};
 use crate::tools::{parse_call, CallContext, ToolRegistry, ToolSpec};
 use crate::trace::{Finish, Trace, TraceStep};
 
@@ -58,9 +58,10 @@ pub struct AgentConfig {
     pub answer_when_done: bool,
     /// With [`AgentConfig::choices`]: a step that can only answer closes
     /// the agent's turn and asks the question again in a new user turn
-    /// (after every tool result), and the answer is the bare label decoded
-    /// right after it, the shape in which the one-call methods answer,
-    /// instead of a `final_answer` call written after the observations.
+    /// (after every tool result); the assistant's reply opens with
+    /// `Final answer: ` and the bare label is decoded right after it, close
+    /// to the shape in which the one-call methods answer, instead of a
+    /// `final_answer` call written after the observations.
     pub answer_turn: bool,
 }
 
@@ -267,6 +268,7 @@ pub fn run_agents(
             let (question, transcript) = (runs[i].question.text, &mut runs[i].transcript);
             if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
                 model.ask(transcript, &fill(ANSWER_TURN, &[("question", question)]))?;
+                model.append(transcript, ANSWER_TURN_START)?;
                 grammars.push(Some(StepGrammar::Label(ChoiceGrammar::new(choices))));
                 continue;
             }
@@ -319,7 +321,10 @@ pub fn run_agents(
         for &i in &unanswered {
             let run = &mut runs[i];
             match (&grammar, answer_turn) {
-                (Some(_), true) => model.ask(&mut run.transcript, &fill(ANSWER_TURN, &[("question", run.question.text)]))?,
+                (Some(_), true) => {
+                    model.ask(&mut run.transcript, &fill(ANSWER_TURN, &[("question", run.question.text)]))?;
+                    model.append(&mut run.transcript, ANSWER_TURN_START)?;
+                }
                 (Some(_), false) => model.append(&mut run.transcript, FALLBACK_ACTION)?,
                 (None, _) => model.append(&mut run.transcript, FALLBACK_ANSWER)?,
             }
