@@ -45,13 +45,30 @@ impl Report {
 /// they produce, and `shard` is what tells shards apart.)
 pub const SHARED_META: &[&str] = &["model", "model_sha256", "seed", "config"];
 
-fn shared(meta: &Value, key: &str) -> Value {
+/// Settings that change only how agents answer (PersonaAgent, its
+/// ablations, ReAct): a part of one-call methods alone merges with parts
+/// that differ in them, and the merged settings are the agents' parts'.
+pub const AGENT_CONFIG: &[&str] = &["answer_turn"];
+
+/// `key` of a part's meta as compared; `agents_only` strips the settings
+/// only agents read (when one of the two compared parts has no agent).
+fn shared(meta: &Value, key: &str, agents_only: bool) -> Value {
     let mut v = meta.get(key).cloned().unwrap_or(Value::Null);
     if let Value::Object(config) = &mut v {
         config.remove("lock_step");
         config.remove("shard");
+        if agents_only {
+            for k in AGENT_CONFIG {
+                config.remove(*k);
+            }
+        }
     }
     v
+}
+
+/// Whether any of a part's rows is an agent's (see [`AGENT_CONFIG`]).
+fn has_agents(part: &Part) -> bool {
+    part.rows.iter().any(|r| r.method.uses_agent())
 }
 
 /// One finished run: its folder's report and result rows.
@@ -93,15 +110,24 @@ pub fn merge(parts: &[Part]) -> Result<(Report, Vec<ResultRow>)> {
     let mut revisions: Vec<String> = Vec::new();
     let mut sources: Vec<Value> = Vec::new();
     let mut listed = Vec::new();
+    let first_agents = parts.iter().find(|p| has_agents(p));
     for part in parts {
         let (path, report) = (part.path.as_path(), &part.report);
         if report.task != first.report.task {
             return Err(LampError::Merge(format!("{} is {} but {} is {}", path.display(), report.task, first.path.display(), first.report.task)));
         }
-        for key in SHARED_META {
-            let (a, b) = (shared(&first.report.meta, key), shared(&report.meta, key));
-            if a != b {
-                return Err(LampError::Merge(format!("meta.{key} differs: {a} in {} but {b} in {}", first.path.display(), path.display())));
+        // Every part against the first; agents' parts also against the
+        // first agents' part, in the settings only agents read.
+        let mut against = vec![(first, !has_agents(first) || !has_agents(part))];
+        if let (true, Some(agents)) = (has_agents(part), first_agents) {
+            against.push((agents, false));
+        }
+        for (other, agents_only) in against {
+            for key in SHARED_META {
+                let (a, b) = (shared(&other.report.meta, key, agents_only), shared(&report.meta, key, agents_only));
+                if a != b {
+                    return Err(LampError::Merge(format!("meta.{key} differs: {a} in {} but {b} in {}", other.path.display(), path.display())));
+                }
             }
         }
         for row in &part.rows {
@@ -141,6 +167,14 @@ pub fn merge(parts: &[Part]) -> Result<(Report, Vec<ResultRow>)> {
     meta.insert("questions_asked".into(), json!(rows.iter().map(|r| r.id.as_str()).collect::<BTreeSet<_>>().len()));
     if let Some(Value::Object(config)) = meta.get_mut("config") {
         config.remove("shard");
+        // The agents' own settings, from a part that has agents.
+        let agents = first_agents.and_then(|p| p.report.meta.get("config")).and_then(Value::as_object);
+        for k in AGENT_CONFIG {
+            match agents.and_then(|c| c.get(*k)) {
+                Some(v) => config.insert(k.to_string(), v.clone()),
+                None => config.remove(*k),
+            };
+        }
     }
     if sources.len() > 1 {
         meta.insert("questions".into(), Value::Array(sources));
@@ -218,6 +252,31 @@ mod tests {
         other_model.rows[0].method = Method::Icl;
         assert!(merge(&[base(), other_model]).unwrap_err().to_string().contains("model_sha256"));
         assert!(merge(&[]).is_err());
+    }
+
+    #[test]
+    fn agent_only_settings_separate_agent_parts_but_not_one_call_parts() {
+        let t = Task::ProductRating;
+        let with_turn = |mut p: Part| {
+            p.report.meta["config"]["answer_turn"] = json!(true);
+            p
+        };
+        let base = part("a", t, 42, None, vec![row(Method::Prompt, 0, "4", "4"), row(Method::Prompt, 1, "5", "5")]);
+        let agent = with_turn(part("b", t, 42, None, vec![row(Method::PersonaAgent, 0, "4", "4"), row(Method::PersonaAgent, 1, "4", "5")]));
+        let (m, _) = merge(&[base.clone(), agent.clone()]).unwrap();
+        assert_eq!(m.meta["config"]["answer_turn"], true, "the agents' setting, though the first part has none");
+        // Agent shards that differ in it are refused.
+        let s0 = with_turn(part("s0", t, 42, Some("0/2"), vec![row(Method::PersonaAgent, 0, "4", "4")]));
+        let s1 = part("s1", t, 42, Some("1/2"), vec![row(Method::PersonaAgent, 1, "4", "5")]);
+        assert!(merge(&[s0.clone(), s1.clone()]).unwrap_err().to_string().contains("meta.config differs"));
+        // Also when a one-call part comes first.
+        let p2 = part("p", t, 42, None, vec![row(Method::Prompt, 0, "4", "4"), row(Method::Prompt, 1, "5", "5")]);
+        let err = merge(&[p2, s0, s1]).unwrap_err().to_string();
+        assert!(err.contains("meta.config differs") && err.contains("in s0 but"), "{err}");
+        // Without agents the merged settings do not claim it.
+        let other = part("c", t, 42, None, vec![row(Method::Icl, 0, "4", "4"), row(Method::Icl, 1, "5", "5")]);
+        let (m, _) = merge(&[base, with_turn(other)]).unwrap();
+        assert!(m.meta["config"].get("answer_turn").is_none());
     }
 
     #[test]

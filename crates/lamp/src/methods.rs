@@ -98,6 +98,12 @@ impl Method {
         matches!(self, Method::NoAlignment | Method::NoPersona | Method::NoMemory | Method::NoAction)
     }
 
+    /// Whether its answers come from the action loop (itself or in
+    /// alignment's replays): ReAct, PersonaAgent and its ablations.
+    pub fn uses_agent(self) -> bool {
+        matches!(self, Method::React | Method::PersonaAgent) || self.is_ablation()
+    }
+
     /// Whether it needs the user's profile in the memory store.
     fn needs_memory(self) -> bool {
         !matches!(self, Method::Prompt | Method::Icl | Method::React | Method::Membank)

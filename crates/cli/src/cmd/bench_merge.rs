@@ -13,7 +13,8 @@ use persona_lamp::{markdown, merge};
 pub struct MergeArgs {
     /// A finished run's folder (it holds report.json and results.jsonl).
     /// Repeat for each part; the parts must share the model, seed and
-    /// settings, no question may be answered by one method in two parts,
+    /// settings (a part of one-call methods alone may differ in the
+    /// settings only agents read, `--answer-turn`), no question may be answered by one method in two parts,
     /// and together every method must cover the same questions.
     #[arg(long = "run", value_name = "DIR", required = true)]
     pub runs: Vec<PathBuf>,
