@@ -59,7 +59,7 @@ pub struct AgentConfig {
     /// With [`AgentConfig::choices`]: a step that can only answer closes
     /// the agent's turn and asks the question again in a new user turn
     /// (after every tool result); the assistant's reply opens with
-    /// `Final answer: ` and the bare label is decoded right after it, close
+    /// `Final answer:` and the bare label is decoded right after it, close
     /// to the shape in which the one-call methods answer, instead of a
     /// `final_answer` call written after the observations.
     pub answer_turn: bool,
@@ -269,7 +269,7 @@ pub fn run_agents(
             if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
                 model.ask(transcript, &fill(ANSWER_TURN, &[("question", question)]))?;
                 model.append(transcript, ANSWER_TURN_START)?;
-                grammars.push(Some(StepGrammar::Label(ChoiceGrammar::new(choices))));
+                grammars.push(Some(StepGrammar::Label(ChoiceGrammar::after_space(choices))));
                 continue;
             }
             let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
@@ -314,7 +314,7 @@ pub fn run_agents(
     if !unanswered.is_empty() {
         let answer_turn = config.is_answer_turn(&[FINAL_ANSWER.to_string()]);
         let grammar: Option<StepGrammar> = match &config.choices {
-            Some(choices) if answer_turn => Some(StepGrammar::Label(ChoiceGrammar::new(choices))),
+            Some(choices) if answer_turn => Some(StepGrammar::Label(ChoiceGrammar::after_space(choices))),
             Some(_) => Some(tools.grammar(&[FINAL_ANSWER], &[&final_spec])?.into()),
             None => None,
         };
@@ -522,7 +522,7 @@ mod tests {
     fn the_answer_turn_asks_again_and_takes_a_bare_label() {
         let choices = Choices::new(&["jazz", "rock", "folk"]).unwrap();
         let config = AgentConfig { answer_when_done: true, answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
-        let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, "rock"]);
+        let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, " rock"]);
         let questions = [Question { text: "Which genre? Answer with jazz, rock or folk.", hidden_records: &[] }];
         let mut traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
         let trace = traces.pop().unwrap();
@@ -543,7 +543,7 @@ mod tests {
         let choices = Choices::new(&["jazz", "rock"]).unwrap();
         let config = AgentConfig { answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
         let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
-        let mut model = Scripted::new(&["", broken, "", broken, "", broken, "jazz"]);
+        let mut model = Scripted::new(&["", broken, "", broken, "", broken, " jazz"]);
         let trace = run_agent(&mut model, "persona", &mut registry(), "Which genre?", &config).unwrap();
         assert_eq!((trace.answer.as_str(), trace.steps.len()), ("jazz", 4));
         assert_eq!(model.constrained.last().unwrap(), &(vec!["jazz".to_string(), "rock".into()], true));

@@ -147,6 +147,8 @@ pub struct ChoiceGrammar {
     options: Arc<Vec<Vec<u8>>>,
     state: ChoiceState,
     done: bool,
+    /// A space must come first (see [`ChoiceGrammar::after_space`]).
+    space: bool,
 }
 
 impl ChoiceGrammar {
@@ -154,7 +156,16 @@ impl ChoiceGrammar {
     pub fn new(choices: &Choices) -> ChoiceGrammar {
         let options: Vec<Vec<u8>> = choices.labels().iter().map(|l| l.as_bytes().to_vec()).collect();
         let state = ChoiceState::start(options.len());
-        ChoiceGrammar { options: Arc::new(options), state, done: false }
+        ChoiceGrammar { options: Arc::new(options), state, done: false, space: false }
+    }
+
+    /// One label after one space, for an answer that follows `...:` on
+    /// the same line. The space is never forced on its own, so the model
+    /// can write it as part of the label's first token (` sports`, the
+    /// way its tokenizer spells a word after a space) instead of a lone
+    /// space token followed by an unusual spelling of the label.
+    pub fn after_space(choices: &Choices) -> ChoiceGrammar {
+        ChoiceGrammar { space: true, ..ChoiceGrammar::new(choices) }
     }
 
     /// The labels it admits.
@@ -175,6 +186,10 @@ impl ByteGrammar for ChoiceGrammar {
         if self.done {
             return false;
         }
+        if self.space {
+            self.space = false;
+            return byte == b' ';
+        }
         if self.state.advance(&self.options, byte) {
             // A label that no other label extends ends the answer.
             self.done = self.state.at_end(&self.options) && !self.state.can_continue(&self.options);
@@ -192,7 +207,7 @@ impl ByteGrammar for ChoiceGrammar {
     }
 
     fn forced(&self) -> Vec<u8> {
-        if self.done || self.state.at_end(&self.options) {
+        if self.done || self.space || self.state.at_end(&self.options) {
             return Vec::new();
         }
         self.state.common_rest(&self.options)
@@ -258,6 +273,18 @@ mod tests {
         let g = grammar(&["[1]", "[2]"]);
         assert_eq!(String::from_utf8(g.forced()).unwrap(), "[");
         assert!(g.accepts("[1]") && g.accepts("[2]") && !g.accepts("[3]") && !g.accepts("1"));
+    }
+
+    #[test]
+    fn after_a_space_the_space_is_required_but_never_forced_alone() {
+        let c = Choices::new(&["sports", "style & beauty", "[1]", "[2]"]).unwrap();
+        let g = ChoiceGrammar::after_space(&c);
+        assert!(g.accepts(" sports") && g.accepts(" style & beauty") && g.accepts(" [2]"));
+        assert!(!g.accepts("sports") && !g.accepts("  sports") && !g.accepts(" sport") && !g.accepts(" "));
+        assert!(g.forced().is_empty(), "the space comes with the first token the model picks");
+        let mut s = g.clone();
+        assert!(s.step(b' ') && s.step(b'['));
+        assert!(s.forced().is_empty() && !s.clone().step(b'3'));
     }
 
     #[test]

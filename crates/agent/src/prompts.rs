@@ -20,8 +20,9 @@ pub const REWRITE_USER: &str = include_str!("../prompts/rewrite_user.txt");
 pub const ANSWER_TURN: &str = include_str!("../prompts/answer_turn.txt");
 /// How the assistant's reply in the answer turn begins: without it a model
 /// that has just followed the step format goes on with `Thought:`, and a
-/// label forced in its place is noise.
-pub const ANSWER_TURN_START: &str = "Final answer: ";
+/// label forced in its place is noise. The label follows after a space
+/// ([`ChoiceGrammar::after_space`](crate::ChoiceGrammar::after_space)).
+pub const ANSWER_TURN_START: &str = "Final answer:";
 /// Appended when the step limit ends the loop without an answer.
 pub const FALLBACK_ANSWER: &str = include_str!("../prompts/fallback_answer.txt");
 
