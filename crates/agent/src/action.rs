@@ -15,7 +15,7 @@ use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::{AgentError, Result};
 use crate::grammar::{ParamKind, StepGrammar};
 use crate::llm::{AgentLlm, Continuation, Transcript};
-use crate::prompts::{fill, AGENT_FORMAT, ANSWER_TURN, ANSWER_TURN_START, FALLBACK_ANSWER};
+use crate::prompts::{fill, AGENT_FORMAT, ANSWER_TURN, ANSWER_TURN_RECORDS, ANSWER_TURN_START, FALLBACK_ANSWER};
 use crate::tools::{parse_call, CallContext, ToolRegistry, ToolSpec};
 use crate::trace::{Finish, Trace, TraceStep};
 
@@ -63,6 +63,10 @@ pub struct AgentConfig {
     /// to the shape in which the one-call methods answer, instead of a
     /// `final_answer` call written after the observations.
     pub answer_turn: bool,
+    /// In the answer turn, show again the records the run's memory
+    /// searches returned (each once) right before the question, as the RAG
+    /// prompt shows them.
+    pub answer_turn_records: bool,
 }
 
 impl Default for AgentConfig {
@@ -80,6 +84,7 @@ impl Default for AgentConfig {
             choices: None,
             answer_when_done: false,
             answer_turn: false,
+            answer_turn_records: false,
         }
     }
 }
@@ -194,6 +199,8 @@ struct Run<'q> {
     memory_used: bool,
     /// The last call repeated an earlier one word for word.
     stuck: bool,
+    /// The lines the memory searches returned, each once, in order.
+    memory_lines: Vec<String>,
     answer: Option<String>,
     finish: Finish,
     model_calls: usize,
@@ -230,6 +237,7 @@ pub fn run_agents(
             calls: 0,
             memory_used: false,
             stuck: false,
+            memory_lines: Vec::new(),
             answer: None,
             finish: Finish::Answer,
             model_calls: 0,
@@ -265,9 +273,10 @@ pub fn run_agents(
                 account(step, &thought);
                 step.thought = thought.text.trim().to_string();
             }
-            let (question, transcript) = (runs[i].question.text, &mut runs[i].transcript);
+            let text = answer_turn_text(config, &runs[i]);
+            let transcript = &mut runs[i].transcript;
             if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
-                model.ask(transcript, &fill(ANSWER_TURN, &[("question", question)]))?;
+                model.ask(transcript, &text)?;
                 model.append(transcript, ANSWER_TURN_START)?;
                 grammars.push(Some(StepGrammar::Label(ChoiceGrammar::after_space(choices))));
                 continue;
@@ -322,7 +331,8 @@ pub fn run_agents(
             let run = &mut runs[i];
             match (&grammar, answer_turn) {
                 (Some(_), true) => {
-                    model.ask(&mut run.transcript, &fill(ANSWER_TURN, &[("question", run.question.text)]))?;
+                    let text = answer_turn_text(config, run);
+                    model.ask(&mut run.transcript, &text)?;
                     model.append(&mut run.transcript, ANSWER_TURN_START)?;
                 }
                 (Some(_), false) => model.append(&mut run.transcript, FALLBACK_ACTION)?,
@@ -386,6 +396,28 @@ fn extend_runs(
     model.extend_batch(&mut transcripts, grammars, params)
 }
 
+/// Keeps the lines of a memory observation not seen before, without
+/// their list numbers.
+fn remember_lines(lines: &mut Vec<String>, observation: &str) {
+    for line in observation.lines() {
+        let line = line.trim();
+        let text = line.split_once(". ").filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).map_or(line, |(_, rest)| rest).trim();
+        if !text.is_empty() && !lines.iter().any(|l| l == text) {
+            lines.push(text.to_string());
+        }
+    }
+}
+
+/// The user turn of the answer turn: the question, after the records the
+/// memory searches found when [`AgentConfig::answer_turn_records`] is set.
+fn answer_turn_text(config: &AgentConfig, run: &Run<'_>) -> String {
+    if !config.answer_turn_records || run.memory_lines.is_empty() {
+        return fill(ANSWER_TURN, &[("question", run.question.text)]);
+    }
+    let records: Vec<String> = run.memory_lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
+    fill(ANSWER_TURN_RECORDS, &[("records", &records.join("\n")), ("question", run.question.text)])
+}
+
 /// Takes the label the answer turn wrote as the run's answer (the grammar
 /// admits nothing else; a length cut leaves an error and no label).
 fn answer_label(config: &AgentConfig, run: &mut Run<'_>, step: &mut TraceStep, text: &str) {
@@ -443,7 +475,10 @@ fn resolve(tools: &mut ToolRegistry<'_>, final_spec: &ToolSpec, run: &mut Run<'_
     match tools.call_in(&call, &context) {
         Ok(obs) => {
             run.calls += 1;
-            run.memory_used |= tools.memory_tools().contains(&call.tool.as_str());
+            if tools.memory_tools().contains(&call.tool.as_str()) {
+                run.memory_used = true;
+                remember_lines(&mut run.memory_lines, &obs);
+            }
             Ok(obs)
         }
         Err(AgentError::ToolCall(e)) => {
@@ -553,6 +588,36 @@ mod tests {
         let config = AgentConfig { answer_turn: true, ..AgentConfig::default() };
         let trace = run_agent(&mut model, "persona", &mut registry(), "Favourite colour?", &config).unwrap();
         assert_eq!((trace.answer.as_str(), trace.finish), ("Blue", Finish::StepLimit));
+    }
+
+    #[test]
+    fn the_answer_turn_can_show_the_records_found_each_once() {
+        let mut lines = Vec::new();
+        remember_lines(&mut lines, "1. Review: great | The user's rating: 5\n2. Review: fine | The user's rating: 4");
+        remember_lines(&mut lines, "1. Review: fine | The user's rating: 4\n2. Review: bad. Broke. | The user's rating: 1\n");
+        assert_eq!(lines, ["Review: great | The user's rating: 5", "Review: fine | The user's rating: 4", "Review: bad. Broke. | The user's rating: 1"]);
+        let question = Question { text: "Rate it: 1-5.", hidden_records: &[] };
+        let mut run = Run {
+            question,
+            transcript: Transcript::default(),
+            steps: Vec::new(),
+            calls: 2,
+            memory_used: true,
+            stuck: false,
+            memory_lines: lines,
+            answer: None,
+            finish: Finish::Answer,
+            model_calls: 0,
+            ms: 0.0,
+        };
+        let config = AgentConfig { answer_turn: true, answer_turn_records: true, ..AgentConfig::default() };
+        let text = answer_turn_text(&config, &run);
+        assert!(text.contains("1. Review: great") && text.contains("3. Review: bad. Broke.") && text.ends_with("Rate it: 1-5.\n"), "{text}");
+        assert!(text.find("3. Review").unwrap() < text.find("Rate it").unwrap());
+        // Off, or with nothing found: the question alone.
+        assert!(!answer_turn_text(&AgentConfig { answer_turn_records: false, ..config.clone() }, &run).contains("Review"));
+        run.memory_lines.clear();
+        assert_eq!(answer_turn_text(&config, &run), fill(ANSWER_TURN, &[("question", "Rate it: 1-5.")]));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const REWRITE_USER: &str = include_str!("../prompts/rewrite_user.txt");
 /// The user turn of the answer turn (`{{question}}`): the question asked
 /// again after the tool results, as the one-call methods ask it.
 pub const ANSWER_TURN: &str = include_str!("../prompts/answer_turn.txt");
+/// The answer turn's user turn with the records the run's memory searches
+/// returned (`{{records}}`, `{{question}}`), as the RAG prompt shows them.
+pub const ANSWER_TURN_RECORDS: &str = include_str!("../prompts/answer_turn_records.txt");
 /// How the assistant's reply in the answer turn begins: without it a model
 /// that has just followed the step format goes on with `Thought:`, and a
 /// label forced in its place is noise. The label follows after a space
@@ -39,6 +42,7 @@ mod tests {
             assert!(FEEDBACK_USER.contains(p), "{p}");
         }
         assert!(ANSWER_TURN.contains("{{question}}"));
+        assert!(ANSWER_TURN_RECORDS.contains("{{question}}") && ANSWER_TURN_RECORDS.contains("{{records}}"));
         assert!(REWRITE_USER.contains("{{profile}}") && REWRITE_USER.contains("{{feedback}}"));
         assert_eq!(fill("a {{x}} b {{x}}", &[("x", "1")]), "a 1 b 1");
     }

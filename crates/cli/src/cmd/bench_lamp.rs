@@ -94,6 +94,11 @@ pub struct LampArgs {
     /// `AgentConfig::answer_turn`). Not with --free-text.
     #[arg(long, conflicts_with = "free_text")]
     pub answer_turn: bool,
+    /// The answer turn shows again the records the agent's memory searches
+    /// returned (each once) right before the question, as the RAG prompt
+    /// does (implies --answer-turn).
+    #[arg(long, conflicts_with = "free_text")]
+    pub answer_turn_records: bool,
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
@@ -249,7 +254,8 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.align.iterations = args.iterations;
     config.align.lock_step = args.lock_step;
     config.align.agent.answer_when_done = args.answer_when_done;
-    config.align.agent.answer_turn = args.answer_turn;
+    config.align.agent.answer_turn = args.answer_turn || args.answer_turn_records;
+    config.align.agent.answer_turn_records = args.answer_turn_records;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.score_guard = !args.no_score_guard;
@@ -263,9 +269,12 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
         // Only when set, so that the settings of earlier runs still match.
         run_config["answer_when_done"] = json!(true);
     }
-    if args.answer_turn {
+    if config.align.agent.answer_turn {
         // Likewise.
         run_config["answer_turn"] = json!(true);
+    }
+    if args.answer_turn_records {
+        run_config["answer_turn_records"] = json!(true);
     }
     if args.strict_score_guard {
         // Likewise.
