@@ -46,6 +46,11 @@ pub struct AgentConfig {
     /// small model from repeating its last query word for word; it also
     /// pushes down the label words the observations just showed.
     pub call_repeat_penalty: f32,
+    /// The same while a label is decoded (a step that can only answer,
+    /// with [`AgentConfig::choices`]). Off (1.0) by default, as the
+    /// one-call methods decode theirs: over the last 64 tokens a penalty
+    /// pushes down exactly the labels the user's records just showed.
+    pub label_repeat_penalty: f32,
     /// Seed for sampling.
     pub seed: u64,
     /// The labels a final answer must be one of (a task with a label list);
@@ -80,6 +85,7 @@ impl Default for AgentConfig {
             temperature: 0.1,
             repeat_penalty: 1.1,
             call_repeat_penalty: 1.1,
+            label_repeat_penalty: 1.0,
             seed: 42,
             choices: None,
             answer_when_done: false,
@@ -113,6 +119,12 @@ impl AgentConfig {
             context_policy: ContextPolicy::Error,
             ignore_eos: false,
         }
+    }
+
+    /// Whether a step allowed only `allowed` decodes a label and nothing
+    /// else the model chooses.
+    fn is_label_step(&self, allowed: &[String]) -> bool {
+        self.choices.is_some() && allowed == [FINAL_ANSWER]
     }
 
     /// Whether a step allowed only `allowed` is the answer turn.
@@ -291,7 +303,10 @@ pub fn run_agents(
             sampling: SamplingParams { repeat_penalty: config.call_repeat_penalty, ..config.params(0, &[]).sampling },
             ..config.params(config.answer_bytes as usize + 96, &[])
         };
-        let actions = extend_runs(model, &mut runs, &live, grammars, &call_params)?;
+        let label_params =
+            GenerationParams { sampling: SamplingParams { repeat_penalty: config.label_repeat_penalty, ..call_params.sampling }, ..call_params.clone() };
+        let labelled: Vec<bool> = steps.iter().map(|s| config.is_label_step(&s.allowed)).collect();
+        let actions = extend_groups(model, &mut runs, &live, grammars, &labelled, [&call_params, &label_params])?;
         for ((&i, mut step), action) in live.iter().zip(steps).zip(&actions) {
             let run = &mut runs[i];
             run.model_calls += 1 + usize::from(thinking.contains(&i));
@@ -340,7 +355,11 @@ pub fn run_agents(
             }
         }
         let grammars = vec![grammar; unanswered.len()];
-        let answers = extend_runs(model, &mut runs, &unanswered, grammars, &config.params(config.answer_bytes as usize + 96, &["\n"]))?;
+        let mut params = config.params(config.answer_bytes as usize + 96, &["\n"]);
+        if config.choices.is_some() {
+            params.sampling.repeat_penalty = config.label_repeat_penalty;
+        }
+        let answers = extend_runs(model, &mut runs, &unanswered, grammars, &params)?;
         for (&i, c) in unanswered.iter().zip(answers) {
             let run = &mut runs[i];
             run.model_calls += 1;
@@ -394,6 +413,33 @@ fn extend_runs(
     }
     let mut transcripts: Vec<&mut Transcript> = runs.iter_mut().enumerate().filter(|(i, _)| which.contains(i)).map(|(_, r)| &mut r.transcript).collect();
     model.extend_batch(&mut transcripts, grammars, params)
+}
+
+/// Continues the runs `which` in two groups, those with `second[j]` set
+/// under `params[1]` and the others under `params[0]`; the continuations
+/// come back in the order of `which`.
+fn extend_groups(
+    model: &mut dyn AgentLlm,
+    runs: &mut [Run<'_>],
+    which: &[usize],
+    grammars: Vec<Option<StepGrammar>>,
+    second: &[bool],
+    params: [&GenerationParams; 2],
+) -> Result<Vec<Continuation>> {
+    let mut out: Vec<Option<Continuation>> = which.iter().map(|_| None).collect();
+    let mut grammars: Vec<Option<Option<StepGrammar>>> = grammars.into_iter().map(Some).collect();
+    for (group, params) in params.into_iter().enumerate() {
+        let members: Vec<usize> = (0..which.len()).filter(|&j| usize::from(second[j]) == group).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let ids: Vec<usize> = members.iter().map(|&j| which[j]).collect();
+        let gs: Vec<Option<StepGrammar>> = members.iter().map(|&j| grammars[j].take().flatten()).collect();
+        for (j, c) in members.into_iter().zip(extend_runs(model, runs, &ids, gs, params)?) {
+            out[j] = Some(c);
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Keeps the lines of a memory observation not seen before, without
@@ -692,6 +738,30 @@ mod tests {
         assert!(!b.steps[2].allowed.contains(&FINAL_ANSWER.to_string()));
         assert_eq!(b.steps[2].allowed, ["memory_search"], "B's last tool step: memory only");
         assert_eq!((a.model_calls, b.model_calls), (6, 9));
+    }
+
+    #[test]
+    fn labels_are_decoded_without_the_calls_repeat_penalty() {
+        // Run A makes its two calls and answers at step 3; run B writes
+        // broken calls and is made to answer at the last step. In the same
+        // step B's call keeps the calls' penalty and A's label gets none,
+        // and each run still gets its own continuation.
+        let choices = Choices::new(&["Jazz", "Blue"]).unwrap();
+        let config = AgentConfig { answer_when_done: true, choices: Some(choices), ..AgentConfig::default() };
+        let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
+        let blue = r#"{"tool": "final_answer", "arguments": {"answer": "Blue"}}"#;
+        let mut model = Scripted::new(&["", "", MEM, broken, "", "", ENC, broken, "", broken, FINAL, blue]);
+        let questions = [Question { text: "Which genre?", hidden_records: &[] }, Question { text: "Favourite colour?", hidden_records: &[] }];
+        let traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
+        assert!(model.replies.is_empty());
+        assert_eq!((traces[0].answer.as_str(), traces[0].finish), ("Jazz", Finish::Answer));
+        assert_eq!((traces[1].answer.as_str(), traces[1].steps.len()), ("Blue", 4));
+        assert_eq!(model.penalties, [1.1, 1.1, 1.1, 1.1, 1.1, 1.0, 1.0]);
+        // With the penalty set, labels get it too.
+        let config = AgentConfig { label_repeat_penalty: 1.3, ..config };
+        let mut model = Scripted::new(&["", MEM, "", ENC, FINAL]);
+        run_agent(&mut model, "persona", &mut registry(), "Which genre?", &config).unwrap();
+        assert_eq!(model.penalties, [1.1, 1.1, 1.3]);
     }
 
     #[test]

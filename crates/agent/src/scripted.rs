@@ -23,6 +23,8 @@ pub(crate) struct Scripted {
     pub constrained: Vec<(Vec<String>, bool)>,
     /// System prompts of `complete` calls.
     pub completions: Vec<String>,
+    /// For each constrained call: its repeat penalty.
+    pub penalties: Vec<f32>,
 }
 
 impl Scripted {
@@ -73,8 +75,9 @@ impl AgentLlm for Scripted {
     fn extend(&mut self, t: &mut Transcript, _params: &GenerationParams) -> Result<Continuation> {
         self.cont(t)
     }
-    fn extend_constrained(&mut self, t: &mut Transcript, grammar: StepGrammar, _params: &GenerationParams) -> Result<Continuation> {
+    fn extend_constrained(&mut self, t: &mut Transcript, grammar: StepGrammar, params: &GenerationParams) -> Result<Continuation> {
         let c = self.cont(t)?;
+        self.penalties.push(params.sampling.repeat_penalty);
         self.constrained.push((grammar.allowed(), grammar.accepts(&c.text)));
         Ok(c)
     }

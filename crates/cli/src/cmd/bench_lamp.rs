@@ -99,6 +99,12 @@ pub struct LampArgs {
     /// does (implies --answer-turn).
     #[arg(long, conflicts_with = "free_text")]
     pub answer_turn_records: bool,
+    /// Agents: penalty on the last 64 tokens while a label is decoded
+    /// (1.0: none, as the one-call methods decode theirs; the agents' tool
+    /// calls keep 1.1). Above 1.0 it pushes down the labels the memory
+    /// search just showed; 1.1 answers as runs before this flag did.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub label_repeat_penalty: f32,
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
@@ -256,6 +262,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.align.agent.answer_when_done = args.answer_when_done;
     config.align.agent.answer_turn = args.answer_turn || args.answer_turn_records;
     config.align.agent.answer_turn_records = args.answer_turn_records;
+    config.align.agent.label_repeat_penalty = args.label_repeat_penalty;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
     config.align.score_guard = !args.no_score_guard;
@@ -264,7 +271,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.free_text = args.free_text;
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
-    let mut run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users, "shard": args.shard.map(|s| s.to_string())});
+    let mut run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users, "shard": args.shard.map(|s| s.to_string()), "label_repeat_penalty": args.label_repeat_penalty});
     if args.answer_when_done {
         // Only when set, so that the settings of earlier runs still match.
         run_config["answer_when_done"] = json!(true);
