@@ -98,4 +98,15 @@ M6=$(set_args LaMP-2M-min6 --task LaMP-2M --min-profile 6) || exit 1
   part rep-2M-ext-base LaMP-2M-ext-baselines -- $M6 --skip-users 53 --answer-when-done --align-model large --seed 42 --method $BASE &&
   part rep-2M-ext-pa LaMP-2M-ext-persona-agent -- $M6 --skip-users 53 --answer-when-done --align-model large --seed 42 --method persona-agent
 } || exit 1
+# Config B (the 0.5B model writes its own feedback and rewrites; the cost
+# goal) with each set's answer step chosen on the dev split (README, "Dev
+# split, step 6"): LaMP-3 the answer turn with the records, the others the
+# final_answer call; labels without the calls' repeat penalty (167b178).
+B=(--skip-users 20 --answer-when-done --seed 42)
+# shellcheck disable=SC2086
+{
+  part rep-3b-s0-base LaMP-3-B-baselines-shard0of4 -- $L3 "${B[@]}" --shard 0/4 --method $BASE &&
+  part rep-3b-s0-pa LaMP-3-B-persona-agent-shard0of4 -- $L3 "${B[@]}" --shard 0/4 --answer-turn-records --method persona-agent &&
+  merge LaMP-3-B-shard0of4 rep-3b-s0-base rep-3b-s0-pa
+} || exit 1
 echo "=== $(date -u +%FT%TZ) all parts done"

@@ -332,27 +332,17 @@ pub fn run_agents(
     }
 
     // Runs that reached the step limit are asked for the answer directly:
-    // in the answer turn or as a `final_answer` call when there are labels,
-    // else as free text.
+    // as a `final_answer` call when there are labels, else as free text.
+    // (With the answer turn the last step is the answer turn, which always
+    // answers, so no run gets here.)
     let unanswered: Vec<usize> = (0..runs.len()).filter(|&i| runs[i].answer.is_none()).collect();
     if !unanswered.is_empty() {
-        let answer_turn = config.is_answer_turn(&[FINAL_ANSWER.to_string()]);
         let grammar: Option<StepGrammar> = match &config.choices {
-            Some(choices) if answer_turn => Some(StepGrammar::Label(ChoiceGrammar::after_space(choices))),
             Some(_) => Some(tools.grammar(&[FINAL_ANSWER], &[&final_spec])?.into()),
             None => None,
         };
         for &i in &unanswered {
-            let run = &mut runs[i];
-            match (&grammar, answer_turn) {
-                (Some(_), true) => {
-                    let text = answer_turn_text(config, run);
-                    model.ask(&mut run.transcript, &text)?;
-                    model.append(&mut run.transcript, ANSWER_TURN_START)?;
-                }
-                (Some(_), false) => model.append(&mut run.transcript, FALLBACK_ACTION)?,
-                (None, _) => model.append(&mut run.transcript, FALLBACK_ANSWER)?,
-            }
+            model.append(&mut runs[i].transcript, if grammar.is_some() { FALLBACK_ACTION } else { FALLBACK_ANSWER })?;
         }
         let grammars = vec![grammar; unanswered.len()];
         let mut params = config.params(config.answer_bytes as usize + 96, &["\n"]);
@@ -363,12 +353,11 @@ pub fn run_agents(
         for (&i, c) in unanswered.iter().zip(answers) {
             let run = &mut runs[i];
             run.model_calls += 1;
-            let answer = match (&config.choices, answer_turn) {
-                (Some(choices), true) => choices.find(&c.text).map(str::to_string).unwrap_or_default(),
-                (Some(_), false) => {
+            let answer = match &config.choices {
+                Some(_) => {
                     parse_call(&c.text).ok().and_then(|call| call.arguments.get("answer").and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
                 }
-                (None, _) => c.text.trim().to_string(),
+                None => c.text.trim().to_string(),
             };
             run.answer = Some(answer);
             run.finish = Finish::StepLimit;
