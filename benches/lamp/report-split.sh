@@ -103,10 +103,17 @@ M6=$(set_args LaMP-2M-min6 --task LaMP-2M --min-profile 6) || exit 1
 # split, step 6"): LaMP-3 the answer turn with the records, the others the
 # final_answer call; labels without the calls' repeat penalty (167b178).
 B=(--skip-users 20 --answer-when-done --seed 42)
-# shellcheck disable=SC2086
-{
-  part rep-3b-s0-base LaMP-3-B-baselines-shard0of4 -- $L3 "${B[@]}" --shard 0/4 --method $BASE &&
-  part rep-3b-s0-pa LaMP-3-B-persona-agent-shard0of4 -- $L3 "${B[@]}" --shard 0/4 --answer-turn-records --method persona-agent &&
-  merge LaMP-3-B-shard0of4 rep-3b-s0-base rep-3b-s0-pa
-} || exit 1
+# Each shard's baselines and PersonaAgent run one after the other, so a
+# shard's paired comparison is ready as soon as its two parts are.
+b_parts=()
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  {
+    part rep-3b-s$i-base LaMP-3-B-baselines-shard${i}of4 -- $L3 "${B[@]}" --shard $i/4 --method $BASE &&
+    part rep-3b-s$i-pa LaMP-3-B-persona-agent-shard${i}of4 -- $L3 "${B[@]}" --shard $i/4 --answer-turn-records --method persona-agent &&
+    merge LaMP-3-B-shard${i}of4 rep-3b-s$i-base rep-3b-s$i-pa
+  } || exit 1
+  b_parts+=(rep-3b-s$i-base rep-3b-s$i-pa)
+done
+merge LaMP-3-B "${b_parts[@]}" || exit 1
 echo "=== $(date -u +%FT%TZ) all parts done"
