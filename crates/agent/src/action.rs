@@ -15,6 +15,7 @@ use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::{AgentError, Result};
 use crate::grammar::{ParamKind, StepGrammar};
 use crate::llm::{AgentLlm, Continuation, Transcript};
+use crate::orders::Reordered;
 use crate::prompts::{fill, AGENT_FORMAT, ANSWER_TURN, ANSWER_TURN_RECORDS, ANSWER_TURN_START, FALLBACK_ANSWER};
 use crate::tools::{parse_call, CallContext, ToolRegistry, ToolSpec};
 use crate::trace::{Finish, Trace, TraceStep};
@@ -194,11 +195,15 @@ pub struct Question<'q> {
     /// Memory records its tool calls must not return (see
     /// [`CallContext::hidden_records`]).
     pub hidden_records: &'q [i64],
+    /// The question with its options in another order: with the answer
+    /// turn and labels, the answer is then chosen by the labels' scores
+    /// over both orders ([`crate::orders`]) instead of being decoded.
+    pub reordered: Option<&'q Reordered>,
 }
 
 /// Answers `question` as the user of `persona` would, using `tools`.
 pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegistry<'_>, question: &str, config: &AgentConfig) -> Result<Trace> {
-    let questions = [Question { text: question, hidden_records: &[] }];
+    let questions = [Question { text: question, hidden_records: &[], reordered: None }];
     run_agents(model, persona, tools, &questions, config)?.pop().ok_or_else(|| AgentError::Config { name: "questions", reason: "the run gave no trace".into() })
 }
 
@@ -263,8 +268,21 @@ pub fn run_agents(
             break;
         }
         let step_start = Instant::now();
-        let mut steps: Vec<TraceStep> =
+        let steps: Vec<TraceStep> =
             live.iter().map(|&i| new_step(step_no, allowed_tools(tools, config, step_no, runs[i].calls, runs[i].memory_used, runs[i].stuck))).collect();
+        // An answer turn whose question comes in two orders is scored, not decoded.
+        let (scored, rest): (Vec<_>, Vec<_>) =
+            live.into_iter().zip(steps).partition(|(i, step)| config.is_answer_turn(&step.allowed) && runs[*i].question.reordered.is_some());
+        for (i, mut step) in scored {
+            answer_both_orders(model, config, &mut runs[i], &mut step)?;
+            step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
+            runs[i].steps.push(step);
+            runs[i].ms = start.elapsed().as_secs_f64() * 1000.0;
+        }
+        let (live, mut steps): (Vec<usize>, Vec<TraceStep>) = rest.into_iter().unzip();
+        if live.is_empty() {
+            continue;
+        }
         // A step that can only answer goes straight to the action when the
         // run answers once its calls are done.
         let thinking: Vec<usize> = live
@@ -285,7 +303,7 @@ pub fn run_agents(
                 account(step, &thought);
                 step.thought = thought.text.trim().to_string();
             }
-            let text = answer_turn_text(config, &runs[i]);
+            let text = answer_turn_text(config, runs[i].question.text, &runs[i].memory_lines);
             let transcript = &mut runs[i].transcript;
             if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
                 model.ask(transcript, &text)?;
@@ -445,12 +463,36 @@ fn remember_lines(lines: &mut Vec<String>, observation: &str) {
 
 /// The user turn of the answer turn: the question, after the records the
 /// memory searches found when [`AgentConfig::answer_turn_records`] is set.
-fn answer_turn_text(config: &AgentConfig, run: &Run<'_>) -> String {
-    if !config.answer_turn_records || run.memory_lines.is_empty() {
-        return fill(ANSWER_TURN, &[("question", run.question.text)]);
+fn answer_turn_text(config: &AgentConfig, question: &str, memory_lines: &[String]) -> String {
+    if !config.answer_turn_records || memory_lines.is_empty() {
+        return fill(ANSWER_TURN, &[("question", question)]);
     }
-    let records: Vec<String> = run.memory_lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
-    fill(ANSWER_TURN_RECORDS, &[("records", &records.join("\n")), ("question", run.question.text)])
+    let records: Vec<String> = memory_lines.iter().enumerate().map(|(i, l)| format!("{}. {l}", i + 1)).collect();
+    fill(ANSWER_TURN_RECORDS, &[("records", &records.join("\n")), ("question", question)])
+}
+
+/// The answer turn of a question that comes in two orders: the turn is
+/// asked twice from the same transcript (as is and reordered), each
+/// label is scored in both, and the best label over both orders is the
+/// answer (see [`crate::orders`]). The run's transcript goes on with the
+/// question as asked and the chosen label.
+fn answer_both_orders(model: &mut dyn AgentLlm, config: &AgentConfig, run: &mut Run<'_>, step: &mut TraceStep) -> Result<()> {
+    let (Some(choices), Some(re)) = (&config.choices, run.question.reordered) else {
+        return Err(AgentError::Config { name: "reordered", reason: "an answer in both orders needs the task's labels".into() });
+    };
+    let mut other = run.transcript.clone();
+    model.ask(&mut run.transcript, &answer_turn_text(config, run.question.text, &run.memory_lines))?;
+    model.append(&mut run.transcript, ANSWER_TURN_START)?;
+    model.ask(&mut other, &answer_turn_text(config, &re.text, &run.memory_lines))?;
+    model.append(&mut other, ANSWER_TURN_START)?;
+    let asked = model.score_choices(&run.transcript, " ", choices)?;
+    let reordered = model.score_choices(&other, " ", choices)?;
+    let (label, scores) = crate::orders::choose(choices, re, &asked, &reordered)?;
+    model.append(&mut run.transcript, &format!(" {label}"))?;
+    run.model_calls += 2;
+    step.arguments = serde_json::json!({ "answer": label, "scores": scores });
+    run.answer = Some(label);
+    Ok(())
 }
 
 /// Takes the label the answer turn wrote as the run's answer (the grammar
@@ -593,7 +635,7 @@ mod tests {
         let choices = Choices::new(&["jazz", "rock", "folk"]).unwrap();
         let config = AgentConfig { answer_when_done: true, answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
         let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, " rock"]);
-        let questions = [Question { text: "Which genre? Answer with jazz, rock or folk.", hidden_records: &[] }];
+        let questions = [Question { text: "Which genre? Answer with jazz, rock or folk.", hidden_records: &[], reordered: None }];
         let mut traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
         let trace = traces.pop().unwrap();
         assert_eq!((trace.answer.as_str(), trace.finish), ("rock", Finish::Answer));
@@ -606,6 +648,29 @@ mod tests {
         assert_eq!(model.constrained[2], (vec!["jazz".to_string(), "rock".into(), "folk".into()], true));
         assert_eq!(trace.model_calls, 5);
         assert!(model.replies.is_empty());
+    }
+
+    #[test]
+    fn an_answer_turn_in_both_orders_takes_the_best_label_over_both() {
+        let choices = Choices::new(&["[1]", "[2]"]).unwrap();
+        let config = AgentConfig { answer_when_done: true, answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
+        let swapped = Reordered { text: "Which one? [1]: B [2]: A".into(), labels: vec![1, 0] };
+        // Asked as is the model prefers [1] (A) a little; swapped it
+        // prefers [1] (now B) a lot: B wins over both orders.
+        let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM]);
+        model.scores = vec![vec![-0.5, -0.9], vec![-0.1, -2.0]].into();
+        let both = Question { text: "Which one? [1]: A [2]: B", hidden_records: &[], reordered: Some(&swapped) };
+        let trace = run_agents(&mut model, "persona", &mut registry(), &[both], &config).unwrap().pop().unwrap();
+        assert_eq!((trace.answer.as_str(), trace.finish), ("[2]", Finish::Answer));
+        let last = trace.steps.last().unwrap();
+        assert_eq!(last.arguments["answer"], "[2]");
+        assert_eq!(last.arguments["scores"], serde_json::json!([-0.5f32 + -2.0f32, -0.9f32 + -0.1f32]));
+        // Both turns were asked from the same transcript, the swapped one second.
+        assert_eq!(model.scored.len(), 2);
+        assert!(model.scored[0].ends_with("[1]: A [2]: B\n[assistant]Final answer:"), "{}", model.scored[0]);
+        assert!(model.scored[1].ends_with("[1]: B [2]: A\n[assistant]Final answer:") && !model.scored[1].contains("[1]: A [2]: B\n[assistant]"));
+        assert_eq!(model.constrained.len(), 2, "no label was decoded");
+        assert_eq!(trace.model_calls, 6);
     }
 
     #[test]
@@ -631,28 +696,13 @@ mod tests {
         remember_lines(&mut lines, "1. Review: great | The user's rating: 5\n2. Review: fine | The user's rating: 4");
         remember_lines(&mut lines, "1. Review: fine | The user's rating: 4\n2. Review: bad. Broke. | The user's rating: 1\n");
         assert_eq!(lines, ["Review: great | The user's rating: 5", "Review: fine | The user's rating: 4", "Review: bad. Broke. | The user's rating: 1"]);
-        let question = Question { text: "Rate it: 1-5.", hidden_records: &[] };
-        let mut run = Run {
-            question,
-            transcript: Transcript::default(),
-            steps: Vec::new(),
-            calls: 2,
-            memory_used: true,
-            stuck: false,
-            memory_lines: lines,
-            answer: None,
-            finish: Finish::Answer,
-            model_calls: 0,
-            ms: 0.0,
-        };
         let config = AgentConfig { answer_turn: true, answer_turn_records: true, ..AgentConfig::default() };
-        let text = answer_turn_text(&config, &run);
+        let text = answer_turn_text(&config, "Rate it: 1-5.", &lines);
         assert!(text.contains("1. Review: great") && text.contains("3. Review: bad. Broke.") && text.ends_with("Rate it: 1-5.\n"), "{text}");
         assert!(text.find("3. Review").unwrap() < text.find("Rate it").unwrap());
         // Off, or with nothing found: the question alone.
-        assert!(!answer_turn_text(&AgentConfig { answer_turn_records: false, ..config.clone() }, &run).contains("Review"));
-        run.memory_lines.clear();
-        assert_eq!(answer_turn_text(&config, &run), fill(ANSWER_TURN, &[("question", "Rate it: 1-5.")]));
+        assert!(!answer_turn_text(&AgentConfig { answer_turn_records: false, ..config.clone() }, "Rate it: 1-5.", &lines).contains("Review"));
+        assert_eq!(answer_turn_text(&config, "Rate it: 1-5.", &[]), fill(ANSWER_TURN, &[("question", "Rate it: 1-5.")]));
     }
 
     #[test]
@@ -713,7 +763,10 @@ mod tests {
         // thoughts, then both calls (B alone once A is done).
         let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
         let mut model = Scripted::new(&["", "", MEM, broken, "", "", ENC, broken, "", "", FINAL, broken, "", broken, " Blue"]);
-        let questions = [Question { text: "Which genre?", hidden_records: &[] }, Question { text: "Favourite colour?", hidden_records: &[7] }];
+        let questions = [
+            Question { text: "Which genre?", hidden_records: &[], reordered: None },
+            Question { text: "Favourite colour?", hidden_records: &[7], reordered: None },
+        ];
         let traces = run_agents(&mut model, "persona", &mut registry(), &questions, &AgentConfig::default()).unwrap();
         assert!(model.replies.is_empty());
         let (a, b) = (&traces[0], &traces[1]);
@@ -740,7 +793,10 @@ mod tests {
         let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
         let blue = r#"{"tool": "final_answer", "arguments": {"answer": "Blue"}}"#;
         let mut model = Scripted::new(&["", "", MEM, broken, "", "", ENC, broken, "", broken, FINAL, blue]);
-        let questions = [Question { text: "Which genre?", hidden_records: &[] }, Question { text: "Favourite colour?", hidden_records: &[] }];
+        let questions = [
+            Question { text: "Which genre?", hidden_records: &[], reordered: None },
+            Question { text: "Favourite colour?", hidden_records: &[], reordered: None },
+        ];
         let traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
         assert!(model.replies.is_empty());
         assert_eq!((traces[0].answer.as_str(), traces[0].finish), ("Jazz", Finish::Answer));

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::action::{run_agents, AgentConfig, Question};
 use crate::error::{AgentError, Result};
 use crate::llm::AgentLlm;
+use crate::orders::Reordered;
 use crate::persona::{self, Rejection};
 use crate::prompts::{fill, FEEDBACK_SYSTEM, FEEDBACK_USER, REWRITE_SYSTEM, REWRITE_USER};
 use crate::tools::{Encyclopedia, EncyclopediaSearch, MemorySearch, ToolRegistry};
@@ -272,12 +273,16 @@ pub struct Replay {
     pub real: String,
     /// Records hidden from the memory search while this is replayed.
     pub hidden: Vec<i64>,
+    /// The question with its options in another order, answered over both
+    /// orders as the test question is (see [`crate::orders`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reordered: Option<Reordered>,
 }
 
 impl Replay {
     /// A stored interaction replayed as it was recorded.
     pub fn from_record(record: &Record) -> Replay {
-        Replay { question: record.query.clone(), real: record.response.clone(), hidden: vec![record.id] }
+        Replay { question: record.query.clone(), real: record.response.clone(), hidden: vec![record.id], reordered: None }
     }
 }
 
@@ -331,7 +336,8 @@ pub fn align(
 
 /// Replays `replays` with `persona` and scores each answer.
 fn replay_all(ctx: &mut AlignContext<'_>, user: &str, persona: &str, replays: &[Replay], config: &AlignConfig) -> Result<(Vec<Trace>, f64)> {
-    let questions: Vec<Question<'_>> = replays.iter().map(|r| Question { text: &r.question, hidden_records: &r.hidden }).collect();
+    let questions: Vec<Question<'_>> =
+        replays.iter().map(|r| Question { text: &r.question, hidden_records: &r.hidden, reordered: r.reordered.as_ref() }).collect();
     let group = if config.lock_step { questions.len().max(1) } else { 1 };
     let mut traces = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(group) {
@@ -711,7 +717,7 @@ mod tests {
         let question = "Which tag does this movie relate to? description: a lonely robot cleans an empty earth for seven hundred years";
         let u = memory.store().require_user("ann").unwrap();
         let id = memory.store().latest_records(&u, 1).unwrap()[0].id;
-        let replays = vec![Replay { question: question.into(), real: "tag4".into(), hidden: vec![id] }];
+        let replays = vec![Replay { question: question.into(), real: "tag4".into(), hidden: vec![id], reordered: None }];
         let copy = "This user likes a lonely robot cleans an empty earth for seven hundred years.";
         let mut model = script(&[replay("tag9"), lines(&["f1", copy])]);
         let ctx = AlignContext { model: &mut model, writer: None, memory: &mut memory, encoder: &WordEncoder, encyclopedia: None };

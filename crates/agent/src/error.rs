@@ -52,6 +52,10 @@ pub enum AgentError {
     /// user turn after the assistant's (the answer turn needs it).
     #[error("the chat template cannot add a user turn after the assistant's: {0}")]
     Template(String),
+    /// The model behind the agent cannot do what was asked (e.g. score
+    /// labels through a shared model).
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// The user has no persona yet and none can be built.
     #[error("user '{user}': {reason}")]
     NoPersona {

@@ -12,6 +12,8 @@
 //!   ([`grammar`]) and the memory rule enforced by the loop, leaving a
 //!   [`trace::Trace`];
 //! - [`choice`]: answers bound to a task's labels (constrained decoding);
+//! - [`orders`]: answers that do not depend on the order of the options
+//!   (the question asked in both orders, labels scored);
 //! - [`align`]: test-time persona alignment (the paper's Algorithm 1);
 //! - [`runtime`]: the model, encoder, user store and encyclopedia owned
 //!   together, used for one user at a time under that user's cache scope.
@@ -22,6 +24,7 @@ pub mod choice;
 pub mod error;
 pub mod grammar;
 pub mod llm;
+pub mod orders;
 pub mod persona;
 pub mod prompts;
 pub mod runtime;
@@ -41,6 +44,7 @@ pub use choice::{ChoiceGrammar, Choices};
 pub use error::{AgentError, Result};
 pub use grammar::{ParamKind, StepGrammar, ToolCallGrammar};
 pub use llm::{AgentLlm, Continuation, Transcript};
+pub use orders::{complete_choice_both_orders, Reordered};
 pub use persona::Rejection;
 pub use runtime::{Parts, Runtime, SharedEncoder, UserScope, ANONYMOUS_SCOPE};
 pub use shared::SharedLlm;

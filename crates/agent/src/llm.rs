@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use persona_engine::{ChatMessage, ChatModel, FinishReason, Generation, GenerationParams, GgufTokenizer, GrammarConstraint, TokenConstraint};
+use persona_engine::{ChatMessage, ChatModel, ContextPolicy, FinishReason, Generation, GenerationParams, GgufTokenizer, GrammarConstraint, TokenConstraint};
 use persona_memory::Summarizer;
 use serde::Serialize;
 
@@ -92,6 +92,14 @@ pub trait AgentLlm: Summarizer {
     /// (constrained decoding: nothing else can be written).
     fn complete_choice(&mut self, system: &str, user: &str, choices: &Choices, params: &GenerationParams) -> Result<String>;
 
+    /// The log-probability (natural log, over its tokens) of each label of
+    /// `choices`, written as `lead` + label right after the transcript, by
+    /// teacher forcing; the transcript is left as it was. The default
+    /// refuses: only models that expose their logits can score.
+    fn score_choices(&mut self, _transcript: &Transcript, _lead: &str, _choices: &Choices) -> Result<Vec<f32>> {
+        Err(AgentError::Unsupported("this model cannot score labels (needs a model of its own, not a shared one)".into()))
+    }
+
     /// Says whose work the following calls are (a user id): an engine that
     /// caches prompt state reuses it only within one scope.
     fn set_scope(&mut self, _scope: &str) {}
@@ -161,6 +169,12 @@ impl<M: ChatModel> AgentLlm for M {
         let mut constraint = GrammarConstraint::new(ChoiceGrammar::new(choices), self.tokenizer().token_bytes());
         let generation = self.generate_tokens(tokens, params, Some(&mut constraint), &mut |_| true)?;
         choice_answer(&generation, choices, params)
+    }
+
+    fn score_choices(&mut self, transcript: &Transcript, lead: &str, choices: &Choices) -> Result<Vec<f32>> {
+        let continuations =
+            choices.labels().iter().map(|l| self.tokenizer().encode(&format!("{lead}{l}"), false)).collect::<persona_engine::Result<Vec<_>>>()?;
+        Ok(self.score_continuations(transcript.tokens.clone(), &continuations, ContextPolicy::TruncateStart)?)
     }
 
     fn set_scope(&mut self, scope: &str) {

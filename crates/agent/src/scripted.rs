@@ -25,6 +25,10 @@ pub(crate) struct Scripted {
     pub completions: Vec<String>,
     /// For each constrained call: its repeat penalty.
     pub penalties: Vec<f32>,
+    /// Label scores returned in order by `score_choices`.
+    pub scores: VecDeque<Vec<f32>>,
+    /// The transcripts whose labels were scored.
+    pub scored: Vec<String>,
 }
 
 impl Scripted {
@@ -80,6 +84,10 @@ impl AgentLlm for Scripted {
         self.penalties.push(params.sampling.repeat_penalty);
         self.constrained.push((grammar.allowed(), grammar.accepts(&c.text)));
         Ok(c)
+    }
+    fn score_choices(&mut self, t: &Transcript, _lead: &str, _choices: &crate::Choices) -> Result<Vec<f32>> {
+        self.scored.push(t.text.clone());
+        Ok(self.scores.pop_front().unwrap_or_else(|| panic!("the scripted model ran out of scores")))
     }
     fn complete_choice(&mut self, system: &str, _user: &str, choices: &crate::Choices, _params: &GenerationParams) -> Result<String> {
         self.completions.push(system.to_string());

@@ -182,7 +182,7 @@ fn lock_step_runs_give_the_traces_of_single_runs() {
             run_agent(&mut model, &persona, &mut tools, q, &config).unwrap()
         })
         .collect();
-    let questions: Vec<Question<'_>> = texts.iter().map(|t| Question { text: t, hidden_records: &[] }).collect();
+    let questions: Vec<Question<'_>> = texts.iter().map(|t| Question { text: t, hidden_records: &[], reordered: None }).collect();
     let batched = {
         let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
         run_agents(&mut model, &persona, &mut tools, &questions, &config).unwrap()
@@ -205,7 +205,8 @@ fn lock_step_runs_give_the_traces_of_single_runs() {
     let records = memory.store().records(&user).unwrap();
     let sci_fi: Vec<i64> = records.iter().filter(|r| r.response == "sci-fi").map(|r| r.id).collect();
     let hidden_texts: Vec<String> = records.iter().filter(|r| r.response == "sci-fi").map(|r| r.query.clone()).collect();
-    let questions = [Question { text: &texts[0], hidden_records: &sci_fi }, Question { text: &texts[0], hidden_records: &[] }];
+    let questions =
+        [Question { text: &texts[0], hidden_records: &sci_fi, reordered: None }, Question { text: &texts[0], hidden_records: &[], reordered: None }];
     let traces = {
         let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
         run_agents(&mut model, &persona, &mut tools, &questions, &config).unwrap()
@@ -347,4 +348,44 @@ fn the_answer_turn_is_a_new_user_turn_of_the_model_s_own_template() {
     let last = trace.steps.last().unwrap();
     assert_eq!((last.tool.as_deref(), last.error.as_deref(), last.thought.as_str()), (None, None, ""), "{}", trace.render());
     assert!(last.cached_tokens > 0, "the answer turn reuses the loop's KV cache: {last:?}");
+}
+
+#[test]
+fn answers_in_both_orders_do_not_depend_on_the_order_asked() {
+    use persona_agent::{complete_choice_both_orders, Reordered};
+    let mut model = tiny();
+    let choices = Choices::parse_list("[1],[2]").unwrap();
+    let ask = |a: &str, b: &str| format!("Which paper is about parsing? Answer [1] or [2]. [1]: \"{a}\" [2]: \"{b}\"");
+    let (parsing, galaxies) = ("Neural dependency parsing", "Galaxy surveys of the southern sky");
+    let swapped = |text: String| Reordered { text, labels: vec![1, 0] };
+    // The label scores are log-probabilities: finite, at most 0.
+    let start = model.start("Answer with the label only.", &ask(parsing, galaxies)).unwrap();
+    let scores = model.score_choices(&start, "", &choices).unwrap();
+    assert!(scores.len() == 2 && scores.iter().all(|s| s.is_finite() && *s <= 0.0), "{scores:?}");
+    // Asked either way round, the chosen paper is the same (its label
+    // follows it), with the same combined scores.
+    let (one, s1) =
+        complete_choice_both_orders(&mut model, "Answer with the label only.", &ask(parsing, galaxies), &swapped(ask(galaxies, parsing)), &choices).unwrap();
+    let (two, s2) =
+        complete_choice_both_orders(&mut model, "Answer with the label only.", &ask(galaxies, parsing), &swapped(ask(parsing, galaxies)), &choices).unwrap();
+    assert!(s1[0] != s1[1], "the scores tie: {s1:?}");
+    assert!((s1[0] - s2[1]).abs() < 1e-3 && (s1[1] - s2[0]).abs() < 1e-3, "{s1:?} vs {s2:?}");
+    assert_eq!(one == "[1]", two == "[2]", "{one} then {two}");
+
+    // The agent's answer turn in both orders scores instead of decoding.
+    let dir = tempfile::tempdir().unwrap();
+    let Fixture { encoder, mut memory, wiki, mut model, persona } = fixture(dir.path());
+    let config = AgentConfig { choices: Some(choices.clone()), answer_when_done: true, answer_turn: true, ..AgentConfig::default() };
+    let re = swapped(ask(galaxies, parsing));
+    let question = ask(parsing, galaxies);
+    let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
+    let trace = run_agents(&mut model, &persona, &mut tools, &[Question { text: &question, hidden_records: &[], reordered: Some(&re) }], &config)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(choices.labels().contains(&trace.answer), "{:?}\n{}", trace.answer, trace.render());
+    let last = trace.steps.last().unwrap();
+    let scores = last.arguments["scores"].as_array().expect("the answer turn's scores");
+    assert_eq!(scores.len(), 2, "{}", trace.render());
+    assert!(last.error.is_none() && last.tool.is_none(), "{}", trace.render());
 }

@@ -15,7 +15,7 @@ use crate::constraint::TokenConstraint;
 use crate::decoder::prefix::PrefixStats;
 use crate::decoding::Decoding;
 use crate::error::{CandleContext, EngineError, Result};
-use crate::generation::{fit_context, FinishReason, Generation, GenerationParams};
+use crate::generation::{fit_context, ContextPolicy, FinishReason, Generation, GenerationParams};
 use crate::gguf::GgufFile;
 use crate::tokenizer::GgufTokenizer;
 
@@ -139,6 +139,14 @@ pub trait ChatModel {
         }
         prompts.into_iter().zip(constraints).map(|(p, c)| self.generate_tokens(p, params, c, &mut |_| true)).collect()
     }
+
+    /// The log-probability (natural log, summed over its tokens) of each
+    /// continuation right after `prompt`, by teacher forcing: how likely
+    /// the model finds each text as the next thing it writes. Used to
+    /// compare a fixed set of answers (labels) without sampling. A prompt
+    /// longer than the context is handled by `policy` (room is left for the
+    /// longest continuation).
+    fn score_continuations(&mut self, prompt: Vec<u32>, continuations: &[Vec<u32>], policy: ContextPolicy) -> Result<Vec<f32>>;
 
     /// Names who the following calls work for (a user id). Cached prompt
     /// state is only reused within one scope, so one user's persona is never
@@ -349,6 +357,42 @@ impl GgufChatModel {
         Ok(generation)
     }
 
+    /// See [`ChatModel::score_continuations`]. The prompt is prefilled
+    /// once (the working and prefix caches serve what they hold); each
+    /// continuation then costs one single-token forward per token.
+    pub fn score_continuations(&mut self, prompt: Vec<u32>, continuations: &[Vec<u32>], policy: ContextPolicy) -> Result<Vec<f32>> {
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidParameter { name: "prompt", reason: "the prompt is empty".into() });
+        }
+        if let Some(i) = continuations.iter().position(Vec::is_empty) {
+            return Err(EngineError::InvalidParameter { name: "continuations", reason: format!("continuation {i} has no tokens") });
+        }
+        let longest = continuations.iter().map(Vec::len).max().unwrap_or(1);
+        let prompt = fit_context(prompt, longest, self.info.context_length, policy)?;
+        let result = (|| -> Result<Vec<f32>> {
+            let mut scores = Vec::with_capacity(continuations.len());
+            for continuation in continuations {
+                // Brings the working cache back to the prompt (it holds the
+                // previous continuation), re-running only its last token.
+                self.backend.prefill(&self.scope, &mut self.kv_tokens, &prompt, &mut self.logits)?;
+                let mut total = 0.0f64;
+                for (k, &token) in continuation.iter().enumerate() {
+                    total += log_prob(&self.logits, token)?;
+                    if k + 1 < continuation.len() {
+                        self.backend.feed(&mut self.kv_tokens, &[token], &mut self.logits)?;
+                    }
+                }
+                scores.push(total as f32);
+            }
+            self.backend.remember(&self.scope, &self.kv_tokens)?;
+            Ok(scores)
+        })();
+        if result.is_err() {
+            self.reset_cache();
+        }
+        result
+    }
+
     /// Forgets the KV cache (after an error its content is unknown).
     pub(crate) fn reset_cache(&mut self) {
         self.backend.reset(&mut self.kv_tokens);
@@ -418,10 +462,24 @@ impl ChatModel for GgufChatModel {
         GgufChatModel::generate_batch_constrained(self, prompts, params, constraints)
     }
 
+    fn score_continuations(&mut self, prompt: Vec<u32>, continuations: &[Vec<u32>], policy: ContextPolicy) -> Result<Vec<f32>> {
+        GgufChatModel::score_continuations(self, prompt, continuations, policy)
+    }
+
     fn set_cache_scope(&mut self, scope: &str) {
         if self.scope != scope {
             self.reset_cache();
             self.scope = scope.to_string();
         }
     }
+}
+
+/// The natural log-probability of `token` under the softmax of `logits`.
+fn log_prob(logits: &[f32], token: u32) -> Result<f64> {
+    let Some(&chosen) = logits.get(token as usize) else {
+        return Err(EngineError::InvalidParameter { name: "continuations", reason: format!("token {token} is outside the vocabulary ({})", logits.len()) });
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    Ok(f64::from(chosen - max) - sum.ln())
 }

@@ -149,3 +149,37 @@ fn batched_constrained_decoding_matches_one_by_one() {
     let err = model.generate_batch_constrained(prompts, &params, vec![None]).unwrap_err().to_string();
     assert!(err.contains("1 constraints for 3 prompts"), "{err}");
 }
+
+#[test]
+fn continuation_scores_are_log_probabilities_by_teacher_forcing() {
+    use persona_engine::ContextPolicy;
+    let mut model = tiny();
+    let prompt = model.prompt_tokens(&model.render_chat(&[ChatMessage::user("Is the sky blue? Answer yes or no.")]).unwrap()).unwrap();
+    // The greedy first token is the most likely of any set of one-token continuations.
+    let params =
+        GenerationParams { max_tokens: 2, ignore_eos: true, sampling: SamplingParams { temperature: 0.0, ..Default::default() }, ..Default::default() };
+    let greedy = model.generate_tokens(prompt.clone(), &params, None, &mut |_| true).unwrap().tokens;
+    let others: Vec<u32> = model.tokenizer().encode(" maybe perhaps the", false).unwrap();
+    let mut candidates: Vec<Vec<u32>> = others.iter().filter(|&&t| t != greedy[0]).map(|&t| vec![t]).collect();
+    candidates.push(vec![greedy[0]]);
+    let scores = model.score_continuations(prompt.clone(), &candidates, ContextPolicy::Error).unwrap();
+    assert!(scores.iter().all(|s| s.is_finite() && *s <= 0.0), "{scores:?}");
+    let best = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(*scores.last().unwrap(), best, "the greedy token must score highest: {scores:?}");
+    // A two-token continuation scores the sum of its tokens' conditional
+    // log-probabilities, whatever the caches held before.
+    let pair = vec![greedy[0], greedy[1]];
+    let joint = model.score_continuations(prompt.clone(), std::slice::from_ref(&pair), ContextPolicy::Error).unwrap()[0];
+    let mut longer = prompt.clone();
+    longer.push(greedy[0]);
+    let second = tiny().score_continuations(longer, &[vec![greedy[1]]], ContextPolicy::Error).unwrap()[0];
+    let first = tiny().score_continuations(prompt.clone(), &[vec![greedy[0]]], ContextPolicy::Error).unwrap()[0];
+    assert!((joint - (first + second)).abs() < 1e-3, "{joint} vs {first} + {second}");
+    // The order of the continuations does not change their scores.
+    let reversed: Vec<Vec<u32>> = candidates.iter().rev().cloned().collect();
+    let again = model.score_continuations(prompt.clone(), &reversed, ContextPolicy::Error).unwrap();
+    for (a, b) in scores.iter().zip(again.iter().rev()) {
+        assert!((a - b).abs() < 1e-3, "{scores:?} vs {again:?}");
+    }
+    assert!(model.score_continuations(prompt, &[vec![]], ContextPolicy::Error).is_err(), "an empty continuation is refused");
+}

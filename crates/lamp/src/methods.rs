@@ -5,7 +5,8 @@
 
 use persona_agent::tools::memory_search::render_shaped;
 use persona_agent::{
-    align_with, persona, run_agent, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices, Parts, Runtime, ToolRegistry,
+    align_with, complete_choice_both_orders, persona, run_agents, standard_tools, AgentConfig, AgentLlm, AlignConfig, AlignContext, AlignReport, Choices,
+    Parts, Question, Reordered, Runtime, ToolRegistry,
 };
 use persona_engine::{ContextPolicy, GenerationParams, SamplingParams};
 use persona_memory::text::{fill, one_line};
@@ -141,6 +142,11 @@ pub struct MethodConfig {
     /// Read answers as free text (the old reader, for comparison) instead
     /// of decoding them under the task's labels.
     pub free_text: bool,
+    /// Where the labels name positions in the question (LaMP-1), ask it in
+    /// both orders and take the label whose scores over both are best
+    /// ([`persona_agent::orders`]); agents do so in their answer turn,
+    /// alignment's replays too.
+    pub both_orders: bool,
 }
 
 impl MethodConfig {
@@ -150,7 +156,7 @@ impl MethodConfig {
         let mut align = AlignConfig { record_unchanged: true, ..AlignConfig::default() };
         align.agent.seed = seed;
         align.semantic.seed = seed;
-        MethodConfig { align, icl_demos: 3, answer_tokens: 48, item_chars: 300, free_text: false }
+        MethodConfig { align, icl_demos: 3, answer_tokens: 48, item_chars: 300, free_text: false, both_orders: false }
     }
 
     fn params(&self) -> GenerationParams {
@@ -251,12 +257,32 @@ fn retrieve<M>(p: &mut Parts<'_, M>, user: &str, input: &str, k: usize) -> Resul
     Ok(hits.into_iter().map(|h| (h.record.query, h.record.response)).collect())
 }
 
-/// One model call; under the task's labels unless the run reads free text.
-fn direct<M: AgentLlm>(p: &mut Parts<'_, M>, config: &MethodConfig, choices: Option<&Choices>, system: &str, prompt: &str) -> Result<String> {
+/// The question a one-call method asks: its prompt, built around the
+/// input (as is, and reordered where the run asks in both orders).
+struct Ask<'a> {
+    input: &'a str,
+    reordered: Option<&'a Reordered>,
+}
+
+/// One model call (two with `reordered`: the prompt built around each
+/// order, labels scored over both); under the task's labels unless the
+/// run reads free text.
+fn direct<M: AgentLlm>(
+    p: &mut Parts<'_, M>,
+    config: &MethodConfig,
+    choices: Option<&Choices>,
+    system: &str,
+    ask: &Ask<'_>,
+    prompt: impl Fn(&str) -> String,
+) -> Result<String> {
     let params = config.params();
-    match choices {
-        Some(c) => Ok(p.model.complete_choice(system, prompt, c, &params)?),
-        None => Ok(p.model.complete(system, prompt, &params)?),
+    match (choices, ask.reordered) {
+        (Some(c), Some(re)) => {
+            let re = Reordered { text: prompt(&re.text), labels: re.labels.clone() };
+            Ok(complete_choice_both_orders(&mut *p.model, system, &prompt(ask.input), &re, c)?.0)
+        }
+        (Some(c), None) => Ok(p.model.complete_choice(system, &prompt(ask.input), c, &params)?),
+        (None, _) => Ok(p.model.complete(system, &prompt(ask.input), &params)?),
     }
 }
 
@@ -266,23 +292,22 @@ fn agent<M: AgentLlm>(
     config: &MethodConfig,
     persona_text: &str,
     user: Option<&str>,
-    question: &str,
+    ask: &Ask<'_>,
     agent_config: &AgentConfig,
 ) -> Result<String> {
-    let trace = match user {
-        Some(u) => {
-            let mut tools = standard_tools(p.memory, p.encoder, p.encyclopedia, u, &config.align.tools, &[])?;
-            run_agent(p.model, persona_text, &mut tools, question, agent_config)?
-        }
+    let mut tools = match user {
+        Some(u) => standard_tools(p.memory, p.encoder, p.encyclopedia, u, &config.align.tools, &[])?,
         None => {
             let mut tools = ToolRegistry::new();
             if let Some(e) = p.encyclopedia {
                 tools.register(persona_agent::EncyclopediaSearch::new(e, config.align.tools.encyclopedia_k, config.align.tools.observation_chars))?;
             }
-            run_agent(p.model, persona_text, &mut tools, question, agent_config)?
+            tools
         }
     };
-    Ok(trace.answer)
+    let question = Question { text: ask.input, hidden_records: &[], reordered: ask.reordered };
+    let trace = run_agents(p.model, persona_text, &mut tools, &[question], agent_config)?.pop();
+    Ok(trace.map(|t| t.answer).unwrap_or_default())
 }
 
 /// What alignment needs besides the runtime's parts.
@@ -307,7 +332,7 @@ fn aligned_persona<M: AgentLlm>(p: &mut Parts<'_, M>, inputs: AlignInputs<'_, '_
     config.agent.choices = choices.cloned();
     // LaMP-1 replays need one more paper than replays.
     let latest = p.memory.store().latest_records(&u, config.batch + 1)?;
-    let replays = replay::task_replays(task, &latest, config.batch, inputs.distractors);
+    let replays = replay::task_replays(task, &latest, config.batch, inputs.distractors, inputs.config.both_orders);
     // A profile too short for the task's shape replays its records as they are.
     let replays = (!replays.is_empty()).then_some(replays);
     // With `record_unchanged` (the default here) alignment always stores a
@@ -350,54 +375,57 @@ pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index:
     let choices = if config.free_text { None } else { Some(task.choices()?) };
     let choices = choices.as_ref();
     let agent_config = AgentConfig { choices: choices.cloned(), ..config.align.agent.clone() };
+    let reordered = if config.both_orders && choices.is_some() { task.reordered(input) } else { None };
+    let ask = Ask { input, reordered: reordered.as_ref() };
+    let ask = &ask;
     match method {
-        Method::Prompt => direct(p, config, choices, SYSTEM, input),
+        Method::Prompt => direct(p, config, choices, SYSTEM, ask, str::to_string),
         Method::Icl => {
             // The demonstrations carry the task's instruction and labels too.
             let demos = render_demos(demos, item_chars + 400);
-            direct(p, config, choices, SYSTEM, &fill(ICL, &[("items", &demos), ("input", input)]))
+            direct(p, config, choices, SYSTEM, ask, |input| fill(ICL, &[("items", &demos), ("input", input)]))
         }
         Method::Rag1 | Method::Rag4 => {
             let k = if method == Method::Rag1 { 1 } else { 4 };
-            let items = retrieve(p, &user, input, k)?;
-            direct(p, config, choices, SYSTEM, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
+            let items = render_user_items(task, &retrieve(p, &user, input, k)?, item_chars);
+            direct(p, config, choices, SYSTEM, ask, |input| fill(RAG, &[("items", &items), ("input", input)]))
         }
         Method::Pag4 => {
             persona::current_or_init(&mut *p.model, p.memory, &user, &config.align.semantic)?;
             let u = p.memory.store().require_user(&user)?;
             let profile = p.memory.store().latest_semantic_profile(&u, None)?.map(|p| p.summary).unwrap_or_default();
-            let items = retrieve(p, &user, input, 4)?;
-            direct(p, config, choices, SYSTEM, &fill(PAG, &[("profile", &profile), ("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
+            let items = render_user_items(task, &retrieve(p, &user, input, 4)?, item_chars);
+            direct(p, config, choices, SYSTEM, ask, |input| fill(PAG, &[("profile", &profile), ("items", &items), ("input", input)]))
         }
         Method::React => {
             let agent_config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
-            agent(p, config, GENERIC_PERSONA, None, input, &agent_config)
+            agent(p, config, GENERIC_PERSONA, None, ask, &agent_config)
         }
         Method::Membank => {
-            let items = retrieve(p, MEMBANK_USER, input, 4)?;
-            let out = direct(p, config, choices, SYSTEM, &fill(MEMBANK, &[("items", &render_items(&items, item_chars)), ("input", input)]))?;
+            let items = render_items(&retrieve(p, MEMBANK_USER, input, 4)?, item_chars);
+            let out = direct(p, config, choices, SYSTEM, ask, |input| fill(MEMBANK, &[("items", &items), ("input", input)]))?;
             // The agent remembers its own answer (not the user's).
             p.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], p.encoder, 1, &mut |_, _| {})?;
             Ok(out)
         }
         Method::PersonaAgent => {
             let persona_text = aligned_persona(p, AlignInputs { config, writer: writer.as_deref_mut(), distractors, alignments }, task, &user, choices)?;
-            agent(p, config, &persona_text, Some(&user), input, &agent_config)
+            agent(p, config, &persona_text, Some(&user), ask, &agent_config)
         }
         Method::NoAlignment => {
             let persona_text = initial_persona(p, config, &user)?;
-            agent(p, config, &persona_text, Some(&user), input, &agent_config)
+            agent(p, config, &persona_text, Some(&user), ask, &agent_config)
         }
-        Method::NoPersona => agent(p, config, GENERIC_PERSONA, Some(&user), input, &agent_config),
+        Method::NoPersona => agent(p, config, GENERIC_PERSONA, Some(&user), ask, &agent_config),
         Method::NoMemory => {
             let persona_text = persona::compose("(nothing is known about this user)");
             let agent_config = AgentConfig { require_memory: false, min_tool_calls: 1, ..agent_config.clone() };
-            agent(p, config, &persona_text, None, input, &agent_config)
+            agent(p, config, &persona_text, None, ask, &agent_config)
         }
         Method::NoAction => {
             let persona_text = aligned_persona(p, AlignInputs { config, writer: writer.as_deref_mut(), distractors, alignments }, task, &user, choices)?;
-            let items = retrieve(p, &user, input, config.align.tools.k)?;
-            direct(p, config, choices, &persona_text, &fill(RAG, &[("items", &render_user_items(task, &items, item_chars)), ("input", input)]))
+            let items = render_user_items(task, &retrieve(p, &user, input, config.align.tools.k)?, item_chars);
+            direct(p, config, choices, &persona_text, ask, |input| fill(RAG, &[("items", &items), ("input", input)]))
         }
     }
 }
@@ -424,7 +452,7 @@ pub fn demonstrations(task: Task, examples: &[Example], exclude: usize, n: usize
         })
         .collect();
     let others = distractors(task, examples, &[exclude, at]);
-    replay::task_replays(task, &records, n, &others).into_iter().map(|r| (r.question, r.real)).collect()
+    replay::task_replays(task, &records, n, &others, false).into_iter().map(|r| (r.question, r.real)).collect()
 }
 
 /// Titles of papers by a user other than those at `exclude` (LaMP-1's

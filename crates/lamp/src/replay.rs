@@ -12,7 +12,7 @@
 //! user's profile; which of `[1]`/`[2]` holds the gold is fixed by the
 //! record id, so reruns ask the same questions.
 
-use persona_agent::Replay;
+use persona_agent::{Reordered, Replay};
 use persona_memory::Record;
 
 use crate::build::{amazon, citation, movies, news};
@@ -22,9 +22,13 @@ use crate::task::Task;
 /// newest first): at most `n`, oldest first. LaMP-1 needs two of the
 /// user's papers and one `distractors` title (papers of other users) per
 /// replay; it gives fewer replays (possibly none) when those run short.
-pub fn task_replays(task: Task, latest: &[Record], n: usize, distractors: &[String]) -> Vec<Replay> {
+///
+/// With `both_orders`, a replay whose labels name positions in the
+/// question (LaMP-1) carries the question with its options swapped, so
+/// that it is answered over both orders as the test question is.
+pub fn task_replays(task: Task, latest: &[Record], n: usize, distractors: &[String], both_orders: bool) -> Vec<Replay> {
     let mut replays: Vec<Replay> = match task {
-        Task::Citation => citation_replays(latest, n, distractors),
+        Task::Citation => citation_replays(latest, n, distractors, both_orders),
         _ => latest
             .iter()
             .take(n)
@@ -34,7 +38,7 @@ pub fn task_replays(task: Task, latest: &[Record], n: usize, distractors: &[Stri
                     Task::NewsCategorization => news::instruction(&r.query),
                     _ => amazon::instruction(&r.query),
                 };
-                Replay { question, real: r.response.trim().to_string(), hidden: vec![r.id] }
+                Replay { question, real: r.response.trim().to_string(), hidden: vec![r.id], reordered: None }
             })
             .collect(),
     };
@@ -42,7 +46,7 @@ pub fn task_replays(task: Task, latest: &[Record], n: usize, distractors: &[Stri
     replays
 }
 
-fn citation_replays(latest: &[Record], n: usize, distractors: &[String]) -> Vec<Replay> {
+fn citation_replays(latest: &[Record], n: usize, distractors: &[String], both_orders: bool) -> Vec<Replay> {
     if latest.len() < 2 {
         return Vec::new();
     }
@@ -61,6 +65,7 @@ fn citation_replays(latest: &[Record], n: usize, distractors: &[String]) -> Vec<
             question: citation::instruction(authored.query.trim(), first, second),
             real: if gold_first { "[1]" } else { "[2]" }.to_string(),
             hidden: vec![gold.id],
+            reordered: both_orders.then(|| Reordered { text: citation::instruction(authored.query.trim(), second, first), labels: vec![1, 0] }),
         });
     }
     out
@@ -79,18 +84,18 @@ mod tests {
     #[test]
     fn a_replay_asks_the_task_s_question_with_its_labels_and_gold() {
         let latest = [record(3, "Senate passes the budget", "politics"), record(2, "Lakers win", "sports"), record(1, "Old news", "crime")];
-        let r = task_replays(Task::NewsCategorization, &latest, 2, &[]);
+        let r = task_replays(Task::NewsCategorization, &latest, 2, &[], false);
         assert_eq!(r.len(), 2);
         // Oldest first.
         assert_eq!((r[0].real.as_str(), r[0].hidden.as_slice()), ("sports", &[2][..]));
         assert_eq!(r[1].question, news::instruction("Senate passes the budget"));
         assert!(r[1].question.contains("Just answer with the category name") && NEWS_CATEGORIES.iter().all(|c| r[1].question.contains(c)));
-        let r = task_replays(Task::MovieTagging, &[record(5, "A robot in space", "sci-fi")], 3, &[]);
+        let r = task_replays(Task::MovieTagging, &[record(5, "A robot in space", "sci-fi")], 3, &[], false);
         assert_eq!(r.len(), 1);
         assert!(r[0].question.contains("Which tag does this movie relate to") && MOVIE_TAGS.iter().all(|t| r[0].question.contains(t)));
         assert!(r[0].question.ends_with("description: A robot in space"));
         assert_eq!(r[0].real, "sci-fi");
-        let r = task_replays(Task::ProductRating, &[record(7, "Broke after a day", " 1 ")], 3, &[]);
+        let r = task_replays(Task::ProductRating, &[record(7, "Broke after a day", " 1 ")], 3, &[], false);
         assert!(r[0].question.contains("just answer with 1, 2, 3, 4, or 5") && r[0].question.ends_with("review: Broke after a day"));
         assert_eq!(r[0].real, "1");
     }
@@ -99,7 +104,7 @@ mod tests {
     fn citation_replays_come_from_the_profile_alone() {
         let latest = [record(10, "Neural parsing", "Neural parsing"), record(9, "CRF tagging", "CRF tagging"), record(8, "Chunking", "Chunking")];
         let others = ["Protein folding".to_string(), "Galaxy surveys".to_string()];
-        let r = task_replays(Task::Citation, &latest, 2, &others);
+        let r = task_replays(Task::Citation, &latest, 2, &others, false);
         assert_eq!(r.len(), 2);
         for replay in &r {
             assert!(replay.question.starts_with("For an author who has written the paper with the title"));
@@ -118,7 +123,17 @@ mod tests {
         // Id 10 is even: gold first; id 9 odd: gold second. Oldest first.
         assert_eq!(r[0].real, "[2]");
         assert_eq!(r[1].real, "[1]");
-        assert!(task_replays(Task::Citation, &latest[..1], 2, &others).is_empty(), "one paper is not enough");
-        assert!(task_replays(Task::Citation, &latest, 2, &[]).is_empty(), "no other user's papers");
+        assert!(r.iter().all(|replay| replay.reordered.is_none()));
+        // In both orders each replay also carries its question with the two
+        // options swapped, the labels exchanged.
+        let both = task_replays(Task::Citation, &latest, 2, &others, true);
+        for (one, two) in r.iter().zip(&both) {
+            let re = two.reordered.as_ref().unwrap();
+            assert_eq!((&one.question, &one.real), (&two.question, &two.real));
+            assert_eq!(re.labels, [1, 0]);
+            assert_eq!(Some(re.text.clone()), crate::build::citation::swap_options(&one.question));
+        }
+        assert!(task_replays(Task::Citation, &latest[..1], 2, &others, false).is_empty(), "one paper is not enough");
+        assert!(task_replays(Task::Citation, &latest, 2, &[], false).is_empty(), "no other user's papers");
     }
 }

@@ -1,6 +1,6 @@
 //! The four LaMP tasks the paper evaluates, with their label sets.
 
-use persona_agent::Choices;
+use persona_agent::{Choices, Reordered};
 use persona_memory::TaskKind;
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,17 @@ impl Task {
     pub fn choices(self) -> Result<Choices, LampError> {
         let labels: &[&str] = self.labels().unwrap_or(&RATINGS);
         Ok(Choices::new(labels)?)
+    }
+
+    /// The question with its options in another order, where the labels
+    /// name positions in the question (LaMP-1: the two references
+    /// swapped, so `[1]` there is `[2]` here); `None` for the other tasks
+    /// and for an input not in the task's shape.
+    pub fn reordered(self, input: &str) -> Option<Reordered> {
+        match self {
+            Task::Citation => crate::build::citation::swap_options(input).map(|text| Reordered { text, labels: vec![1, 0] }),
+            _ => None,
+        }
     }
 
     /// The kind of history its profiles are, for the user's memory.

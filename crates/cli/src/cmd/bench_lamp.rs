@@ -105,6 +105,15 @@ pub struct LampArgs {
     /// search just showed; 1.1 answers as runs before this flag did.
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     pub label_repeat_penalty: f32,
+    /// Where the labels name positions in the question (LaMP-1's `[1]` /
+    /// `[2]`), every method asks it twice, the options as given and
+    /// swapped, and takes the label whose log-probabilities over both
+    /// orders add up best: small models otherwise answer by position
+    /// (the 0.5B model answers `[1]` for every LaMP-1 user). Agents (and
+    /// alignment's replays) do so in the answer turn, so it needs
+    /// --answer-turn for them; not with --jobs above 1 or --free-text.
+    #[arg(long, conflicts_with = "free_text")]
+    pub both_orders: bool,
     /// Records per memory search (K).
     #[arg(short, default_value_t = 4)]
     pub k: usize,
@@ -269,6 +278,20 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.align.strict_score_guard = args.strict_score_guard;
     config.align.semantic.counts_in_profile = args.counts_in_profile;
     config.free_text = args.free_text;
+    config.both_orders = args.both_orders;
+    if args.both_orders {
+        if args.jobs > 1 {
+            bail!(
+                "--both-orders scores labels with the model's own log-probabilities, which a model shared by --jobs {} does not give: use --jobs 1",
+                args.jobs
+            );
+        }
+        if !config.align.agent.answer_turn {
+            if let Some(m) = methods.iter().find(|m| m.uses_agent()) {
+                bail!("--both-orders: the agent of method {m} answers in both orders in its answer turn: add --answer-turn (or --answer-turn-records)");
+            }
+        }
+    }
     config.align.validate()?;
     let sha = ctx.manifest.get(&args.model).ok().and_then(|e| e.primary_file().map(|f| f.sha256.clone()));
     let mut run_config = json!({"n": args.batch, "E": args.iterations, "K": args.k, "temperature": config.align.agent.temperature, "max_steps": config.align.agent.max_steps, "summary_records": config.align.semantic.max_records, "encyclopedia": !args.no_encyclopedia, "lock_step": args.lock_step, "answers": if args.free_text { "free-text" } else { "labels" }, "align_model": args.align_model, "score_guard": !args.no_score_guard, "skip_users": args.skip_users, "shard": args.shard.map(|s| s.to_string()), "label_repeat_penalty": args.label_repeat_penalty});
@@ -289,6 +312,9 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     }
     if args.counts_in_profile {
         run_config["counts_in_profile"] = json!(true);
+    }
+    if args.both_orders {
+        run_config["both_orders"] = json!(true);
     }
     let settings = json!({"task": task, "model": args.model, "model_sha256": sha, "encoder": args.encoder, "seed": args.seed, "config": run_config});
     pin_settings(&args.out, &settings)?;
