@@ -131,7 +131,7 @@ mod tests {
             let re = two.reordered.as_ref().unwrap();
             assert_eq!((&one.question, &one.real), (&two.question, &two.real));
             assert_eq!(re.labels, [1, 0]);
-            assert_eq!(Some(re.text.clone()), crate::build::citation::swap_options(&one.question));
+            assert_eq!(Some(re.text.clone()), crate::task::swap_options(&one.question));
         }
         assert!(task_replays(Task::Citation, &latest[..1], 2, &others, false).is_empty(), "one paper is not enough");
         assert!(task_replays(Task::Citation, &latest, 2, &[], false).is_empty(), "no other user's papers");

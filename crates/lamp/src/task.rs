@@ -104,7 +104,7 @@ impl Task {
     /// and for an input not in the task's shape.
     pub fn reordered(self, input: &str) -> Option<Reordered> {
         match self {
-            Task::Citation => crate::build::citation::swap_options(input).map(|text| Reordered { text, labels: vec![1, 0] }),
+            Task::Citation => swap_options(input).map(|text| Reordered { text, labels: vec![1, 0] }),
             _ => None,
         }
     }
@@ -146,6 +146,21 @@ impl std::str::FromStr for Task {
             _ => Err(LampError::UnknownTask(s.to_string())),
         }
     }
+}
+
+/// The question with its two references swapped (`[1]` and `[2]`
+/// exchange titles); `None` when `input` does not end with LaMP's two
+/// options (`[1]: "A" [2]: "B"`).
+pub fn swap_options(input: &str) -> Option<String> {
+    const FIRST: &str = "[1]: \"";
+    const SECOND: &str = "[2]: \"";
+    let second_at = input.rfind(SECOND)?;
+    let first_at = input[..second_at].rfind(FIRST)?;
+    let first = input[first_at + FIRST.len()..second_at].trim_end().strip_suffix('"')?;
+    let rest = &input[second_at + SECOND.len()..];
+    let end = rest.rfind('"')?;
+    let (second, tail) = (&rest[..end], &rest[end + 1..]);
+    Some(format!("{}{FIRST}{second}\" {SECOND}{first}\"{tail}", &input[..first_at]))
 }
 
 #[cfg(test)]

@@ -20,21 +20,6 @@ pub fn instruction(title: &str, first: &str, second: &str) -> String {
     format!("For an author who has written the paper with the title \"{title}\", which reference is related? Just answer with [1] or [2] without explanation. [1]: \"{first}\" [2]: \"{second}\"")
 }
 
-/// The question with its two references swapped (`[1]` and `[2]`
-/// exchange titles); `None` when `input` does not end with LaMP's two
-/// options (`[1]: "A" [2]: "B"`).
-pub fn swap_options(input: &str) -> Option<String> {
-    const FIRST: &str = "[1]: \"";
-    const SECOND: &str = "[2]: \"";
-    let second_at = input.rfind(SECOND)?;
-    let first_at = input[..second_at].rfind(FIRST)?;
-    let first = input[first_at + FIRST.len()..second_at].trim_end().strip_suffix('"')?;
-    let rest = &input[second_at + SECOND.len()..];
-    let end = rest.rfind('"')?;
-    let (second, tail) = (&rest[..end], &rest[end + 1..]);
-    Some(format!("{}{FIRST}{second}\" {SECOND}{first}\"{tail}", &input[..first_at]))
-}
-
 /// One paper of the metadata file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Paper {
@@ -206,9 +191,9 @@ mod tests {
     #[test]
     fn the_two_references_swap_places() {
         let asked = instruction("Deep nets", "On \"quoted\" graphs", "Sparse [2]: codes");
-        assert_eq!(swap_options(&asked).unwrap(), instruction("Deep nets", "Sparse [2]: codes", "On \"quoted\" graphs"));
-        assert_eq!(swap_options(&swap_options(&asked).unwrap()).unwrap(), asked);
-        assert_eq!(swap_options("Which is related? [1]: \"A\""), None);
-        assert_eq!(swap_options("no options here"), None);
+        assert_eq!(crate::task::swap_options(&asked).unwrap(), instruction("Deep nets", "Sparse [2]: codes", "On \"quoted\" graphs"));
+        assert_eq!(crate::task::swap_options(&crate::task::swap_options(&asked).unwrap()).unwrap(), asked);
+        assert_eq!(crate::task::swap_options("Which is related? [1]: \"A\""), None);
+        assert_eq!(crate::task::swap_options("no options here"), None);
     }
 }
