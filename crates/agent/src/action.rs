@@ -211,6 +211,9 @@ pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegist
 struct Run<'q> {
     question: Question<'q>,
     transcript: Transcript,
+    /// Where the loop's own text begins in the transcript (after the
+    /// system and user turns), in bytes of text and in tokens.
+    opened: (usize, usize),
     steps: Vec<TraceStep>,
     calls: usize,
     memory_used: bool,
@@ -249,6 +252,7 @@ pub fn run_agents(
         let transcript = model.start(&system, question.text)?;
         runs.push(Run {
             question: *question,
+            opened: (transcript.text.len(), transcript.tokens.len()),
             transcript,
             steps: Vec::new(),
             calls: 0,
@@ -274,7 +278,7 @@ pub fn run_agents(
         let (scored, rest): (Vec<_>, Vec<_>) =
             live.into_iter().zip(steps).partition(|(i, step)| config.is_answer_turn(&step.allowed) && runs[*i].question.reordered.is_some());
         for (i, mut step) in scored {
-            answer_both_orders(model, config, &mut runs[i], &mut step)?;
+            answer_both_orders(model, config, &system, &mut runs[i], &mut step)?;
             step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
             runs[i].steps.push(step);
             runs[i].ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -472,15 +476,21 @@ fn answer_turn_text(config: &AgentConfig, question: &str, memory_lines: &[String
 }
 
 /// The answer turn of a question that comes in two orders: the turn is
-/// asked twice from the same transcript (as is and reordered), each
-/// label is scored in both, and the best label over both orders is the
-/// answer (see [`crate::orders`]). The run's transcript goes on with the
-/// question as asked and the chosen label.
-fn answer_both_orders(model: &mut dyn AgentLlm, config: &AgentConfig, run: &mut Run<'_>, step: &mut TraceStep) -> Result<()> {
+/// asked twice, each label is scored in both, and the best label over
+/// both orders is the answer (see [`crate::orders`]). The second
+/// transcript has the reordered question in its first user turn too,
+/// followed by the same calls and observations: with the original order
+/// still in the context a small model keeps favouring the option it saw
+/// first. The run's transcript goes on with the question as asked and
+/// the chosen label.
+fn answer_both_orders(model: &mut dyn AgentLlm, config: &AgentConfig, system: &str, run: &mut Run<'_>, step: &mut TraceStep) -> Result<()> {
     let (Some(choices), Some(re)) = (&config.choices, run.question.reordered) else {
         return Err(AgentError::Config { name: "reordered", reason: "an answer in both orders needs the task's labels".into() });
     };
-    let mut other = run.transcript.clone();
+    let mut other = model.start(system, &re.text)?;
+    let (text_at, tokens_at) = run.opened;
+    other.text.push_str(run.transcript.text.get(text_at..).unwrap_or_default());
+    other.tokens.extend_from_slice(run.transcript.tokens.get(tokens_at..).unwrap_or_default());
     model.ask(&mut run.transcript, &answer_turn_text(config, run.question.text, &run.memory_lines))?;
     model.append(&mut run.transcript, ANSWER_TURN_START)?;
     model.ask(&mut other, &answer_turn_text(config, &re.text, &run.memory_lines))?;
@@ -665,10 +675,16 @@ mod tests {
         let last = trace.steps.last().unwrap();
         assert_eq!(last.arguments["answer"], "[2]");
         assert_eq!(last.arguments["scores"], serde_json::json!([-0.5f32 + -2.0f32, -0.9f32 + -0.1f32]));
-        // Both turns were asked from the same transcript, the swapped one second.
+        // The swapped turn is scored second, after the same calls and
+        // observations, with the swapped question in both user turns.
         assert_eq!(model.scored.len(), 2);
         assert!(model.scored[0].ends_with("[1]: A [2]: B\n[assistant]Final answer:"), "{}", model.scored[0]);
-        assert!(model.scored[1].ends_with("[1]: B [2]: A\n[assistant]Final answer:") && !model.scored[1].contains("[1]: A [2]: B\n[assistant]"));
+        let (one, two) = (&model.scored[0], &model.scored[1]);
+        assert!(two.ends_with("[1]: B [2]: A\n[assistant]Final answer:") && !two.contains("[1]: A [2]: B"), "{two}");
+        assert!(two.starts_with("[system]persona") && two.contains("[user]Which one? [1]: B [2]: A[assistant]"), "{two}");
+        let calls = |t: &str| t[t.find("[assistant]").unwrap()..t.rfind("[user]").unwrap()].to_string();
+        assert_eq!(calls(one), calls(two), "the same calls and observations");
+        assert!(calls(one).contains("Observation:"));
         assert_eq!(model.constrained.len(), 2, "no label was decoded");
         assert_eq!(trace.model_calls, 6);
     }
