@@ -116,4 +116,19 @@ for i in 0 1 2 3; do
   b_parts+=(rep-3b-s$i-base rep-3b-s$i-pa)
 done
 merge LaMP-3-B "${b_parts[@]}" || exit 1
+# LaMP-1 with config B and the dev choice of step 7 (README, "Dev split,
+# step 7"): every method answers in both orders (`--both-orders`: the
+# references as given and swapped, each label scored by teacher forcing),
+# the agents in the plain answer turn.
+l1_parts=()
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  {
+    part rep-1b-s$i-base LaMP-1-B-baselines-shard${i}of4 -- $L1 "${B[@]}" --both-orders --shard $i/4 --method $BASE &&
+    part rep-1b-s$i-pa LaMP-1-B-persona-agent-shard${i}of4 -- $L1 "${B[@]}" --both-orders --shard $i/4 --answer-turn --method persona-agent &&
+    merge LaMP-1-B-shard${i}of4 rep-1b-s$i-base rep-1b-s$i-pa
+  } || exit 1
+  l1_parts+=(rep-1b-s$i-base rep-1b-s$i-pa)
+done
+merge LaMP-1-B "${l1_parts[@]}" || exit 1
 echo "=== $(date -u +%FT%TZ) all parts done"
