@@ -277,12 +277,16 @@ pub struct Replay {
     /// orders as the test question is (see [`crate::orders`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reordered: Option<Reordered>,
+    /// What each label stands for (LaMP-1: the two references' titles),
+    /// for the answer turn's closeness note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<String>>,
 }
 
 impl Replay {
     /// A stored interaction replayed as it was recorded.
     pub fn from_record(record: &Record) -> Replay {
-        Replay { question: record.query.clone(), real: record.response.clone(), hidden: vec![record.id], reordered: None }
+        Replay { question: record.query.clone(), real: record.response.clone(), hidden: vec![record.id], reordered: None, options: None }
     }
 }
 
@@ -336,8 +340,10 @@ pub fn align(
 
 /// Replays `replays` with `persona` and scores each answer.
 fn replay_all(ctx: &mut AlignContext<'_>, user: &str, persona: &str, replays: &[Replay], config: &AlignConfig) -> Result<(Vec<Trace>, f64)> {
-    let questions: Vec<Question<'_>> =
-        replays.iter().map(|r| Question { text: &r.question, hidden_records: &r.hidden, reordered: r.reordered.as_ref() }).collect();
+    let questions: Vec<Question<'_>> = replays
+        .iter()
+        .map(|r| Question { text: &r.question, hidden_records: &r.hidden, reordered: r.reordered.as_ref(), options: r.options.as_deref() })
+        .collect();
     let group = if config.lock_step { questions.len().max(1) } else { 1 };
     let mut traces = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(group) {
@@ -717,7 +723,7 @@ mod tests {
         let question = "Which tag does this movie relate to? description: a lonely robot cleans an empty earth for seven hundred years";
         let u = memory.store().require_user("ann").unwrap();
         let id = memory.store().latest_records(&u, 1).unwrap()[0].id;
-        let replays = vec![Replay { question: question.into(), real: "tag4".into(), hidden: vec![id], reordered: None }];
+        let replays = vec![Replay { question: question.into(), real: "tag4".into(), hidden: vec![id], reordered: None, options: None }];
         let copy = "This user likes a lonely robot cleans an empty earth for seven hundred years.";
         let mut model = script(&[replay("tag9"), lines(&["f1", copy])]);
         let ctx = AlignContext { model: &mut model, writer: None, memory: &mut memory, encoder: &WordEncoder, encyclopedia: None };

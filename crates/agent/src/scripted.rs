@@ -29,6 +29,8 @@ pub(crate) struct Scripted {
     pub scores: VecDeque<Vec<f32>>,
     /// The transcripts whose labels were scored.
     pub scored: Vec<String>,
+    /// The transcript of each constrained call, as it stood before the reply.
+    pub extended: Vec<String>,
 }
 
 impl Scripted {
@@ -80,6 +82,7 @@ impl AgentLlm for Scripted {
         self.cont(t)
     }
     fn extend_constrained(&mut self, t: &mut Transcript, grammar: StepGrammar, params: &GenerationParams) -> Result<Continuation> {
+        self.extended.push(t.text.clone());
         let c = self.cont(t)?;
         self.penalties.push(params.sampling.repeat_penalty);
         self.constrained.push((grammar.allowed(), grammar.accepts(&c.text)));
@@ -130,6 +133,14 @@ impl Tool for FakeTool {
     }
     fn call(&mut self, _arguments: &Map<String, Value>) -> Result<String> {
         Ok(self.reply.clone())
+    }
+    /// The memory's closeness: 0.9 for a text its reply mentions, 0.2 for
+    /// another; nothing to compare when the question hides records.
+    fn closeness(&mut self, texts: &[String], context: &crate::tools::CallContext<'_>) -> Result<Option<Vec<f32>>> {
+        if !self.memory || !context.hidden_records.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(texts.iter().map(|t| if self.reply.contains(t.as_str()) { 0.9 } else { 0.2 }).collect()))
     }
 }
 

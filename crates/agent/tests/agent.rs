@@ -182,7 +182,7 @@ fn lock_step_runs_give_the_traces_of_single_runs() {
             run_agent(&mut model, &persona, &mut tools, q, &config).unwrap()
         })
         .collect();
-    let questions: Vec<Question<'_>> = texts.iter().map(|t| Question { text: t, hidden_records: &[], reordered: None }).collect();
+    let questions: Vec<Question<'_>> = texts.iter().map(|t| Question { text: t, hidden_records: &[], reordered: None, options: None }).collect();
     let batched = {
         let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
         run_agents(&mut model, &persona, &mut tools, &questions, &config).unwrap()
@@ -205,8 +205,10 @@ fn lock_step_runs_give_the_traces_of_single_runs() {
     let records = memory.store().records(&user).unwrap();
     let sci_fi: Vec<i64> = records.iter().filter(|r| r.response == "sci-fi").map(|r| r.id).collect();
     let hidden_texts: Vec<String> = records.iter().filter(|r| r.response == "sci-fi").map(|r| r.query.clone()).collect();
-    let questions =
-        [Question { text: &texts[0], hidden_records: &sci_fi, reordered: None }, Question { text: &texts[0], hidden_records: &[], reordered: None }];
+    let questions = [
+        Question { text: &texts[0], hidden_records: &sci_fi, reordered: None, options: None },
+        Question { text: &texts[0], hidden_records: &[], reordered: None, options: None },
+    ];
     let traces = {
         let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
         run_agents(&mut model, &persona, &mut tools, &questions, &config).unwrap()
@@ -379,13 +381,37 @@ fn answers_in_both_orders_do_not_depend_on_the_order_asked() {
     let re = swapped(ask(galaxies, parsing));
     let question = ask(parsing, galaxies);
     let mut tools = standard_tools(&mut memory, &encoder, Some(&wiki), "ann", &ToolConfig::default(), &[]).unwrap();
-    let trace = run_agents(&mut model, &persona, &mut tools, &[Question { text: &question, hidden_records: &[], reordered: Some(&re) }], &config)
-        .unwrap()
-        .pop()
-        .unwrap();
+    let trace =
+        run_agents(&mut model, &persona, &mut tools, &[Question { text: &question, hidden_records: &[], reordered: Some(&re), options: None }], &config)
+            .unwrap()
+            .pop()
+            .unwrap();
     assert!(choices.labels().contains(&trace.answer), "{:?}\n{}", trace.answer, trace.render());
     let last = trace.steps.last().unwrap();
     let scores = last.arguments["scores"].as_array().expect("the answer turn's scores");
     assert_eq!(scores.len(), 2, "{}", trace.render());
     assert!(last.error.is_none() && last.tool.is_none(), "{}", trace.render());
+}
+
+#[test]
+fn the_memory_tells_which_option_is_closest_to_the_user_s_records() {
+    use persona_agent::tools::{CallContext, MemorySearch, Tool};
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    let mut memory = Memory::open(dir.path()).unwrap();
+    memory.import("ann", &history(), &encoder, 16, &mut |_, _| {}).unwrap();
+    let user = memory.store().require_user("ann").unwrap();
+    let ids: Vec<i64> = memory.store().records(&user).unwrap().iter().map(|r| r.id).collect();
+    let mut tool = MemorySearch::new(&mut memory, &encoder, "ann", 4, 300);
+    let options = ["A documentary about tax law reform".to_string(), "A spaceship crew travels to a distant planet".to_string()];
+    let scores = tool.closeness(&options, &CallContext::default()).unwrap().unwrap();
+    assert_eq!(scores.len(), 2);
+    assert!(scores[1] > scores[0], "the space film is closer to a sci-fi fan's records: {scores:?}");
+    assert!(scores.iter().all(|s| (-1.0..=1.0).contains(s)));
+    // Records the question must not see are not compared with.
+    // Only the food-truck romance left:
+    let all_but_romance: Vec<i64> = ids.iter().copied().filter(|&id| id != ids[1]).collect();
+    let hidden = tool.closeness(&options, &CallContext { hidden_records: &all_but_romance }).unwrap().unwrap();
+    assert!(hidden[1] < scores[1], "with the space films hidden the space option is farther: {hidden:?} vs {scores:?}");
+    assert_eq!(tool.closeness(&options, &CallContext { hidden_records: &ids }).unwrap(), None, "nothing left to compare with");
 }

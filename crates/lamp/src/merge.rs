@@ -48,7 +48,7 @@ pub const SHARED_META: &[&str] = &["model", "model_sha256", "seed", "config"];
 /// Settings that change only how agents answer (PersonaAgent, its
 /// ablations, ReAct): a part of one-call methods alone merges with parts
 /// that differ in them, and the merged settings are the agents' parts'.
-pub const AGENT_CONFIG: &[&str] = &["answer_turn", "answer_turn_records", "label_repeat_penalty"];
+pub const AGENT_CONFIG: &[&str] = &["answer_turn", "answer_turn_records", "answer_turn_closeness", "label_repeat_penalty"];
 
 /// `key` of a part's meta as compared; `agents_only` strips the settings
 /// only agents read (when one of the two compared parts has no agent).

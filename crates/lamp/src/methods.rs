@@ -262,6 +262,8 @@ fn retrieve<M>(p: &mut Parts<'_, M>, user: &str, input: &str, k: usize) -> Resul
 struct Ask<'a> {
     input: &'a str,
     reordered: Option<&'a Reordered>,
+    /// What each label stands for (LaMP-1: the references' titles).
+    options: Option<&'a [String]>,
 }
 
 /// One model call (two with `reordered`: the prompt built around each
@@ -305,7 +307,7 @@ fn agent<M: AgentLlm>(
             tools
         }
     };
-    let question = Question { text: ask.input, hidden_records: &[], reordered: ask.reordered };
+    let question = Question { text: ask.input, hidden_records: &[], reordered: ask.reordered, options: ask.options };
     let trace = run_agents(p.model, persona_text, &mut tools, &[question], agent_config)?.pop();
     Ok(trace.map(|t| t.answer).unwrap_or_default())
 }
@@ -376,7 +378,8 @@ pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index:
     let choices = choices.as_ref();
     let agent_config = AgentConfig { choices: choices.cloned(), ..config.align.agent.clone() };
     let reordered = if config.both_orders && choices.is_some() { task.reordered(input) } else { None };
-    let ask = Ask { input, reordered: reordered.as_ref() };
+    let options = if choices.is_some() { task.options(input) } else { None };
+    let ask = Ask { input, reordered: reordered.as_ref(), options: options.as_deref() };
     let ask = &ask;
     match method {
         Method::Prompt => direct(p, config, choices, SYSTEM, ask, str::to_string),

@@ -38,7 +38,7 @@ pub fn task_replays(task: Task, latest: &[Record], n: usize, distractors: &[Stri
                     Task::NewsCategorization => news::instruction(&r.query),
                     _ => amazon::instruction(&r.query),
                 };
-                Replay { question, real: r.response.trim().to_string(), hidden: vec![r.id], reordered: None }
+                Replay { question, real: r.response.trim().to_string(), hidden: vec![r.id], reordered: None, options: None }
             })
             .collect(),
     };
@@ -66,6 +66,7 @@ fn citation_replays(latest: &[Record], n: usize, distractors: &[String], both_or
             real: if gold_first { "[1]" } else { "[2]" }.to_string(),
             hidden: vec![gold.id],
             reordered: both_orders.then(|| Reordered { text: citation::instruction(authored.query.trim(), second, first), labels: vec![1, 0] }),
+            options: Some(vec![first.to_string(), second.to_string()]),
         });
     }
     out
@@ -132,6 +133,8 @@ mod tests {
             assert_eq!((&one.question, &one.real), (&two.question, &two.real));
             assert_eq!(re.labels, [1, 0]);
             assert_eq!(Some(re.text.clone()), crate::task::swap_options(&one.question));
+            // The labels stand for the two titles as asked.
+            assert_eq!(two.options.as_ref(), Task::Citation.options(&one.question).as_ref());
         }
         assert!(task_replays(Task::Citation, &latest[..1], 2, &others, false).is_empty(), "one paper is not enough");
         assert!(task_replays(Task::Citation, &latest, 2, &[], false).is_empty(), "no other user's papers");

@@ -109,6 +109,17 @@ impl Task {
         }
     }
 
+    /// What each label stands for, in the order of the labels, where the
+    /// labels name options written in the question (LaMP-1: the titles of
+    /// references `[1]` and `[2]`); `None` for the other tasks and for an
+    /// input not in the task's shape.
+    pub fn options(self, input: &str) -> Option<Vec<String>> {
+        match self {
+            Task::Citation => TwoOptions::parse(input).map(|o| vec![o.first.to_string(), o.second.to_string()]),
+            _ => None,
+        }
+    }
+
     /// The kind of history its profiles are, for the user's memory.
     pub fn memory_kind(self) -> TaskKind {
         match self {
@@ -152,15 +163,30 @@ impl std::str::FromStr for Task {
 /// exchange titles); `None` when `input` does not end with LaMP's two
 /// options (`[1]: "A" [2]: "B"`).
 pub fn swap_options(input: &str) -> Option<String> {
-    const FIRST: &str = "[1]: \"";
-    const SECOND: &str = "[2]: \"";
-    let second_at = input.rfind(SECOND)?;
-    let first_at = input[..second_at].rfind(FIRST)?;
-    let first = input[first_at + FIRST.len()..second_at].trim_end().strip_suffix('"')?;
-    let rest = &input[second_at + SECOND.len()..];
-    let end = rest.rfind('"')?;
-    let (second, tail) = (&rest[..end], &rest[end + 1..]);
-    Some(format!("{}{FIRST}{second}\" {SECOND}{first}\"{tail}", &input[..first_at]))
+    let o = TwoOptions::parse(input)?;
+    Some(format!("{}{FIRST}{}\" {SECOND}{}\"{}", o.head, o.second, o.first, o.tail))
+}
+
+const FIRST: &str = "[1]: \"";
+const SECOND: &str = "[2]: \"";
+
+/// A LaMP-1 question split around its two quoted references.
+struct TwoOptions<'a> {
+    head: &'a str,
+    first: &'a str,
+    second: &'a str,
+    tail: &'a str,
+}
+
+impl<'a> TwoOptions<'a> {
+    fn parse(input: &'a str) -> Option<TwoOptions<'a>> {
+        let second_at = input.rfind(SECOND)?;
+        let first_at = input[..second_at].rfind(FIRST)?;
+        let first = input[first_at + FIRST.len()..second_at].trim_end().strip_suffix('"')?;
+        let rest = &input[second_at + SECOND.len()..];
+        let end = rest.rfind('"')?;
+        Some(TwoOptions { head: &input[..first_at], first, second: &rest[..end], tail: &rest[end + 1..] })
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,11 @@ pub struct AgentConfig {
     /// searches returned (each once) right before the question, as the RAG
     /// prompt shows them.
     pub answer_turn_records: bool,
+    /// In the answer turn of a question with [`Question::options`], say
+    /// how close each option is to the user's own records (the memory
+    /// tool's [`crate::tools::Tool::closeness`]), closest first: a small
+    /// model cannot compare two titles' topics, the encoder can.
+    pub answer_turn_closeness: bool,
 }
 
 impl Default for AgentConfig {
@@ -92,6 +97,7 @@ impl Default for AgentConfig {
             answer_when_done: false,
             answer_turn: false,
             answer_turn_records: false,
+            answer_turn_closeness: false,
         }
     }
 }
@@ -199,11 +205,14 @@ pub struct Question<'q> {
     /// turn and labels, the answer is then chosen by the labels' scores
     /// over both orders ([`crate::orders`]) instead of being decoded.
     pub reordered: Option<&'q Reordered>,
+    /// What each label stands for, in the order of the labels (LaMP-1: the
+    /// two references' titles), for [`AgentConfig::answer_turn_closeness`].
+    pub options: Option<&'q [String]>,
 }
 
 /// Answers `question` as the user of `persona` would, using `tools`.
 pub fn run_agent(model: &mut dyn AgentLlm, persona: &str, tools: &mut ToolRegistry<'_>, question: &str, config: &AgentConfig) -> Result<Trace> {
-    let questions = [Question { text: question, hidden_records: &[], reordered: None }];
+    let questions = [Question { text: question, hidden_records: &[], reordered: None, options: None }];
     run_agents(model, persona, tools, &questions, config)?.pop().ok_or_else(|| AgentError::Config { name: "questions", reason: "the run gave no trace".into() })
 }
 
@@ -278,7 +287,7 @@ pub fn run_agents(
         let (scored, rest): (Vec<_>, Vec<_>) =
             live.into_iter().zip(steps).partition(|(i, step)| config.is_answer_turn(&step.allowed) && runs[*i].question.reordered.is_some());
         for (i, mut step) in scored {
-            answer_both_orders(model, config, &system, &mut runs[i], &mut step)?;
+            answer_both_orders(model, tools, config, &system, &mut runs[i], &mut step)?;
             step.ms = step_start.elapsed().as_secs_f64() * 1000.0;
             runs[i].steps.push(step);
             runs[i].ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -307,14 +316,18 @@ pub fn run_agents(
                 account(step, &thought);
                 step.thought = thought.text.trim().to_string();
             }
-            let text = answer_turn_text(config, runs[i].question.text, &runs[i].memory_lines);
-            let transcript = &mut runs[i].transcript;
             if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
+                let scores = closeness::of_options(tools, config, &runs[i].question)?;
+                let note = scores.as_deref().map(|s| closeness::note(&choices.labels().iter().map(String::as_str).collect::<Vec<_>>(), s));
+                let text = answer_turn_text(config, runs[i].question.text, &runs[i].memory_lines, note.as_deref());
+                step.arguments = serde_json::json!({ "closeness": scores });
+                let transcript = &mut runs[i].transcript;
                 model.ask(transcript, &text)?;
                 model.append(transcript, ANSWER_TURN_START)?;
                 grammars.push(Some(StepGrammar::Label(ChoiceGrammar::after_space(choices))));
                 continue;
             }
+            let transcript = &mut runs[i].transcript;
             let label = if transcript.text.ends_with('\n') { "Action: " } else { "\nAction: " };
             model.append(transcript, label)?;
             let names: Vec<&str> = step.allowed.iter().map(String::as_str).collect();
@@ -467,7 +480,15 @@ fn remember_lines(lines: &mut Vec<String>, observation: &str) {
 
 /// The user turn of the answer turn: the question, after the records the
 /// memory searches found when [`AgentConfig::answer_turn_records`] is set.
-fn answer_turn_text(config: &AgentConfig, question: &str, memory_lines: &[String]) -> String {
+fn answer_turn_text(config: &AgentConfig, question: &str, memory_lines: &[String], closeness: Option<&str>) -> String {
+    let with_note;
+    let question = match closeness {
+        Some(note) => {
+            with_note = format!("{}\n{note}", question.trim_end());
+            with_note.as_str()
+        }
+        None => question,
+    };
     if !config.answer_turn_records || memory_lines.is_empty() {
         return fill(ANSWER_TURN, &[("question", question)]);
     }
@@ -483,24 +504,39 @@ fn answer_turn_text(config: &AgentConfig, question: &str, memory_lines: &[String
 /// still in the context a small model keeps favouring the option it saw
 /// first. The run's transcript goes on with the question as asked and
 /// the chosen label.
-fn answer_both_orders(model: &mut dyn AgentLlm, config: &AgentConfig, system: &str, run: &mut Run<'_>, step: &mut TraceStep) -> Result<()> {
+fn answer_both_orders(
+    model: &mut dyn AgentLlm,
+    tools: &mut ToolRegistry<'_>,
+    config: &AgentConfig,
+    system: &str,
+    run: &mut Run<'_>,
+    step: &mut TraceStep,
+) -> Result<()> {
     let (Some(choices), Some(re)) = (&config.choices, run.question.reordered) else {
         return Err(AgentError::Config { name: "reordered", reason: "an answer in both orders needs the task's labels".into() });
+    };
+    let closeness = closeness::of_options(tools, config, &run.question)?;
+    let (note, other_note) = match &closeness {
+        Some(scores) => {
+            let (asked, swapped) = closeness::names_in_both_orders(choices, re)?;
+            (Some(closeness::note(&asked, scores)), Some(closeness::note(&swapped, scores)))
+        }
+        None => (None, None),
     };
     let mut other = model.start(system, &re.text)?;
     let (text_at, tokens_at) = run.opened;
     other.text.push_str(run.transcript.text.get(text_at..).unwrap_or_default());
     other.tokens.extend_from_slice(run.transcript.tokens.get(tokens_at..).unwrap_or_default());
-    model.ask(&mut run.transcript, &answer_turn_text(config, run.question.text, &run.memory_lines))?;
+    model.ask(&mut run.transcript, &answer_turn_text(config, run.question.text, &run.memory_lines, note.as_deref()))?;
     model.append(&mut run.transcript, ANSWER_TURN_START)?;
-    model.ask(&mut other, &answer_turn_text(config, &re.text, &run.memory_lines))?;
+    model.ask(&mut other, &answer_turn_text(config, &re.text, &run.memory_lines, other_note.as_deref()))?;
     model.append(&mut other, ANSWER_TURN_START)?;
     let asked = model.score_choices(&run.transcript, " ", choices)?;
     let reordered = model.score_choices(&other, " ", choices)?;
     let (label, scores) = crate::orders::choose(choices, re, &asked, &reordered)?;
     model.append(&mut run.transcript, &format!(" {label}"))?;
     run.model_calls += 2;
-    step.arguments = serde_json::json!({ "answer": label, "scores": scores });
+    step.arguments = serde_json::json!({ "answer": label, "scores": scores, "closeness": closeness });
     run.answer = Some(label);
     Ok(())
 }
@@ -508,12 +544,16 @@ fn answer_both_orders(model: &mut dyn AgentLlm, config: &AgentConfig, system: &s
 /// Takes the label the answer turn wrote as the run's answer (the grammar
 /// admits nothing else; a length cut leaves an error and no label).
 fn answer_label(config: &AgentConfig, run: &mut Run<'_>, step: &mut TraceStep, text: &str) {
+    let closeness = step.arguments.get("closeness").cloned().filter(|c| !c.is_null());
     let label = config.choices.as_ref().and_then(|c| c.find(text)).map(str::to_string);
     if label.is_none() {
         step.error = Some(format!("the answer {:?} is not one of the labels", text.trim()));
     }
     let label = label.unwrap_or_default();
-    step.arguments = serde_json::json!({ "answer": label });
+    step.arguments = match closeness {
+        Some(c) => serde_json::json!({ "answer": label, "closeness": c }),
+        None => serde_json::json!({ "answer": label }),
+    };
     run.answer = Some(label);
 }
 
@@ -591,5 +631,6 @@ fn into_trace(run: Run<'_>) -> Trace {
     }
 }
 
+mod closeness;
 #[cfg(test)]
 mod tests;

@@ -53,7 +53,7 @@ fn the_answer_turn_asks_again_and_takes_a_bare_label() {
     let choices = Choices::new(&["jazz", "rock", "folk"]).unwrap();
     let config = AgentConfig { answer_when_done: true, answer_turn: true, choices: Some(choices), ..AgentConfig::default() };
     let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, " rock"]);
-    let questions = [Question { text: "Which genre? Answer with jazz, rock or folk.", hidden_records: &[], reordered: None }];
+    let questions = [Question { text: "Which genre? Answer with jazz, rock or folk.", hidden_records: &[], reordered: None, options: None }];
     let mut traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
     let trace = traces.pop().unwrap();
     assert_eq!((trace.answer.as_str(), trace.finish), ("rock", Finish::Answer));
@@ -77,7 +77,7 @@ fn an_answer_turn_in_both_orders_takes_the_best_label_over_both() {
     // prefers [1] (now B) a lot: B wins over both orders.
     let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM]);
     model.scores = vec![vec![-0.5, -0.9], vec![-0.1, -2.0]].into();
-    let both = Question { text: "Which one? [1]: A [2]: B", hidden_records: &[], reordered: Some(&swapped) };
+    let both = Question { text: "Which one? [1]: A [2]: B", hidden_records: &[], reordered: Some(&swapped), options: None };
     let trace = run_agents(&mut model, "persona", &mut registry(), &[both], &config).unwrap().pop().unwrap();
     assert_eq!((trace.answer.as_str(), trace.finish), ("[2]", Finish::Answer));
     let last = trace.steps.last().unwrap();
@@ -95,6 +95,43 @@ fn an_answer_turn_in_both_orders_takes_the_best_label_over_both() {
     assert!(calls(one).contains("Observation:"));
     assert_eq!(model.constrained.len(), 2, "no label was decoded");
     assert_eq!(trace.model_calls, 6);
+}
+
+#[test]
+fn the_answer_turn_says_which_option_is_closest_to_the_user_s_records() {
+    let choices = Choices::new(&["[1]", "[2]"]).unwrap();
+    let config = AgentConfig { answer_when_done: true, answer_turn: true, answer_turn_closeness: true, choices: Some(choices), ..AgentConfig::default() };
+    let swapped = Reordered { text: "Which one? [1]: jazz [2]: rock".into(), labels: vec![1, 0] };
+    // The memory mentions jazz, the second option as asked.
+    let options = ["rock".to_string(), "jazz".to_string()];
+    let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM]);
+    model.scores = vec![vec![-0.5, -0.9], vec![-0.5, -0.9]].into();
+    let both = Question { text: "Which one? [1]: rock [2]: jazz", hidden_records: &[], reordered: Some(&swapped), options: Some(&options) };
+    let trace = run_agents(&mut model, "persona", &mut registry(), &[both], &config).unwrap().pop().unwrap();
+    let last = trace.steps.last().unwrap();
+    assert_eq!(last.arguments["closeness"], serde_json::json!([0.2f32, 0.9f32]));
+    // Each order names the closest option by its own label.
+    let note = |first: &str, second: &str| {
+        format!("Searching this user's own records for each option: {first} is the closest to them (similarity 0.90), then {second} (0.20).")
+    };
+    assert!(model.scored[0].ends_with(&format!("[1]: rock [2]: jazz\n{}\n[assistant]Final answer:", note("[2]", "[1]"))), "{}", model.scored[0]);
+    assert!(model.scored[1].ends_with(&format!("[1]: jazz [2]: rock\n{}\n[assistant]Final answer:", note("[1]", "[2]"))), "{}", model.scored[1]);
+    // Decoded in one order, the note comes right after the question too.
+    let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, " [2]"]);
+    let one = Question { text: "Which one? [1]: rock [2]: jazz", hidden_records: &[], reordered: None, options: Some(&options) };
+    let trace = run_agents(&mut model, "persona", &mut registry(), &[one], &config).unwrap().pop().unwrap();
+    assert_eq!(trace.answer, "[2]");
+    assert_eq!(trace.steps.last().unwrap().arguments["closeness"], serde_json::json!([0.2f32, 0.9f32]));
+    assert!(model.extended.last().unwrap().ends_with(&format!("[2]: jazz\n{}\n[assistant]Final answer:", note("[2]", "[1]"))));
+    // Off, or with the memory's records hidden, there is no note.
+    for (closeness, hidden) in [(false, &[][..]), (true, &[7][..])] {
+        let config = AgentConfig { answer_turn_closeness: closeness, ..config.clone() };
+        let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, " [2]"]);
+        let one = Question { text: "Which one? [1]: rock [2]: jazz", hidden_records: hidden, reordered: None, options: Some(&options) };
+        let trace = run_agents(&mut model, "persona", &mut registry(), &[one], &config).unwrap().pop().unwrap();
+        assert!(trace.steps.last().unwrap().arguments.get("closeness").is_none());
+        assert!(!model.extended.last().unwrap().contains("closest"));
+    }
 }
 
 #[test]
@@ -121,12 +158,12 @@ fn the_answer_turn_can_show_the_records_found_each_once() {
     remember_lines(&mut lines, "1. Review: fine | The user's rating: 4\n2. Review: bad. Broke. | The user's rating: 1\n");
     assert_eq!(lines, ["Review: great | The user's rating: 5", "Review: fine | The user's rating: 4", "Review: bad. Broke. | The user's rating: 1"]);
     let config = AgentConfig { answer_turn: true, answer_turn_records: true, ..AgentConfig::default() };
-    let text = answer_turn_text(&config, "Rate it: 1-5.", &lines);
+    let text = answer_turn_text(&config, "Rate it: 1-5.", &lines, None);
     assert!(text.contains("1. Review: great") && text.contains("3. Review: bad. Broke.") && text.ends_with("Rate it: 1-5.\n"), "{text}");
     assert!(text.find("3. Review").unwrap() < text.find("Rate it").unwrap());
     // Off, or with nothing found: the question alone.
-    assert!(!answer_turn_text(&AgentConfig { answer_turn_records: false, ..config.clone() }, "Rate it: 1-5.", &lines).contains("Review"));
-    assert_eq!(answer_turn_text(&config, "Rate it: 1-5.", &[]), fill(ANSWER_TURN, &[("question", "Rate it: 1-5.")]));
+    assert!(!answer_turn_text(&AgentConfig { answer_turn_records: false, ..config.clone() }, "Rate it: 1-5.", &lines, None).contains("Review"));
+    assert_eq!(answer_turn_text(&config, "Rate it: 1-5.", &[], None), fill(ANSWER_TURN, &[("question", "Rate it: 1-5.")]));
 }
 
 #[test]
@@ -188,8 +225,8 @@ fn lock_step_runs_keep_their_own_state() {
     let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
     let mut model = Scripted::new(&["", "", MEM, broken, "", "", ENC, broken, "", "", FINAL, broken, "", broken, " Blue"]);
     let questions = [
-        Question { text: "Which genre?", hidden_records: &[], reordered: None },
-        Question { text: "Favourite colour?", hidden_records: &[7], reordered: None },
+        Question { text: "Which genre?", hidden_records: &[], reordered: None, options: None },
+        Question { text: "Favourite colour?", hidden_records: &[7], reordered: None, options: None },
     ];
     let traces = run_agents(&mut model, "persona", &mut registry(), &questions, &AgentConfig::default()).unwrap();
     assert!(model.replies.is_empty());
@@ -217,8 +254,10 @@ fn labels_are_decoded_without_the_calls_repeat_penalty() {
     let broken = r#"{"tool": "memory_search", "arguments": {"query": "ja"#;
     let blue = r#"{"tool": "final_answer", "arguments": {"answer": "Blue"}}"#;
     let mut model = Scripted::new(&["", "", MEM, broken, "", "", ENC, broken, "", broken, FINAL, blue]);
-    let questions =
-        [Question { text: "Which genre?", hidden_records: &[], reordered: None }, Question { text: "Favourite colour?", hidden_records: &[], reordered: None }];
+    let questions = [
+        Question { text: "Which genre?", hidden_records: &[], reordered: None, options: None },
+        Question { text: "Favourite colour?", hidden_records: &[], reordered: None, options: None },
+    ];
     let traces = run_agents(&mut model, "persona", &mut registry(), &questions, &config).unwrap();
     assert!(model.replies.is_empty());
     assert_eq!((traces[0].answer.as_str(), traces[0].finish), ("Jazz", Finish::Answer));

@@ -72,6 +72,22 @@ impl Tool for MemorySearch<'_> {
         }
         Ok(hits.iter().enumerate().map(|(i, h)| format!("{}. {}", i + 1, render(&h.record, self.max_chars))).collect::<Vec<_>>().join("\n"))
     }
+
+    fn closeness(&mut self, texts: &[String], context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
+        let hidden = |id: i64| self.exclude.contains(&id) || context.hidden_records.contains(&id);
+        let limit = 1 + self.exclude.len() + context.hidden_records.len();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = self.encoder.embed(&refs)?;
+        let mut scores = Vec::with_capacity(texts.len());
+        for vector in &vectors {
+            let hits = self.memory.search_vector(&self.user, vector, limit, self.encoder.name())?;
+            match hits.into_iter().find(|h| !hidden(h.record.id)) {
+                Some(hit) => scores.push(hit.score),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(scores))
+    }
 }
 
 /// A record as the model reads it, in its task's shape when the record

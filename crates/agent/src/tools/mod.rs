@@ -124,6 +124,15 @@ pub trait Tool {
     fn is_personal_memory(&self) -> bool {
         false
     }
+    /// How close each of `texts` (the options of a choice question) is to
+    /// what this tool searches, for the question described by `context`:
+    /// for the user's memory, the cosine similarity of the user's closest
+    /// record to each text. `None` where the tool has nothing to compare
+    /// with (the default; a memory with no visible record).
+    fn closeness(&mut self, texts: &[String], context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
+        let _ = (texts, context);
+        Ok(None)
+    }
 }
 
 /// A parsed tool call.
@@ -228,6 +237,18 @@ impl<'a> ToolRegistry<'a> {
             })
             .collect::<Result<_>>()?;
         ToolCallGrammar::new(&entries)
+    }
+
+    /// How close each of `texts` is to the user's memory: the first
+    /// personal-memory tool's [`Tool::closeness`]; `None` if no such tool
+    /// can say.
+    pub fn memory_closeness(&mut self, texts: &[String], context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
+        for tool in self.tools.iter_mut().filter(|t| t.is_personal_memory()) {
+            if let Some(scores) = tool.closeness(texts, context)? {
+                return Ok(Some(scores));
+            }
+        }
+        Ok(None)
     }
 
     /// Checks and runs a call.

@@ -99,6 +99,13 @@ pub struct LampArgs {
     /// does (implies --answer-turn).
     #[arg(long, conflicts_with = "free_text")]
     pub answer_turn_records: bool,
+    /// Where the labels stand for options written in the question
+    /// (LaMP-1's two references), the answer turn also says how close each
+    /// option is to the user's own records (the sentence encoder's
+    /// similarity of the closest record), closest first (implies
+    /// --answer-turn).
+    #[arg(long, conflicts_with = "free_text")]
+    pub answer_turn_closeness: bool,
     /// Agents: penalty on the last 64 tokens while a label is decoded
     /// (1.0: none, as the one-call methods decode theirs; the agents' tool
     /// calls keep 1.1). Above 1.0 it pushes down the labels the memory
@@ -269,8 +276,9 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.align.iterations = args.iterations;
     config.align.lock_step = args.lock_step;
     config.align.agent.answer_when_done = args.answer_when_done;
-    config.align.agent.answer_turn = args.answer_turn || args.answer_turn_records;
+    config.align.agent.answer_turn = args.answer_turn || args.answer_turn_records || args.answer_turn_closeness;
     config.align.agent.answer_turn_records = args.answer_turn_records;
+    config.align.agent.answer_turn_closeness = args.answer_turn_closeness;
     config.align.agent.label_repeat_penalty = args.label_repeat_penalty;
     config.align.tools.k = args.k;
     config.align.semantic.max_records = (args.summary_records > 0).then_some(args.summary_records);
@@ -288,7 +296,7 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
         }
         if !config.align.agent.answer_turn {
             if let Some(m) = methods.iter().find(|m| m.uses_agent()) {
-                bail!("--both-orders: the agent of method {m} answers in both orders in its answer turn: add --answer-turn (or --answer-turn-records)");
+                bail!("--both-orders: the agent of method {m} answers in both orders in its answer turn: add --answer-turn (or --answer-turn-records, --answer-turn-closeness)");
             }
         }
     }
@@ -305,6 +313,9 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     }
     if args.answer_turn_records {
         run_config["answer_turn_records"] = json!(true);
+    }
+    if args.answer_turn_closeness {
+        run_config["answer_turn_closeness"] = json!(true);
     }
     if args.strict_score_guard {
         // Likewise.

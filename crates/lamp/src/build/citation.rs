@@ -196,4 +196,12 @@ mod tests {
         assert_eq!(crate::task::swap_options("Which is related? [1]: \"A\""), None);
         assert_eq!(crate::task::swap_options("no options here"), None);
     }
+
+    #[test]
+    fn the_labels_stand_for_the_two_titles() {
+        let asked = instruction("Deep nets", "On \"quoted\" graphs", "Sparse [2]: codes");
+        assert_eq!(Task::Citation.options(&asked).unwrap(), ["On \"quoted\" graphs", "Sparse [2]: codes"]);
+        assert_eq!(Task::Citation.options("no options here"), None);
+        assert_eq!(Task::NewsCategorization.options(&asked), None);
+    }
 }
