@@ -5,8 +5,8 @@
 //! 0.5B model answers `[1]` in either order, even with each option's
 //! similarity to the author's papers written next to it; the sentence
 //! encoder ranks the cited reference first for 19 of the 20 dev users. The
-//! note names the options closest first, so the model reads a ranking
-//! instead of comparing numbers.
+//! note names the closest option alone (the others by their similarity
+//! only), so the model reads a label instead of comparing numbers.
 
 use super::{AgentConfig, Question};
 use crate::choice::Choices;
@@ -38,19 +38,19 @@ pub(super) fn names_in_both_orders<'c>(choices: &'c Choices, re: &Reordered) -> 
     Ok((labels, swapped))
 }
 
-/// One line naming the options closest first, each with its similarity:
-/// `Searching this user's own records for each option: [2] is the closest
-/// to them (similarity 0.64), then [1] (0.21).`
+/// One line naming the option closest to the user's records, with its
+/// similarity and the others' (by number only: a small model follows the
+/// label it reads, so the note names one):
+/// `Closest to this user's own records: [2] (similarity 0.64, against 0.21).`
 pub(super) fn note(names: &[&str], scores: &[f32]) -> String {
     let mut order: Vec<usize> = (0..names.len().min(scores.len())).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let mut parts = order.iter().map(|&i| (names[i], scores[i]));
-    let Some((first, score)) = parts.next() else {
+    let Some((&first, rest)) = order.split_first() else {
         return String::new();
     };
-    let rest: Vec<String> = parts.map(|(name, s)| format!("{name} ({s:.2})")).collect();
-    let then = if rest.is_empty() { String::new() } else { format!(", then {}", rest.join(", then ")) };
-    format!("Searching this user's own records for each option: {first} is the closest to them (similarity {score:.2}){then}.")
+    let others: Vec<String> = rest.iter().map(|&i| format!("{:.2}", scores[i])).collect();
+    let against = if others.is_empty() { String::new() } else { format!(", against {}", others.join(" and ")) };
+    format!("Closest to this user's own records: {} (similarity {:.2}{against}).", names[first], scores[first])
 }
 
 #[cfg(test)]
@@ -59,16 +59,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_note_names_the_closest_option_first() {
-        assert_eq!(
-            note(&["[1]", "[2]"], &[0.21, 0.64]),
-            "Searching this user's own records for each option: [2] is the closest to them (similarity 0.64), then [1] (0.21)."
-        );
-        assert_eq!(
-            note(&["a", "b", "c"], &[0.5, 0.5, 0.9]),
-            "Searching this user's own records for each option: c is the closest to them (similarity 0.90), then a (0.50), then b (0.50)."
-        );
-        assert_eq!(note(&["a"], &[0.3]), "Searching this user's own records for each option: a is the closest to them (similarity 0.30).");
+    fn the_note_names_the_closest_option_alone() {
+        assert_eq!(note(&["[1]", "[2]"], &[0.21, 0.64]), "Closest to this user's own records: [2] (similarity 0.64, against 0.21).");
+        assert_eq!(note(&["a", "b", "c"], &[0.5, 0.3, 0.9]), "Closest to this user's own records: c (similarity 0.90, against 0.50 and 0.30).");
+        assert_eq!(note(&["a", "b"], &[0.5, 0.5]), "Closest to this user's own records: a (similarity 0.50, against 0.50).", "ties: the first");
+        assert_eq!(note(&["a"], &[0.3]), "Closest to this user's own records: a (similarity 0.30).");
         assert_eq!(note(&[], &[]), "");
     }
 
@@ -82,7 +77,7 @@ mod tests {
         // the same scores name the other label first.
         assert_eq!(
             note(&["[2]", "[1]"], &[0.21, 0.64]),
-            "Searching this user's own records for each option: [1] is the closest to them (similarity 0.64), then [2] (0.21)."
+            "Closest to this user's own records: [1] (similarity 0.64, against 0.21)."
         );
         assert!(names_in_both_orders(&choices, &Reordered { text: String::new(), labels: vec![0, 0] }).is_err());
     }

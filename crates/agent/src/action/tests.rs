@@ -111,9 +111,7 @@ fn the_answer_turn_says_which_option_is_closest_to_the_user_s_records() {
     let last = trace.steps.last().unwrap();
     assert_eq!(last.arguments["closeness"], serde_json::json!([0.2f32, 0.9f32]));
     // Each order names the closest option by its own label.
-    let note = |first: &str, second: &str| {
-        format!("Searching this user's own records for each option: {first} is the closest to them (similarity 0.90), then {second} (0.20).")
-    };
+    let note = |first: &str, _second: &str| format!("Closest to this user's own records: {first} (similarity 0.90, against 0.20).");
     assert!(model.scored[0].ends_with(&format!("[1]: rock [2]: jazz\n{}\n[assistant]Final answer:", note("[2]", "[1]"))), "{}", model.scored[0]);
     assert!(model.scored[1].ends_with(&format!("[1]: jazz [2]: rock\n{}\n[assistant]Final answer:", note("[1]", "[2]"))), "{}", model.scored[1]);
     // Decoded in one order, the note comes right after the question too.
@@ -130,7 +128,7 @@ fn the_answer_turn_says_which_option_is_closest_to_the_user_s_records() {
         let one = Question { text: "Which one? [1]: rock [2]: jazz", hidden_records: hidden, reordered: None, options: Some(&options) };
         let trace = run_agents(&mut model, "persona", &mut registry(), &[one], &config).unwrap().pop().unwrap();
         assert!(trace.steps.last().unwrap().arguments.get("closeness").is_none());
-        assert!(!model.extended.last().unwrap().contains("closest"));
+        assert!(!model.extended.last().unwrap().contains("Closest"));
     }
 }
 
