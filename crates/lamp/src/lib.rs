@@ -18,6 +18,7 @@ pub mod format;
 pub mod merge;
 pub mod methods;
 pub mod metrics;
+pub mod nearest;
 pub mod oppu;
 pub mod parse;
 pub mod plot;

@@ -47,6 +47,9 @@ pub enum Method {
     React,
     /// A generic agent with a memory of its own past answers (not user-conditioned).
     Membank,
+    /// No language model: the answer the user's nearest records point to,
+    /// by the sentence encoder alone (a reference line; see [`crate::nearest`]).
+    Nearest,
     /// The full method: persona, memory, tools, test-time alignment.
     PersonaAgent,
     /// Ablation: the initial persona, not aligned.
@@ -61,7 +64,7 @@ pub enum Method {
 
 impl Method {
     /// Every method: baselines, PersonaAgent, ablations.
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 13] = [
         Method::Prompt,
         Method::Icl,
         Method::Rag1,
@@ -69,6 +72,7 @@ impl Method {
         Method::Pag4,
         Method::React,
         Method::Membank,
+        Method::Nearest,
         Method::PersonaAgent,
         Method::NoAlignment,
         Method::NoPersona,
@@ -86,6 +90,7 @@ impl Method {
             Method::Pag4 => "pag-4",
             Method::React => "react",
             Method::Membank => "membank",
+            Method::Nearest => "nearest",
             Method::PersonaAgent => "persona-agent",
             Method::NoAlignment => "no-alignment",
             Method::NoPersona => "no-persona",
@@ -411,6 +416,7 @@ pub fn answer<M: AgentLlm>(method: Method, task: Task, example: &Example, index:
             p.memory.import(MEMBANK_USER, &[NewRecord::new(input, out.trim())], p.encoder, 1, &mut |_, _| {})?;
             Ok(out)
         }
+        Method::Nearest => crate::nearest::answer(p.memory, p.encoder, &user, input, choices, ask.options, config.align.tools.k),
         Method::PersonaAgent => {
             let persona_text = aligned_persona(p, AlignInputs { config, writer: writer.as_deref_mut(), distractors, alignments }, task, &user, choices)?;
             agent(p, config, &persona_text, Some(&user), ask, &agent_config)

@@ -128,3 +128,30 @@ fn runs_scores_and_resumes() {
     assert_eq!(by_id(&rows4), by_id(&rows));
     assert_eq!(by_id(&read_results(parallel.path()).unwrap()), by_id(&rows));
 }
+
+#[test]
+fn nearest_answers_from_the_user_s_records_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let minilm = model_path("minilm");
+    let encoder = BertEncoder::load(minilm.parent().unwrap(), "minilm", &Device::Cpu).unwrap();
+    let mut memory = Memory::open(dir.path()).unwrap();
+    let papers = ["Dependency parsing with beam search", "A treebank for spoken dialogue", "Shift-reduce constituency parsing"];
+    let records: Vec<persona_memory::NewRecord> = papers.iter().map(|t| persona_memory::NewRecord::new(*t, *t)).collect();
+    memory.import("ann", &records, &encoder, 8, &mut |_, _| {}).unwrap();
+    let choices = persona_agent::Choices::new(&["[1]", "[2]"]).unwrap();
+    // The option closer to the user's papers, in either order.
+    let options = ["Protein folding in yeast cells".to_string(), "Neural networks for syntactic parsing".to_string()];
+    let answer =
+        |memory: &mut Memory, options: &[String]| persona_lamp::nearest::answer(memory, &encoder, "ann", "", Some(&choices), Some(options), 4).unwrap();
+    assert_eq!(answer(&mut memory, &options), "[2]");
+    assert_eq!(answer(&mut memory, &[options[1].clone(), options[0].clone()]), "[1]");
+    // Labels: the label of the most similar record (K = 1), and without
+    // labels that record's response.
+    let news = [("The senate passed the budget bill", "politics"), ("The striker scored twice in the cup final", "sports")];
+    let records: Vec<persona_memory::NewRecord> = news.iter().map(|(q, r)| persona_memory::NewRecord::new(*q, *r)).collect();
+    memory.import("bob", &records, &encoder, 8, &mut |_, _| {}).unwrap();
+    let labels = persona_agent::Choices::new(&["politics", "sports", "food"]).unwrap();
+    let input = "The goalkeeper saved a penalty in the final minute";
+    assert_eq!(persona_lamp::nearest::answer(&mut memory, &encoder, "bob", input, Some(&labels), None, 1).unwrap(), "sports");
+    assert_eq!(persona_lamp::nearest::answer(&mut memory, &encoder, "bob", input, None, None, 1).unwrap(), "sports");
+}

@@ -75,10 +75,7 @@ mod tests {
         assert_eq!((asked, swapped), (vec!["[1]", "[2]"], vec!["[2]", "[1]"]));
         // In the swapped question option 0 (first reference) is `[2]`, so
         // the same scores name the other label first.
-        assert_eq!(
-            note(&["[2]", "[1]"], &[0.21, 0.64]),
-            "Closest to this user's own records: [1] (similarity 0.64, against 0.21)."
-        );
+        assert_eq!(note(&["[2]", "[1]"], &[0.21, 0.64]), "Closest to this user's own records: [1] (similarity 0.64, against 0.21).");
         assert!(names_in_both_orders(&choices, &Reordered { text: String::new(), labels: vec![0, 0] }).is_err());
     }
 }

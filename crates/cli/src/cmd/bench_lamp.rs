@@ -47,7 +47,8 @@ pub struct LampArgs {
     #[arg(long, env = "PERSONA_SHARED_DATA", default_value = "../shared/data")]
     pub raw: PathBuf,
     /// Methods, comma-separated, or `all`: prompt, icl, rag-1, rag-4,
-    /// pag-4, react, membank, persona-agent, no-alignment, no-persona,
+    /// pag-4, react, membank, nearest (no language model: the encoder over
+    /// the user's records), persona-agent, no-alignment, no-persona,
     /// no-memory, no-action.
     #[arg(long, default_value = "all")]
     pub method: String,
