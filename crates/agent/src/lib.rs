@@ -48,5 +48,5 @@ pub use orders::{complete_choice_both_orders, Reordered};
 pub use persona::Rejection;
 pub use runtime::{Parts, Runtime, SharedEncoder, UserScope, ANONYMOUS_SCOPE};
 pub use shared::SharedLlm;
-pub use tools::{CallContext, Encyclopedia, EncyclopediaSearch, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
+pub use tools::{CallContext, Encyclopedia, EncyclopediaSearch, Evidence, MemorySearch, Tool, ToolCall, ToolRegistry, ToolSpec};
 pub use trace::{Finish, Trace, TraceStep};

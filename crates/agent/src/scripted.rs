@@ -134,13 +134,17 @@ impl Tool for FakeTool {
     fn call(&mut self, _arguments: &Map<String, Value>) -> Result<String> {
         Ok(self.reply.clone())
     }
-    /// The memory's closeness: 0.9 for a text its reply mentions, 0.2 for
-    /// another; nothing to compare when the question hides records.
-    fn closeness(&mut self, texts: &[String], context: &crate::tools::CallContext<'_>) -> Result<Option<Vec<f32>>> {
+    /// The memory's closeness: 0.9 for an option its reply mentions, 0.2
+    /// for another; a label's votes 1.0 where the reply mentions it;
+    /// nothing to compare when the question hides records.
+    fn closeness(&mut self, evidence: crate::tools::Evidence<'_>, context: &crate::tools::CallContext<'_>) -> Result<Option<Vec<f32>>> {
         if !self.memory || !context.hidden_records.is_empty() {
             return Ok(None);
         }
-        Ok(Some(texts.iter().map(|t| if self.reply.contains(t.as_str()) { 0.9 } else { 0.2 }).collect()))
+        Ok(Some(match evidence {
+            crate::tools::Evidence::Options(texts) => texts.iter().map(|t| if self.reply.contains(t.as_str()) { 0.9 } else { 0.2 }).collect(),
+            crate::tools::Evidence::Labels { labels, .. } => labels.iter().map(|l| if self.reply.contains(l.as_str()) { 1.0 } else { 0.0 }).collect(),
+        }))
     }
 }
 

@@ -395,7 +395,7 @@ fn answers_in_both_orders_do_not_depend_on_the_order_asked() {
 
 #[test]
 fn the_memory_tells_which_option_is_closest_to_the_user_s_records() {
-    use persona_agent::tools::{CallContext, MemorySearch, Tool};
+    use persona_agent::tools::{CallContext, Evidence, MemorySearch, Tool};
     let dir = tempfile::tempdir().unwrap();
     let encoder = encoder();
     let mut memory = Memory::open(dir.path()).unwrap();
@@ -404,14 +404,23 @@ fn the_memory_tells_which_option_is_closest_to_the_user_s_records() {
     let ids: Vec<i64> = memory.store().records(&user).unwrap().iter().map(|r| r.id).collect();
     let mut tool = MemorySearch::new(&mut memory, &encoder, "ann", 4, 300);
     let options = ["A documentary about tax law reform".to_string(), "A spaceship crew travels to a distant planet".to_string()];
-    let scores = tool.closeness(&options, &CallContext::default()).unwrap().unwrap();
+    let scores = tool.closeness(Evidence::Options(&options), &CallContext::default()).unwrap().unwrap();
     assert_eq!(scores.len(), 2);
     assert!(scores[1] > scores[0], "the space film is closer to a sci-fi fan's records: {scores:?}");
     assert!(scores.iter().all(|s| (-1.0..=1.0).contains(s)));
     // Records the question must not see are not compared with.
     // Only the food-truck romance left:
     let all_but_romance: Vec<i64> = ids.iter().copied().filter(|&id| id != ids[1]).collect();
-    let hidden = tool.closeness(&options, &CallContext { hidden_records: &all_but_romance }).unwrap().unwrap();
+    let hidden = tool.closeness(Evidence::Options(&options), &CallContext { hidden_records: &all_but_romance }).unwrap().unwrap();
     assert!(hidden[1] < scores[1], "with the space films hidden the space option is farther: {hidden:?} vs {scores:?}");
-    assert_eq!(tool.closeness(&options, &CallContext { hidden_records: &ids }).unwrap(), None, "nothing left to compare with");
+    assert_eq!(tool.closeness(Evidence::Options(&options), &CallContext { hidden_records: &ids }).unwrap(), None, "nothing left to compare with");
+    // Labels: the four records nearest to a space film vote with their
+    // similarity; most are the user's sci-fi films.
+    let labels: Vec<String> = TAGS.split(", ").map(str::to_string).collect();
+    let query = format!("Which tag fits this movie ({TAGS})? A starship crew lands on an alien moon.");
+    let votes = tool.closeness(Evidence::Labels { query: &query, labels: &labels }, &CallContext::default()).unwrap().unwrap();
+    assert_eq!(votes.len(), labels.len());
+    assert_eq!(persona_agent::orders::best(&votes), Some(0), "sci-fi: {votes:?}");
+    assert!(votes.iter().filter(|v| **v > 0.0).count() <= 4, "only the four nearest records vote: {votes:?}");
+    assert_eq!(tool.closeness(Evidence::Labels { query: &query, labels: &labels }, &CallContext { hidden_records: &ids }).unwrap(), None);
 }

@@ -12,21 +12,37 @@ use super::{AgentConfig, Question};
 use crate::choice::Choices;
 use crate::error::{AgentError, Result};
 use crate::orders::Reordered;
-use crate::tools::{CallContext, ToolRegistry};
+use crate::tools::{CallContext, Evidence, ToolRegistry};
 
-/// The closeness of each of the question's options to the user's memory,
-/// when the config asks for it and the question says what its labels
-/// stand for; `None` otherwise or when the memory has nothing to compare.
-pub(super) fn of_options(tools: &mut ToolRegistry<'_>, config: &AgentConfig, question: &Question<'_>) -> Result<Option<Vec<f32>>> {
-    let (true, Some(options)) = (config.answer_turn_closeness, question.options) else {
+/// How strongly the user's memory supports each answer of a question.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Support {
+    /// One score per label, in the labels' order.
+    pub scores: Vec<f32>,
+    /// Options' similarities (the labels stand for texts) or labels' votes.
+    pub votes: bool,
+}
+
+/// The support of each answer, when the config asks for it: where the
+/// question says what its labels stand for, each option's closeness to
+/// the user's records; otherwise each label's votes among the records
+/// nearest to the question. `None` otherwise or when the memory has
+/// nothing to compare.
+pub(super) fn of_question(tools: &mut ToolRegistry<'_>, config: &AgentConfig, question: &Question<'_>) -> Result<Option<Support>> {
+    let (true, Some(choices)) = (config.answer_turn_closeness, &config.choices) else {
         return Ok(None);
     };
-    let n = config.choices.as_ref().map_or(0, |c| c.labels().len());
-    if options.len() != n {
-        return Err(AgentError::Config { name: "options", reason: format!("{} option texts for {n} labels", options.len()) });
-    }
-    let scores = tools.memory_closeness(options, &CallContext { hidden_records: question.hidden_records })?;
-    Ok(scores.filter(|s| s.len() == n))
+    let n = choices.labels().len();
+    let context = CallContext { hidden_records: question.hidden_records };
+    let (evidence, votes) = match question.options {
+        Some(options) if options.len() != n => {
+            return Err(AgentError::Config { name: "options", reason: format!("{} option texts for {n} labels", options.len()) });
+        }
+        Some(options) => (Evidence::Options(options), false),
+        None => (Evidence::Labels { query: question.text, labels: choices.labels() }, true),
+    };
+    let scores = tools.memory_closeness(evidence, &context)?;
+    Ok(scores.filter(|s| s.len() == n).map(|scores| Support { scores, votes }))
 }
 
 /// The names of the options in the question as asked (option `i` is label
@@ -38,19 +54,22 @@ pub(super) fn names_in_both_orders<'c>(choices: &'c Choices, re: &Reordered) -> 
     Ok((labels, swapped))
 }
 
-/// One line naming the option closest to the user's records, with its
-/// similarity and the others' (by number only: a small model follows the
-/// label it reads, so the note names one):
+/// One line naming the answer the user's records support most, with its
+/// score and the others' (by number only: a small model follows the label
+/// it reads, so the note names one; labels with no vote are left out):
 /// `Closest to this user's own records: [2] (similarity 0.64, against 0.21).`
-pub(super) fn note(names: &[&str], scores: &[f32]) -> String {
+/// or `Closest to this user's own records: politics (votes 1.12, against 0.40).`
+pub(super) fn note(names: &[&str], support: &Support) -> String {
+    let scores = &support.scores;
     let mut order: Vec<usize> = (0..names.len().min(scores.len())).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let Some((&first, rest)) = order.split_first() else {
         return String::new();
     };
-    let others: Vec<String> = rest.iter().map(|&i| format!("{:.2}", scores[i])).collect();
+    let others: Vec<String> = rest.iter().filter(|&&i| !support.votes || scores[i] > 0.0).map(|&i| format!("{:.2}", scores[i])).collect();
     let against = if others.is_empty() { String::new() } else { format!(", against {}", others.join(" and ")) };
-    format!("Closest to this user's own records: {} (similarity {:.2}{against}).", names[first], scores[first])
+    let unit = if support.votes { "votes" } else { "similarity" };
+    format!("Closest to this user's own records: {} ({unit} {:.2}{against}).", names[first], scores[first])
 }
 
 #[cfg(test)]
@@ -58,13 +77,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn sim(scores: &[f32]) -> Support {
+        Support { scores: scores.to_vec(), votes: false }
+    }
+
     #[test]
     fn the_note_names_the_closest_option_alone() {
-        assert_eq!(note(&["[1]", "[2]"], &[0.21, 0.64]), "Closest to this user's own records: [2] (similarity 0.64, against 0.21).");
-        assert_eq!(note(&["a", "b", "c"], &[0.5, 0.3, 0.9]), "Closest to this user's own records: c (similarity 0.90, against 0.50 and 0.30).");
-        assert_eq!(note(&["a", "b"], &[0.5, 0.5]), "Closest to this user's own records: a (similarity 0.50, against 0.50).", "ties: the first");
-        assert_eq!(note(&["a"], &[0.3]), "Closest to this user's own records: a (similarity 0.30).");
-        assert_eq!(note(&[], &[]), "");
+        assert_eq!(note(&["[1]", "[2]"], &sim(&[0.21, 0.64])), "Closest to this user's own records: [2] (similarity 0.64, against 0.21).");
+        assert_eq!(note(&["a", "b", "c"], &sim(&[0.5, 0.3, 0.9])), "Closest to this user's own records: c (similarity 0.90, against 0.50 and 0.30).");
+        assert_eq!(note(&["a", "b"], &sim(&[0.5, 0.5])), "Closest to this user's own records: a (similarity 0.50, against 0.50).", "ties: the first");
+        assert_eq!(note(&["a"], &sim(&[0.3])), "Closest to this user's own records: a (similarity 0.30).");
+        assert_eq!(note(&[], &sim(&[])), "");
+        // Votes: labels no record voted for are left out.
+        let votes = Support { scores: vec![0.0, 1.12, 0.4, 0.0], votes: true };
+        assert_eq!(note(&["a", "politics", "b", "c"], &votes), "Closest to this user's own records: politics (votes 1.12, against 0.40).");
+        let one = Support { scores: vec![0.0, 0.7], votes: true };
+        assert_eq!(note(&["a", "b"], &one), "Closest to this user's own records: b (votes 0.70).");
     }
 
     #[test]
@@ -75,7 +103,7 @@ mod tests {
         assert_eq!((asked, swapped), (vec!["[1]", "[2]"], vec!["[2]", "[1]"]));
         // In the swapped question option 0 (first reference) is `[2]`, so
         // the same scores name the other label first.
-        assert_eq!(note(&["[2]", "[1]"], &[0.21, 0.64]), "Closest to this user's own records: [1] (similarity 0.64, against 0.21).");
+        assert_eq!(note(&["[2]", "[1]"], &sim(&[0.21, 0.64])), "Closest to this user's own records: [1] (similarity 0.64, against 0.21).");
         assert!(names_in_both_orders(&choices, &Reordered { text: String::new(), labels: vec![0, 0] }).is_err());
     }
 }

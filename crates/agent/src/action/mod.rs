@@ -73,10 +73,12 @@ pub struct AgentConfig {
     /// searches returned (each once) right before the question, as the RAG
     /// prompt shows them.
     pub answer_turn_records: bool,
-    /// In the answer turn of a question with [`Question::options`], say
-    /// how close each option is to the user's own records (the memory
-    /// tool's [`crate::tools::Tool::closeness`]), closest first: a small
-    /// model cannot compare two titles' topics, the encoder can.
+    /// In the answer turn, name the answer the user's own records support
+    /// most (the memory tool's [`crate::tools::Tool::closeness`]): for a
+    /// question with [`Question::options`] the option closest to the
+    /// user's records, otherwise the label the records nearest to the
+    /// question vote for. A small model cannot compare two titles' topics
+    /// or weigh a dozen records; the encoder can.
     pub answer_turn_closeness: bool,
 }
 
@@ -206,7 +208,8 @@ pub struct Question<'q> {
     /// over both orders ([`crate::orders`]) instead of being decoded.
     pub reordered: Option<&'q Reordered>,
     /// What each label stands for, in the order of the labels (LaMP-1: the
-    /// two references' titles), for [`AgentConfig::answer_turn_closeness`].
+    /// two references' titles), for [`AgentConfig::answer_turn_closeness`]
+    /// (without them the labels themselves are voted for).
     pub options: Option<&'q [String]>,
 }
 
@@ -317,10 +320,10 @@ pub fn run_agents(
                 step.thought = thought.text.trim().to_string();
             }
             if let (true, Some(choices)) = (config.is_answer_turn(&step.allowed), &config.choices) {
-                let scores = closeness::of_options(tools, config, &runs[i].question)?;
-                let note = scores.as_deref().map(|s| closeness::note(&choices.labels().iter().map(String::as_str).collect::<Vec<_>>(), s));
+                let support = closeness::of_question(tools, config, &runs[i].question)?;
+                let note = support.as_ref().map(|s| closeness::note(&choices.labels().iter().map(String::as_str).collect::<Vec<_>>(), s));
                 let text = answer_turn_text(config, runs[i].question.text, &runs[i].memory_lines, note.as_deref());
-                step.arguments = serde_json::json!({ "closeness": scores });
+                step.arguments = serde_json::json!({ "closeness": support.map(|s| s.scores) });
                 let transcript = &mut runs[i].transcript;
                 model.ask(transcript, &text)?;
                 model.append(transcript, ANSWER_TURN_START)?;
@@ -515,14 +518,15 @@ fn answer_both_orders(
     let (Some(choices), Some(re)) = (&config.choices, run.question.reordered) else {
         return Err(AgentError::Config { name: "reordered", reason: "an answer in both orders needs the task's labels".into() });
     };
-    let closeness = closeness::of_options(tools, config, &run.question)?;
-    let (note, other_note) = match &closeness {
-        Some(scores) => {
+    let support = closeness::of_question(tools, config, &run.question)?;
+    let (note, other_note) = match &support {
+        Some(support) => {
             let (asked, swapped) = closeness::names_in_both_orders(choices, re)?;
-            (Some(closeness::note(&asked, scores)), Some(closeness::note(&swapped, scores)))
+            (Some(closeness::note(&asked, support)), Some(closeness::note(&swapped, support)))
         }
         None => (None, None),
     };
+    let closeness = support.map(|s| s.scores);
     let mut other = model.start(system, &re.text)?;
     let (text_at, tokens_at) = run.opened;
     other.text.push_str(run.transcript.text.get(text_at..).unwrap_or_default());

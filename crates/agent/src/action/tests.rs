@@ -121,6 +121,13 @@ fn the_answer_turn_says_which_option_is_closest_to_the_user_s_records() {
     assert_eq!(trace.answer, "[2]");
     assert_eq!(trace.steps.last().unwrap().arguments["closeness"], serde_json::json!([0.2f32, 0.9f32]));
     assert!(model.extended.last().unwrap().ends_with(&format!("[2]: jazz\n{}\n[assistant]Final answer:", note("[2]", "[1]"))));
+    // Labels that stand for nothing else: the label the memory votes for.
+    let labels = AgentConfig { choices: Some(Choices::new(&["rock", "jazz", "folk"]).unwrap()), ..config.clone() };
+    let mut model = Scripted::new(&[" Check the encyclopedia.", ENC, " Now the user's history.", MEM, " jazz"]);
+    let genre = Question { text: "Which genre?", hidden_records: &[], reordered: None, options: None };
+    let trace = run_agents(&mut model, "persona", &mut registry(), &[genre], &labels).unwrap().pop().unwrap();
+    assert_eq!(trace.steps.last().unwrap().arguments["closeness"], serde_json::json!([0.0, 1.0, 0.0]));
+    assert!(model.extended.last().unwrap().ends_with("Which genre?\nClosest to this user's own records: jazz (votes 1.00).\n[assistant]Final answer:"));
     // Off, or with the memory's records hidden, there is no note.
     for (closeness, hidden) in [(false, &[][..]), (true, &[7][..])] {
         let config = AgentConfig { answer_turn_closeness: closeness, ..config.clone() };

@@ -7,7 +7,7 @@ use persona_engine::Encoder;
 use persona_memory::{Memory, Record, TaskKind};
 use serde_json::{Map, Value};
 
-use super::{clip, CallContext, Tool, ToolSpec};
+use super::{clip, CallContext, Evidence, Tool, ToolSpec};
 use crate::error::Result;
 
 /// Searches one user's episodic memory.
@@ -73,21 +73,46 @@ impl Tool for MemorySearch<'_> {
         Ok(hits.iter().enumerate().map(|(i, h)| format!("{}. {}", i + 1, render(&h.record, self.max_chars))).collect::<Vec<_>>().join("\n"))
     }
 
-    fn closeness(&mut self, texts: &[String], context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
+    fn closeness(&mut self, evidence: Evidence<'_>, context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
         let hidden = |id: i64| self.exclude.contains(&id) || context.hidden_records.contains(&id);
-        let limit = 1 + self.exclude.len() + context.hidden_records.len();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = self.encoder.embed(&refs)?;
-        let mut scores = Vec::with_capacity(texts.len());
-        for vector in &vectors {
-            let hits = self.memory.search_vector(&self.user, vector, limit, self.encoder.name())?;
-            match hits.into_iter().find(|h| !hidden(h.record.id)) {
-                Some(hit) => scores.push(hit.score),
-                None => return Ok(None),
+        let spare = self.exclude.len() + context.hidden_records.len();
+        match evidence {
+            Evidence::Options(texts) => {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let vectors = self.encoder.embed(&refs)?;
+                let mut scores = Vec::with_capacity(texts.len());
+                for vector in &vectors {
+                    let hits = self.memory.search_vector(&self.user, vector, 1 + spare, self.encoder.name())?;
+                    match hits.into_iter().find(|h| !hidden(h.record.id)) {
+                        Some(hit) => scores.push(hit.score),
+                        None => return Ok(None),
+                    }
+                }
+                Ok(Some(scores))
+            }
+            Evidence::Labels { query, labels } => {
+                let hits = self.memory.search(&self.user, query, self.k + spare, self.encoder)?;
+                let votes: Vec<(f32, &str)> =
+                    hits.iter().filter(|h| !hidden(h.record.id)).take(self.k).map(|h| (h.score, h.record.response.as_str())).collect();
+                Ok(label_votes(labels, &votes))
             }
         }
-        Ok(Some(scores))
     }
+}
+
+/// Each label's votes: the summed similarity of the records (similarity,
+/// response) whose response is that label (spaces around it aside);
+/// `None` if no record's response is a label.
+pub fn label_votes(labels: &[String], records: &[(f32, &str)]) -> Option<Vec<f32>> {
+    let mut votes = vec![0.0f32; labels.len()];
+    let mut any = false;
+    for &(score, response) in records {
+        if let Some(i) = labels.iter().position(|l| l == response.trim()) {
+            votes[i] += score;
+            any = true;
+        }
+    }
+    any.then_some(votes)
 }
 
 /// A record as the model reads it, in its task's shape when the record
@@ -124,6 +149,15 @@ mod tests {
             None => serde_json::json!({}),
         };
         Record { id: 1, query: query.into(), response: response.into(), metadata, timestamp: None, created_at: 0 }
+    }
+
+    #[test]
+    fn labels_get_the_similarity_of_the_records_that_carry_them() {
+        let labels: Vec<String> = ["politics", "sports", "food"].iter().map(|s| s.to_string()).collect();
+        let votes = label_votes(&labels, &[(0.8, "sports"), (0.5, "politics"), (0.25, " politics "), (0.9, "science")]).unwrap();
+        assert_eq!(votes, [0.75, 0.8, 0.0], "two weaker politics records, one sports, and no vote for what is no label");
+        assert_eq!(label_votes(&labels, &[(0.9, "science")]), None);
+        assert_eq!(label_votes(&labels, &[]), None);
     }
 
     #[test]

@@ -99,6 +99,23 @@ impl ToolSpec {
     }
 }
 
+/// What a choice question's answers are compared with the user's memory by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Evidence<'a> {
+    /// The texts the labels stand for (LaMP-1: the two references' titles):
+    /// each one's cosine similarity to the user's closest record.
+    Options(&'a [String]),
+    /// Labels the user's records carry as their responses: each label's
+    /// votes among the user's records nearest to `query`, each record
+    /// voting with its similarity (the memory's K records).
+    Labels {
+        /// The question.
+        query: &'a str,
+        /// The labels, in the question's order.
+        labels: &'a [String],
+    },
+}
+
 /// What a tool call knows about the question it serves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallContext<'c> {
@@ -124,13 +141,12 @@ pub trait Tool {
     fn is_personal_memory(&self) -> bool {
         false
     }
-    /// How close each of `texts` (the options of a choice question) is to
-    /// what this tool searches, for the question described by `context`:
-    /// for the user's memory, the cosine similarity of the user's closest
-    /// record to each text. `None` where the tool has nothing to compare
-    /// with (the default; a memory with no visible record).
-    fn closeness(&mut self, texts: &[String], context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
-        let _ = (texts, context);
+    /// How strongly what this tool searches supports each answer of a
+    /// choice question (see [`Evidence`]), for the question described by
+    /// `context`. `None` where the tool has nothing to compare with (the
+    /// default; a memory with no visible record, or none with a label).
+    fn closeness(&mut self, evidence: Evidence<'_>, context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
+        let _ = (evidence, context);
         Ok(None)
     }
 }
@@ -239,12 +255,12 @@ impl<'a> ToolRegistry<'a> {
         ToolCallGrammar::new(&entries)
     }
 
-    /// How close each of `texts` is to the user's memory: the first
+    /// How strongly the user's memory supports each answer: the first
     /// personal-memory tool's [`Tool::closeness`]; `None` if no such tool
     /// can say.
-    pub fn memory_closeness(&mut self, texts: &[String], context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
+    pub fn memory_closeness(&mut self, evidence: Evidence<'_>, context: &CallContext<'_>) -> Result<Option<Vec<f32>>> {
         for tool in self.tools.iter_mut().filter(|t| t.is_personal_memory()) {
-            if let Some(scores) = tool.closeness(texts, context)? {
+            if let Some(scores) = tool.closeness(evidence, context)? {
                 return Ok(Some(scores));
             }
         }
