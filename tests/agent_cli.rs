@@ -70,6 +70,15 @@ fn ask_align_and_show_the_persona() {
     let verbose = ok(&persona(&data, &["ask", "--user", "ann", "-m", "tiny", "--verbose", "--no-encyclopedia", question]));
     assert!(verbose.contains("[step 1] Thought:") && verbose.contains("Action: memory_search"), "{verbose}");
     assert!(!verbose.contains("encyclopedia_search"), "{verbose}");
+
+    // With the labels' votes from the user's nearest records in the answer turn.
+    let tags = "sci-fi,comedy,romance,horror,documentary";
+    let voted = ok_json(&persona(&data, &["ask", "--user", "ann", "-m", "tiny", "--json", "--choices", tags, "--closeness", question]));
+    assert!(tags.split(',').any(|t| voted["answer"] == t), "{voted}");
+    let last = voted["trace"].as_array().unwrap().last().unwrap().clone();
+    let votes = last["arguments"]["closeness"].as_array().unwrap_or_else(|| panic!("the answer step has the votes: {voted}"));
+    assert_eq!(votes.len(), 5, "{voted}");
+    assert!(votes.iter().all(|v| v.as_f64().is_some_and(|v| v >= 0.0)) && votes.iter().any(|v| v.as_f64() > Some(0.0)), "{voted}");
 }
 
 #[test]

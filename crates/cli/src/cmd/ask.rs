@@ -31,6 +31,12 @@ pub struct AskArgs {
     /// `final_answer` call.
     #[arg(long, requires = "choices")]
     pub answer_turn: bool,
+    /// With --choices: the answer turn also names the label that the
+    /// user's records nearest to the question vote for (each of the K
+    /// nearest records votes for its own response with its similarity)
+    /// (implies --answer-turn).
+    #[arg(long, requires = "choices")]
+    pub closeness: bool,
     /// The question.
     pub question: String,
 }
@@ -40,7 +46,8 @@ pub fn run(ctx: &Context, args: AskArgs) -> Result<()> {
     if let Some(list) = &args.choices {
         config.choices = Some(persona_agent::Choices::parse_list(list).context("--choices")?);
     }
-    config.answer_turn = args.answer_turn;
+    config.answer_turn = args.answer_turn || args.closeness;
+    config.answer_turn_closeness = args.closeness;
     config.validate()?;
     let mut runtime = load(ctx, &args.agent)?;
     let mut user = runtime.user(&args.agent.user)?;
