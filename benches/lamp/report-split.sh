@@ -98,6 +98,37 @@ M6=$(set_args LaMP-2M-min6 --task LaMP-2M --min-profile 6) || exit 1
   part rep-2M-ext-base LaMP-2M-ext-baselines -- $M6 --skip-users 53 --answer-when-done --align-model large --seed 42 --method $BASE &&
   part rep-2M-ext-pa LaMP-2M-ext-persona-agent -- $M6 --skip-users 53 --answer-when-done --align-model large --seed 42 --method persona-agent
 } || exit 1
+# Config D (README, "Dev split, step 8"): config B with the answer turn
+# naming the answer the user's nearest records support
+# (`--answer-turn-closeness`), on the sets where the dev users chose it:
+# LaMP-2N and LaMP-2M (the labels the nearest records vote for) and LaMP-1
+# (the reference closest to the author's papers; every method in both
+# orders). The baselines run again with `nearest` (no language model) so
+# that every part of a set is paired; LaMP-3 keeps config B below.
+D=(--skip-users 20 --answer-when-done --seed 42)
+# shellcheck disable=SC2086
+{
+  part rep-2N-d-base LaMP-2N-D-baselines -- --task LaMP-2N --raw "$RAW" "${D[@]}" --method $BASE,nearest &&
+  part rep-2N-d-pa LaMP-2N-D-persona-agent -- --task LaMP-2N --raw "$RAW" "${D[@]}" --answer-turn-closeness --method persona-agent &&
+  merge LaMP-2N-D rep-2N-d-base rep-2N-d-pa
+} || exit 1
+# shellcheck disable=SC2086
+{
+  part rep-2M-d-base LaMP-2M-D-baselines -- --task LaMP-2M --raw "$RAW" "${D[@]}" --method $BASE,nearest &&
+  part rep-2M-d-pa LaMP-2M-D-persona-agent -- --task LaMP-2M --raw "$RAW" "${D[@]}" --answer-turn-closeness --method persona-agent &&
+  merge LaMP-2M-D rep-2M-d-base rep-2M-d-pa
+} || exit 1
+l1_parts=()
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  {
+    part rep-1d-s$i-base LaMP-1-D-baselines-shard${i}of4 -- $L1 "${D[@]}" --both-orders --shard $i/4 --method $BASE,nearest &&
+    part rep-1d-s$i-pa LaMP-1-D-persona-agent-shard${i}of4 -- $L1 "${D[@]}" --both-orders --shard $i/4 --answer-turn-closeness --method persona-agent &&
+    merge LaMP-1-D-shard${i}of4 rep-1d-s$i-base rep-1d-s$i-pa
+  } || exit 1
+  l1_parts+=(rep-1d-s$i-base rep-1d-s$i-pa)
+done
+merge LaMP-1-D "${l1_parts[@]}" || exit 1
 # Config B (the 0.5B model writes its own feedback and rewrites; the cost
 # goal) with each set's answer step chosen on the dev split (README, "Dev
 # split, step 6"): LaMP-3 the answer turn with the records, the others the
@@ -116,19 +147,4 @@ for i in 0 1 2 3; do
   b_parts+=(rep-3b-s$i-base rep-3b-s$i-pa)
 done
 merge LaMP-3-B "${b_parts[@]}" || exit 1
-# LaMP-1 with config B and the dev choice of step 7 (README, "Dev split,
-# step 7"): every method answers in both orders (`--both-orders`: the
-# references as given and swapped, each label scored by teacher forcing),
-# the agents in the plain answer turn.
-l1_parts=()
-for i in 0 1 2 3; do
-  # shellcheck disable=SC2086
-  {
-    part rep-1b-s$i-base LaMP-1-B-baselines-shard${i}of4 -- $L1 "${B[@]}" --both-orders --shard $i/4 --method $BASE &&
-    part rep-1b-s$i-pa LaMP-1-B-persona-agent-shard${i}of4 -- $L1 "${B[@]}" --both-orders --shard $i/4 --answer-turn --method persona-agent &&
-    merge LaMP-1-B-shard${i}of4 rep-1b-s$i-base rep-1b-s$i-pa
-  } || exit 1
-  l1_parts+=(rep-1b-s$i-base rep-1b-s$i-pa)
-done
-merge LaMP-1-B "${l1_parts[@]}" || exit 1
 echo "=== $(date -u +%FT%TZ) all parts done"

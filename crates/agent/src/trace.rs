@@ -80,7 +80,14 @@ impl Trace {
             out.push_str(&format!("[step {}] Thought: {}\n", s.step, s.thought.trim()));
             match &s.tool {
                 Some(tool) => out.push_str(&format!("  Action: {tool} {}\n", s.arguments)),
-                None => out.push_str(&format!("  Final answer: {}\n", s.arguments.get("answer").and_then(Value::as_str).unwrap_or_default())),
+                None => {
+                    if let Some(Value::Array(c)) = s.arguments.get("closeness") {
+                        // Each label's support from the user's records, in the labels' order.
+                        let c: Vec<String> = c.iter().map(|v| format!("{:.2}", v.as_f64().unwrap_or(f64::NAN))).collect();
+                        out.push_str(&format!("  Closeness (per label): {}\n", c.join(", ")));
+                    }
+                    out.push_str(&format!("  Final answer: {}\n", s.arguments.get("answer").and_then(Value::as_str).unwrap_or_default()));
+                }
             }
             if let Some(e) = &s.error {
                 out.push_str(&format!("  Error: {e}\n"));

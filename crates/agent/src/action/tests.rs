@@ -127,6 +127,7 @@ fn the_answer_turn_says_which_option_is_closest_to_the_user_s_records() {
     let genre = Question { text: "Which genre?", hidden_records: &[], reordered: None, options: None };
     let trace = run_agents(&mut model, "persona", &mut registry(), &[genre], &labels).unwrap().pop().unwrap();
     assert_eq!(trace.steps.last().unwrap().arguments["closeness"], serde_json::json!([0.0, 1.0, 0.0]));
+    assert!(trace.render().contains("  Closeness (per label): 0.00, 1.00, 0.00\n  Final answer: jazz\n"), "{}", trace.render());
     assert!(model.extended.last().unwrap().ends_with("Which genre?\nClosest to this user's own records: jazz (votes 1.00).\n[assistant]Final answer:"));
     // Off, or with the memory's records hidden, there is no note.
     for (closeness, hidden) in [(false, &[][..]), (true, &[7][..])] {
