@@ -1,5 +1,6 @@
-//! How close each option of a choice question is to the user's own
-//! records, said in the answer turn ([`AgentConfig::answer_turn_closeness`]).
+//! The answer the user's own records support most, said in the answer turn
+//! ([`AgentConfig::answer_turn_closeness`]): the option closest to the
+//! user's records, or the label their nearest records vote for.
 //!
 //! On LaMP-1 ("which of these two references would this author cite?") the
 //! 0.5B model answers `[1]` in either order, even with each option's
