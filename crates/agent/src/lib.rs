@@ -14,7 +14,7 @@
 //! - [`choice`]: answers bound to a task's labels (constrained decoding);
 //! - [`orders`]: answers that do not depend on the order of the options
 //!   (the question asked in both orders, labels scored);
-//! - [`align`]: test-time persona alignment (the paper's Algorithm 1);
+//! - [`mod@align`]: test-time persona alignment (the paper's Algorithm 1);
 //! - [`runtime`]: the model, encoder, user store and encyclopedia owned
 //!   together, used for one user at a time under that user's cache scope.
 

@@ -1,5 +1,10 @@
 //! `persona`: the PersonaAgent command line.
 
+// The doc comments of this crate's arguments are clap's `--help` text,
+// written for a terminal (`cuda[:N]`, `OUT/<param>-<value>/`), not
+// rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod cmd;
 mod display;
 mod progress;

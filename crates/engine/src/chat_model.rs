@@ -35,7 +35,7 @@ pub struct ModelInfo {
     /// Wall time to load weights and tokenizer, ms.
     pub load_ms: f64,
     /// The repacked copy actually loaded, when slow quantization types were
-    /// converted (see [`crate::repack`]).
+    /// converted (see `crate::repack`).
     pub repacked: Option<PathBuf>,
 }
 

@@ -2,8 +2,8 @@
 //!
 //! The LaMP benchmark harness of PersonaAgent: the four tasks the paper
 //! evaluates and their label sets ([`task`]), the official file format
-//! ([`format`]), builders that rebuild LaMP-style sets from raw data
-//! ([`build`]), the compared methods ([`methods`]), a resumable runner
+//! ([`mod@format`]), builders that rebuild LaMP-style sets from raw data
+//! ([`mod@build`]), the compared methods ([`methods`]), a resumable runner
 //! ([`runner`]), reading model outputs as task outputs ([`parse`]), the
 //! official metrics with bootstrap confidence intervals over users
 //! ([`metrics`], [`report`]), each method's answers side by side

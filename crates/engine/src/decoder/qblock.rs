@@ -15,13 +15,13 @@ pub enum Kind {
     /// k-quant super-blocks of 256 values (144 bytes): f16 `d`, f16 `dmin`,
     /// twelve bytes of 6-bit scales and mins for eight sub-blocks of 32,
     /// 128 bytes of nibbles; value `d * sc * q - dmin * m`. Each sub-block
-    /// is one block of these kernels (see [`Block`]).
+    /// is one block of these kernels (see `Block`).
     Q4K,
     /// k-quant super-blocks of 256 values (210 bytes): 128 bytes of low
     /// nibbles, 64 bytes of high 2-bit pairs, sixteen signed 8-bit scales
     /// (one per 16 values), f16 `d` last; value `d * sc * (q - 32)` with
     /// 6-bit `q`. Each 32 values are one block of these kernels with two
-    /// scales (see [`Block`]).
+    /// scales (see `Block`).
     Q6K,
 }
 

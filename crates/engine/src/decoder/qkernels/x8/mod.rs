@@ -44,7 +44,7 @@
 //!   nibbles of each row in sixteen chunks, then its 32 bytes of high bit
 //!   pairs in eight chunks the same way.
 //!
-//! Every output is computed as [`super::dot_reference`] computes it (a
+//! Every output is computed as `super::dot_reference` computes it (a
 //! block's or super-block's exact integer sums, then one multiply-add each,
 //! lane by lane), so the results have the same bits as the other paths.
 
