@@ -323,7 +323,9 @@ pub fn run_agents(
                 let support = closeness::of_question(tools, config, &runs[i].question)?;
                 let note = support.as_ref().map(|s| closeness::note(&choices.labels().iter().map(String::as_str).collect::<Vec<_>>(), s));
                 let text = answer_turn_text(config, runs[i].question.text, &runs[i].memory_lines, note.as_deref());
-                step.arguments = serde_json::json!({ "closeness": support.map(|s| s.scores) });
+                if let Some(support) = support {
+                    step.arguments = serde_json::json!({ "closeness": support.scores });
+                }
                 let transcript = &mut runs[i].transcript;
                 model.ask(transcript, &text)?;
                 model.append(transcript, ANSWER_TURN_START)?;
@@ -526,7 +528,6 @@ fn answer_both_orders(
         }
         None => (None, None),
     };
-    let closeness = support.map(|s| s.scores);
     let mut other = model.start(system, &re.text)?;
     let (text_at, tokens_at) = run.opened;
     other.text.push_str(run.transcript.text.get(text_at..).unwrap_or_default());
@@ -540,24 +541,28 @@ fn answer_both_orders(
     let (label, scores) = crate::orders::choose(choices, re, &asked, &reordered)?;
     model.append(&mut run.transcript, &format!(" {label}"))?;
     run.model_calls += 2;
-    step.arguments = serde_json::json!({ "answer": label, "scores": scores, "closeness": closeness });
+    step.arguments = serde_json::json!({ "answer": label, "scores": scores });
+    if let Some(support) = support {
+        step.arguments["closeness"] = serde_json::json!(support.scores);
+    }
     run.answer = Some(label);
     Ok(())
 }
 
 /// Takes the label the answer turn wrote as the run's answer (the grammar
 /// admits nothing else; a length cut leaves an error and no label).
+/// The label goes into the step's arguments beside what the turn put
+/// there (the closeness, if it was shown).
 fn answer_label(config: &AgentConfig, run: &mut Run<'_>, step: &mut TraceStep, text: &str) {
-    let closeness = step.arguments.get("closeness").cloned().filter(|c| !c.is_null());
     let label = config.choices.as_ref().and_then(|c| c.find(text)).map(str::to_string);
     if label.is_none() {
         step.error = Some(format!("the answer {:?} is not one of the labels", text.trim()));
     }
     let label = label.unwrap_or_default();
-    step.arguments = match closeness {
-        Some(c) => serde_json::json!({ "answer": label, "closeness": c }),
-        None => serde_json::json!({ "answer": label }),
-    };
+    if !step.arguments.is_object() {
+        step.arguments = serde_json::json!({});
+    }
+    step.arguments["answer"] = serde_json::json!(label);
     run.answer = Some(label);
 }
 
