@@ -72,10 +72,10 @@ impl Linear {
                 // Decoding is fastest on eight rows interleaved (x86, see
                 // `x8::applies`); the copy replaces the mapped pages in
                 // memory.
-                if qkernels::x8::applies(kind, out) {
-                    if let Some(packed) = qkernels::x8::pack(kind, weights.bytes(), out, inner) {
+                if let Some(len) = qkernels::x8::packed_len(kind, out, inner).filter(|_| qkernels::x8::applies(kind, out)) {
+                    if let Some(packed) = map.repacked(len, |dst| qkernels::x8::pack_into(kind, weights.bytes(), out, inner, dst))? {
                         weights.release();
-                        return Ok(Linear::Native { kind, weights: WeightBytes::Interleaved(Arc::new(packed)), out, inner, device: device.clone() });
+                        return Ok(Linear::Native { kind, weights: WeightBytes::Interleaved(packed), out, inner, device: device.clone() });
                     }
                 }
                 return Ok(Linear::Native { kind, weights: WeightBytes::Mapped(weights), out, inner, device: device.clone() });

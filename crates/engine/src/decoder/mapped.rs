@@ -22,9 +22,12 @@ use std::sync::Arc;
 use candle_core::quantized::{gguf_file, QTensor};
 use memmap2::Mmap;
 
-/// A read-only map of a whole model file.
+use super::arena::{Arena, ArenaBytes};
+
+/// A read-only map of a whole model file, and the memory its repacked
+/// matrices are copied into.
 #[derive(Clone)]
-pub(crate) struct ModelMap(Arc<Mmap>);
+pub(crate) struct ModelMap(Arc<Mmap>, Arc<Arena>);
 
 impl ModelMap {
     /// Maps `file` read-only.
@@ -34,7 +37,7 @@ impl ModelMap {
         // not break memory safety of this process beyond what a truncation
         // (SIGBUS) would, as with llama.cpp's mmap loading.
         let map = unsafe { Mmap::map(file)? };
-        Ok(ModelMap(Arc::new(map)))
+        Ok(ModelMap(Arc::new(map), Arc::default()))
     }
 
     /// The bytes of tensor `name` of `content`, checked against the
@@ -52,6 +55,12 @@ impl ModelMap {
             Some(end) if end <= self.0.len() => Ok(MappedTensor { map: self.clone(), range: start..end }),
             _ => candle_core::bail!("tensor {name} needs {len} bytes at offset {start}, beyond the end of the file ({} bytes)", self.0.len()),
         }
+    }
+
+    /// `len` bytes of the model's repacked weights, written by `write`
+    /// ([`Arena::fill`]).
+    pub(crate) fn repacked(&self, len: usize, write: impl FnOnce(&mut [u8]) -> bool) -> std::io::Result<Option<ArenaBytes>> {
+        self.1.fill(len, write)
     }
 }
 
@@ -99,7 +108,7 @@ pub(crate) enum WeightBytes {
     /// Bytes in the mapped file.
     Mapped(MappedTensor),
     /// Rows interleaved by eight ([`super::qkernels::x8`]).
-    Interleaved(Arc<Vec<u8>>),
+    Interleaved(ArenaBytes),
 }
 
 /// Weight bytes in the layout they are stored in.
@@ -116,7 +125,7 @@ impl WeightBytes {
         Ok(match self {
             WeightBytes::Tensor(t) => Layout::Rows(t.data()?),
             WeightBytes::Mapped(m) => Layout::Rows(Cow::Borrowed(m.bytes())),
-            WeightBytes::Interleaved(b) => Layout::Interleaved(b.as_slice()),
+            WeightBytes::Interleaved(b) => Layout::Interleaved(b.bytes()),
         })
     }
 }

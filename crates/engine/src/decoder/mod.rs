@@ -12,6 +12,7 @@
 //! independently, so a sequence's logits do not depend on what else is in
 //! the batch (tests check batched and one-by-one greedy decoding agree).
 
+mod arena;
 mod attention;
 mod embed;
 mod f8;

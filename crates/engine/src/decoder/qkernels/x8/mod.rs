@@ -102,31 +102,42 @@ pub fn applies(kind: Kind, n: usize) -> bool {
 /// `None` for `n` not a multiple of [`ROWS`], `k` not one of the kind's
 /// block, or bytes that do not hold `n` such rows.
 pub fn pack(kind: Kind, w: &[u8], n: usize, k: usize) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; packed_len(kind, n, k)?];
+    pack_into(kind, w, n, k, &mut out).then_some(out)
+}
+
+/// The length of [`pack`]'s result; `None` for `n` not a multiple of
+/// [`ROWS`] or `k` not one of the kind's block.
+pub fn packed_len(kind: Kind, n: usize, k: usize) -> Option<usize> {
+    (n.is_multiple_of(ROWS) && k.is_multiple_of(kind.block_values())).then(|| n / ROWS * (k / kind.block_values()) * group_bytes(kind))
+}
+
+/// [`pack`] into `out` ([`packed_len`] bytes); false (and `out` left as it
+/// was) for a shape [`packed_len`] refuses, bytes that do not hold `n` such
+/// rows, or `out` of another length.
+pub fn pack_into(kind: Kind, w: &[u8], n: usize, k: usize, out: &mut [u8]) -> bool {
     let row_bytes = kind.row_bytes(k);
-    if !n.is_multiple_of(ROWS) || !k.is_multiple_of(kind.block_values()) || w.len() != n * row_bytes {
-        return None;
+    if packed_len(kind, n, k) != Some(out.len()) || w.len() != n * row_bytes {
+        return false;
     }
     let per_row = k / kind.block_values();
     let size = group_bytes(kind);
-    let mut out = vec![0u8; n / ROWS * per_row * size];
-    {
-        // Groups spread over the CPU pool (a model's worth is about a
-        // second of copying on one core).
-        let groups: Vec<std::sync::Mutex<&mut [u8]>> = out.chunks_exact_mut(per_row * size).map(std::sync::Mutex::new).collect();
-        candle_core::utils::barrier_pool().execute_chunked(groups.len(), |range| {
-            for g in range {
-                let Ok(mut group) = groups[g].lock() else { continue };
-                for (s, dst) in group.chunks_exact_mut(size).enumerate() {
-                    for r in 0..ROWS {
-                        let at = (g * ROWS + r) * row_bytes + s * kind.block_bytes();
-                        let src = &w[at..at + kind.block_bytes()];
-                        place(kind, src, dst, r);
-                    }
+    // Groups spread over the CPU pool (a model's worth is about a second
+    // of copying on one core).
+    let groups: Vec<std::sync::Mutex<&mut [u8]>> = out.chunks_exact_mut(per_row * size).map(std::sync::Mutex::new).collect();
+    candle_core::utils::barrier_pool().execute_chunked(groups.len(), |range| {
+        for g in range {
+            let Ok(mut group) = groups[g].lock() else { continue };
+            for (s, dst) in group.chunks_exact_mut(size).enumerate() {
+                for r in 0..ROWS {
+                    let at = (g * ROWS + r) * row_bytes + s * kind.block_bytes();
+                    let src = &w[at..at + kind.block_bytes()];
+                    place(kind, src, dst, r);
                 }
             }
-        });
-    }
-    Some(out)
+        }
+    });
+    true
 }
 
 /// Calls `f(from, to, len)` for each run of bytes that goes from row
