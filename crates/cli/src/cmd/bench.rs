@@ -74,12 +74,31 @@ pub struct EngineArgs {
     /// (0 skips it).
     #[arg(long, default_value_t = 1000)]
     pub prefix_tokens: usize,
-    /// Batch sizes for the batched-decoding measurement (empty skips it).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
-    pub batches: Vec<usize>,
+    /// Batch sizes for the batched-decoding measurement, comma-separated
+    /// (`--batches ""` skips it).
+    #[arg(long, value_parser = parse_batches, default_value = "1,2,4,8")]
+    pub batches: BatchSizes,
     /// Write the markdown report here (the engine section is replaced in place).
     #[arg(long, default_value = "benches/RESULTS.md")]
     pub out: PathBuf,
+}
+
+/// Batch sizes of `bench engine --batches` (none: the measurement is
+/// skipped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSizes(pub Vec<usize>);
+
+/// `1,2,4` to the sizes, `""` to none; each a positive integer.
+fn parse_batches(s: &str) -> Result<BatchSizes, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| match v.parse::<usize>() {
+            Ok(0) | Err(_) => Err(format!("batch size '{v}' is not a positive integer")),
+            Ok(n) => Ok(n),
+        })
+        .collect::<Result<_, _>>()
+        .map(BatchSizes)
 }
 
 #[derive(Debug, Args)]
@@ -197,8 +216,8 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
         ]);
         if kind == "llama" {
             c.args(["--prefix-tokens", &args.prefix_tokens.to_string()]);
-            if !args.batches.is_empty() {
-                c.arg("--batches").arg(args.batches.iter().map(usize::to_string).collect::<Vec<_>>().join(","));
+            if !args.batches.0.is_empty() {
+                c.arg("--batches").arg(args.batches.0.iter().map(usize::to_string).collect::<Vec<_>>().join(","));
             }
         }
         c
@@ -295,7 +314,7 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
         args.gen_tokens,
         args.runs,
         args.prefix_tokens,
-        args.batches.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        args.batches.0.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
         if args.llama_python.is_some() { " --llama-python PY" } else { "" },
         if args.st_python.is_some() { " --st-python PY" } else { "" },
     ));
@@ -353,4 +372,18 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_parse_and_empty_skips() {
+        assert_eq!(parse_batches("1,2,4,8"), Ok(BatchSizes(vec![1, 2, 4, 8])));
+        assert_eq!(parse_batches(""), Ok(BatchSizes(vec![])));
+        assert_eq!(parse_batches(" 4 "), Ok(BatchSizes(vec![4])));
+        assert!(parse_batches("0").unwrap_err().contains("'0'"));
+        assert!(parse_batches("1,x").unwrap_err().contains("'x'"));
+    }
 }
