@@ -26,6 +26,17 @@ use std::sync::{Arc, Mutex};
 
 use memmap2::MmapMut;
 
+/// Whether this system hands out transparent huge pages to memory that
+/// asks for them (Linux with THP `always` or `madvise`); elsewhere a copy
+/// into an arena buys nothing over the mapped file.
+pub(crate) fn huge_pages_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        cfg!(target_os = "linux")
+            && std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").is_ok_and(|s| s.contains("[always]") || s.contains("[madvise]"))
+    })
+}
+
 /// Huge page size on x86-64 and most aarch64 kernels.
 const HUGE_PAGE: usize = 2 << 20;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Shape, Tensor};
 
+use super::arena;
 use super::mapped::{Layout, MappedTensor, ModelMap, WeightBytes};
 use super::qkernels::{self, Kind};
 
@@ -76,6 +77,18 @@ impl Linear {
                     if let Some(packed) = map.repacked(len, |dst| qkernels::x8::pack_into(kind, weights.bytes(), out, inner, dst))? {
                         weights.release();
                         return Ok(Linear::Native { kind, weights: WeightBytes::Interleaved(packed), out, inner, device: device.clone() });
+                    }
+                }
+                // The rest is read as it is, from huge pages where the
+                // system has them (see `arena`).
+                if arena::huge_pages_available() {
+                    let bytes = weights.bytes();
+                    if let Some(copy) = map.repacked(bytes.len(), |dst| {
+                        dst.copy_from_slice(bytes);
+                        true
+                    })? {
+                        weights.release();
+                        return Ok(Linear::Native { kind, weights: WeightBytes::Copied(copy), out, inner, device: device.clone() });
                     }
                 }
                 return Ok(Linear::Native { kind, weights: WeightBytes::Mapped(weights), out, inner, device: device.clone() });
