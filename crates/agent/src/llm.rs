@@ -97,7 +97,7 @@ pub trait AgentLlm: Summarizer {
     /// teacher forcing; the transcript is left as it was. The default
     /// refuses: only models that expose their logits can score.
     fn score_choices(&mut self, _transcript: &Transcript, _lead: &str, _choices: &Choices) -> Result<Vec<f32>> {
-        Err(AgentError::Unsupported("this model cannot score labels (needs a model of its own, not a shared one)".into()))
+        Err(AgentError::Unsupported("this model cannot score labels (it does not expose its logits)".into()))
     }
 
     /// Says whose work the following calls are (a user id): an engine that
@@ -172,14 +172,19 @@ impl<M: ChatModel> AgentLlm for M {
     }
 
     fn score_choices(&mut self, transcript: &Transcript, lead: &str, choices: &Choices) -> Result<Vec<f32>> {
-        let continuations =
-            choices.labels().iter().map(|l| self.tokenizer().encode(&format!("{lead}{l}"), false)).collect::<persona_engine::Result<Vec<_>>>()?;
+        let continuations = label_continuations(self.tokenizer(), lead, choices)?;
         Ok(self.score_continuations(transcript.tokens.clone(), &continuations, ContextPolicy::TruncateStart)?)
     }
 
     fn set_scope(&mut self, scope: &str) {
         self.set_cache_scope(scope);
     }
+}
+
+/// The tokens of `lead` + each label of `choices`, to score after a
+/// transcript.
+pub(crate) fn label_continuations(tokenizer: &persona_engine::GgufTokenizer, lead: &str, choices: &Choices) -> Result<Vec<Vec<u32>>> {
+    Ok(choices.labels().iter().map(|l| tokenizer.encode(&format!("{lead}{l}"), false)).collect::<persona_engine::Result<Vec<_>>>()?)
 }
 
 fn run<M: ChatModel>(

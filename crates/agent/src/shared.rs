@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use persona_engine::{ChatMessage, GenerationParams, GrammarConstraint, ModelClient};
+use persona_engine::{ChatMessage, ContextPolicy, GenerationParams, GrammarConstraint, ModelClient};
 use persona_memory::Summarizer;
 
 use crate::choice::{ChoiceGrammar, Choices};
 use crate::error::Result;
 use crate::grammar::StepGrammar;
-use crate::llm::{append_generation, append_turn, check_batch, choice_answer, turn_text, AgentLlm, Continuation, Transcript};
+use crate::llm::{append_generation, append_turn, check_batch, choice_answer, label_continuations, turn_text, AgentLlm, Continuation, Transcript};
 
 /// An [`AgentLlm`] whose calls run in a shared model's batch. Cheap to
 /// clone; give each thread its own.
@@ -102,6 +102,11 @@ impl AgentLlm for SharedLlm {
         let constraint = GrammarConstraint::new(ChoiceGrammar::new(choices), self.0.tokenizer().token_bytes());
         let generation = self.0.generate(tokens, params, Some(Box::new(constraint)))?;
         choice_answer(&generation, choices, params)
+    }
+
+    fn score_choices(&mut self, transcript: &Transcript, lead: &str, choices: &Choices) -> Result<Vec<f32>> {
+        let continuations = label_continuations(self.0.tokenizer(), lead, choices)?;
+        Ok(self.0.score_continuations(transcript.tokens.clone(), continuations, ContextPolicy::TruncateStart)?)
     }
 
     fn set_scope(&mut self, scope: &str) {

@@ -373,6 +373,13 @@ fn answers_in_both_orders_do_not_depend_on_the_order_asked() {
     assert!(s1[0] != s1[1], "the scores tie: {s1:?}");
     assert!((s1[0] - s2[1]).abs() < 1e-3 && (s1[1] - s2[0]).abs() < 1e-3, "{s1:?} vs {s2:?}");
     assert_eq!(one == "[1]", two == "[2]", "{one} then {two}");
+    // A model shared by several users in flight (`bench lamp --jobs N`)
+    // scores the same, between the steps of its batch.
+    let shared = persona_engine::SharedModel::spawn(tiny(), 2).unwrap();
+    let mut client = persona_agent::SharedLlm(shared.client());
+    let (three, s3) =
+        complete_choice_both_orders(&mut client, "Answer with the label only.", &ask(parsing, galaxies), &swapped(ask(galaxies, parsing)), &choices).unwrap();
+    assert_eq!((three.as_str(), s3.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), (one.as_str(), s1.iter().map(|s| s.to_bits()).collect::<Vec<_>>()));
 
     // The agent's answer turn in both orders scores instead of decoding.
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,10 @@
 //! their calls decoded together instead of one after another. Each caller
 //! holds a [`ModelClient`]: it renders and tokenizes prompts on its own
 //! thread, sends them with their parameters, constraint and cache scope,
-//! and blocks until its sequences are done.
+//! and blocks until its sequences are done. A request to score
+//! continuations (the log-probability of each label after a prompt) is
+//! served by the model's thread between two steps of the batch, on the
+//! model's own working cache.
 //!
 //! A sequence gets the same tokens here as in a batch of
 //! [`GgufChatModel::generate_batch_constrained`]: its own sampler seeded by
@@ -21,10 +24,10 @@ use std::thread::JoinHandle;
 use crate::backend::Backend;
 use crate::batch::{Batch, SeqEvent, SeqId, SeqRequest};
 use crate::chat::{ChatMessage, ChatTemplate};
-use crate::chat_model::{prompt_ids, GgufChatModel, ModelInfo};
+use crate::chat_model::{prompt_ids, ChatModel, GgufChatModel, ModelInfo};
 use crate::constraint::TokenConstraint;
 use crate::error::{EngineError, Result};
-use crate::generation::{Generation, GenerationParams};
+use crate::generation::{ContextPolicy, Generation, GenerationParams};
 use crate::tokenizer::GgufTokenizer;
 
 /// A constraint that can travel to the model's thread.
@@ -43,10 +46,17 @@ struct Prompter {
 /// to run in its batch ([`ClientSequences`]).
 pub struct ClientRequest {
     prompt: Vec<u32>,
-    params: GenerationParams,
-    constraint: Option<SendConstraint>,
     scope: String,
-    reply: Sender<Result<Generation>>,
+    work: Work,
+}
+
+/// What a [`ClientRequest`] asks for.
+enum Work {
+    /// A sequence continuing the prompt, in the batch.
+    Generate { params: GenerationParams, constraint: Option<SendConstraint>, reply: Sender<Result<Generation>> },
+    /// The total log-probability of each continuation after the prompt
+    /// ([`GgufChatModel::score_continuations`]).
+    Score { continuations: Vec<Vec<u32>>, policy: ContextPolicy, reply: Sender<Result<Vec<f32>>> },
 }
 
 impl std::fmt::Debug for ClientRequest {
@@ -200,13 +210,27 @@ impl ModelClient {
         replies.iter().map(receive).collect()
     }
 
+    /// The total log-probability of each continuation after `prompt`, in
+    /// this client's scope (see [`GgufChatModel::score_continuations`]):
+    /// the model's thread computes it between two steps of its batch.
+    pub fn score_continuations(&self, prompt: Vec<u32>, continuations: Vec<Vec<u32>>, policy: ContextPolicy) -> Result<Vec<f32>> {
+        let (reply, answer) = channel();
+        self.send(prompt, Work::Score { continuations, policy, reply })?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
     fn submit(&self, prompt: Vec<u32>, params: &GenerationParams, constraint: Option<SendConstraint>) -> Result<Receiver<Result<Generation>>> {
         let (reply, answer) = channel();
-        let request = ClientRequest { prompt, params: params.clone(), constraint, scope: self.scope.clone(), reply };
-        if !(self.sink)(request) {
-            return Err(stopped());
-        }
+        self.send(prompt, Work::Generate { params: params.clone(), constraint, reply })?;
         Ok(answer)
+    }
+
+    fn send(&self, prompt: Vec<u32>, work: Work) -> Result<()> {
+        if (self.sink)(ClientRequest { prompt, scope: self.scope.clone(), work }) {
+            Ok(())
+        } else {
+            Err(stopped())
+        }
     }
 }
 
@@ -252,16 +276,29 @@ impl ClientSequences {
 
     /// Moves the oldest waiting request into `batch`; false when none was
     /// waiting. A request the model refuses (too long, say) is answered
-    /// with the error at once.
+    /// with the error at once; a scoring request is answered at once too,
+    /// computed on the model's working cache (the batch's sequences have
+    /// their own caches and wait for it).
     pub fn admit_next(&mut self, model: &mut GgufChatModel, batch: &mut Batch<'static>) -> bool {
-        let Some(ClientRequest { prompt, params, constraint, scope, reply }) = self.waiting.pop_front() else { return false };
-        let constraint = constraint.map(|c| c as Box<dyn TokenConstraint>);
-        match model.join(batch, SeqRequest { prompt, params, constraint, scope }) {
-            Ok(id) => {
-                self.running.insert(id, reply);
+        let Some(ClientRequest { prompt, scope, work }) = self.waiting.pop_front() else { return false };
+        match work {
+            Work::Generate { params, constraint, reply } => {
+                let constraint = constraint.map(|c| c as Box<dyn TokenConstraint>);
+                match model.join(batch, SeqRequest { prompt, params, constraint, scope }) {
+                    Ok(id) => {
+                        self.running.insert(id, reply);
+                    }
+                    // A caller that went away needs no answer.
+                    Err(e) => drop(reply.send(Err(e))),
+                }
             }
-            // A caller that went away needs no answer.
-            Err(e) => drop(reply.send(Err(e))),
+            Work::Score { continuations, policy, reply } => {
+                let owner = model.scope.clone();
+                model.set_cache_scope(&scope);
+                let scores = model.score_continuations(prompt, &continuations, policy);
+                model.set_cache_scope(&owner);
+                drop(reply.send(scores));
+            }
         }
         true
     }

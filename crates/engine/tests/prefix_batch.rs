@@ -347,7 +347,7 @@ fn sequences_of_a_batch_prefill_a_shared_prefix_once() {
 /// The shared model (its own thread, clients on several threads).
 mod shared_model {
     use super::load;
-    use persona_engine::{ChatMessage, ChatModel, EngineError, GenerationParams, GrammarConstraint, JsonGrammar, SharedModel, TokenConstraint};
+    use persona_engine::{ChatMessage, ChatModel, ContextPolicy, EngineError, GenerationParams, GrammarConstraint, JsonGrammar, SharedModel, TokenConstraint};
 
     const QUESTIONS: [&str; 4] = ["Name a planet.", "What is rust made of?", "Say hello in French.", "Count to five."];
 
@@ -424,6 +424,39 @@ mod shared_model {
         assert!(zero.contains("max_tokens"), "{zero}");
         drop(client);
         shared.join().unwrap();
+    }
+
+    #[test]
+    fn scores_through_a_shared_model_are_the_model_s_own_while_a_batch_runs() {
+        let mut alone = load("tiny");
+        let text = alone.render_chat(&[ChatMessage::system("Answer with one word."), ChatMessage::user(QUESTIONS[0])]).unwrap();
+        let prompt = alone.encode_prompt(&text).unwrap();
+        let continuations: Vec<Vec<u32>> = ["yes", "no", "maybe so"].iter().map(|c| alone.tokenizer().encode(c, false).unwrap()).collect();
+        let expected = alone.score_continuations(prompt.clone(), &continuations, ContextPolicy::TruncateStart).unwrap();
+        assert!(expected.iter().all(|s| s.is_finite() && *s < 0.0), "{expected:?}");
+        let params = GenerationParams { max_tokens: 24, ignore_eos: true, ..Default::default() };
+        let generated = alone.generate_tokens(prompt.clone(), &params, None, &mut |_| true).unwrap();
+
+        let shared = SharedModel::spawn(load("tiny"), 4).unwrap();
+        let (scores, generation) = std::thread::scope(|s| {
+            // A generation in the batch while another client scores.
+            let running = s.spawn(|| shared.client().generate(prompt.clone(), &params, None));
+            let mut client = shared.client();
+            client.set_scope("user-7");
+            let scores: Vec<Vec<f32>> =
+                (0..3).map(|_| client.score_continuations(prompt.clone(), continuations.clone(), ContextPolicy::TruncateStart).unwrap()).collect();
+            (scores, running.join().unwrap().unwrap())
+        });
+        for got in &scores {
+            assert_eq!(
+                got.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|s| s.to_bits()).collect::<Vec<_>>(),
+                "{got:?} vs {expected:?}"
+            );
+        }
+        assert_eq!(generation.tokens, generated.tokens, "the batch's sequence is untouched by the scoring");
+        let err = shared.client().score_continuations(prompt, vec![Vec::new()], ContextPolicy::TruncateStart).unwrap_err().to_string();
+        assert!(err.contains("continuation 0"), "{err}");
     }
 
     #[test]

@@ -119,7 +119,8 @@ pub struct LampArgs {
     /// orders add up best: small models otherwise answer by position
     /// (the 0.5B model answers `[1]` for every LaMP-1 user). Agents (and
     /// alignment's replays) do so in the answer turn, so it needs
-    /// --answer-turn for them; not with --jobs above 1 or --free-text.
+    /// --answer-turn for them; not with --free-text. With --jobs above 1
+    /// the shared model scores between its batch's steps.
     #[arg(long, conflicts_with = "free_text")]
     pub both_orders: bool,
     /// Records per memory search (K).
@@ -288,17 +289,9 @@ pub fn evaluate(ctx: &Context, args: &LampArgs) -> Result<Evaluation> {
     config.align.semantic.counts_in_profile = args.counts_in_profile;
     config.free_text = args.free_text;
     config.both_orders = args.both_orders;
-    if args.both_orders {
-        if args.jobs > 1 {
-            bail!(
-                "--both-orders scores labels with the model's own log-probabilities, which a model shared by --jobs {} does not give: use --jobs 1",
-                args.jobs
-            );
-        }
-        if !config.align.agent.answer_turn {
-            if let Some(m) = methods.iter().find(|m| m.uses_agent()) {
-                bail!("--both-orders: the agent of method {m} answers in both orders in its answer turn: add --answer-turn (or --answer-turn-records, --answer-turn-closeness)");
-            }
+    if args.both_orders && !config.align.agent.answer_turn {
+        if let Some(m) = methods.iter().find(|m| m.uses_agent()) {
+            bail!("--both-orders: the agent of method {m} answers in both orders in its answer turn: add --answer-turn (or --answer-turn-records, --answer-turn-closeness)");
         }
     }
     config.align.validate()?;
