@@ -61,6 +61,13 @@ pub struct EngineArgs {
     /// Measured runs per model (median reported; one warm-up run first).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Rounds per model: persona-engine and llama.cpp measured in turn this
+    /// many times, each figure the median over the rounds, and the ratios
+    /// of every round listed. On a machine whose memory bandwidth drifts
+    /// (a shared VM) this keeps a slow minute from landing on one engine
+    /// only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
     /// Python with llama-cpp-python installed (the llama.cpp reference); skipped if absent.
     #[arg(long, env = "PERSONA_LLAMA_PYTHON", value_name = "PYTHON")]
     pub llama_python: Option<PathBuf>,
@@ -192,6 +199,21 @@ struct Row {
     sha256: String,
     ours: Measurement,
     reference: Option<Measurement>,
+    /// Each round's (prefill, decode) ratio, with `--rounds` above 1.
+    rounds: Vec<(f64, f64)>,
+}
+
+/// One measurement from several rounds: each figure the median over them
+/// (prefix reuse and batching from the round with the median decode).
+fn median_of(rounds: &[Measurement]) -> Option<Measurement> {
+    let pick = |f: fn(&Measurement) -> f64| bench::median(rounds.iter().map(f).collect());
+    let decode = pick(|m| m.decode_tok_s);
+    let mut m = rounds.iter().find(|m| m.decode_tok_s == decode)?.clone();
+    m.load_ms = pick(|m| m.load_ms);
+    m.prefill_tok_s = pick(|m| m.prefill_tok_s);
+    m.ttft_ms = pick(|m| m.ttft_ms);
+    m.peak_rss_mb = pick(|m| m.peak_rss_mb);
+    Some(m)
 }
 
 fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
@@ -240,15 +262,24 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
         let path = ctx.ensure_installed(entry)?;
         let prepared = spawn_json(worker("prepare", &path, &prompt_file), "the persona-engine prepare step")?;
         eprintln!("measuring {name} (persona-engine; first load incl. any one-time repack: {:.0} ms)...", prepared.load_ms);
-        let ours = spawn_json(worker("llama", &path, &prompt_file), "the persona-engine worker")?;
-        let reference = match &args.llama_python {
-            Some(py) => {
-                eprintln!("measuring {name} (llama.cpp)...");
-                Some(spawn_json(reference(py, "llama", &path, "--prompt-file", &prompt_file), "the llama.cpp reference")?)
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 1..=args.rounds {
+            if args.rounds > 1 {
+                eprintln!("round {round} of {}", args.rounds);
             }
-            None => None,
+            ours.push(spawn_json(worker("llama", &path, &prompt_file), "the persona-engine worker")?);
+            if let Some(py) = &args.llama_python {
+                eprintln!("measuring {name} (llama.cpp)...");
+                theirs.push(spawn_json(reference(py, "llama", &path, "--prompt-file", &prompt_file), "the llama.cpp reference")?);
+            }
+        }
+        let rounds = if args.rounds > 1 {
+            ours.iter().zip(&theirs).map(|(a, b)| (a.prefill_tok_s / b.prefill_tok_s, a.decode_tok_s / b.decode_tok_s)).collect()
+        } else {
+            Vec::new()
         };
-        rows.push(Row { model: name.clone(), sha256: entry.files[0].sha256.clone(), ours, reference });
+        let Some(ours) = median_of(&ours) else { bail!("no measurement of {name}") };
+        rows.push(Row { model: name.clone(), sha256: entry.files[0].sha256.clone(), ours, reference: median_of(&theirs), rounds });
     }
     let mut encoder_row = None;
     if args.encoder {
@@ -264,7 +295,7 @@ fn run_engine(ctx: &Context, args: EngineArgs) -> Result<()> {
             }
             None => None,
         };
-        encoder_row = Some(Row { model: "minilm".into(), sha256: entry.files[0].sha256.clone(), ours, reference });
+        encoder_row = Some(Row { model: "minilm".into(), sha256: entry.files[0].sha256.clone(), ours, reference, rounds: Vec::new() });
     }
     let section = render_section(&args, threads, &rows, encoder_row.as_ref());
     println!("{section}");
@@ -308,11 +339,12 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
     let mut s = String::new();
     s.push_str(&format!("## Engine: persona-engine vs llama.cpp, {}\n\n", kernel_class().1));
     s.push_str(&format!(
-        "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {} --prefix-tokens {} --batches {}{}{}`\n\n",
+        "Command: `persona --threads {threads} bench engine --models {} --prompt-tokens {} --gen-tokens {} --runs {}{} --prefix-tokens {} --batches {}{}{}`\n\n",
         args.models.join(","),
         args.prompt_tokens,
         args.gen_tokens,
         args.runs,
+        if args.rounds > 1 { format!(" --rounds {}", args.rounds) } else { String::new() },
         args.prefix_tokens,
         args.batches.0.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
         if args.llama_python.is_some() { " --llama-python PY" } else { "" },
@@ -356,6 +388,16 @@ fn render_section(args: &EngineArgs, threads: usize, rows: &[Row], encoder: Opti
             ));
         }
     }
+    if rows.iter().any(|r| !r.rounds.is_empty()) {
+        s.push_str(&format!(
+            "\nRounds: the two engines measured in turn {} times; the tables give each figure's median over the rounds, and each round's ratios (prefill / decode) were:\n\n",
+            args.rounds
+        ));
+        for r in rows.iter().filter(|r| !r.rounds.is_empty()) {
+            let each: Vec<String> = r.rounds.iter().map(|(p, d)| format!("{p:.2}x / {d:.2}x")).collect();
+            s.push_str(&format!("- {}: {}\n", r.model, each.join(", ")));
+        }
+    }
     let reuse: Vec<_> = rows.iter().map(|r| (r.model.as_str(), r.ours.prefix.as_ref(), r.ours.batches.as_slice())).collect();
     s.push_str(&crate::cmd::bench_reuse::render(&reuse));
     if let Some(r) = encoder {
@@ -385,5 +427,20 @@ mod tests {
         assert_eq!(parse_batches(" 4 "), Ok(BatchSizes(vec![4])));
         assert!(parse_batches("0").unwrap_err().contains("'0'"));
         assert!(parse_batches("1,x").unwrap_err().contains("'x'"));
+    }
+
+    #[test]
+    fn rounds_give_each_figure_s_median() {
+        let m = |decode: f64, prefill: f64, rss: f64, engine: &str| Measurement {
+            engine: engine.into(),
+            decode_tok_s: decode,
+            prefill_tok_s: prefill,
+            peak_rss_mb: rss,
+            ..Default::default()
+        };
+        let got = median_of(&[m(24.0, 90.0, 1300.0, "a"), m(27.0, 80.0, 1310.0, "b"), m(25.0, 95.0, 1290.0, "c")]).unwrap();
+        assert_eq!((got.decode_tok_s, got.prefill_tok_s, got.peak_rss_mb), (25.0, 90.0, 1300.0));
+        assert_eq!(got.engine, "c", "the rest from the round with the median decode");
+        assert!(median_of(&[]).is_none());
     }
 }
