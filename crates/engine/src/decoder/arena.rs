@@ -4,8 +4,9 @@
 //! gigabyte streamed through the TLB, 262,144 pages of 4 KiB. With
 //! transparent huge pages on request (`madvise`, the default of most
 //! distributions) a plain `Vec` gets small pages, and the page walks cost
-//! about a quarter of the interleaved Q4_K kernel's time on two AVX2 cores
-//! (1.47 against 1.08 ms for 63 MB, `examples/qmatmul_speed.rs`). So the
+//! about a quarter of the interleaved Q4_K kernel's time (its AVX2 code,
+//! `PERSONA_SIMD=avx2`, on two cores of an AMD EPYC with AVX-512 VNNI:
+//! 1.47 against 1.08 ms for 63 MB, `examples/qmatmul_speed.rs`). So the
 //! matrices that are copied at load ([`super::qkernels::x8`]) go into
 //! anonymous regions advised `MADV_HUGEPAGE`, packed one after the other
 //! so that small matrices share huge pages too. Where huge pages are off or
