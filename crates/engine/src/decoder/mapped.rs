@@ -9,9 +9,9 @@
 //! weight per token, and 4 KiB pages cost it 6% on the 0.5B model with the
 //! VNNI kernels, 10% on the 1.5B with the AVX2 ones, both on two cores of
 //! an AMD EPYC with AVX-512 VNNI) and the file's pages are dropped from
-//! this process; elsewhere
-//! they are used in place, the way llama.cpp maps its models, shared with
-//! the file cache and with other processes using the model.
+//! this process; elsewhere they are used in place, the way llama.cpp maps
+//! its models, shared with the file cache and with other processes using
+//! the model.
 //!
 //! The file must not change while it is mapped: installed models are
 //! written once (to a temporary name, then renamed) and verified by sha256.
