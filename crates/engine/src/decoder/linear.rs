@@ -97,6 +97,50 @@ impl Linear {
         Self::new(native, content.tensor(reader, name, device)?)
     }
 
+    /// `x` of shape `(rows, in)` through each of `layers` (all reading it):
+    /// one product over all of them where the interleaved decoding kernel
+    /// takes them ([`qkernels::x8::matmul_parts`]: the small key and value
+    /// projections stream at a fraction of the bandwidth alone), otherwise
+    /// one layer after the other. The same bits either way.
+    pub(crate) fn forward_all<const N: usize>(layers: [&Linear; N], x: &Tensor) -> candle_core::Result<[Tensor; N]> {
+        if let Some(ys) = Self::forward_joint(&layers, x)? {
+            return Ok(ys);
+        }
+        let mut ys = Vec::with_capacity(N);
+        for layer in layers {
+            ys.push(layer.forward(x)?);
+        }
+        ys.try_into().map_err(|_| candle_core::Error::Msg("a layer gave no output".into()))
+    }
+
+    /// [`Linear::forward_all`]'s joint product; `None` where it does not
+    /// apply.
+    fn forward_joint<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> candle_core::Result<Option<[Tensor; N]>> {
+        let (rows, width) = x.dims2()?;
+        let mut parts = Vec::with_capacity(N);
+        let mut device = None;
+        for layer in layers {
+            let Linear::Native { kind, weights, out, inner, device: d } = layer else { return Ok(None) };
+            let Layout::Interleaved(packed) = weights.layout()? else { return Ok(None) };
+            if *inner != width {
+                candle_core::bail!("linear layer expects {inner} inputs, got {width}");
+            }
+            parts.push(qkernels::x8::Part { kind: *kind, packed, n: *out });
+            device = Some(d);
+        }
+        let Some(device) = device else { return Ok(None) };
+        if rows > 4 {
+            return Ok(None);
+        }
+        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let Some(ys) = qkernels::x8::matmul_parts(&parts, width, &xs, rows) else { return Ok(None) };
+        let mut out = Vec::with_capacity(N);
+        for (y, part) in ys.into_iter().zip(&parts) {
+            out.push(Tensor::from_vec(y, (rows, part.n), device)?);
+        }
+        Ok(out.try_into().ok())
+    }
+
     /// `x` of shape `(rows, in)` to `(rows, out)`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {

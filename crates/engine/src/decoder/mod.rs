@@ -220,7 +220,7 @@ impl Decoder {
         for li in 0..self.layers.len() {
             let layer = &self.layers[li];
             let h = layer.attn_norm.forward(&x)?;
-            let (mut q, mut k, mut v) = (layer.wq.forward(&h)?, layer.wk.forward(&h)?, layer.wv.forward(&h)?);
+            let [mut q, mut k, mut v] = Linear::forward_all([&layer.wq, &layer.wk, &layer.wv], &h)?;
             if let Some((bq, bk, bv)) = &layer.bias {
                 q = q.broadcast_add(bq)?;
                 k = k.broadcast_add(bk)?;
@@ -235,7 +235,8 @@ impl Decoder {
             let layer = &self.layers[li];
             x = (layer.wo.forward(&attn)? + x)?;
             let h = layer.ffn_norm.forward(&x)?;
-            let ff = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+            let [gate, up] = Linear::forward_all([&layer.gate, &layer.up], &h)?;
+            let ff = (candle_nn::ops::silu(&gate)? * up)?;
             x = (layer.down.forward(&ff)? + x)?;
         }
         for (s, (_, len, _, _)) in seqs.iter_mut().zip(&spans) {
