@@ -197,16 +197,24 @@ pub fn quantize_rows(x: &[f32], k: usize, group: usize) -> Vec<ActBlock> {
     debug_assert!(group.is_multiple_of(BLOCK) && k.is_multiple_of(group));
     let mut out = Vec::with_capacity(x.len() / BLOCK);
     for g in x.chunks_exact(group) {
-        let amax = g.iter().fold(0f32, |m, &a| m.max(a.abs()));
+        // Eight running maxima (the compiler keeps them in one register);
+        // the maximum is the same in any order.
+        let mut lanes = [0f32; 8];
+        for c in g.chunks_exact(8) {
+            for (l, &a) in lanes.iter_mut().zip(c) {
+                *l = l.max(a.abs());
+            }
+        }
+        let amax = lanes.iter().fold(0f32, |m, &l| m.max(l));
         let d = amax / 127.0;
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
         for v in g.chunks_exact(BLOCK) {
             let mut qs = [0i8; BLOCK];
-            let mut hs = [0i32; 2];
-            for (i, (q, &a)) in qs.iter_mut().zip(v).enumerate() {
+            for (q, &a) in qs.iter_mut().zip(v) {
                 *q = (a * id).round() as i8;
-                hs[i / 16] += *q as i32;
             }
+            let half = |h: &[i8]| h.iter().map(|&q| q as i32).sum::<i32>();
+            let hs = [half(&qs[..16]), half(&qs[16..])];
             out.push(ActBlock { qs, d, s: d * (hs[0] + hs[1]) as f32, hs, bs: [0; 8] });
         }
     }
@@ -449,6 +457,36 @@ pub(super) mod tests {
             for i in 0..m {
                 for j in 0..n {
                     assert_eq!(out[i * n + j], by_row[j * m + i], "n {n} m {m} at ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantizing_gives_the_scalar_definitions_values() {
+        // Ties of rounding (x.5 after scaling), exact zeros, a NaN (which
+        // `max` skips), rows of 32- and 256-value groups.
+        let k = 512;
+        let mut x: Vec<f32> = (0..2 * k).map(|i| ((i * 7919) % 4001) as f32 / 1000.0 - 2.0).collect();
+        x[3] = 127.0 * 0.5 / 127.0;
+        x[40] = -2.5;
+        x[41] = 2.5;
+        x[300] = f32::NAN;
+        x[600..632].fill(0.0);
+        for group in [BLOCK, 256] {
+            let got = quantize_rows(&x, k, group);
+            assert_eq!(got.len(), x.len() / BLOCK);
+            for (g, values) in x.chunks_exact(group).enumerate() {
+                let amax = values.iter().fold(0f32, |m, &a| m.max(a.abs()));
+                let d = amax / 127.0;
+                let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                for (b, v) in values.chunks_exact(BLOCK).enumerate() {
+                    let block = &got[g * group / BLOCK + b];
+                    let qs: Vec<i8> = v.iter().map(|&a| (a * id).round() as i8).collect();
+                    let hs = [qs[..16].iter().map(|&q| q as i32).sum::<i32>(), qs[16..].iter().map(|&q| q as i32).sum::<i32>()];
+                    assert_eq!(block.qs.to_vec(), qs, "group {group}, block {b} of {g}");
+                    assert_eq!((block.d.to_bits(), block.hs), (d.to_bits(), hs), "group {group}, block {b} of {g}");
+                    assert_eq!(block.s.to_bits(), (d * (hs[0] + hs[1]) as f32).to_bits());
                 }
             }
         }

@@ -351,7 +351,13 @@ pub fn matmul_parts_on(isa: Isa, parts: &[Part<'_>], k: usize, x: &[f32], m: usi
             }
         }
     });
-    let columns = |p: &Part<'_>, start: usize| (0..m).flat_map(|i| y[i * total + start..i * total + start + p.n].iter().copied()).collect();
+    let columns = |p: &Part<'_>, start: usize| {
+        let mut out = Vec::with_capacity(m * p.n);
+        for i in 0..m {
+            out.extend_from_slice(&y[i * total + start..i * total + start + p.n]);
+        }
+        out
+    };
     Some(parts.iter().zip(&starts).map(|(p, &start)| columns(p, start)).collect())
 }
 
