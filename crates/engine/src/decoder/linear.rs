@@ -103,8 +103,16 @@ impl Linear {
     /// projections stream at a fraction of the bandwidth alone), otherwise
     /// one layer after the other. The same bits either way.
     pub(crate) fn forward_all<const N: usize>(layers: [&Linear; N], x: &Tensor) -> candle_core::Result<[Tensor; N]> {
-        if let Some(ys) = Self::forward_joint(&layers, x)? {
-            return Ok(ys);
+        if let Some((parts, xs, device)) = Self::decoding_parts(&layers, x)? {
+            if let Some(ys) = qkernels::x8::matmul_parts(&parts, xs.len() / x.dim(0)?, &xs, x.dim(0)?) {
+                let mut out = Vec::with_capacity(N);
+                for (y, part) in ys.into_iter().zip(&parts) {
+                    out.push(Tensor::from_vec(y, (x.dim(0)?, part.n), &device)?);
+                }
+                if let Ok(out) = out.try_into() {
+                    return Ok(out);
+                }
+            }
         }
         let mut ys = Vec::with_capacity(N);
         for layer in layers {
@@ -113,11 +121,29 @@ impl Linear {
         ys.try_into().map_err(|_| candle_core::Error::Msg("a layer gave no output".into()))
     }
 
-    /// [`Linear::forward_all`]'s joint product; `None` where it does not
-    /// apply.
-    fn forward_joint<const N: usize>(layers: &[&Linear; N], x: &Tensor) -> candle_core::Result<Option<[Tensor; N]>> {
+    /// `silu(x G^T) * (x U^T)` for the gate and up projections of a gated
+    /// feed-forward layer: products and combination in the same tasks where
+    /// the interleaved decoding kernel takes them
+    /// ([`qkernels::x8::matmul_swiglu`]), otherwise two products and
+    /// candle's `silu` and product. The same bits either way.
+    pub(crate) fn forward_swiglu(gate: &Linear, up: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some((parts, xs, device)) = Self::decoding_parts(&[gate, up], x)? {
+            let rows = x.dim(0)?;
+            if let Some(y) = qkernels::x8::matmul_swiglu(parts[0], parts[1], xs.len() / rows, &xs, rows) {
+                return Tensor::from_vec(y, (rows, parts[0].n), &device);
+            }
+        }
+        candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?
+    }
+
+    /// The interleaved weights of `layers`, the values of `x` and the
+    /// device, when every layer has interleaved weights and `x` (of
+    /// `(rows, in)`) is a decoding step's (at most four rows); `None`
+    /// otherwise.
+    #[allow(clippy::type_complexity)]
+    fn decoding_parts<'a>(layers: &[&'a Linear], x: &Tensor) -> candle_core::Result<Option<(Vec<qkernels::x8::Part<'a>>, Vec<f32>, Device)>> {
         let (rows, width) = x.dims2()?;
-        let mut parts = Vec::with_capacity(N);
+        let mut parts = Vec::with_capacity(layers.len());
         let mut device = None;
         for layer in layers {
             let Linear::Native { kind, weights, out, inner, device: d } = layer else { return Ok(None) };
@@ -126,19 +152,10 @@ impl Linear {
                 candle_core::bail!("linear layer expects {inner} inputs, got {width}");
             }
             parts.push(qkernels::x8::Part { kind: *kind, packed, n: *out });
-            device = Some(d);
+            device = Some(d.clone());
         }
-        let Some(device) = device else { return Ok(None) };
-        if rows > 4 {
-            return Ok(None);
-        }
-        let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let Some(ys) = qkernels::x8::matmul_parts(&parts, width, &xs, rows) else { return Ok(None) };
-        let mut out = Vec::with_capacity(N);
-        for (y, part) in ys.into_iter().zip(&parts) {
-            out.push(Tensor::from_vec(y, (rows, part.n), device)?);
-        }
-        Ok(out.try_into().ok())
+        let Some(device) = device.filter(|_| rows <= 4) else { return Ok(None) };
+        Ok(Some((parts, x.contiguous()?.flatten_all()?.to_vec1::<f32>()?, device)))
     }
 
     /// `x` of shape `(rows, in)` to `(rows, out)`.

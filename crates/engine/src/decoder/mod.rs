@@ -235,8 +235,7 @@ impl Decoder {
             let layer = &self.layers[li];
             x = (layer.wo.forward(&attn)? + x)?;
             let h = layer.ffn_norm.forward(&x)?;
-            let [gate, up] = Linear::forward_all([&layer.gate, &layer.up], &h)?;
-            let ff = (candle_nn::ops::silu(&gate)? * up)?;
+            let ff = Linear::forward_swiglu(&layer.gate, &layer.up, &h)?;
             x = (layer.down.forward(&ff)? + x)?;
         }
         for (s, (_, len, _, _)) in seqs.iter_mut().zip(&spans) {

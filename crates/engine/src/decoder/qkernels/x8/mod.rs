@@ -297,69 +297,8 @@ pub fn matmul_on(isa: Isa, kind: Kind, packed: &[u8], n: usize, k: usize, x: &[f
     })
 }
 
-/// One matrix of a [`matmul_parts`] product: `n` rows of `kind`
-/// interleaved by [`pack`].
-#[derive(Clone, Copy)]
-pub struct Part<'a> {
-    /// The quantization type.
-    pub kind: Kind,
-    /// The interleaved bytes ([`packed_len`] of `n` rows).
-    pub packed: &'a [u8],
-    /// Rows (a multiple of [`ROWS`]).
-    pub n: usize,
-}
-
-/// Several interleaved matrices of `k` values per row times the same `m`
-/// activation rows, in one pass: the activations are quantized once and
-/// the CPU pool goes over all the matrices' row groups as one list, so a
-/// small matrix (a 256-row key or value projection) costs no dispatch and
-/// no tail of its own. Each part's result is `(m, n)` as [`matmul`] gives
-/// it, with the same bits. `None` where this decoding path does not apply:
-/// no parts, more than four activation rows, a CPU without AVX2, parts
-/// whose kinds group activations differently ([`Kind::act_group`]), or
-/// bytes that do not hold a part's rows.
-pub fn matmul_parts(parts: &[Part<'_>], k: usize, x: &[f32], m: usize) -> Option<Vec<Vec<f32>>> {
-    matmul_parts_on(super::isa(), parts, k, x, m)
-}
-
-/// [`matmul_parts`] on a given instruction set (one this CPU lacks falls
-/// back to the best it has).
-pub fn matmul_parts_on(isa: Isa, parts: &[Part<'_>], k: usize, x: &[f32], m: usize) -> Option<Vec<Vec<f32>>> {
-    let isa = isa.or_supported_below();
-    let act_group = parts.first()?.kind.act_group();
-    let fits = |p: &Part<'_>| p.kind.act_group() == act_group && packed_len(p.kind, p.n, k) == Some(p.packed.len());
-    if !cfg!(target_arch = "x86_64") || isa < Isa::Avx2 || m == 0 || m > 4 || x.len() != m * k || !parts.iter().all(fits) {
-        return None;
-    }
-    let acts = quantize_rows(x, k, act_group);
-    let blocks = k / BLOCK;
-    // Each part's first row in the joint list of rows.
-    let starts: Vec<usize> = parts.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p.n))).collect();
-    let total: usize = parts.iter().map(|p| p.n).sum();
-    let y = super::over_tasks(total, m, |first, out, _| {
-        #[cfg(target_arch = "x86_64")]
-        for g in 0..out.len() / m / ROWS {
-            let row = first + g * ROWS;
-            let p = starts.partition_point(|&s| s <= row) - 1;
-            let part = &parts[p];
-            let group_len = k / part.kind.block_values() * group_bytes(part.kind);
-            let at = (row - starts[p]) / ROWS * group_len;
-            let y = avx2::group(part.kind, &part.packed[at..at + group_len], &acts, blocks, m);
-            for (r, lanes) in y.iter().enumerate() {
-                let to = (g * ROWS + r) * m;
-                out[to..to + m].copy_from_slice(&lanes[..m]);
-            }
-        }
-    });
-    let columns = |p: &Part<'_>, start: usize| {
-        let mut out = Vec::with_capacity(m * p.n);
-        for i in 0..m {
-            out.extend_from_slice(&y[i * total + start..i * total + start + p.n]);
-        }
-        out
-    };
-    Some(parts.iter().zip(&starts).map(|(p, &start)| columns(p, start)).collect())
-}
+mod joint;
+pub use joint::{matmul_parts, matmul_parts_on, matmul_swiglu, matmul_swiglu_on, Part};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -391,40 +330,6 @@ mod tests {
             assert!(pack(kind, &w[..(n - 1) * kind.row_bytes(k)], n - 1, k).is_none(), "rows not a multiple of eight");
             assert!(pack(kind, &w[1..], n, k).is_none(), "short bytes");
         }
-    }
-
-    #[test]
-    fn parts_multiply_as_one_with_the_same_bits_as_each_alone() {
-        // A 256-row part of each k-quant between longer ones, and part
-        // sizes that are not multiples of a task's rows.
-        let k = 512;
-        let shapes = [(Kind::Q4K, 40), (Kind::Q6K, 8), (Kind::Q4K, 256), (Kind::Q6K, 24)];
-        let packed: Vec<Vec<u8>> =
-            shapes.iter().enumerate().map(|(i, &(kind, n))| pack(kind, &blocks(kind, n * k / 256, 3 + i as u32), n, k).unwrap()).collect();
-        let parts: Vec<Part<'_>> = shapes.iter().zip(&packed).map(|(&(kind, n), p)| Part { kind, packed: p, n }).collect();
-        for m in 1..=4 {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
-            for isa in Isa::ALL.into_iter().filter(|isa| isa.or_supported_below() >= Isa::Avx2) {
-                let got = matmul_parts_on(isa, &parts, k, &x, m).unwrap();
-                for (part, y) in parts.iter().zip(&got) {
-                    let alone = matmul_on(isa, part.kind, part.packed, part.n, k, &x, m);
-                    assert!(
-                        y.len() == alone.len() && y.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{:?} n={} m={m} {isa:?}",
-                        part.kind,
-                        part.n
-                    );
-                }
-            }
-            assert!(matmul_parts_on(Isa::Portable, &parts, k, &x, m).is_none(), "no AVX2: the caller multiplies each");
-        }
-        let x = vec![0.5; 5 * k];
-        assert!(matmul_parts(&parts, k, &x, 5).is_none(), "prefill goes matrix by matrix");
-        let q4_1 = pack(Kind::Q4_1, &blocks(Kind::Q4_1, 8 * k / 32, 9), 8, k).unwrap();
-        let mixed = [parts[0], Part { kind: Kind::Q4_1, packed: &q4_1, n: 8 }];
-        assert!(matmul_parts(&mixed, k, &x[..k], 1).is_none(), "activations grouped by 256 and by 32");
-        let short = [Part { n: 48, ..parts[0] }];
-        assert!(matmul_parts(&short, k, &x[..k], 1).is_none(), "bytes for 40 rows called 48");
     }
 
     #[test]
