@@ -56,7 +56,7 @@ pub fn matmul_parts_on(isa: Isa, parts: &[Part<'_>], k: usize, x: &[f32], m: usi
             let row = first + g * ROWS;
             let p = starts.partition_point(|&s| s <= row) - 1;
             let part = &parts[p];
-            let y = avx2::group(part.kind, group_of(part, k, (row - starts[p]) / ROWS), &acts, blocks, m);
+            let y = avx2::group(part.kind, group_of(part, k, (row - starts[p]) / ROWS), &acts, blocks, m, true);
             for (r, lanes) in y.iter().enumerate() {
                 let to = (g * ROWS + r) * m;
                 out[to..to + m].copy_from_slice(&lanes[..m]);
@@ -116,8 +116,8 @@ pub fn matmul_swiglu_on(isa: Isa, gate: Part<'_>, up: Part<'_>, k: usize, x: &[f
         #[cfg(target_arch = "x86_64")]
         for g in 0..out.len() / m / ROWS {
             let group = first / ROWS + g;
-            let a = avx2::group(gate.kind, group_of(&gate, k, group), &acts, blocks, m);
-            let b = avx2::group(up.kind, group_of(&up, k, group), &acts, blocks, m);
+            let a = avx2::group(gate.kind, group_of(&gate, k, group), &acts, blocks, m, true);
+            let b = avx2::group(up.kind, group_of(&up, k, group), &acts, blocks, m, true);
             for r in 0..ROWS {
                 for i in 0..m {
                     let v = a[r][i];

@@ -280,7 +280,7 @@ pub fn matmul_on(isa: Isa, kind: Kind, packed: &[u8], n: usize, k: usize, x: &[f
                 let take = (m - i).min(4);
                 for g in 0..rows / ROWS {
                     let at = (first / ROWS + g) * group_len;
-                    let y = avx2::group(kind, &packed[at..at + group_len], &acts[i * blocks..], blocks, take);
+                    let y = avx2::group(kind, &packed[at..at + group_len], &acts[i * blocks..], blocks, take, i == 0);
                     for (r, lanes) in y.iter().enumerate() {
                         let to = (g * ROWS + r) * m + i;
                         out[to..to + take].copy_from_slice(&lanes[..take]);
