@@ -18,7 +18,7 @@ use super::{group_bytes, packed_len, quantize_rows, Isa, Kind, BLOCK, ROWS};
 use crate::decoder::qblock::ActBlock;
 
 /// One matrix of a [`matmul_parts`] product: `n` rows of `kind`
-/// interleaved by [`pack`].
+/// interleaved by [`pack`](super::pack).
 #[derive(Clone, Copy)]
 pub struct Part<'a> {
     /// The quantization type.
@@ -33,7 +33,7 @@ pub struct Part<'a> {
 /// activation rows, in one pass: the activations are quantized once and
 /// the CPU pool goes over all the matrices' row groups as one list, so a
 /// small matrix (a 256-row key or value projection) costs no dispatch and
-/// no tail of its own. Each part's result is `(m, n)` as [`matmul`] gives
+/// no tail of its own. Each part's result is `(m, n)` as [`matmul`](super::matmul) gives
 /// it, with the same bits. `None` where this decoding path does not apply:
 /// no parts, more than four activation rows, a CPU without AVX2, parts
 /// whose kinds group activations differently ([`Kind::act_group`]), or
