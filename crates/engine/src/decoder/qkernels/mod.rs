@@ -1,5 +1,5 @@
-//! AVX2 / AVX-VNNI / AVX-512 VNNI (x86-64) and NEON / NEON dot-product
-//! (aarch64) matrix multiplication for Q4_1, Q5_0, Q4_K and Q6_K weights,
+//! AVX2 / AVX-VNNI / AVX-512 VNNI (x86-64) and NEON / NEON dot-product /
+//! i8mm (aarch64) matrix multiplication for Q4_1, Q5_0, Q4_K and Q6_K weights,
 //! the instruction set chosen at run time.
 //!
 //! candle 0.11 has SIMD CPU kernels for Q4_0, Q8_0 and the k-quants only;
@@ -47,7 +47,9 @@
 //! are broadcast per `vpdpbusd` (AVX-512 VNNI: sixteen rows; AVX-VNNI:
 //! eight) or per `maddubs` pair (AVX2: eight rows), with no horizontal
 //! sums. On AVX2 that made a 512-row prefill product about 3x faster than
-//! the small-batch path it replaced.
+//! the small-batch path it replaced. On aarch64 with `i8mm`, prefill goes
+//! by tiles of two weight rows by two activation rows (`smmla`,
+//! `neon::mmla`).
 //!
 //! `cargo run --release -p persona-engine --example qmatmul_speed` times
 //! one product.
@@ -78,6 +80,10 @@ pub enum Isa {
     /// aarch64 NEON with the dot-product extension (`sdot`: Cortex-A55/A76
     /// and newer, Apple M1 and newer, Graviton 2 and newer).
     NeonDot,
+    /// aarch64 NEON with the dot-product and 8-bit matrix-multiply
+    /// extensions (`smmla` for prefill tiles: Cortex-A510/A710 and newer,
+    /// Apple M2 and newer, Graviton 3 and newer).
+    NeonI8mm,
     /// x86-64 AVX2 + FMA.
     Avx2,
     /// x86-64 AVX-VNNI: byte dot products in one instruction on 256-bit
@@ -90,7 +96,7 @@ pub enum Isa {
 
 impl Isa {
     /// Every instruction set, slowest first.
-    pub const ALL: [Isa; 6] = [Isa::Portable, Isa::Neon, Isa::NeonDot, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 7] = [Isa::Portable, Isa::Neon, Isa::NeonDot, Isa::NeonI8mm, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
 
     /// The name [`ISA_ENV`] takes for it.
     pub const fn name(self) -> &'static str {
@@ -98,6 +104,7 @@ impl Isa {
             Isa::Portable => "portable",
             Isa::Neon => "neon",
             Isa::NeonDot => "dotprod",
+            Isa::NeonI8mm => "i8mm",
             Isa::Avx2 => "avx2",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512Vnni => "avx512vnni",
@@ -112,7 +119,7 @@ impl Isa {
             let avx2 = has!("avx2") && has!("fma");
             match self {
                 Isa::Portable => true,
-                Isa::Neon | Isa::NeonDot => false,
+                Isa::Neon | Isa::NeonDot | Isa::NeonI8mm => false,
                 Isa::Avx2 => avx2,
                 Isa::AvxVnni => avx2 && has!("avxvnni"),
                 Isa::Avx512Vnni => avx2 && has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni"),
@@ -125,6 +132,7 @@ impl Isa {
                 Isa::Portable => true,
                 Isa::Neon => has!("neon"),
                 Isa::NeonDot => has!("neon") && has!("dotprod"),
+                Isa::NeonI8mm => has!("neon") && has!("dotprod") && has!("i8mm"),
                 _ => false,
             }
         }
@@ -141,7 +149,7 @@ impl Isa {
 }
 
 /// The environment variable that caps the instruction set (`avx512vnni`,
-/// `avxvnni`, `avx2`, `dotprod`, `neon` or `portable`), to compare kernels or to work around a
+/// `avxvnni`, `avx2`, `i8mm`, `dotprod`, `neon` or `portable`), to compare kernels or to work around a
 /// CPU problem.
 pub const ISA_ENV: &str = "PERSONA_SIMD";
 
@@ -178,7 +186,7 @@ pub fn candle_isa_env() -> Option<(&'static str, &'static str)> {
 /// lowest); `used` is AVX-VNNI only where the CPU has it, so forcing that
 /// level is safe.
 fn candle_cap(used: Isa, best: Isa) -> Option<(&'static str, &'static str)> {
-    if best <= Isa::NeonDot || used >= best {
+    if best <= Isa::NeonI8mm || used >= best {
         return None;
     }
     Some(if used == Isa::AvxVnni { ("MISTRALRS_FORCE_AVXVNNI", "1") } else { ("MISTRALRS_FORCE_AVX2", "1") })
@@ -367,17 +375,23 @@ fn rows_times_acts(isa: Isa, w: &Weights<'_>, acts: &[ActBlock], blocks: usize, 
     }
     #[cfg(target_arch = "aarch64")]
     {
-        if matches!(isa, Isa::Neon | Isa::NeonDot) {
+        if isa == Isa::NeonI8mm && m >= 2 {
+            // SAFETY: `isa` was detected on this CPU (NEON, dot product,
+            // i8mm).
+            unsafe { neon::mmla::times_acts(w, acts, blocks, out, m) };
+            return;
+        }
+        if matches!(isa, Isa::Neon | Isa::NeonDot | Isa::NeonI8mm) {
             // Each activation row in turn over the task's weight rows
             // (still in the caches after the first).
             for i in 0..m {
                 // SAFETY: `isa` was detected on this CPU (NEON, and the
-                // dot-product extension for `NeonDot`).
+                // dot-product extension for `NeonDot` and `NeonI8mm`).
                 unsafe {
-                    if isa == Isa::NeonDot {
-                        neon::rows_dot(w, act(i), out, m, i)
-                    } else {
+                    if isa == Isa::Neon {
                         neon::rows(w, act(i), out, m, i)
+                    } else {
+                        neon::rows_dot(w, act(i), out, m, i)
                     }
                 };
             }
@@ -618,7 +632,7 @@ pub(super) mod tests {
         assert!(isa() <= detected_isa());
         assert!(Isa::Avx512Vnni.or_supported_below().supported());
         // A run that means to test a given instruction set says so (the
-        // aarch64 run under qemu: `dotprod`), so that it cannot fall back
+        // aarch64 run under qemu: `i8mm`), so that it cannot fall back
         // to a slower one unnoticed.
         if let Ok(expected) = std::env::var("PERSONA_EXPECT_ISA") {
             assert_eq!(detected_isa().name(), expected, "this CPU's best instruction set");

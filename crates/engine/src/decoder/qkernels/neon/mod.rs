@@ -16,6 +16,8 @@ use half::f16;
 use super::{ActBlock, Kind, Weights};
 use crate::decoder::qblock::q4k_scale_bytes;
 
+pub(super) mod mmla;
+
 /// Dot products of every weight row of `w` with the activation row
 /// `acts`, into `out[r * m + i]` (NEON).
 ///
@@ -45,80 +47,40 @@ pub(super) unsafe fn rows_dot(w: &Weights<'_>, acts: &[ActBlock], out: &mut [f32
 #[target_feature(enable = "neon")]
 fn row<const DOT: bool>(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
     let (mut acc, mut off) = (0f32, 0f32);
-    let mut block = |lo: uint8x16_t, hi: uint8x16_t, d: f32, m: f32, a: &ActBlock| {
-        let isum = block_isum::<DOT>(lo, hi, a);
-        acc = (isum as f32).mul_add(d * a.d, acc);
-        off = m.mul_add(a.s, off);
-    };
-    let low = vdupq_n_u8(0x0f);
     match kind {
-        Kind::Q4_1 => {
+        Kind::Q4_1 | Kind::Q5_0 => {
             for (b, a) in w.chunks_exact(kind.block_bytes()).zip(acts) {
-                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-                let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
-                let raw = load16(&b[4..20]);
-                block(vandq_u8(raw, low), vshrq_n_u8::<4>(raw), d, min, a);
-            }
-        }
-        Kind::Q5_0 => {
-            // Byte j of a half looks at bit j of its 16 high bits.
-            let bit = vld1q_u8_array(&[1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128]);
-            let five = vdupq_n_u8(0x10);
-            for (b, a) in w.chunks_exact(kind.block_bytes()).zip(acts) {
-                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-                let high = |lo_byte: u8, hi_byte: u8| vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(lo_byte), vdup_n_u8(hi_byte)), bit), five);
-                let raw = load16(&b[6..22]);
-                let lo = vorrq_u8(vandq_u8(raw, low), high(b[2], b[3]));
-                let hi = vorrq_u8(vshrq_n_u8::<4>(raw), high(b[4], b[5]));
-                block(lo, hi, d, -16.0 * d, a);
+                let (d, m, lo, hi) = small_block(kind, b);
+                let isum = block_isum::<DOT>(lo, hi, a);
+                acc = (isum as f32).mul_add(d * a.d, acc);
+                off = m.mul_add(a.s, off);
             }
         }
         Kind::Q6K => {
-            let pair = vdupq_n_u8(0x30);
             let z = Kind::Q6K.zero();
             for (b, a8) in w.chunks_exact(kind.block_bytes()).zip(acts.chunks_exact(8)) {
-                let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
                 // The eight blocks share one activation scale: their exact
                 // sums add up, then one multiply-add.
                 let mut sum = 0i32;
                 for (j, a) in a8.iter().enumerate() {
-                    // Block j: half h, quarter k (see `qblock::q6k_unsigned`).
-                    let (h, k) = (j / 4, j % 4);
-                    let ql = 64 * h + 32 * (k % 2);
-                    let qh = 128 + 32 * h;
-                    // The pairs' bits 2k and 2k + 1 moved to bits 4 and 5.
-                    let up = vdupq_n_s8(4 - 2 * k as i8);
-                    let bits = |at: usize| vandq_u8(vshlq_u8(load16(&b[at..at + 16]), up), pair);
-                    let nib = |at: usize| {
-                        let v = load16(&b[at..at + 16]);
-                        if k < 2 {
-                            vandq_u8(v, low)
-                        } else {
-                            vshrq_n_u8::<4>(v)
-                        }
-                    };
-                    let (lo, hi) = block_halves::<DOT>(vorrq_u8(nib(ql), bits(qh)), vorrq_u8(nib(ql + 16), bits(qh + 16)), a);
-                    let (s0, s1) = (b[192 + 2 * j] as i8 as i32, b[193 + 2 * j] as i8 as i32);
+                    let (lo, hi) = q6k_block(b, j);
+                    let (lo, hi) = block_halves::<DOT>(lo, hi, a);
+                    let [s0, s1] = q6k_scales(b, j);
                     sum += s0 * (lo - z * a.hs[0]) + s1 * (hi - z * a.hs[1]);
                 }
-                acc = (sum as f32).mul_add(d * a8[7].d, acc);
+                acc = (sum as f32).mul_add(q6k_d(b) * a8[7].d, acc);
             }
             // The reference's offset sum stays +0 (Q6_K has no offset).
         }
         Kind::Q4K => {
             for (b, a8) in w.chunks_exact(kind.block_bytes()).zip(acts.chunks_exact(8)) {
-                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
-                let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
-                let (sc, mn) = q4k_scale_bytes(&b[4..16]);
+                let (d, dmin, sc, mn) = q4k_head(b);
                 // The eight blocks share one activation scale: their exact
                 // scaled products and offset products add up, then one
                 // multiply-add each.
                 let (mut isum, mut msum) = (0i32, 0i32);
-                // Sub-blocks 2p and 2p + 1 are the low and high nibbles of
-                // the same 32 bytes.
                 for p in 0..4 {
-                    let (h0, h1) = (load16(&b[16 + 32 * p..32 + 32 * p]), load16(&b[32 + 32 * p..48 + 32 * p]));
-                    for (j, lo, hi) in [(2 * p, vandq_u8(h0, low), vandq_u8(h1, low)), (2 * p + 1, vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1))] {
+                    for (j, (lo, hi)) in q4k_pair(b, p).into_iter().enumerate().map(|(h, v)| (2 * p + h, v)) {
                         isum += sc[j] as i32 * block_isum::<DOT>(lo, hi, &a8[j]);
                         msum += mn[j] as i32 * (a8[j].hs[0] + a8[j].hs[1]);
                     }
@@ -130,6 +92,86 @@ fn row<const DOT: bool>(kind: Kind, w: &[u8], acts: &[ActBlock]) -> f32 {
         }
     }
     acc + off
+}
+
+/// A Q4_1 or Q5_0 block: its scale `d`, its offset (Q4_1's min, Q5_0's
+/// `-16 d`) and its 32 unsigned weights (`lo`: values 0-15, `hi`: 16-31;
+/// each below 32).
+#[inline]
+#[target_feature(enable = "neon")]
+fn small_block(kind: Kind, b: &[u8]) -> (f32, f32, uint8x16_t, uint8x16_t) {
+    let low = vdupq_n_u8(0x0f);
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    if kind == Kind::Q4_1 {
+        let min = f16::from_le_bytes([b[2], b[3]]).to_f32();
+        let raw = load16(&b[4..20]);
+        return (d, min, vandq_u8(raw, low), vshrq_n_u8::<4>(raw));
+    }
+    // Q5_0. Byte j of a half looks at bit j of its 16 high bits.
+    let bit = vld1q_u8_array(&[1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128]);
+    let five = vdupq_n_u8(0x10);
+    let high = |lo_byte: u8, hi_byte: u8| vandq_u8(vtstq_u8(vcombine_u8(vdup_n_u8(lo_byte), vdup_n_u8(hi_byte)), bit), five);
+    let raw = load16(&b[6..22]);
+    let lo = vorrq_u8(vandq_u8(raw, low), high(b[2], b[3]));
+    let hi = vorrq_u8(vshrq_n_u8::<4>(raw), high(b[4], b[5]));
+    (d, -16.0 * d, lo, hi)
+}
+
+/// A Q4_K super-block's scale `d`, min scale `dmin`, and its eight blocks'
+/// 6-bit scales and mins.
+#[inline]
+fn q4k_head(b: &[u8]) -> (f32, f32, [u8; 8], [u8; 8]) {
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    let dmin = f16::from_le_bytes([b[2], b[3]]).to_f32();
+    let (sc, mn) = q4k_scale_bytes(&b[4..16]);
+    (d, dmin, sc, mn)
+}
+
+/// Blocks `2p` and `2p + 1` of a Q4_K super-block (the low and high
+/// nibbles of the same 32 bytes), each as (values 0-15, values 16-31).
+#[inline]
+#[target_feature(enable = "neon")]
+fn q4k_pair(b: &[u8], p: usize) -> [(uint8x16_t, uint8x16_t); 2] {
+    let low = vdupq_n_u8(0x0f);
+    let (h0, h1) = (load16(&b[16 + 32 * p..32 + 32 * p]), load16(&b[32 + 32 * p..48 + 32 * p]));
+    [(vandq_u8(h0, low), vandq_u8(h1, low)), (vshrq_n_u8::<4>(h0), vshrq_n_u8::<4>(h1))]
+}
+
+/// Block `j` of a Q6_K super-block as unsigned weights below 64 (values
+/// 0-15, values 16-31): half `j / 4`, quarter `j % 4` (see
+/// `qblock::q6k_unsigned`).
+#[inline]
+#[target_feature(enable = "neon")]
+fn q6k_block(b: &[u8], j: usize) -> (uint8x16_t, uint8x16_t) {
+    let (h, k) = (j / 4, j % 4);
+    let ql = 64 * h + 32 * (k % 2);
+    let qh = 128 + 32 * h;
+    let low = vdupq_n_u8(0x0f);
+    let pair = vdupq_n_u8(0x30);
+    // The pairs' bits 2k and 2k + 1 moved to bits 4 and 5.
+    let up = vdupq_n_s8(4 - 2 * k as i8);
+    let bits = |at: usize| vandq_u8(vshlq_u8(load16(&b[at..at + 16]), up), pair);
+    let nib = |at: usize| {
+        let v = load16(&b[at..at + 16]);
+        if k < 2 {
+            vandq_u8(v, low)
+        } else {
+            vshrq_n_u8::<4>(v)
+        }
+    };
+    (vorrq_u8(nib(ql), bits(qh)), vorrq_u8(nib(ql + 16), bits(qh + 16)))
+}
+
+/// Block `j`'s two signed scales (one per 16 values) of a Q6_K super-block.
+#[inline]
+fn q6k_scales(b: &[u8], j: usize) -> [i32; 2] {
+    [b[192 + 2 * j] as i8 as i32, b[193 + 2 * j] as i8 as i32]
+}
+
+/// A Q6_K super-block's scale.
+#[inline]
+fn q6k_d(b: &[u8]) -> f32 {
+    f16::from_le_bytes([b[208], b[209]]).to_f32()
 }
 
 /// The exact integer dot product of 32 unsigned weights (`lo` then `hi`,
