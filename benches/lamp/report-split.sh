@@ -112,6 +112,15 @@ D=(--skip-users 20 --answer-when-done --seed 42)
   part rep-2N-d-pa LaMP-2N-D-persona-agent -- --task LaMP-2N --raw "$RAW" "${D[@]}" --answer-turn-closeness --method persona-agent &&
   merge LaMP-2N-D rep-2N-d-base rep-2N-d-pa
 } || exit 1
+# The other methods and the ablations under config D on LaMP-2N (ReAct and
+# MemBank, the paper's two agent baselines; no alignment, no persona, no
+# memory, no action), joined with the two parts above into one paired report.
+# shellcheck disable=SC2086
+{
+  part rep-2N-d-abl LaMP-2N-D-ablations -- --task LaMP-2N --raw "$RAW" "${D[@]}" --answer-turn-closeness \
+    --method react,membank,no-alignment,no-persona,no-memory,no-action &&
+  merge LaMP-2N-D-all rep-2N-d-base rep-2N-d-pa rep-2N-d-abl
+} || exit 1
 # shellcheck disable=SC2086
 {
   part rep-2M-d-base LaMP-2M-D-baselines -- --task LaMP-2M --raw "$RAW" "${D[@]}" --method $BASE,nearest &&
