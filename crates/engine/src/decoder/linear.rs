@@ -104,10 +104,11 @@ impl Linear {
     /// one layer after the other. The same bits either way.
     pub(crate) fn forward_all<const N: usize>(layers: [&Linear; N], x: &Tensor) -> candle_core::Result<[Tensor; N]> {
         if let Some((parts, xs, device)) = Self::decoding_parts(&layers, x)? {
-            if let Some(ys) = qkernels::x8::matmul_parts(&parts, xs.len() / x.dim(0)?, &xs, x.dim(0)?) {
+            let rows = x.dim(0)?;
+            if let Some(ys) = qkernels::x8::matmul_parts(&parts, xs.len() / rows, &xs, rows) {
                 let mut out = Vec::with_capacity(N);
                 for (y, part) in ys.into_iter().zip(&parts) {
-                    out.push(Tensor::from_vec(y, (x.dim(0)?, part.n), &device)?);
+                    out.push(Tensor::from_vec(y, (rows, part.n), &device)?);
                 }
                 if let Ok(out) = out.try_into() {
                     return Ok(out);

@@ -14,7 +14,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2;
-use super::{group_bytes, packed_len, quantize_rows, Isa, Kind, BLOCK, ROWS};
+use super::{group_at, packed_len, quantize_rows, Isa, Kind, BLOCK, ROWS};
 use crate::decoder::qblock::ActBlock;
 
 /// One matrix of a [`matmul_parts`] product: `n` rows of `kind`
@@ -89,8 +89,7 @@ fn decoding_acts(isa: Isa, parts: &[Part<'_>], k: usize, x: &[f32], m: usize) ->
 
 /// The bytes of group `g` (rows `8g..8g + 8`) of `part`.
 fn group_of<'a>(part: &Part<'a>, k: usize, g: usize) -> &'a [u8] {
-    let len = k / part.kind.block_values() * group_bytes(part.kind);
-    &part.packed[g * len..(g + 1) * len]
+    group_at(part.packed, part.kind, k, g)
 }
 
 /// `silu(x G^T) * (x U^T)`, `(m, n)`, for the gate `G` and up `U`

@@ -106,10 +106,23 @@ pub fn pack(kind: Kind, w: &[u8], n: usize, k: usize) -> Option<Vec<u8>> {
     pack_into(kind, w, n, k, &mut out).then_some(out)
 }
 
+/// Bytes of one group of eight whole rows of `k` values (a multiple of
+/// the kind's block).
+pub(super) const fn group_row_bytes(kind: Kind, k: usize) -> usize {
+    k / kind.block_values() * group_bytes(kind)
+}
+
+/// Group `g` (rows `8g..8g + 8`) of an interleaved matrix of `kind` with
+/// `k` values per row.
+pub(super) fn group_at(packed: &[u8], kind: Kind, k: usize, g: usize) -> &[u8] {
+    let len = group_row_bytes(kind, k);
+    &packed[g * len..(g + 1) * len]
+}
+
 /// The length of [`pack`]'s result; `None` for `n` not a multiple of
 /// [`ROWS`] or `k` not one of the kind's block.
 pub fn packed_len(kind: Kind, n: usize, k: usize) -> Option<usize> {
-    (n.is_multiple_of(ROWS) && k.is_multiple_of(kind.block_values())).then(|| n / ROWS * (k / kind.block_values()) * group_bytes(kind))
+    (n.is_multiple_of(ROWS) && k.is_multiple_of(kind.block_values())).then(|| n / ROWS * group_row_bytes(kind, k))
 }
 
 /// [`pack`] into `out` ([`packed_len`] bytes); false (and `out` left as it
@@ -275,12 +288,10 @@ pub fn matmul_on(isa: Isa, kind: Kind, packed: &[u8], n: usize, k: usize, x: &[f
             // caches while the activations stream once. (Q6_K's prefill is
             // faster in the tiles: 123 against 145 ms for 1536 x 8960 by
             // 512 rows on two AVX2 cores.)
-            let group_len = k / kind.block_values() * group_bytes(kind);
             for i in (0..m).step_by(4) {
                 let take = (m - i).min(4);
                 for g in 0..rows / ROWS {
-                    let at = (first / ROWS + g) * group_len;
-                    let y = avx2::group(kind, &packed[at..at + group_len], &acts[i * blocks..], blocks, take, i == 0);
+                    let y = avx2::group(kind, group_at(packed, kind, k, first / ROWS + g), &acts[i * blocks..], blocks, take, i == 0);
                     for (r, lanes) in y.iter().enumerate() {
                         let to = (g * ROWS + r) * m + i;
                         out[to..to + take].copy_from_slice(&lanes[..take]);
