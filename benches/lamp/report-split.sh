@@ -127,6 +127,19 @@ D=(--skip-users 20 --answer-when-done --seed 42)
   part rep-2M-d-pa LaMP-2M-D-persona-agent -- --task LaMP-2M --raw "$RAW" "${D[@]}" --answer-turn-closeness --method persona-agent &&
   merge LaMP-2M-D rep-2M-d-base rep-2M-d-pa
 } || exit 1
+# LaMP-2M under config D on every user after the dev users that the
+# --min-profile 6 set has (57: the 33 of the default set, the same users in
+# the same order, and 24 more), so that the set has at least 50 report
+# users; baselines, PersonaAgent, then ReAct, MemBank and the ablations.
+# shellcheck disable=SC2086
+{
+  part rep-2M6-d-base LaMP-2M6-D-baselines -- $M6 "${D[@]}" --method $BASE,nearest &&
+  part rep-2M6-d-pa LaMP-2M6-D-persona-agent -- $M6 "${D[@]}" --answer-turn-closeness --method persona-agent &&
+  merge LaMP-2M6-D rep-2M6-d-base rep-2M6-d-pa &&
+  part rep-2M6-d-abl LaMP-2M6-D-ablations -- $M6 "${D[@]}" --answer-turn-closeness \
+    --method react,membank,no-alignment,no-persona,no-memory,no-action &&
+  merge LaMP-2M6-D-all rep-2M6-d-base rep-2M6-d-pa rep-2M6-d-abl
+} || exit 1
 l1_parts=()
 for i in 0 1 2 3; do
   # shellcheck disable=SC2086
