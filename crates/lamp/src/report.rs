@@ -90,6 +90,31 @@ pub struct PairedDiff {
     pub ci: [f64; 2],
     /// Users both methods answered.
     pub users: usize,
+    /// How many of the questions both methods answered got the same
+    /// answer from both (absent in reports written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_answers: Option<SameAnswers>,
+}
+
+/// Questions on which two methods gave the same answer, of those both
+/// answered: how much of PersonaAgent's result another method (or the
+/// user's nearest records) already gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SameAnswers {
+    /// Questions with the same answer from both.
+    pub same: usize,
+    /// Questions both answered.
+    pub questions: usize,
+}
+
+impl SameAnswers {
+    /// Counts the questions (by id) that both row sets answered, and those
+    /// of them with the same output.
+    fn of(a: &[&ResultRow], b: &[&ResultRow]) -> Self {
+        let theirs: BTreeMap<(usize, &str), &str> = b.iter().map(|r| ((r.user, r.id.as_str()), r.output.as_str())).collect();
+        let both: Vec<bool> = a.iter().filter_map(|r| theirs.get(&(r.user, r.id.as_str())).map(|o| *o == r.output)).collect();
+        SameAnswers { same: both.iter().filter(|s| **s).count(), questions: both.len() }
+    }
 }
 
 impl PairedDiff {
@@ -137,7 +162,8 @@ pub fn paired_difference(task: Task, reference: &[&ResultRow], other: &[&ResultR
     let diff = diff_of(&all)?;
     let ci = bootstrap(&pairs, RESAMPLES, seed, |s| diff_of(s))?;
     let metric = if task.is_rating() { "mae" } else { "accuracy" };
-    Ok(Some(PairedDiff { metric: metric.into(), diff, ci: [ci.low, ci.high], users: pairs.len() }))
+    let same_answers = Some(SameAnswers::of(reference, other));
+    Ok(Some(PairedDiff { metric: metric.into(), diff, ci: [ci.low, ci.high], users: pairs.len(), same_answers }))
 }
 
 /// Scores the rows of one method.
@@ -267,6 +293,14 @@ fn paired_cell(d: Option<&PairedDiff>) -> String {
     }
 }
 
+/// The agreement cell: `57 / 80` questions with PersonaAgent's answer.
+fn same_cell(d: Option<&PairedDiff>) -> String {
+    match d.and_then(|d| d.same_answers) {
+        Some(s) => format!("{} / {}", s.same, s.questions),
+        None => "-".into(),
+    }
+}
+
 fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]) -> String {
     let (ha, hb) = metric_heads(task);
     let (metric, _) = metric_heads(task);
@@ -274,11 +308,12 @@ fn table(task: Task, scores: &BTreeMap<String, MethodScores>, methods: &[Method]
         return "None of these was run.\n".into();
     }
     let mut out = format!(
-        "| method | n | {ha} | {hb} | invalid | PersonaAgent − method, {metric} (paired) | s per user, median (mean) |\n|---|---|---|---|---|---|---:|\n"
+        "| method | n | {ha} | {hb} | invalid | PersonaAgent − method, {metric} (paired) | same answer as PersonaAgent | s per user, median (mean) |\n|---|---|---|---|---|---|---:|---:|\n"
     );
     for m in methods {
         let Some(s) = scores.get(m.name()) else { continue };
-        out.push_str(&format!("| {} | {} | {} | {} |\n", m.name(), score_cells(task, s), paired_cell(s.vs_persona_agent.as_ref()), seconds_cell(s)));
+        let d = s.vs_persona_agent.as_ref();
+        out.push_str(&format!("| {} | {} | {} | {} | {} |\n", m.name(), score_cells(task, s), paired_cell(d), same_cell(d), seconds_cell(s)));
     }
     out
 }
@@ -300,7 +335,7 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
             ));
         }
     }
-    out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE). Time per user is wall time on the machine that ran the method (alignment included; time a process was paused counts too).\n\n## Methods (Table 2)\n\n");
+    out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE), and on how many of the questions both answered the method gave PersonaAgent's answer. Time per user is wall time on the machine that ran the method (alignment included; time a process was paused counts too).\n\n## Methods (Table 2)\n\n");
     out.push_str(&table(task, scores, &methods));
     out.push_str("\n## Ablations (Table 3)\n\n");
     out.push_str(&table(task, scores, &ablations));
@@ -356,6 +391,9 @@ mod tests {
         assert!(scores["persona-agent"].vs_persona_agent.is_none());
         assert!(json["prompt"]["vs_persona_agent"]["ci"].is_array());
         assert!(md.contains("| -1.500 ["), "{md}");
+        // One of the two questions (user 0's "4") has PersonaAgent's answer.
+        assert_eq!(d.same_answers, Some(SameAnswers { same: 1, questions: 2 }));
+        assert!(md.contains("] | 1 / 2 | "), "{md}");
         let sweep = scaling_markdown(Task::ProductRating, "K", &[(1, scores.clone()), (4, scores)]);
         assert!(sweep.contains("| K | method | users | MAE ↓ | RMSE ↓ | invalid |") && sweep.contains("| 4 | prompt | 2 | 1.500 ["), "{sweep}");
         assert_eq!(sweep.lines().filter(|l| l.starts_with("| 1 |")).count(), 2);
@@ -376,11 +414,14 @@ mod tests {
         assert_eq!(d.users, 10, "only users both answered");
         assert!((d.diff - 0.6).abs() < 1e-12, "{d:?}");
         assert!(d.ci[0] > 0.0 && d.ci[1] <= 1.0 && d.persona_agent_better(), "{d:?}");
+        // Same answers on users 0, 1 ([1]) and 8, 9 ([2]); user 10 is not shared.
+        assert_eq!(d.same_answers, Some(SameAnswers { same: 4, questions: 10 }));
         // Identical answers: zero difference, and a zero-width interval.
         let same: Vec<ResultRow> =
             rows.iter().filter(|r| r.method == Method::PersonaAgent).flat_map(|r| [r.clone(), ResultRow { method: Method::Rag4, ..r.clone() }]).collect();
         let d = score_all(Task::Citation, &same, 7).unwrap()["rag-4"].vs_persona_agent.clone().unwrap();
         assert_eq!((d.diff, d.ci), (0.0, [0.0, 0.0]));
+        assert_eq!(d.same_answers, Some(SameAnswers { same: 11, questions: 11 }));
         assert!(!d.persona_agent_better());
     }
 
@@ -407,7 +448,7 @@ mod tests {
         let s = &score_all(Task::Citation, &rows, 1).unwrap()["persona-agent"];
         assert_eq!(s.seconds_per_user, Some(UserSeconds { median: 8.0, mean: 10.0 }));
         let md = markdown(Task::Citation, "t", &score_all(Task::Citation, &rows, 1).unwrap(), &serde_json::json!({}));
-        assert!(md.contains("s per user, median (mean)") && md.contains("| - | 8 (10) |"), "{md}");
+        assert!(md.contains("s per user, median (mean)") && md.contains("| - | - | 8 (10) |"), "{md}");
         // An even number of users: the mean of the middle two.
         let s = &score_all(Task::Citation, &rows[..3], 1).unwrap()["persona-agent"];
         assert_eq!(s.seconds_per_user.map(|t| t.median), Some(5.0));

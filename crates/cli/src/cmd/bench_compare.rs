@@ -83,6 +83,9 @@ fn cell(task: Task, scores: Option<&Value>) -> Cell {
     let paired = &s["vs_persona_agent"];
     if let (Some(d), Some(lo), Some(hi)) = (paired["diff"].as_f64(), paired["ci"][0].as_f64(), paired["ci"][1].as_f64()) {
         text.push_str(&format!("; PA − it {d:+.3} [{lo:+.2}, {hi:+.2}]"));
+        if let (Some(same), Some(of)) = (paired["same_answers"]["same"].as_u64(), paired["same_answers"]["questions"].as_u64()) {
+            text.push_str(&format!(", same answer {same}/{of}"));
+        }
     }
     Cell { value: Some(v), ci: interval, text }
 }
