@@ -169,4 +169,26 @@ for i in 0 1 2 3; do
   b_parts+=(rep-3b-s$i-base rep-3b-s$i-pa)
 done
 merge LaMP-3-B "${b_parts[@]}" || exit 1
+# The ablations, ReAct and MemBank under config D on LaMP-1's 80 report
+# users (both orders), shard by shard, joined with the baselines and
+# PersonaAgent into one paired report.
+l1_all=()
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  part rep-1d-s$i-abl LaMP-1-D-ablations-shard${i}of4 -- $L1 "${D[@]}" --both-orders --shard $i/4 --answer-turn-closeness \
+    --method react,membank,no-alignment,no-persona,no-memory,no-action || exit 1
+  l1_all+=(rep-1d-s$i-base rep-1d-s$i-pa rep-1d-s$i-abl)
+done
+merge LaMP-1-D-all "${l1_all[@]}" || exit 1
+# PersonaAgent under config D with the 1.5B writer for feedback and
+# rewrites (`--align-model large`); compared with the 0.5B writer's part of
+# the same set by `bench compare` (one report cannot hold PersonaAgent
+# twice).
+# shellcheck disable=SC2086
+{
+  part rep-2N-d-large LaMP-2N-D-large-persona-agent -- --task LaMP-2N --raw "$RAW" "${D[@]}" --answer-turn-closeness \
+    --align-model large --method persona-agent &&
+  part rep-2M6-d-large LaMP-2M6-D-large-persona-agent -- $M6 "${D[@]}" --answer-turn-closeness \
+    --align-model large --method persona-agent
+} || exit 1
 echo "=== $(date -u +%FT%TZ) all parts done"
