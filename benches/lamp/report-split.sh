@@ -151,6 +151,17 @@ for i in 0 1 2 3; do
   l1_parts+=(rep-1d-s$i-base rep-1d-s$i-pa)
 done
 merge LaMP-1-D "${l1_parts[@]}" || exit 1
+# The ablations, ReAct and MemBank under config D on LaMP-1's 80 report
+# users (both orders), shard by shard, joined with the baselines and
+# PersonaAgent into one paired report.
+l1_all=()
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  part rep-1d-s$i-abl LaMP-1-D-ablations-shard${i}of4 -- $L1 "${D[@]}" --both-orders --shard $i/4 --answer-turn-closeness \
+    --method react,membank,no-alignment,no-persona,no-memory,no-action || exit 1
+  l1_all+=(rep-1d-s$i-base rep-1d-s$i-pa rep-1d-s$i-abl)
+done
+merge LaMP-1-D-all "${l1_all[@]}" || exit 1
 # Config B (the 0.5B model writes its own feedback and rewrites; the cost
 # goal) with each set's answer step chosen on the dev split (README, "Dev
 # split, step 6"): LaMP-3 the answer turn with the records, the others the
@@ -169,17 +180,6 @@ for i in 0 1 2 3; do
   b_parts+=(rep-3b-s$i-base rep-3b-s$i-pa)
 done
 merge LaMP-3-B "${b_parts[@]}" || exit 1
-# The ablations, ReAct and MemBank under config D on LaMP-1's 80 report
-# users (both orders), shard by shard, joined with the baselines and
-# PersonaAgent into one paired report.
-l1_all=()
-for i in 0 1 2 3; do
-  # shellcheck disable=SC2086
-  part rep-1d-s$i-abl LaMP-1-D-ablations-shard${i}of4 -- $L1 "${D[@]}" --both-orders --shard $i/4 --answer-turn-closeness \
-    --method react,membank,no-alignment,no-persona,no-memory,no-action || exit 1
-  l1_all+=(rep-1d-s$i-base rep-1d-s$i-pa rep-1d-s$i-abl)
-done
-merge LaMP-1-D-all "${l1_all[@]}" || exit 1
 # PersonaAgent under config D with the 1.5B writer for feedback and
 # rewrites (`--align-model large`); compared with the 0.5B writer's part of
 # the same set by `bench compare` (one report cannot hold PersonaAgent
