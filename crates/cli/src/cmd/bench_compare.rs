@@ -141,3 +141,22 @@ pub fn run(args: CompareArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_shows_the_paired_difference_and_the_same_answers() {
+        let s = json!({"n": 57, "accuracy": 0.316, "ci": {"accuracy": {"low": 0.21, "high": 0.44}}, "invalid_rate": 0.0,
+            "vs_persona_agent": {"metric": "accuracy", "diff": 0.105, "ci": [-0.018, 0.228], "users": 57, "same_answers": {"same": 29, "questions": 57}}});
+        let c = cell(Task::MovieTagging, Some(&s));
+        assert_eq!(c.text, "0.316 [0.21, 0.44] n=57; PA − it +0.105 [-0.02, +0.23], same answer 29/57");
+        assert_eq!((c.value, c.ci), (Some(0.316), Some([0.21, 0.44])));
+        // Reports written before the count: the difference alone.
+        let mut old = s.clone();
+        old["vs_persona_agent"].as_object_mut().unwrap().remove("same_answers");
+        assert!(cell(Task::MovieTagging, Some(&old)).text.ends_with("[-0.02, +0.23]"));
+        assert_eq!(cell(Task::MovieTagging, None).text, "-");
+    }
+}
