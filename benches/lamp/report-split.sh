@@ -180,6 +180,16 @@ for i in 0 1 2 3; do
   b_parts+=(rep-3b-s$i-base rep-3b-s$i-pa)
 done
 merge LaMP-3-B "${b_parts[@]}" || exit 1
+# ReAct, MemBank and the ablations on LaMP-3 (config B, the answer turn
+# with the records), shard by shard, joined with the parts above.
+b_all=()
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  part rep-3b-s$i-abl LaMP-3-B-ablations-shard${i}of4 -- $L3 "${B[@]}" --shard $i/4 --answer-turn-records \
+    --method react,membank,no-alignment,no-persona,no-memory,no-action || exit 1
+  b_all+=(rep-3b-s$i-base rep-3b-s$i-pa rep-3b-s$i-abl)
+done
+merge LaMP-3-B-all "${b_all[@]}" || exit 1
 # PersonaAgent under config D with the 1.5B writer for feedback and
 # rewrites (`--align-model large`); compared with the 0.5B writer's part of
 # the same set by `bench compare` (one report cannot hold PersonaAgent
