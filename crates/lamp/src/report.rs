@@ -335,7 +335,7 @@ pub fn markdown(task: Task, set_name: &str, scores: &BTreeMap<String, MethodScor
             ));
         }
     }
-    out.push_str("\nValues with 95% bootstrap intervals over users. The last column is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE), and on how many of the questions both answered the method gave PersonaAgent's answer. Time per user is wall time on the machine that ran the method (alignment included; time a process was paused counts too).\n\n## Methods (Table 2)\n\n");
+    out.push_str("\nValues with 95% bootstrap intervals over users. \"PersonaAgent − method\" is PersonaAgent's value minus the method's on the users both answered, with a paired bootstrap interval (* where it excludes zero in PersonaAgent's favour: above zero for accuracy, below zero for MAE); \"same answer as PersonaAgent\" counts the questions both answered on which the method gave PersonaAgent's answer. Time per user is wall time on the machine that ran the method (alignment included; time a process was paused, or shared the cores with another run, counts too).\n\n## Methods (Table 2)\n\n");
     out.push_str(&table(task, scores, &methods));
     out.push_str("\n## Ablations (Table 3)\n\n");
     out.push_str(&table(task, scores, &ablations));
