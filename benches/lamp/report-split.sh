@@ -14,6 +14,8 @@
 # data); commit it. When all parts of a set are done, `bench merge` joins
 # them into OUT/<set>-merged and its report is copied as <set>-merged.*.
 # PARTS chooses parts by name (default: every part, in the order below).
+# Give the run the cores to itself: beside another run on the same cores
+# each is several times slower, not two (README, "Performance notes").
 set -u
 BIN=${BIN:-target/release/persona}
 RAW=${RAW:-../shared/data}
@@ -181,12 +183,13 @@ for i in 0 1 2 3; do
 done
 merge LaMP-3-B "${b_parts[@]}" || exit 1
 # ReAct, MemBank and the ablations on LaMP-3 (config B, the answer turn
-# with the records), shard by shard, joined with the parts above.
+# with the records), and `nearest` (no language model; the baseline parts
+# above ran without it), shard by shard, joined with the parts above.
 b_all=()
 for i in 0 1 2 3; do
   # shellcheck disable=SC2086
   part rep-3b-s$i-abl LaMP-3-B-ablations-shard${i}of4 -- $L3 "${B[@]}" --shard $i/4 --answer-turn-records \
-    --method react,membank,no-alignment,no-persona,no-memory,no-action || exit 1
+    --method react,membank,no-alignment,no-persona,no-memory,no-action,nearest || exit 1
   b_all+=(rep-3b-s$i-base rep-3b-s$i-pa rep-3b-s$i-abl)
 done
 merge LaMP-3-B-all "${b_all[@]}" || exit 1
@@ -201,4 +204,15 @@ merge LaMP-3-B-all "${b_all[@]}" || exit 1
   part rep-2M6-d-large LaMP-2M6-D-large-persona-agent -- $M6 "${D[@]}" --answer-turn-closeness \
     --align-model large --method persona-agent
 } || exit 1
+# The same for LaMP-1 (config D, both orders) and LaMP-3 (config B, the
+# answer turn with the records), in shards of 20 users.
+for i in 0 1 2 3; do
+  # shellcheck disable=SC2086
+  {
+    part rep-1d-s$i-large LaMP-1-D-large-persona-agent-shard${i}of4 -- $L1 "${D[@]}" --both-orders --shard $i/4 \
+      --answer-turn-closeness --align-model large --method persona-agent &&
+    part rep-3b-s$i-large LaMP-3-B-large-persona-agent-shard${i}of4 -- $L3 "${B[@]}" --shard $i/4 \
+      --answer-turn-records --align-model large --method persona-agent
+  } || exit 1
+done
 echo "=== $(date -u +%FT%TZ) all parts done"
