@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs the report-split parts behind benches/lamp/README.md ("Report split"):
-# config C (`--answer-when-done --align-model large`, n=3, E=3, K=4, seed 42)
-# on the users after each set's 20 dev users, in resumable parts that each
-# fit a sitting of a 2-core machine:
+# Runs the report-split parts behind benches/lamp/README.md (run by run: report-split-log.md):
+# every method on the users after each set's 20 dev users, in the order
+# they ran: config C (`--answer-when-done --align-model large`, n=3, E=3,
+# K=4, seed 42), then config D (the note in the answer turn) and config B
+# for LaMP-3 with ReAct, MemBank, the ablations and `nearest`, then the
+# 1.5B writer under them (each part's options are below), in resumable
+# parts that each fit a sitting of a 2-core machine:
 #
 #   BIN=/path/to/persona RAW=../shared/data OUT=/var/tmp/lamp-report benches/lamp/report-split.sh
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the LaMP comparison behind benches/lamp/README.md: every method and
+# Runs the LaMP comparison behind benches/lamp/first-design.md: every method and
 # ablation on the four rebuilt sets with the default (small) model, the
 # first 20 users of each set, seed 42, paper defaults n=3 E=3 K=4 T=0.1.
 #

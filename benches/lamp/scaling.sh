@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the test-time scaling sweeps (E, K, then n) behind benches/lamp/README.md
+# Runs the test-time scaling sweeps (E, K, then n) behind benches/lamp/first-design.md
 # ("Scaling"): LaMP-2N-style, first 20 users, small model, seed 42, paper
 # defaults for everything not swept, on build 43e7ebf like the comparison.
 #
