@@ -37,7 +37,8 @@ pub enum BenchCommand {
     /// and a 2-D map of their embeddings.
     Personas(crate::cmd::bench_personas::PersonasArgs),
     /// Finished LaMP runs side by side (e.g. backbones, paper Fig. 4):
-    /// table, JSON and a bar chart per task.
+    /// table, JSON and a bar chart per task; runs that kept their rows are
+    /// also paired with the task's first run, method by method.
     Compare(crate::cmd::bench_compare::CompareArgs),
     /// One report from runs that split a LaMP benchmark by method (same
     /// set, model, seed and settings).
