@@ -152,29 +152,32 @@ fn paired_text(p: &PairedToFirst) -> String {
 /// The section pairing each later run of a task with its first, or `None`
 /// where fewer than two of its runs hold rows.
 fn paired_section(task: Task, of_task: &[&Run], methods: &[&str]) -> Result<Option<(String, Value)>> {
-    let mut rows: Vec<Option<Vec<ResultRow>>> = Vec::with_capacity(of_task.len());
-    for r in of_task {
+    let mut with_rows: Vec<(&Run, Vec<ResultRow>)> = Vec::with_capacity(of_task.len());
+    for (i, r) in of_task.iter().enumerate() {
         let read = read_results(&r.dir).with_context(|| format!("--run {}: reading its results.jsonl", r.name))?;
-        rows.push(if read.is_empty() { None } else { Some(read) });
+        if i == 0 && read.is_empty() {
+            return Ok(None);
+        }
+        if !read.is_empty() {
+            with_rows.push((*r, read));
+        }
     }
-    let Some(first) = rows[0].as_ref() else { return Ok(None) };
-    let later: Vec<usize> = (1..of_task.len()).filter(|i| rows[*i].is_some()).collect();
+    let Some(((first_run, first), later)) = with_rows.split_first() else { return Ok(None) };
     if later.is_empty() {
         return Ok(None);
     }
     let metric = if task.is_rating() { "MAE" } else { "accuracy" };
     let mut md = format!(
         "\n### {task}: each run minus {} on the same users (paired 95% CI of {metric} over the users both answered the same questions for)\n\n| method | {} |\n|---|{}\n",
-        of_task[0].name,
-        later.iter().map(|i| format!("{} − {}", of_task[*i].name, of_task[0].name)).collect::<Vec<_>>().join(" | "),
+        first_run.name,
+        later.iter().map(|(r, _)| format!("{} − {}", r.name, first_run.name)).collect::<Vec<_>>().join(" | "),
         "---|".repeat(later.len())
     );
     let mut json_runs = serde_json::Map::new();
     for m in methods {
         let mut cells = Vec::with_capacity(later.len());
-        for i in &later {
-            let (run, Some(theirs)) = (of_task[*i], rows[*i].as_ref()) else { continue };
-            match pair_with_first(task, first, theirs, m, of_task[0].seed)? {
+        for (run, theirs) in later {
+            match pair_with_first(task, first, theirs, m, first_run.seed)? {
                 Some(p) => {
                     cells.push(paired_text(&p));
                     let entry = json_runs.entry(run.name.clone()).or_insert_with(|| json!({}));
@@ -187,7 +190,7 @@ fn paired_section(task: Task, of_task: &[&Run], methods: &[&str]) -> Result<Opti
             md.push_str(&format!("| {m} | {} |\n", cells.join(" | ")));
         }
     }
-    Ok(Some((md, json!({"first": of_task[0].name, "runs": json_runs}))))
+    Ok(Some((md, json!({"first": first_run.name, "runs": json_runs}))))
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
