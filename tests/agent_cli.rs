@@ -265,6 +265,19 @@ fn bench_lamp_runs_scores_and_resumes() {
     assert!(merged.join("report.md").is_file());
     let twice = persona(&data, &["bench", "merge", "--run", out.to_str().unwrap(), "--run", alone.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
     assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("method 'rag-1' is in both"));
+    // --method keeps some methods' rows (here the first part's prompt, not its rag-1).
+    let picked = tmp.path().join("picked");
+    let md = ok(&persona(
+        &data,
+        &["bench", "merge", "--method", "prompt,icl", "--run", out.to_str().unwrap(), "--run", icl.to_str().unwrap(), "--out", picked.to_str().unwrap()],
+    ));
+    assert!(md.contains("| icl | 2 |") && md.contains("| prompt | 2 |") && !md.contains("| rag-1 |"), "{md}");
+    let none = persona(
+        &data,
+        &["bench", "merge", "--method", "icl", "--run", out.to_str().unwrap(), "--run", icl.to_str().unwrap(), "--out", picked.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && err.contains(out.to_str().unwrap()) && err.contains("none of the methods"), "{err}");
     let other_users = persona(&data, &["bench", "merge", "--run", icl.to_str().unwrap(), "--run", out2.to_str().unwrap(), "--out", merged.to_str().unwrap()]);
     assert!(!other_users.status.success() && String::from_utf8_lossy(&other_users.stderr).contains("differs"));
 

@@ -50,25 +50,46 @@ pub const SHARED_META: &[&str] = &["model", "model_sha256", "seed", "config"];
 /// that differ in them, and the merged settings are the agents' parts'.
 pub const AGENT_CONFIG: &[&str] = &["answer_turn", "answer_turn_records", "answer_turn_closeness", "label_repeat_penalty"];
 
-/// `key` of a part's meta as compared; `agents_only` strips the settings
-/// only agents read (when one of the two compared parts has no agent).
-fn shared(meta: &Value, key: &str, agents_only: bool) -> Value {
+/// Settings that change only the methods that align a persona
+/// (PersonaAgent and no-action): the model that writes the rewrites. A
+/// part without those methods (the baselines, ReAct, the other ablations)
+/// merges with parts that differ in them, so that PersonaAgent with
+/// `--align-model large` is paired with baselines run once.
+pub const ALIGN_CONFIG: &[&str] = &["align_model"];
+
+/// A group of settings and the methods that read them.
+struct Group {
+    keys: &'static [&'static str],
+    reads: fn(Method) -> bool,
+}
+
+/// Every group of settings that only some methods read.
+const GROUPS: [Group; 2] = [Group { keys: AGENT_CONFIG, reads: Method::uses_agent }, Group { keys: ALIGN_CONFIG, reads: Method::aligns }];
+
+impl Group {
+    /// Whether any of a part's rows is of a method that reads the group.
+    fn read_by(&self, part: &Part) -> bool {
+        part.rows.iter().any(|r| (self.reads)(r.method))
+    }
+}
+
+/// `key` of a part's meta as compared, without the settings in `unread`
+/// (those one of the two compared parts has no method to read).
+fn shared(meta: &Value, key: &str, unread: &[&str]) -> Value {
     let mut v = meta.get(key).cloned().unwrap_or(Value::Null);
     if let Value::Object(config) = &mut v {
         config.remove("lock_step");
         config.remove("shard");
-        if agents_only {
-            for k in AGENT_CONFIG {
-                config.remove(*k);
-            }
+        for k in unread {
+            config.remove(*k);
         }
     }
     v
 }
 
-/// Whether any of a part's rows is an agent's (see [`AGENT_CONFIG`]).
-fn has_agents(part: &Part) -> bool {
-    part.rows.iter().any(|r| r.method.uses_agent())
+/// The settings of [`GROUPS`] that `a` or `b` has no method to read.
+fn unread(a: &Part, b: &Part) -> Vec<&'static str> {
+    GROUPS.iter().filter(|g| !g.read_by(a) || !g.read_by(b)).flat_map(|g| g.keys.iter().copied()).collect()
 }
 
 /// One finished run: its folder's report and result rows.
@@ -110,21 +131,21 @@ pub fn merge(parts: &[Part]) -> Result<(Report, Vec<ResultRow>)> {
     let mut revisions: Vec<String> = Vec::new();
     let mut sources: Vec<Value> = Vec::new();
     let mut listed = Vec::new();
-    let first_agents = parts.iter().find(|p| has_agents(p));
+    // Each group's first part with a method that reads it.
+    let readers: Vec<Option<&Part>> = GROUPS.iter().map(|g| parts.iter().find(|p| g.read_by(p))).collect();
     for part in parts {
         let (path, report) = (part.path.as_path(), &part.report);
         if report.task != first.report.task {
             return Err(LampError::Merge(format!("{} is {} but {} is {}", path.display(), report.task, first.path.display(), first.report.task)));
         }
-        // Every part against the first; agents' parts also against the
-        // first agents' part, in the settings only agents read.
-        let mut against = vec![(first, !has_agents(first) || !has_agents(part))];
-        if let (true, Some(agents)) = (has_agents(part), first_agents) {
-            against.push((agents, false));
-        }
-        for (other, agents_only) in against {
+        // Every part against the first, and against each group's first
+        // reader in the settings both read.
+        let mut against = vec![first];
+        against.extend(GROUPS.iter().zip(&readers).filter(|(g, _)| g.read_by(part)).filter_map(|(_, r)| *r));
+        for other in against {
+            let unread = unread(other, part);
             for key in SHARED_META {
-                let (a, b) = (shared(&other.report.meta, key, agents_only), shared(&report.meta, key, agents_only));
+                let (a, b) = (shared(&other.report.meta, key, &unread), shared(&report.meta, key, &unread));
                 if a != b {
                     return Err(LampError::Merge(format!("meta.{key} differs: {a} in {} but {b} in {}", other.path.display(), path.display())));
                 }
@@ -167,13 +188,15 @@ pub fn merge(parts: &[Part]) -> Result<(Report, Vec<ResultRow>)> {
     meta.insert("questions_asked".into(), json!(rows.iter().map(|r| r.id.as_str()).collect::<BTreeSet<_>>().len()));
     if let Some(Value::Object(config)) = meta.get_mut("config") {
         config.remove("shard");
-        // The agents' own settings, from a part that has agents.
-        let agents = first_agents.and_then(|p| p.report.meta.get("config")).and_then(Value::as_object);
-        for k in AGENT_CONFIG {
-            match agents.and_then(|c| c.get(*k)) {
-                Some(v) => config.insert(k.to_string(), v.clone()),
-                None => config.remove(*k),
-            };
+        // Each group's settings from a part with a method that reads them.
+        for (group, reader) in GROUPS.iter().zip(&readers) {
+            let settings = reader.and_then(|p| p.report.meta.get("config")).and_then(Value::as_object);
+            for k in group.keys {
+                match settings.and_then(|c| c.get(*k)) {
+                    Some(v) => config.insert(k.to_string(), v.clone()),
+                    None => config.remove(*k),
+                };
+            }
         }
     }
     if sources.len() > 1 {
@@ -277,6 +300,33 @@ mod tests {
         let other = part("c", t, 42, None, vec![row(Method::Icl, 0, "4", "4"), row(Method::Icl, 1, "5", "5")]);
         let (m, _) = merge(&[base, with_turn(other)]).unwrap();
         assert!(m.meta["config"].get("answer_turn").is_none());
+    }
+
+    #[test]
+    fn the_alignment_writer_separates_only_parts_that_align() {
+        let t = Task::ProductRating;
+        let writer = |mut p: Part, model: &str| {
+            p.report.meta["config"]["align_model"] = json!(model);
+            p
+        };
+        // Baselines and ReAct (an agent, but it aligns nothing) run once...
+        let base = part("base", t, 42, None, vec![row(Method::Rag1, 0, "4", "4"), row(Method::React, 0, "5", "4")]);
+        let large = writer(part("large", t, 42, None, vec![row(Method::PersonaAgent, 0, "4", "4")]), "large");
+        // ...merge with PersonaAgent aligned by another writer.
+        let (m, rows) = merge(&[base.clone(), large.clone()]).unwrap();
+        assert_eq!((m.meta["config"]["align_model"].clone(), rows.len()), (json!("large"), 3));
+        assert!(m.methods.contains_key("rag-1") && m.methods.contains_key("persona-agent"));
+        // A part whose no-action aligned with the serving model does not.
+        let ablations = part("abl", t, 42, None, vec![row(Method::NoAction, 0, "4", "4")]);
+        let err = merge(&[base.clone(), large.clone(), ablations.clone()]).unwrap_err().to_string();
+        assert!(err.contains("meta.config differs") && err.contains("in large but") && err.contains("abl"), "{err}");
+        // Without a method that aligns, the merged settings do not claim a writer.
+        let (m, _) = merge(&[writer(base, "large"), part("icl", t, 42, None, vec![row(Method::Icl, 0, "4", "4")])]).unwrap();
+        assert!(m.meta["config"].get("align_model").is_none());
+        // Aligning parts merge only with the same writer.
+        let pa = || part("pa", t, 42, None, vec![row(Method::PersonaAgent, 0, "4", "4")]);
+        assert!(merge(&[ablations.clone(), pa()]).is_ok());
+        assert!(merge(&[ablations, writer(pa(), "small")]).is_err());
     }
 
     #[test]

@@ -110,6 +110,13 @@ impl Method {
         matches!(self, Method::React | Method::PersonaAgent) || self.is_ablation()
     }
 
+    /// Whether it answers with a persona aligned by test-time alignment
+    /// (PersonaAgent, and no-action's one call): the methods that
+    /// `--align-model` changes.
+    pub fn aligns(self) -> bool {
+        matches!(self, Method::PersonaAgent | Method::NoAction)
+    }
+
     /// Whether it needs the user's profile in the memory store.
     fn needs_memory(self) -> bool {
         !matches!(self, Method::Prompt | Method::Icl | Method::React | Method::Membank)

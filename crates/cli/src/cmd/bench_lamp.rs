@@ -169,7 +169,8 @@ pub struct LampArgs {
     pub out: PathBuf,
 }
 
-fn methods(spec: &str) -> Result<Vec<Method>> {
+/// The methods of a `--method` list: names, comma-separated, or `all`.
+pub(crate) fn methods(spec: &str) -> Result<Vec<Method>> {
     if spec.trim() == "all" {
         return Ok(Method::ALL.to_vec());
     }

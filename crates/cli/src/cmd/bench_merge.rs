@@ -4,27 +4,44 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use persona_lamp::merge::Part;
 use persona_lamp::{markdown, merge};
+
+use crate::cmd::bench_lamp::methods;
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// A finished run's folder (it holds report.json and results.jsonl).
     /// Repeat for each part; the parts must share the model, seed and
-    /// settings (a part of one-call methods alone may differ in the
-    /// settings only agents read, `--answer-turn`), no question may be answered by one method in two parts,
-    /// and together every method must cover the same questions.
+    /// settings (a part without agents may differ in the settings only
+    /// agents read, `--answer-turn`; a part without PersonaAgent or
+    /// no-action in `--align-model`), no question may be answered by one
+    /// method in two parts, and together every method must cover the same
+    /// questions.
     #[arg(long = "run", value_name = "DIR", required = true)]
     pub runs: Vec<PathBuf>,
+    /// Keep only these methods' rows from the parts, comma-separated, or
+    /// `all` (the method names of `bench lamp --method`): e.g. the
+    /// baselines of a part that also holds ablations run with another
+    /// `--align-model`. Every part must keep some.
+    #[arg(long, default_value = "all")]
+    pub method: String,
     /// Where to write the merged report.json and report.md.
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(args: MergeArgs) -> Result<()> {
-    let parts = args.runs.iter().map(|dir| Part::read(dir).with_context(|| format!("--run {}", dir.display()))).collect::<Result<Vec<_>>>()?;
+    let methods = methods(&args.method)?;
+    let mut parts = args.runs.iter().map(|dir| Part::read(dir).with_context(|| format!("--run {}", dir.display()))).collect::<Result<Vec<_>>>()?;
+    for part in &mut parts {
+        part.rows.retain(|r| methods.contains(&r.method));
+        if part.rows.is_empty() {
+            bail!("--run {} holds none of the methods asked for (--method {})", part.path.display(), args.method);
+        }
+    }
     let (merged, rows) = merge(&parts)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&merged)?)?;
