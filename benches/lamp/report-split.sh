@@ -57,7 +57,8 @@ part() {
   fi
 }
 
-# merge SET PART... : joins finished parts into OUT/<SET>-merged.
+# merge SET PART... : joins finished parts into OUT/<SET>-merged (with
+# METHODS=a,b,... only those methods' rows: `bench merge --method`).
 merge() {
   local set=$1; shift
   local runs=() p
@@ -66,7 +67,7 @@ merge() {
     runs+=(--run "$OUT/$p")
   done
   if [ -f "$OUT/$set-merged/report.json" ]; then echo "=== $set merge: done"; return 0; fi
-  "$BIN" bench merge "${runs[@]}" --out "$OUT/$set-merged" > "$OUT/$set-merged.log" 2>&1 || { echo "=== $set merge failed"; return 1; }
+  "$BIN" bench merge ${METHODS:+--method "$METHODS"} "${runs[@]}" --out "$OUT/$set-merged" > "$OUT/$set-merged.log" 2>&1 || { echo "=== $set merge failed"; return 1; }
   cp "$OUT/$set-merged/report.md" "$DEST/$set-merged.md"
   cp "$OUT/$set-merged/report.json" "$DEST/$set-merged.json"
   echo "=== $set merge: $DEST/$set-merged.md"
@@ -199,7 +200,7 @@ merge LaMP-3-B-all "${b_all[@]}" || exit 1
 # PersonaAgent under config D with the 1.5B writer for feedback and
 # rewrites (`--align-model large`); compared with the 0.5B writer's part of
 # the same set by `bench compare` (one report cannot hold PersonaAgent
-# twice).
+# twice), and merged with the baselines below.
 # shellcheck disable=SC2086
 {
   part rep-2N-d-large LaMP-2N-D-large-persona-agent -- --task LaMP-2N --raw "$RAW" "${D[@]}" --answer-turn-closeness \
@@ -218,4 +219,17 @@ for i in 0 1 2 3; do
       --answer-turn-records --align-model large --method persona-agent
   } || exit 1
 done
+# The 1.5B writer's PersonaAgent beside the baselines, paired: ReAct and
+# MemBank come from the ablations' parts, whose no-action aligned with the
+# 0.5B writer (so those parts merge without the ablations).
+ONE=prompt,icl,rag-1,rag-4,pag-4,react,membank,nearest,persona-agent
+METHODS=$ONE merge LaMP-2N-D-large rep-2N-d-base rep-2N-d-abl rep-2N-d-large || exit 1
+METHODS=$ONE merge LaMP-2M6-D-large rep-2M6-d-base rep-2M6-d-abl rep-2M6-d-large || exit 1
+l1_large=() b_large=()
+for i in 0 1 2 3; do
+  l1_large+=(rep-1d-s$i-base rep-1d-s$i-abl rep-1d-s$i-large)
+  b_large+=(rep-3b-s$i-base rep-3b-s$i-abl rep-3b-s$i-large)
+done
+METHODS=$ONE merge LaMP-1-D-large "${l1_large[@]}" || exit 1
+METHODS=$ONE merge LaMP-3-B-large "${b_large[@]}" || exit 1
 echo "=== $(date -u +%FT%TZ) all parts done"
